@@ -1,0 +1,32 @@
+# Two entry points that set everything up themselves: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build of torch 2.13.0 on the development machines; on a CUDA machine choose yours,
+# e.g. `make demo TORCH=torch` (any torch >= 2.5 works).
+TORCH ?= torch==2.13.0
+CORES ?= 2
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint run
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+demo: install
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --configfile config/demo.yaml
+
+run: install
+	$(BIN)/snakemake --cores 1 --resources gpu=1
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/pytest -ra

@@ -1,0 +1,47 @@
+"""tokenize -> train[variant] -> evaluate[variant] -> benchmark[variant] -> plot
+
+Run: snakemake --cores 1 --resources gpu=1             (the reference experiment)
+     snakemake --cores 2 --configfile config/demo.yaml  (offline demo)
+"""
+
+import os
+import sys
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+# Scripts import the attnscore package of this checkout, in whatever environment runs them
+# (a conda env from envs/ does not have it installed). This sets a variable for the jobs; the
+# workflow requires none, so there is nothing for `envvars:` to assert.
+sys.path.insert(0, workflow.basedir)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        filter(None, [workflow.basedir, os.getenv("PYTHONPATH")])
+    )
+)
+from attnscore.config import check
+from attnscore.data import SPLITS
+
+check(config)
+
+RESULTS = f"results/{config['experiment']}"
+VARIANTS = config["variants"]
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/plot.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.plot.output,

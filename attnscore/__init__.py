@@ -1,0 +1,1 @@
+"""Attention scoring functions compared on GPT-2-style language models (see README.md)."""

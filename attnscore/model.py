@@ -1,0 +1,113 @@
+"""A GPT-2-style decoder-only language model whose attention kind is a config option.
+
+The defaults are the reference experiment's decoder (the course starter): sinusoidal
+positions added to token embeddings scaled by sqrt(d_model), pre-LayerNorm residual blocks,
+a ReLU feed-forward, a final LayerNorm, an untied output layer and Xavier-uniform init.
+GPT-2's own choices (learned positions, GELU, tied embeddings) are options of the same class.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from attnscore.attention import attention
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int
+    d_model: int = 512
+    n_layers: int = 6
+    n_heads: int = 8
+    d_ff: int = 2048
+    dropout: float = 0.1
+    max_seq_len: int = 512
+    attention: str = "dot"
+    euclid_p: float = 2.0  # the p of the norm in the euclid kind
+    positions: str = "sinusoidal"  # or "learned" (GPT-2)
+    activation: str = "relu"  # or "gelu" (GPT-2)
+    tie_embeddings: bool = False  # True: the output layer shares the token embedding (GPT-2)
+
+
+def sinusoidal_positions(n_positions: int, d_model: int) -> torch.Tensor:
+    """The fixed sin/cos table of "Attention Is All You Need", shape (n_positions, d_model)."""
+    position = torch.arange(n_positions, dtype=torch.float32).unsqueeze(1)
+    inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(1e4) / d_model))
+    table = torch.zeros(n_positions, d_model)
+    table[:, 0::2] = torch.sin(position * inv_freq)
+    table[:, 1::2] = torch.cos(position * inv_freq)
+    return table
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.n_heads, self.kind, self.p, self.dropout = cfg.n_heads, cfg.attention, cfg.euclid_p, cfg.dropout
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        dropout_p = self.dropout if self.training else 0.0
+        y = attention(q, k, v, self.kind, causal=True, dropout_p=dropout_p, p=self.p)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = SelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        activation = {"relu": nn.ReLU(), "gelu": nn.GELU()}[cfg.activation]
+        self.ff = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), activation, nn.Linear(cfg.d_ff, cfg.d_model))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        x = x + self.drop(self.attn(self.ln1(x)))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
+class DecoderLM(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        if cfg.positions == "learned":
+            self.pos_emb = nn.Embedding(cfg.max_seq_len, cfg.d_model)
+        else:
+            self.register_buffer("pos_table", sinusoidal_positions(cfg.max_seq_len, cfg.d_model), persistent=False)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=not cfg.tie_embeddings)
+        for param in self.parameters():
+            if param.dim() > 1:
+                nn.init.xavier_uniform_(param)
+        if cfg.tie_embeddings:
+            self.head.weight = self.tok_emb.weight
+
+    def forward(self, idx, targets=None):
+        """Logits (batch, time, vocab); with targets, also the summed NLL and the token count."""
+        t = idx.shape[1]
+        if t > self.cfg.max_seq_len:
+            raise ValueError(f"sequence of {t} tokens exceeds model.max_seq_len={self.cfg.max_seq_len}")
+        positions = self.pos_emb.weight[:t] if self.cfg.positions == "learned" else self.pos_table[:t]
+        x = self.drop(self.tok_emb(idx) * math.sqrt(self.cfg.d_model) + positions)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.ln_f(x))
+        if targets is None:
+            return logits
+        nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum")
+        return logits, nll
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def config_dict(self) -> dict:
+        return asdict(self.cfg)

@@ -1,0 +1,140 @@
+"""Corpus checks, tokenization, downloads (from a loopback server) and batching."""
+
+import hashlib
+import http.server
+import io
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from attnscore import data
+from attnscore.data import DataError, batchify, num_windows, windows
+
+
+def test_batchify_lays_consecutive_tokens_along_rows():
+    m = batchify(np.arange(23), batch_size=4)
+    assert m.shape == (4, 5) and m.dtype == torch.int64
+    assert m[1].tolist() == [5, 6, 7, 8, 9]  # row b holds tokens b*n .. b*n+n-1; 3 dropped
+
+
+def test_windows_shift_targets_by_one_and_cover_every_target():
+    m = batchify(np.arange(40), batch_size=2)  # rows of 20
+    pairs = list(windows(m, seq_len=8))
+    assert len(pairs) == num_windows(m, 8) == 3
+    assert [x.shape[1] for x, _ in pairs] == [8, 8, 3]  # the last window is shorter
+    for x, y in pairs:
+        assert torch.equal(y, x + 1)
+    assert torch.cat([y for _, y in pairs], 1)[0].tolist() == list(range(1, 20))
+
+
+def test_batchify_rejects_a_stream_too_short_for_the_batch():
+    with pytest.raises(DataError, match="too few for batch size 8"):
+        batchify(np.arange(10), batch_size=8)
+
+
+def test_gpt2_bpe_matches_the_published_token_count(shared_data, tmp_path):
+    tokenizer = data.build_tokenizer("gpt2", bpe_dir=shared_data / "gpt2-bpe")
+    tokens = data.encode(tokenizer, data.read_text(shared_data / "wikitext-2" / "wiki.valid.tokens"))
+    assert len(tokens) == 258_659 and tokens.dtype == np.uint16
+    data.save_tokens(tokens, tmp_path / "valid.npy")
+    np.testing.assert_array_equal(data.load_tokens(tmp_path / "valid.npy", 50257), tokens)
+
+
+def test_tampered_bpe_file_is_refused(shared_data, tmp_path):
+    (tmp_path / "vocab.bpe").write_bytes((shared_data / "gpt2-bpe" / "vocab.bpe").read_bytes() + b" ")
+    (tmp_path / "encoder.json").write_bytes((shared_data / "gpt2-bpe" / "encoder.json").read_bytes())
+    with pytest.raises(DataError, match="vocab.bpe: sha256 does not match"):
+        data.build_tokenizer("gpt2", bpe_dir=tmp_path)
+
+
+def test_valid_split_cannot_pass_for_the_train_split(shared_data):
+    with pytest.raises(DataError, match="3760 lines, but the wikitext-2 train split has 36718"):
+        data.check_wikitext_split(shared_data / "wikitext-2" / "wiki.valid.tokens", "wikitext-2", "train")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "file not found"), (b"  \n\n", "file is empty"), (b"caf\xe9 au lait\n", "not UTF-8 text")],
+)
+def test_unreadable_split_files_fail_clearly(tmp_path, content, message):
+    path = tmp_path / "train.txt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        data.read_text(path)
+
+
+def test_token_ids_beyond_the_vocabulary_are_refused(tmp_path):
+    data.save_tokens(np.array([1, 2, 900], dtype=np.uint16), tmp_path / "t.npy")
+    with pytest.raises(DataError, match="token id 900 is beyond the vocabulary \\(512\\)"):
+        data.load_tokens(tmp_path / "t.npy", vocab_size=512)
+
+
+def test_demo_corpus_is_english_text_in_three_splits(tmp_path):
+    data.demo_corpus(tmp_path)
+    sizes = {split: len((tmp_path / f"{split}.txt").read_text()) for split in data.SPLITS}
+    assert sizes["train"] > 300_000 and sizes["valid"] > 30_000 and sizes["test"] > 30_000
+    assert " the " in (tmp_path / "train.txt").read_text()
+
+
+@pytest.fixture
+def loopback_server():
+    """Serve {path: bytes} on 127.0.0.1; unknown paths answer 404."""
+    files = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = files.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield files, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def small_release(monkeypatch):
+    """A stand-in WikiText release of 3/2/1 lines, registered as 'tiny' with the zip's md5."""
+    lines = {"train": 3, "valid": 2, "test": 1}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for split, n in lines.items():
+            archive.writestr(f"tiny/wiki.{split}.tokens", "".join(f" {split} line {i} \n" for i in range(n)))
+    blob = buffer.getvalue()
+    spec = {
+        "zip": "tiny.zip",
+        "checksum": ("md5", hashlib.md5(blob).hexdigest()),
+        "member": "tiny/wiki.{split}.tokens",
+        "lines": lines,
+    }
+    monkeypatch.setitem(data.WIKITEXT, "tiny", spec)
+    return blob
+
+
+def test_download_skips_a_corrupt_source_and_verifies_the_next(loopback_server, monkeypatch, tmp_path):
+    files, url = loopback_server
+    blob = small_release(monkeypatch)
+    files["/bad.zip"], files["/good.zip"] = blob[:-10], blob  # a truncated download, then a good one
+    source = data.download_wikitext(
+        "tiny", tmp_path / "out", [("mirror", url + "/bad.zip"), ("mirror", url + "/good.zip")]
+    )
+    assert source.endswith("/good.zip")
+    assert (tmp_path / "out" / "train.txt").read_text().count("\n") == 3
+
+
+def test_failed_downloads_leave_no_files_and_name_every_source(loopback_server, monkeypatch, tmp_path):
+    files, url = loopback_server
+    files["/bad.zip"] = small_release(monkeypatch)[:-10]
+    with pytest.raises(DataError, match="(?s)could not download tiny.*bad.zip.*does not match.*missing.zip.*404"):
+        data.download_wikitext(
+            "tiny", tmp_path / "out", [("mirror", url + "/bad.zip"), ("mirror", url + "/missing.zip")]
+        )
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

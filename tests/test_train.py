@@ -1,0 +1,165 @@
+"""Model causality, perplexity arithmetic, training, resuming and the offline real-data path."""
+
+import math
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from attnscore import data, train
+from attnscore.model import DecoderLM, ModelConfig
+from attnscore.train import TrainConfig, TrainingInterrupted
+
+TINY = dict(d_model=16, n_layers=2, n_heads=2, d_ff=32, max_seq_len=16)
+
+
+@pytest.mark.parametrize("kind", ["dot", "euclid"])
+@pytest.mark.parametrize("options", [{}, {"positions": "learned", "activation": "gelu", "tie_embeddings": True}])
+def test_model_never_looks_ahead(kind, options):
+    torch.manual_seed(0)
+    model = DecoderLM(ModelConfig(vocab_size=50, attention=kind, **TINY, **options)).eval()
+    idx = torch.randint(50, (2, 12))
+    changed = idx.clone()
+    changed[:, 8] = (changed[:, 8] + 1) % 50
+    torch.testing.assert_close(model(idx)[:, :8], model(changed)[:, :8], rtol=0, atol=0)
+    assert not torch.allclose(model(idx)[:, 8:], model(changed)[:, 8:])
+
+
+def test_tied_embeddings_share_one_matrix():
+    model = DecoderLM(ModelConfig(vocab_size=50, tie_embeddings=True, **TINY))
+    assert model.head.weight is model.tok_emb.weight
+
+
+def test_model_returns_summed_nll():
+    model = DecoderLM(ModelConfig(vocab_size=50, **TINY)).eval()
+    idx, targets = torch.randint(50, (2, 5)), torch.randint(50, (2, 5))
+    logits, nll = model(idx, targets)
+    expected = -torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).sum()
+    torch.testing.assert_close(nll, expected)
+
+
+def test_perplexity_is_token_weighted():
+    # Windows of 10 and 2 tokens with mean NLL 1 and 3: exp((10*1 + 2*3) / 12), not the mean of two perplexities.
+    assert train.perplexity(10 * 1.0 + 2 * 3.0, 12) == pytest.approx(math.exp(16 / 12))
+    assert train.perplexity(10 * 1.0 + 2 * 3.0, 12) != pytest.approx((math.e + math.e**3) / 2)
+
+
+@pytest.fixture
+def token_files(tmp_path):
+    rng = np.random.default_rng(0)
+    stream = (np.arange(6000) * 7 + rng.integers(0, 3, 6000)) % 64  # learnable structure plus noise
+    files = {}
+    for split, part in zip(data.SPLITS, (stream[:4000], stream[4000:5000], stream[5000:]), strict=True):
+        files[split] = tmp_path / f"{split}.npy"
+        data.save_tokens(part.astype(np.uint16), files[split])
+    return files
+
+
+def run(token_files, checkpoint_dir, epochs=2, **overrides):
+    settings = dict(seq_len=16, batch_size=4, eval_batch_size=4, epochs=epochs, lr=3e-3, device="cpu", precision="fp32")
+    cfg = TrainConfig(**{**settings, **overrides})
+    return train.train(ModelConfig(vocab_size=64, **TINY), cfg, token_files, checkpoint_dir, log=lambda *_: None)
+
+
+def without_timing(history):
+    return [{k: v for k, v in row.items() if k not in ("tokens_per_s", "elapsed_s")} for row in history]
+
+
+def test_training_learns_and_writes_checkpoints(token_files, tmp_path):
+    history = run(token_files, tmp_path / "ckpt", epochs=3)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[-1]["valid_ppl"] < history[0]["valid_ppl"] < 64  # better than uniform over the vocabulary
+    assert {"train_ppl", "valid_ppl", "test_ppl", "lr", "tokens_per_s", "elapsed_s"} <= set(history[0])
+    saved = train.load_checkpoint(tmp_path / "ckpt" / "last.pt")
+    assert saved["epoch"] == 3 and {"model", "optimizer", "rng_cpu", "history"} <= set(saved)
+    best = train.load_checkpoint(tmp_path / "ckpt" / "best.pt")
+    assert best["history"][-1]["valid_loss"] == min(row["valid_loss"] for row in history)
+
+
+def test_same_seed_same_metrics(token_files, tmp_path):
+    assert without_timing(run(token_files, tmp_path / "a")) == without_timing(run(token_files, tmp_path / "b"))
+
+
+def test_interrupted_run_resumes_to_identical_metrics(token_files, tmp_path, monkeypatch):
+    reference = run(token_files, tmp_path / "reference")
+    real_step, calls = train.Trainer.step, []
+
+    def step_then_sigterm(self, x, y):
+        calls.append(1)
+        if len(calls) == 90:  # mid-way through epoch 2 (63 steps an epoch)
+            signal.raise_signal(signal.SIGTERM)
+        return real_step(self, x, y)
+
+    monkeypatch.setattr(train.Trainer, "step", step_then_sigterm)
+    with pytest.raises(TrainingInterrupted, match="re-run to resume"):
+        run(token_files, tmp_path / "resumed")
+    monkeypatch.setattr(train.Trainer, "step", real_step)
+    assert train.load_checkpoint(tmp_path / "resumed" / "last.pt")["step"] == 90 - 63
+    assert without_timing(run(token_files, tmp_path / "resumed")) == without_timing(reference)
+
+
+def test_raising_epochs_continues_a_finished_run(token_files, tmp_path):
+    reference = run(token_files, tmp_path / "reference", epochs=2)
+    run(token_files, tmp_path / "continued", epochs=1)
+    assert without_timing(run(token_files, tmp_path / "continued", epochs=2)) == without_timing(reference)
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(token_files, tmp_path):
+    run(token_files, tmp_path / "ckpt", epochs=1)
+    messages = []
+    cfg = TrainConfig(seq_len=16, batch_size=4, eval_batch_size=4, epochs=1, lr=1e-3, device="cpu", precision="fp32")
+    train.train(ModelConfig(vocab_size=64, **TINY), cfg, token_files, tmp_path / "ckpt", log=messages.append)
+    assert any("other settings" in m for m in messages)
+
+
+def test_corrupt_checkpoint_fails_clearly(tmp_path):
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="last.pt: unreadable checkpoint .* delete it to start over"):
+        train.load_checkpoint(tmp_path / "last.pt")
+
+
+def test_evaluate_checkpoint_reports_test_perplexity(token_files, tmp_path):
+    history = run(token_files, tmp_path / "ckpt", epochs=2)
+    train.export_best(tmp_path / "ckpt", tmp_path / "model.pt")
+    cfg = TrainConfig(seq_len=16, eval_batch_size=4, device="cpu", precision="fp32")
+    result = train.evaluate_checkpoint(tmp_path / "model.pt", token_files["test"], cfg)
+    best = min(history, key=lambda row: row["valid_loss"])
+    assert result["perplexity"] == pytest.approx(best["test_ppl"], rel=1e-6)
+    assert result["tokens"] == 996 and result["attention"] == "dot"
+
+
+def test_cuda_requested_without_cuda_fails_clearly():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(RuntimeError, match="CUDA is not available here; set it to 'auto' or 'cpu'"):
+        train.pick_device("cuda")
+
+
+def test_offline_real_path_gpt2_bpe_on_wikitext_valid_and_test(shared_data, tmp_path):
+    """Tokenize the real WikiText-2 valid/test files with GPT-2's BPE, then train a few steps.
+
+    The train split is not available offline, so this 'offline mini split' trains on valid.
+    """
+    wiki = shared_data / "wikitext-2"
+    out = {split: tmp_path / f"{split}.npy" for split in data.SPLITS}
+    out.update(tokenizer=tmp_path / "tokenizer.json", meta=tmp_path / "meta.json")
+    texts = {"train": wiki / "wiki.valid.tokens", "valid": wiki / "wiki.test.tokens", "test": wiki / "wiki.test.tokens"}
+    meta = data.tokenize_corpus(texts, out, "gpt2", bpe_dir=shared_data / "gpt2-bpe")
+    assert meta["vocab_size"] == 50257 and meta["tokens"] == {"train": 258_659, "valid": 295_877, "test": 295_877}
+    # Evaluating 50,257-way logits over all 295,877 tokens takes minutes here: evaluate on a prefix.
+    for split in ("valid", "test"):
+        data.save_tokens(np.load(out[split])[:8192], out[split])
+    model_cfg = ModelConfig(vocab_size=50257, d_model=32, n_layers=1, n_heads=2, d_ff=64, max_seq_len=32)
+    cfg = TrainConfig(
+        seq_len=32,
+        batch_size=8,
+        eval_batch_size=8,
+        epochs=1,
+        lr=1e-3,
+        device="cpu",
+        precision="fp32",
+        max_steps_per_epoch=5,
+    )
+    (row,) = train.train(model_cfg, cfg, {s: out[s] for s in data.SPLITS}, tmp_path / "ckpt", log=lambda *_: None)
+    assert math.isfinite(row["test_ppl"]) and row["test_ppl"] < 2 * 50257

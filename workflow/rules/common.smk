@@ -1,0 +1,28 @@
+WIKITEXT_FILES = {
+    "wikitext-2": "wiki.{split}.tokens",
+    "wikitext-2-raw": "wiki.{split}.raw",
+}
+
+
+def corpus_files(wildcards):
+    """The three split files: the user's folder, a verified download, or the generated demo corpus."""
+    data = config["data"]
+    if data["corpus"] == "text":
+        return {s: os.path.join(data["dir"], data["files"][s]) for s in SPLITS}
+    if data["corpus"] == "demo":
+        return {s: f"resources/demo-corpus/{s}.txt" for s in SPLITS}
+    if data["dir"]:
+        pattern = WIKITEXT_FILES[data["corpus"]]
+        return {s: os.path.join(data["dir"], pattern.format(split=s)) for s in SPLITS}
+    return {s: f"resources/{data['corpus']}/{s}.txt" for s in SPLITS}
+
+
+def bpe_files(wildcards):
+    tok = config["tokenizer"]
+    if tok["kind"] != "gpt2":
+        return {}
+    folder = tok["dir"] or "resources/gpt2-bpe"
+    return {
+        "vocab_bpe": f"{folder}/vocab.bpe",
+        "encoder_json": f"{folder}/encoder.json",
+    }

@@ -1,0 +1,55 @@
+rule download_wikitext:
+    output:
+        expand("resources/{{release}}/{split}.txt", split=SPLITS),
+    log:
+        "resources/logs/download_{release}.log",
+    wildcard_constraints:
+        release="wikitext-2(-raw)?",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/download_wikitext.py"
+
+
+rule download_gpt2_bpe:
+    output:
+        "resources/gpt2-bpe/vocab.bpe",
+        "resources/gpt2-bpe/encoder.json",
+    log:
+        "resources/logs/download_gpt2_bpe.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/download_gpt2_bpe.py"
+
+
+rule demo_corpus:
+    output:
+        expand("resources/demo-corpus/{split}.txt", split=SPLITS),
+    log:
+        "resources/logs/demo_corpus.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/demo_corpus.py"
+
+
+rule tokenize:
+    input:
+        unpack(corpus_files),
+        unpack(bpe_files),
+    output:
+        train=f"{RESULTS}/data/train.npy",
+        valid=f"{RESULTS}/data/valid.npy",
+        test=f"{RESULTS}/data/test.npy",
+        tokenizer=f"{RESULTS}/data/tokenizer.json",
+        meta=f"{RESULTS}/data/meta.json",
+    log:
+        f"{RESULTS}/logs/tokenize.log",
+    conda:
+        "../../envs/data.yaml"
+    params:
+        data=config["data"],
+        tokenizer=config["tokenizer"],
+    script:
+        "../scripts/tokenize.py"

@@ -1,0 +1,64 @@
+rule train:
+    input:
+        train=rules.tokenize.output.train,
+        valid=rules.tokenize.output.valid,
+        test=rules.tokenize.output.test,
+        meta=rules.tokenize.output.meta,
+    output:
+        metrics=f"{RESULTS}/train/{{variant}}/metrics.csv",
+        model=f"{RESULTS}/train/{{variant}}/model.pt",
+    log:
+        f"{RESULTS}/logs/train_{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/logs/train_{{variant}}.benchmark.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: workflow.cores  # all CPU cores for torch; gpu=1 already runs these one at a time
+    resources:
+        gpu=1,
+    params:
+        model=config["model"],
+        train=config["train"],
+        # Resumable state, deliberately not an output: Snakemake deletes a failed job's outputs.
+        checkpoint_dir=lambda wildcards: f"{RESULTS}/checkpoints/{wildcards.variant}",
+    script:
+        "../scripts/train.py"
+
+
+rule evaluate:
+    input:
+        model=rules.train.output.model,
+        test=rules.tokenize.output.test,
+    output:
+        f"{RESULTS}/eval/{{variant}}.json",
+    log:
+        f"{RESULTS}/logs/evaluate_{{variant}}.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: workflow.cores  # all CPU cores for torch; gpu=1 already runs these one at a time
+    resources:
+        gpu=1,
+    params:
+        train=config["train"],
+    script:
+        "../scripts/evaluate.py"
+
+
+rule benchmark:
+    input:
+        meta=rules.tokenize.output.meta,
+    output:
+        f"{RESULTS}/bench/{{variant}}.csv",
+    log:
+        f"{RESULTS}/logs/benchmark_{{variant}}.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: workflow.cores  # all CPU cores for torch; gpu=1 already runs these one at a time
+    resources:
+        gpu=1,
+    params:
+        model=config["model"],
+        train=config["train"],
+        benchmark=config["benchmark"],
+    script:
+        "../scripts/benchmark.py"

@@ -1,0 +1,13 @@
+import json
+
+from attnscore.io import log_to, write_csv
+from attnscore.model import ModelConfig
+from attnscore.train import TrainConfig, export_best, train
+
+with log_to(snakemake.log[0]):
+    vocab_size = json.loads(open(snakemake.input.meta).read())["vocab_size"]
+    model_cfg = ModelConfig(vocab_size=vocab_size, attention=snakemake.wildcards.variant, **snakemake.params.model)
+    token_files = {split: snakemake.input[split] for split in ("train", "valid", "test")}
+    history = train(model_cfg, TrainConfig(**snakemake.params.train), token_files, snakemake.params.checkpoint_dir)
+    export_best(snakemake.params.checkpoint_dir, snakemake.output.model)
+    write_csv(history, snakemake.output.metrics)
