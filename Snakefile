@@ -6,6 +6,7 @@ Run: snakemake --cores 1 --resources gpu=1             (the reference experiment
 
 import os
 import sys
+from pathlib import Path
 
 from snakemake.utils import min_version, validate
 

@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
 from attnscore.io import atomic_path  # noqa: E402
 
@@ -18,7 +19,6 @@ REFERENCE = {
     "euclid": {"train_ppl_1": 485, "valid_ppl_1": 249, "test_ppl_1": 236, "test_ppl_final": None, "iters_per_s": 6.3},
 }
 REFERENCE_TOKENS_PER_ITER = 8 * 512
-SPLIT_COLORS = {"train": "tab:blue", "valid": "tab:orange", "test": "tab:green"}
 LINESTYLES = ["-", "--", ":", "-."]
 
 
@@ -44,17 +44,21 @@ def save(fig, paths) -> None:
 
 
 def plot_perplexity(metrics: pd.DataFrame, paths, title: str) -> None:
-    """Train/valid/test perplexity per epoch: colour = split, line style = variant (log scale)."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (variant, rows) in enumerate(metrics.groupby("variant", sort=False)):
-        style = LINESTYLES[i % len(LINESTYLES)]
-        for split, color in SPLIT_COLORS.items():
+    """Train, valid and test perplexity per epoch, one panel each, one line per variant (log scale)."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharey=True)
+    for ax, split in zip(axes, ("train", "valid", "test"), strict=True):
+        for i, (variant, rows) in enumerate(metrics.groupby("variant", sort=False)):
             ax.plot(
-                rows["epoch"], rows[f"{split}_ppl"], style, color=color, marker="o", ms=3, label=f"{variant} {split}"
+                rows["epoch"], rows[f"{split}_ppl"], LINESTYLES[i % len(LINESTYLES)], marker="o", ms=3, label=variant
             )
-    ax.set(xlabel="epoch", ylabel="perplexity", yscale="log", title=title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(ncol=2, fontsize="small")
+        ax.set(title=split, xlabel="epoch", yscale="log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("perplexity")
+    axes[0].legend()
+    fig.suptitle(title)
     save(fig, paths)
 
 
@@ -67,7 +71,9 @@ def plot_throughput(table: pd.DataFrame, paths, title: str) -> None:
         for t, r in zip(table["tokens_per_s"], relative, strict=True)
     ]
     ax.bar_label(bars, labels=labels, fontsize="small")
-    ax.set(ylabel="training tokens/s", title=f"{title}\n{table['device'].iloc[0]}, {table['dtype'].iloc[0]}")
+    first = table.iloc[0]
+    shape = f"batch {first['batch_size']} x seq_len {first['seq_len']}"
+    ax.set(ylabel="training tokens/s", title=f"{title}\n{first['device']}, {first['dtype']}, {shape}")
     ax.margins(y=0.25)
     save(fig, paths)
 
@@ -93,7 +99,7 @@ def summary_markdown(metrics: pd.DataFrame, tests: dict, table: pd.DataFrame, da
         lines.append(
             f"| ours: {variant} | {len(rows)} | {_fmt(first.train_ppl)} | {_fmt(first.valid_ppl)} | {_fmt(first.test_ppl)} "
             f"| {_fmt(tests[variant]['perplexity'])} | {_fmt(bench.iters_per_s, 2)} | {_fmt(bench.tokens_per_s, 0)} "
-            f"| {_fmt(bench.get('vs_dot_pct'), 1)}% |"
+            f"| {bench.get('vs_dot_pct', float('nan')):+.1f}% |"
         )
     for variant, ref in REFERENCE.items():
         relative = 100 * (ref["iters_per_s"] / REFERENCE["dot"]["iters_per_s"] - 1)

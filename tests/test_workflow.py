@@ -37,7 +37,7 @@ def executed_rules(log):
 def workdir(tmp_path_factory):
     """A copy of the workflow with a tiny version of the demo config."""
     work = tmp_path_factory.mktemp("workflow")
-    for name in ["Snakefile", "workflow", "config", "profiles", "envs"]:
+    for name in ["Snakefile", "workflow", "config", "profiles", "envs", "attnscore"]:
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, work / name)
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     config["experiment"] = "tiny"
@@ -72,6 +72,15 @@ def test_tiny_workflow_end_to_end(workdir):
     log = snakemake(workdir, "--configfile", "config/tiny.yaml", "--forcerun", "plot")
     assert executed_rules(log) == ["all", "plot"]
     assert trained == {p: p.stat().st_mtime_ns for p in trained}
+
+    # Editing package code re-runs exactly the rules that run it.
+    with open(workdir / "attnscore" / "plots.py", "a") as f:
+        f.write("# edited\n")
+    assert executed_rules(snakemake(workdir, "--configfile", "config/tiny.yaml", "--dry-run")) == ["all", "plot"]
+    with open(workdir / "attnscore" / "attention.py", "a") as f:
+        f.write("# edited\n")
+    planned = executed_rules(snakemake(workdir, "--configfile", "config/tiny.yaml", "--dry-run"))
+    assert planned == ["all", "benchmark", "evaluate", "plot", "train"]
 
 
 def test_default_config_dry_run_plans_the_whole_chain():

@@ -1,3 +1,18 @@
+import hashlib
+
+
+def code_version(*modules):
+    """A hash of attnscore modules, passed as a param so that Snakemake re-runs a job when
+    their content changes (its own code tracking only sees the script file)."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(Path(workflow.basedir, "attnscore", module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+TRAINING_CODE = code_version("attention.py", "model.py", "train.py", "data.py", "io.py")
+
+
 WIKITEXT_FILES = {
     "wikitext-2": "wiki.{split}.tokens",
     "wikitext-2-raw": "wiki.{split}.raw",

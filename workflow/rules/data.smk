@@ -30,6 +30,8 @@ rule demo_corpus:
         "resources/logs/demo_corpus.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        code=code_version("data.py"),
     script:
         "../scripts/demo_corpus.py"
 
@@ -51,5 +53,6 @@ rule tokenize:
     params:
         data=config["data"],
         tokenizer=config["tokenizer"],
+        code=code_version("data.py", "io.py"),
     script:
         "../scripts/tokenize.py"

@@ -17,5 +17,6 @@ rule plot:
     params:
         variants=VARIANTS,
         data_name=config["data"]["name"],
+        code=code_version("plots.py", "io.py"),
     script:
         "../scripts/plot.py"

@@ -19,6 +19,7 @@ rule train:
     params:
         model=config["model"],
         train=config["train"],
+        code=TRAINING_CODE,
         # Resumable state, deliberately not an output: Snakemake deletes a failed job's outputs.
         checkpoint_dir=lambda wildcards: f"{RESULTS}/checkpoints/{wildcards.variant}",
     script:
@@ -40,6 +41,7 @@ rule evaluate:
         gpu=1,
     params:
         train=config["train"],
+        code=TRAINING_CODE,
     script:
         "../scripts/evaluate.py"
 
@@ -60,5 +62,6 @@ rule benchmark:
         model=config["model"],
         train=config["train"],
         benchmark=config["benchmark"],
+        code=code_version("attention.py", "model.py", "train.py", "bench.py"),
     script:
         "../scripts/benchmark.py"
