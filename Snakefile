@@ -13,7 +13,11 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The reference experiment, unless a config is given: a user's config is complete on its own
+# and never silently inherits keys it lacks from this one (the schema names any missing key).
+if not config:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

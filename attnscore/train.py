@@ -154,6 +154,28 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         ) from err
 
 
+def resumable_checkpoint(checkpoint_dir: Path, run_id: str, epochs: int, log) -> dict | None:
+    """The checkpoint to resume from: last.pt, or best.pt if last.pt is damaged; None to start afresh."""
+    for name in ("last.pt", "best.pt"):
+        path = checkpoint_dir / name
+        if not path.exists():
+            continue
+        try:
+            saved = load_checkpoint(path)
+        except RuntimeError as err:
+            log(f"{err}; trying the previous good checkpoint")
+            continue
+        if saved["run_id"] != run_id:
+            log(f"{path} belongs to other settings or data; starting from scratch")
+            return None
+        if saved["epoch"] >= epochs:
+            log(f"{path} is a finished run of these settings; training again from scratch")
+            return None
+        log(f"resuming from {path}")
+        return saved
+    return None
+
+
 def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoint_dir, log=print) -> list[dict]:
     """Train until cfg.epochs, resuming from checkpoint_dir/last.pt when it is ours and unfinished.
 
@@ -176,26 +198,21 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoin
     trainer = Trainer(model_cfg, cfg)
     state = {"epoch": 0, "step": 0, "nll_sum": 0.0, "count": 0, "epoch_seconds": 0.0, "history": []}
     last = checkpoint_dir / "last.pt"
-    if last.exists():
-        saved = load_checkpoint(last)
-        if saved["run_id"] != run_id:
-            log(f"{last} belongs to other settings or data; starting from scratch")
-        elif saved["epoch"] >= cfg.epochs:
-            log(f"{last} is a finished run of these settings; training again from scratch")
-        else:
-            trainer.model.load_state_dict(saved["model"])
-            trainer.optimizer.load_state_dict(saved["optimizer"])
-            trainer.scaler.load_state_dict(saved["scaler"])
-            torch.set_rng_state(saved["rng_cpu"])
-            if trainer.device.type == "cuda" and saved["rng_cuda"]:
-                torch.cuda.set_rng_state_all(saved["rng_cuda"])
-            state = {key: saved[key] for key in state}
-            log(f"resuming from {last}: epoch {state['epoch'] + 1}, step {state['step']}")
+    saved = resumable_checkpoint(checkpoint_dir, run_id, cfg.epochs, log)
+    if saved:
+        trainer.model.load_state_dict(saved["model"])
+        trainer.optimizer.load_state_dict(saved["optimizer"])
+        trainer.scaler.load_state_dict(saved["scaler"])
+        torch.set_rng_state(saved["rng_cpu"])
+        if trainer.device.type == "cuda" and saved["rng_cuda"]:
+            torch.cuda.set_rng_state_all(saved["rng_cuda"])
+        state = {key: saved[key] for key in state}
+        log(f"resuming at epoch {state['epoch'] + 1}, step {state['step']}")
 
     def checkpoint(path=last):
         if not math.isfinite(state["nll_sum"]):
             raise TrainingDiverged(
-                f"loss became NaN/inf in epoch {state['epoch'] + 1} before step {state['step']}; "
+                f"loss became NaN/inf in epoch {state['epoch'] + 1}, by step {state['step']}; "
                 f"the last good checkpoint {last} is kept. Lower train.lr or use precision fp32/bf16"
             )
         save_checkpoint({

@@ -163,3 +163,44 @@ def test_offline_real_path_gpt2_bpe_on_wikitext_valid_and_test(shared_data, tmp_
     )
     (row,) = train.train(model_cfg, cfg, {s: out[s] for s in data.SPLITS}, tmp_path / "ckpt", log=lambda *_: None)
     assert math.isfinite(row["test_ppl"]) and row["test_ppl"] < 2 * 50257
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_good_checkpoint(token_files, tmp_path, monkeypatch):
+    run(token_files, tmp_path / "ckpt", epochs=1)
+    good = (tmp_path / "ckpt" / "last.pt").read_bytes()
+    real_step, calls = train.Trainer.step, []
+
+    def nan_on_fifth_step(self, x, y):
+        calls.append(1)
+        nll = real_step(self, x, y)
+        return nll * float("nan") if len(calls) == 5 else nll
+
+    monkeypatch.setattr(train.Trainer, "step", nan_on_fifth_step)
+    with pytest.raises(
+        train.TrainingDiverged, match="loss became NaN/inf in epoch 2 .* last good checkpoint .* is kept"
+    ):
+        run(token_files, tmp_path / "ckpt", epochs=2, checkpoint_every=20)
+    assert (tmp_path / "ckpt" / "last.pt").read_bytes() == good
+
+
+def test_damaged_last_checkpoint_falls_back_to_best(token_files, tmp_path):
+    reference = run(token_files, tmp_path / "reference", epochs=2)
+    run(token_files, tmp_path / "ckpt", epochs=1)
+    (tmp_path / "ckpt" / "last.pt").write_bytes(b"\0" * 100)  # a disk error, say
+    messages = []
+    settings = dict(seq_len=16, batch_size=4, eval_batch_size=4, epochs=2, lr=3e-3, device="cpu", precision="fp32")
+    history = train.train(
+        ModelConfig(vocab_size=64, **TINY), TrainConfig(**settings), token_files, tmp_path / "ckpt", log=messages.append
+    )
+    assert any("last.pt: unreadable checkpoint" in m for m in messages)
+    assert any("resuming from" in m and "best.pt" in m for m in messages)
+    assert without_timing(history) == without_timing(reference)
+
+
+def test_corpus_too_small_for_one_batch_fails_before_training(tmp_path):
+    files = {split: tmp_path / f"{split}.npy" for split in data.SPLITS}
+    for path in files.values():
+        data.save_tokens(np.arange(20, dtype=np.uint16), path)
+    with pytest.raises(data.DataError, match="20 tokens are too few for batch size 16"):
+        run(files, tmp_path / "ckpt", batch_size=16)
+    assert not (tmp_path / "ckpt").exists()

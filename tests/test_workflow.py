@@ -1,57 +1,30 @@
 """The real workflow on a tiny config in a temporary folder: run, no-op rerun, plot-only rerun;
 then dry-run and lint of the default config."""
 
-import shutil
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import ROOT
+from conftest import ROOT, copy_workflow, executed_rules, snakemake, tiny_config, write_config
 
 OUTPUTS = [
     "data/train.npy", "data/tokenizer.json", "data/meta.json",
     "train/dot/metrics.csv", "train/euclid/metrics.csv", "train/dot/model.pt", "train/euclid/model.pt",
     "eval/dot.json", "eval/euclid.json", "bench/dot.csv", "bench/euclid.csv",
     "figures/perplexity.png", "figures/perplexity.svg", "figures/throughput.png", "figures/throughput.svg",
-    "throughput.csv", "summary.md",
+    "train/dot/provenance.json", "throughput.csv", "summary.md",
 ]  # fmt: skip
-
-
-def snakemake(cwd, *args):
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1", *args]
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
-
-
-def executed_rules(log):
-    return sorted(
-        {line.split()[-1].rstrip(":") for line in log.splitlines() if line.startswith(("rule ", "localrule "))}
-    )
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """A copy of the workflow with a tiny version of the demo config."""
-    work = tmp_path_factory.mktemp("workflow")
-    for name in ["Snakefile", "workflow", "config", "profiles", "envs", "attnscore"]:
-        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, work / name)
-    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    config["experiment"] = "tiny"
-    config["tokenizer"]["vocab_size"] = 512
-    config["model"].update(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_seq_len=32)
-    config["train"].update(seq_len=32, batch_size=8, eval_batch_size=8, epochs=2, max_steps_per_epoch=20)
-    config["benchmark"].update(warmup_steps=1, steps=2)
-    (work / "config" / "tiny.yaml").write_text(yaml.safe_dump(config))
+    work = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    write_config(work, "tiny.yaml", tiny_config())
     return work
 
 
 @pytest.mark.slow
 def test_tiny_workflow_end_to_end(workdir):
-    log = snakemake(workdir, "--configfile", "config/tiny.yaml")
+    log = snakemake(workdir, "--configfile", "config/tiny.yaml").log
     assert executed_rules(log) == ["all", "benchmark", "demo_corpus", "evaluate", "plot", "tokenize", "train"]
     results = workdir / "results" / "tiny"
     for output in OUTPUTS:
@@ -65,30 +38,30 @@ def test_tiny_workflow_end_to_end(workdir):
     assert (results / "figures" / "perplexity.png").read_bytes()[:4] == b"\x89PNG"
 
     # Nothing changed: nothing runs.
-    assert "Nothing to be done" in snakemake(workdir, "--configfile", "config/tiny.yaml")
+    assert "Nothing to be done" in snakemake(workdir, "--configfile", "config/tiny.yaml").log
 
     # Forcing the plot step reruns only the plot (and the aggregate target), never training.
     trained = {p: p.stat().st_mtime_ns for p in results.glob("*/*/*") if p.suffix in {".csv", ".pt"}}
-    log = snakemake(workdir, "--configfile", "config/tiny.yaml", "--forcerun", "plot")
+    log = snakemake(workdir, "--configfile", "config/tiny.yaml", "--forcerun", "plot").log
     assert executed_rules(log) == ["all", "plot"]
     assert trained == {p: p.stat().st_mtime_ns for p in trained}
 
     # Editing package code re-runs exactly the rules that run it.
     with open(workdir / "attnscore" / "plots.py", "a") as f:
         f.write("# edited\n")
-    assert executed_rules(snakemake(workdir, "--configfile", "config/tiny.yaml", "--dry-run")) == ["all", "plot"]
+    assert executed_rules(snakemake(workdir, "--configfile", "config/tiny.yaml", "--dry-run").log) == ["all", "plot"]
     with open(workdir / "attnscore" / "attention.py", "a") as f:
         f.write("# edited\n")
-    planned = executed_rules(snakemake(workdir, "--configfile", "config/tiny.yaml", "--dry-run"))
+    planned = executed_rules(snakemake(workdir, "--configfile", "config/tiny.yaml", "--dry-run").log)
     assert planned == ["all", "benchmark", "evaluate", "plot", "train"]
 
 
 def test_default_config_dry_run_plans_the_whole_chain():
-    log = snakemake(ROOT, "--dry-run", "--quiet", "rules")
+    log = snakemake(ROOT, "--dry-run", "--quiet", "rules").log
     for rule in ["download_wikitext", "download_gpt2_bpe", "tokenize", "train", "evaluate", "benchmark", "plot"]:
         assert rule in log
 
 
 def test_lint_has_nothing_to_say():
-    log = snakemake(ROOT, "--lint")
+    log = snakemake(ROOT, "--lint").log
     assert "Lints for" not in log, log

@@ -7,6 +7,7 @@ rule train:
     output:
         metrics=f"{RESULTS}/train/{{variant}}/metrics.csv",
         model=f"{RESULTS}/train/{{variant}}/model.pt",
+        provenance=f"{RESULTS}/train/{{variant}}/provenance.json",
     log:
         f"{RESULTS}/logs/train_{{variant}}.log",
     benchmark:
