@@ -177,7 +177,7 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_good_checkpoint(token_
 
     monkeypatch.setattr(train.Trainer, "step", nan_on_fifth_step)
     with pytest.raises(
-        train.TrainingDiverged, match="loss became NaN/inf in epoch 2 .* last good checkpoint .* is kept"
+        train.TrainingDiverged, match="loss became NaN/inf in epoch 2, by step 20; the last good checkpoint .* is kept"
     ):
         run(token_files, tmp_path / "ckpt", epochs=2, checkpoint_every=20)
     assert (tmp_path / "ckpt" / "last.pt").read_bytes() == good
