@@ -1,32 +1,55 @@
-"""Training-step throughput at a given shape: warm-up steps, then timed, synchronised steps."""
+"""Training-step throughput: warm-up steps, then timed, synchronised steps, one process per shape.
 
+Each (variant, seq_len) runs in a fresh Python process, so peak memory is that shape's own and a
+shape that runs out of memory (or is killed for it) is recorded as such instead of ending the run.
+"""
+
+import json
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
+from dataclasses import asdict, replace
 
 import torch
 
-from attnscore.model import ModelConfig
+from attnscore.model import ModelConfig, training_flops_per_token
 from attnscore.train import TrainConfig, Trainer
+
+# Dense bf16/fp16 tensor-core peaks from NVIDIA's datasheets, matched against the device name
+# in this order. For other devices MFU is reported only with benchmark.peak_tflops set.
+PEAK_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0)]
 
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), None
-    )
-    return f"{model or platform.processor() or 'CPU'} ({torch.get_num_threads()} threads)"
+    model = platform.processor() or "CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:  # not Linux
+        pass
+    return f"{model} ({torch.get_num_threads()} threads)"
 
 
-def benchmark(model_cfg: ModelConfig, cfg: TrainConfig, warmup: int = 3, steps: int = 10) -> dict:
-    """Time `steps` training steps on random tokens after `warmup` untimed ones."""
+def peak_flops(name: str, dtype, override_tflops=None) -> float | None:
+    if override_tflops:
+        return override_tflops * 1e12
+    if dtype not in (torch.bfloat16, torch.float16):
+        return None
+    return next((tflops * 1e12 for key, tflops in PEAK_TFLOPS if key in name), None)
+
+
+def measure(model_cfg: ModelConfig, cfg: TrainConfig, warmup: int, steps: int, peak_tflops=None) -> dict:
+    """Time `steps` training steps on random tokens after `warmup` untimed ones, in this process."""
+    model_cfg = replace(model_cfg, max_seq_len=max(model_cfg.max_seq_len, cfg.seq_len))
     trainer = Trainer(model_cfg, cfg)
     device = trainer.device
-    tokens = torch.randint(
-        model_cfg.vocab_size, (cfg.batch_size, cfg.seq_len + 1), generator=torch.Generator().manual_seed(cfg.seed)
-    )
+    generator = torch.Generator().manual_seed(cfg.seed)
+    tokens = torch.randint(model_cfg.vocab_size, (cfg.batch_size, cfg.seq_len + 1), generator=generator)
     x, y = trainer.to_device(tokens[:, :-1]), trainer.to_device(tokens[:, 1:])
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
@@ -44,11 +67,64 @@ def benchmark(model_cfg: ModelConfig, cfg: TrainConfig, warmup: int = 3, steps: 
         peak_mib, memory_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
     else:
         peak_mib, memory_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process max RSS"
-    total = sum(times)
+    name, dtype = device_name(device), trainer.dtype or torch.float32
+    tokens_per_s = steps * cfg.batch_size * cfg.seq_len / sum(times)
+    peak = peak_flops(name, dtype, peak_tflops)
     return {
-        "variant": model_cfg.attention, "device": device_name(device), "dtype": str(trainer.dtype or torch.float32).removeprefix("torch."),
-        "batch_size": cfg.batch_size, "seq_len": cfg.seq_len, "params": trainer.model.num_params(),
-        "warmup_steps": warmup, "timed_steps": steps, "iters_per_s": steps / total,
-        "tokens_per_s": steps * cfg.batch_size * cfg.seq_len / total, "step_ms_median": 1000 * statistics.median(times),
-        "step_ms_min": 1000 * min(times), "peak_memory_mib": peak_mib, "memory_kind": memory_kind, "torch": torch.__version__,
-    }  # fmt: skip
+        "tokens_per_s": tokens_per_s,
+        "iters_per_s": steps / sum(times),
+        "step_ms_median": 1000 * statistics.median(times),
+        "step_ms_min": 1000 * min(times),
+        "step_ms_max": 1000 * max(times),
+        "mfu": training_flops_per_token(model_cfg, cfg.seq_len) * tokens_per_s / peak if peak else None,
+        "peak_memory_mib": peak_mib,
+        "memory_kind": memory_kind,
+        "device": name,
+        "dtype": str(dtype).removeprefix("torch."),
+        "params": trainer.model.num_params(),
+    }
+
+
+def benchmark(model_cfg: ModelConfig, cfg: TrainConfig, seq_lens, warmup=3, steps=10, peak_tflops=None) -> list[dict]:
+    """One row per seq_len, each measured in its own process; failures become rows that say why."""
+    rows = []
+    for seq_len in seq_lens:
+        job = {
+            "model": asdict(model_cfg),
+            "train": asdict(replace(cfg, seq_len=seq_len)),
+            "warmup": warmup,
+            "steps": steps,
+            "peak_tflops": peak_tflops,
+        }
+        row = {
+            "variant": model_cfg.attention,
+            "seq_len": seq_len,
+            "batch_size": cfg.batch_size,
+            "warmup_steps": warmup,
+            "timed_steps": steps,
+            "torch": torch.__version__,
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "attnscore.bench", json.dumps(job)], capture_output=True, text=True
+        )
+        sys.stderr.write(done.stderr)
+        if done.returncode == 0:
+            row.update(json.loads(done.stdout.splitlines()[-1]), status="ok")
+        elif "out of memory" in done.stderr.lower():
+            row["status"] = "out of memory"
+        elif done.returncode == -9:
+            row["status"] = "killed by SIGKILL (likely out of memory)"
+        else:
+            raise RuntimeError(
+                f"benchmark of {model_cfg.attention} at seq_len {seq_len} failed:\n{done.stderr[-2000:]}"
+            )
+        print(row, flush=True)
+        rows.append(row)
+    return rows
+
+
+if __name__ == "__main__":  # one shape, run by benchmark(): JSON job in, JSON row out
+    job = json.loads(sys.argv[1])
+    train_cfg = TrainConfig(**job["train"])
+    result = measure(ModelConfig(**job["model"]), train_cfg, job["warmup"], job["steps"], job["peak_tflops"])
+    print(json.dumps(result))

@@ -11,9 +11,10 @@ def check(config: dict) -> None:
     """Raise ConfigError listing every cross-field problem of a schema-valid config."""
     model, train, data = config["model"], config["train"], config["data"]
     problems = []
-    unknown = [v for v in config["variants"] if v not in KINDS]
-    if unknown:
-        problems.append(f"variants: unknown attention kind(s) {unknown}; known: {sorted(KINDS)}")
+    for key, names in (("variants", config["variants"]), ("benchmark.variants", config["benchmark"]["variants"])):
+        unknown = [v for v in names if v not in KINDS]
+        if unknown:
+            problems.append(f"{key}: unknown attention kind(s) {unknown}; known: {sorted(KINDS)}")
     if model["d_model"] % model["n_heads"]:
         problems.append(f"model.d_model={model['d_model']} is not divisible by model.n_heads={model['n_heads']}")
     if train["seq_len"] > model["max_seq_len"]:

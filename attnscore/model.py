@@ -109,5 +109,19 @@ class DecoderLM(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+
+def training_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+    """Model FLOPs of one training token, forward and backward (PaLM, appendix B; nanoGPT).
+
+    6 N for the N weights of the matrix multiplies (attention in/out projections, feed-forward,
+    output layer; embeddings, norms and biases excluded), plus 12 L d T for the attention
+    scores and the weighted sum over T positions (the masked causal half counted too, as is
+    customary). Every attention kind is charged the same: Euclidean distances need one q.k
+    product per pair like dot products; their elementwise extra work is not model FLOPs.
+    """
+    d = cfg.d_model
+    matmul_weights = cfg.n_layers * (4 * d * d + 2 * d * cfg.d_ff) + d * cfg.vocab_size
+    return 6 * matmul_weights + 12 * cfg.n_layers * d * seq_len
+
     def config_dict(self) -> dict:
         return asdict(self.cfg)

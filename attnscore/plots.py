@@ -27,12 +27,16 @@ def load_metrics(paths: dict) -> pd.DataFrame:
     return pd.concat([pd.read_csv(path).assign(variant=variant) for variant, path in paths.items()], ignore_index=True)
 
 
-def throughput_table(paths: dict) -> pd.DataFrame:
-    """Benchmark rows of every variant, with each one's tokens/s relative to dot (-16 = 16% slower)."""
-    table = pd.concat([pd.read_csv(path) for path in paths.values()], ignore_index=True)
-    if "dot" in set(table["variant"]):
-        dot = table.loc[table["variant"] == "dot", "tokens_per_s"].iloc[0]
-        table["vs_dot_pct"] = 100 * (table["tokens_per_s"] / dot - 1)
+def throughput_table(paths) -> pd.DataFrame:
+    """Benchmark rows of every variant and seq_len, with tokens/s relative to dot at the same
+    seq_len (vs_dot_pct: -16 means 16% slower) and peak memory relative to dot's."""
+    table = pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
+    for column in ("tokens_per_s", "peak_memory_mib", "mfu"):
+        if column not in table:
+            table[column] = float("nan")  # every shape of a variant failed
+    dot = table[table["variant"] == "dot"].set_index("seq_len")
+    table["vs_dot_pct"] = 100 * (table["tokens_per_s"] / table["seq_len"].map(dot["tokens_per_s"]) - 1)
+    table["memory_vs_dot_pct"] = 100 * (table["peak_memory_mib"] / table["seq_len"].map(dot["peak_memory_mib"]) - 1)
     return table
 
 
@@ -63,43 +67,65 @@ def plot_perplexity(metrics: pd.DataFrame, paths, title: str) -> None:
 
 
 def plot_throughput(table: pd.DataFrame, paths, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    bars = ax.bar(table["variant"], table["tokens_per_s"], color="tab:purple")
-    relative = table["vs_dot_pct"] if "vs_dot_pct" in table else [None] * len(table)
-    labels = [
-        f"{t:,.0f}" + ("" if r is None else f"\n{r:+.1f}% vs dot")
-        for t, r in zip(table["tokens_per_s"], relative, strict=True)
-    ]
-    ax.bar_label(bars, labels=labels, fontsize="small")
-    first = table.iloc[0]
-    shape = f"batch {first['batch_size']} x seq_len {first['seq_len']}"
-    ax.set(ylabel="training tokens/s", title=f"{title}\n{first['device']}, {first['dtype']}, {shape}")
-    ax.margins(y=0.25)
+    """Training tokens/s and peak memory per variant, grouped by seq_len; failed shapes marked."""
+    variants, seq_lens = list(dict.fromkeys(table["variant"])), sorted(set(table["seq_len"]))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    width = 0.8 / len(variants)
+    for i, variant in enumerate(variants):
+        rows = table[table["variant"] == variant].set_index("seq_len").reindex(seq_lens)
+        positions = [j + (i - (len(variants) - 1) / 2) * width for j in range(len(seq_lens))]
+        for ax, column in zip(axes, ("tokens_per_s", "peak_memory_mib"), strict=True):
+            bars = ax.bar(positions, rows[column].fillna(0), width, label=variant)
+            if column == "tokens_per_s":
+                labels = [
+                    "failed" if pd.isna(t) else f"{t:,.0f}\n{r:+.0f}%"
+                    for t, r in zip(rows[column], rows["vs_dot_pct"], strict=True)
+                ]
+            else:
+                labels = ["" if pd.isna(m) else f"{m / 1024:.1f} GiB" for m in rows[column]]
+            ax.bar_label(bars, labels=labels, fontsize="x-small")
+    first = table.dropna(subset=["device"]).iloc[0] if table["device"].notna().any() else table.iloc[0]
+    for ax, ylabel in zip(
+        axes, ("training tokens/s (vs dot)", f"peak memory, MiB ({first.get('memory_kind', '')})"), strict=True
+    ):
+        ax.set(xticks=range(len(seq_lens)), xticklabels=[f"seq_len {t}" for t in seq_lens], ylabel=ylabel)
+        ax.margins(y=0.3)
+    axes[0].legend(loc="upper left", ncol=len(variants))
+    fig.suptitle(f"{title}: {first.get('device', '')}, {first.get('dtype', '')}, batch {first['batch_size']}")
     save(fig, paths)
 
 
-def _fmt(value, digits=1):
-    return "–" if value is None or pd.isna(value) else f"{value:,.{digits}f}"
+def _fmt(value, digits=1, style=""):
+    """A number for a table: '-' when missing; style '%' or '%+' appends a percent sign (with sign)."""
+    if value is None or pd.isna(value):
+        return "–"
+    if style:
+        return f"{value:{'+' if style == '%+' else ''},.{digits}f}%"
+    return f"{value:,.{digits}f}"
 
 
-def summary_markdown(metrics: pd.DataFrame, tests: dict, table: pd.DataFrame, data_name: str) -> str:
-    """Our numbers beside the reference report's, as a Markdown document."""
+def summary_markdown(
+    metrics: pd.DataFrame, tests: dict, table: pd.DataFrame, data_name: str, train_seq_len: int
+) -> str:
+    """Our numbers beside the reference report's, then the full throughput table, as Markdown."""
+    at_train_shape = table[table["seq_len"] == train_seq_len].set_index("variant")
     lines = [
         f"# Results: {data_name}",
         "",
         "Perplexities are token-weighted (exp of total NLL over predicted tokens). Epoch-1 columns come",
         "from the per-epoch metrics; 'test (best)' is the checkpoint with the lowest validation loss.",
+        f"Throughput is at the training shape (seq_len {train_seq_len}); 'vs dot' is tokens/s relative to dot's.",
         "",
         "| run | epochs | train ppl, epoch 1 | valid ppl, epoch 1 | test ppl, epoch 1 | test ppl (best) | it/s | tokens/s | vs dot |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for variant, rows in metrics.groupby("variant", sort=False):
         first = rows.iloc[0]
-        bench = table[table["variant"] == variant].iloc[0]
+        bench = at_train_shape.loc[variant] if variant in at_train_shape.index else pd.Series(dtype=float)
         lines.append(
             f"| ours: {variant} | {len(rows)} | {_fmt(first.train_ppl)} | {_fmt(first.valid_ppl)} | {_fmt(first.test_ppl)} "
-            f"| {_fmt(tests[variant]['perplexity'])} | {_fmt(bench.iters_per_s, 2)} | {_fmt(bench.tokens_per_s, 0)} "
-            f"| {bench.get('vs_dot_pct', float('nan')):+.1f}% |"
+            f"| {_fmt(tests[variant]['perplexity'])} | {_fmt(bench.get('iters_per_s'), 2)} | {_fmt(bench.get('tokens_per_s'), 0)} "
+            f"| {_fmt(bench.get('vs_dot_pct'), 1, '%+')} |"
         )
     for variant, ref in REFERENCE.items():
         relative = 100 * (ref["iters_per_s"] / REFERENCE["dot"]["iters_per_s"] - 1)
@@ -108,16 +134,30 @@ def summary_markdown(metrics: pd.DataFrame, tests: dict, table: pd.DataFrame, da
             f"| {_fmt(ref['test_ppl_final'])} | {ref['iters_per_s']} | {ref['iters_per_s'] * REFERENCE_TOKENS_PER_ITER:,.0f} "
             f"| {relative:+.1f}% |"
         )
-    bench = table.iloc[0]
     lines += [
         "",
-        f"Our throughput: {bench['device']}, {bench['dtype']}, batch {bench['batch_size']} x seq_len {bench['seq_len']}, "
-        f"mean over {bench['timed_steps']} timed training steps after {bench['warmup_steps']} warm-up steps. "
         "Reference: 16 GB NVIDIA A4000, fp16 autocast, batch 8 x 512, WikiText-2, 20 epochs.",
-        "'vs dot' is the variant's training tokens/s relative to dot's: -16% means 16% slower.",
         "",
+        "## Training throughput",
+        "",
+        "Mean over the timed steps after the warm-up steps (median, min and max step times in throughput.csv);",
+        "MFU uses model FLOPs (attnscore.model.training_flops_per_token) over the device's dense bf16/fp16 peak.",
+        "",
+        "| variant | seq_len | tokens/s | vs dot | step ms (median) | MFU | peak memory MiB | memory vs dot | status |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    return "\n".join(lines)
+    for row in table.sort_values(["seq_len"], kind="stable").itertuples():
+        lines.append(
+            f"| {row.variant} | {row.seq_len} | {_fmt(row.tokens_per_s, 0)} | {_fmt(row.vs_dot_pct, 1, '%+')} "
+            f"| {_fmt(getattr(row, 'step_ms_median', None), 0)} | {_fmt(row.mfu * 100 if pd.notna(row.mfu) else None, 1, '%')} "
+            f"| {_fmt(row.peak_memory_mib, 0)} | {_fmt(row.memory_vs_dot_pct, 1, '%+')} | {row.status} |"
+        )
+    devices = table.dropna(subset=["device"]) if "device" in table else table.iloc[:0]
+    if len(devices):
+        first = devices.iloc[0]
+        lines += ["", f"Device: {first['device']}, {first['dtype']}, batch {first['batch_size']}, torch {first['torch']}; "
+                  f"{first['warmup_steps']} warm-up + {first['timed_steps']} timed steps; memory is {first['memory_kind']}."]  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def read_tests(paths: dict) -> dict:

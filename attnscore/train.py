@@ -4,6 +4,7 @@ The resumable state (last.pt, best.pt) lives in a checkpoint folder that is not 
 output, because Snakemake deletes a failed job's outputs: a killed run picks up from there.
 """
 
+import functools
 import hashlib
 import json
 import math
@@ -37,6 +38,7 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    compile: bool = False  # torch.compile the model
     checkpoint_every: int = 0  # also save every N steps within an epoch; 0 = at epoch ends only
     max_steps_per_epoch: int = 0  # 0 = the whole split; >0 truncates epochs (debugging only)
 
@@ -57,15 +59,30 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """Whether the CPU multiplies bf16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo.
+
+    There bf16 autocast trains the reference model about 1.6x faster than fp32 (2 cores, AMD EPYC
+    with AVX512-BF16); elsewhere bf16 is emulated and slower, so fp32 stays.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def autocast_dtype(device: torch.device, precision: str = "auto"):
     """The autocast dtype for a device and precision setting; None means plain fp32.
 
-    auto: bf16 on CUDA where supported, else fp16 (with a grad scaler); fp32 on CPU.
+    auto: on CUDA bf16 where supported, else fp16 (with a grad scaler); on CPU bf16 where the
+    processor has native bf16 (cpu_has_fast_bf16), else fp32.
     """
     if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_has_fast_bf16() else None
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -84,6 +101,8 @@ class Trainer:
         )  # fmt: skip
         self.dtype = autocast_dtype(self.device, cfg.precision)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        # Checkpoints hold self.model's state; the compiled wrapper only runs it.
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
 
     def autocast(self):
         if self.dtype is None:
@@ -98,7 +117,7 @@ class Trainer:
     def step(self, x, y) -> torch.Tensor:
         """One optimisation step on a window; returns the summed NLL, left on the device."""
         with self.autocast():
-            _, nll = self.model(x, y)
+            _, nll = self.forward(x, y)
         self.scaler.scale(nll / y.numel()).backward()
         if self.cfg.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
@@ -115,7 +134,7 @@ class Trainer:
         total, count = torch.zeros((), device=self.device), 0
         for x, y in windows(matrix, self.cfg.seq_len):
             with self.autocast():
-                _, nll = self.model(self.to_device(x), self.to_device(y))
+                _, nll = self.forward(self.to_device(x), self.to_device(y))
             total += nll
             count += y.numel()
         self.model.train()
@@ -187,9 +206,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoin
     tokens = {split: load_tokens(path, model_cfg.vocab_size) for split, path in token_files.items()}
     train_m = batchify(tokens["train"], cfg.batch_size)
     eval_m = {split: batchify(tokens[split], cfg.eval_batch_size) for split in ("valid", "test")}
-    # What makes a checkpoint ours: everything but the epoch budget and the checkpoint spacing,
+    # What makes a checkpoint ours: everything but the epoch budget, checkpoint spacing and compile,
     # so raising train.epochs continues a finished run instead of starting over.
-    settings = {k: v for k, v in vars(cfg).items() if k not in ("epochs", "checkpoint_every")}
+    settings = {k: v for k, v in vars(cfg).items() if k not in ("epochs", "checkpoint_every", "compile")}
     run_id = fingerprint(vars(model_cfg), settings, *(Path(p) for p in token_files.values()))
     steps_per_epoch = num_windows(train_m, cfg.seq_len)
     if cfg.max_steps_per_epoch:

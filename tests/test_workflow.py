@@ -9,7 +9,7 @@ from conftest import ROOT, copy_workflow, executed_rules, snakemake, tiny_config
 OUTPUTS = [
     "data/train.npy", "data/tokenizer.json", "data/meta.json",
     "train/dot/metrics.csv", "train/euclid/metrics.csv", "train/dot/model.pt", "train/euclid/model.pt",
-    "eval/dot.json", "eval/euclid.json", "bench/dot.csv", "bench/euclid.csv",
+    "eval/dot.json", "eval/euclid.json", "bench/dot.csv", "bench/euclid.csv", "bench/euclid_naive.csv",
     "figures/perplexity.png", "figures/perplexity.svg", "figures/throughput.png", "figures/throughput.svg",
     "train/dot/provenance.json", "throughput.csv", "summary.md",
 ]  # fmt: skip
@@ -32,9 +32,13 @@ def test_tiny_workflow_end_to_end(workdir):
     metrics = pd.read_csv(results / "train" / "euclid" / "metrics.csv")
     assert list(metrics["epoch"]) == [1, 2] and {"train_ppl", "valid_ppl", "test_ppl", "tokens_per_s"} <= set(metrics)
     table = pd.read_csv(results / "throughput.csv")
-    assert list(table["variant"]) == ["dot", "euclid"] and table.loc[0, "vs_dot_pct"] == 0
+    assert sorted(zip(table["variant"], table["seq_len"], strict=True)) == [
+        (v, t) for v in ("dot", "euclid", "euclid_naive") for t in (32, 64)
+    ]
+    assert (table["status"] == "ok").all() and (table.loc[table["variant"] == "dot", "vs_dot_pct"] == 0).all()
     summary = (results / "summary.md").read_text()
     assert "| ours: euclid | 2 |" in summary and "| reference: dot | 20 | 484 | 245 | 233 | 170.7 |" in summary
+    assert "| euclid_naive | 64 |" in summary
     assert (results / "figures" / "perplexity.png").read_bytes()[:4] == b"\x89PNG"
 
     # Nothing changed: nothing runs.

@@ -2,7 +2,7 @@ rule plot:
     input:
         metrics=expand(rules.train.output.metrics, variant=VARIANTS),
         tests=expand(rules.evaluate.output[0], variant=VARIANTS),
-        bench=expand(rules.benchmark.output[0], variant=VARIANTS),
+        bench=expand(rules.benchmark.output[0], variant=config["benchmark"]["variants"]),
     output:
         perplexity_png=report(f"{RESULTS}/figures/perplexity.png", category="Figures"),
         perplexity_svg=f"{RESULTS}/figures/perplexity.svg",
@@ -16,6 +16,7 @@ rule plot:
         "../../envs/plot.yaml"
     params:
         variants=VARIANTS,
+        train_seq_len=config["train"]["seq_len"],
         data_name=config["data"]["name"],
         code=code_version("plots.py", "io.py"),
     script:

@@ -1,0 +1,44 @@
+"""The throughput benchmark, its FLOP count and the automatic precision choice."""
+
+import pytest
+import torch
+
+from attnscore import bench, train
+from attnscore.model import ModelConfig, training_flops_per_token
+from attnscore.train import TrainConfig
+
+TINY = ModelConfig(vocab_size=64, d_model=16, n_layers=1, n_heads=2, d_ff=32, max_seq_len=16, attention="euclid")
+
+
+def test_flop_count_of_the_reference_model():
+    cfg = ModelConfig(vocab_size=50257)  # d 512, 6 layers, d_ff 2048
+    weights = 6 * (4 * 512 * 512 + 2 * 512 * 2048) + 512 * 50257
+    assert weights == 44_605_952
+    assert training_flops_per_token(cfg, 512) == 6 * weights + 12 * 6 * 512 * 512 == 286_510_080
+
+
+def test_benchmark_measures_each_seq_len_in_its_own_process():
+    cfg = TrainConfig(batch_size=2, device="cpu", precision="fp32")
+    rows = bench.benchmark(TINY, cfg, seq_lens=[8, 32], warmup=1, steps=2, peak_tflops=1.0)
+    assert [(r["variant"], r["seq_len"], r["status"]) for r in rows] == [("euclid", 8, "ok"), ("euclid", 32, "ok")]
+    for row in rows:  # seq_len 32 exceeds the model's max_seq_len: the benchmark widens it
+        assert row["tokens_per_s"] == pytest.approx(2 * row["seq_len"] * row["iters_per_s"])
+        flops = training_flops_per_token(TINY, row["seq_len"]) * row["tokens_per_s"]
+        assert row["mfu"] == pytest.approx(flops / 1e12)
+        assert row["step_ms_min"] <= row["step_ms_median"] <= row["step_ms_max"]
+        assert row["peak_memory_mib"] > 0 and row["dtype"] == "float32" and "threads" in row["device"]
+
+
+def test_mfu_needs_a_known_peak():
+    assert bench.peak_flops("NVIDIA H100 80GB HBM3", torch.bfloat16) == 989e12
+    assert bench.peak_flops("NVIDIA H100 PCIe", torch.float16) == 756e12
+    assert bench.peak_flops("NVIDIA H100 80GB HBM3", torch.float32) is None  # no fp32 tensor-core peak
+    assert bench.peak_flops("AMD EPYC (2 threads)", torch.bfloat16) is None
+    assert bench.peak_flops("AMD EPYC (2 threads)", torch.float32, override_tflops=2.0) == 2e12
+
+
+def test_cpu_precision_auto_follows_native_bf16_support():
+    expected = torch.bfloat16 if train.cpu_has_fast_bf16() else None
+    assert train.autocast_dtype(torch.device("cpu"), "auto") == expected
+    assert train.autocast_dtype(torch.device("cpu"), "fp32") is None
+    assert train.autocast_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
