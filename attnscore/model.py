@@ -24,6 +24,7 @@ class ModelConfig:
     n_heads: int = 8
     d_ff: int = 2048
     dropout: float = 0.1
+    attention_dropout: float | None = None  # on the attention weights; None = dropout (reference)
     max_seq_len: int = 512
     attention: str = "dot"
     euclid_p: float = 2.0  # the p of the norm in the euclid kind
@@ -47,7 +48,8 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
-        self.n_heads, self.kind, self.p, self.dropout = cfg.n_heads, cfg.attention, cfg.euclid_p, cfg.dropout
+        self.n_heads, self.kind, self.p = cfg.n_heads, cfg.attention, cfg.euclid_p
+        self.dropout = cfg.dropout if cfg.attention_dropout is None else cfg.attention_dropout
 
     def forward(self, x):
         b, t, d = x.shape

@@ -134,10 +134,13 @@ def summary_markdown(
             f"| {_fmt(ref['test_ppl_final'])} | {ref['iters_per_s']} | {ref['iters_per_s'] * REFERENCE_TOKENS_PER_ITER:,.0f} "
             f"| {relative:+.1f}% |"
         )
-    lines += [
-        "",
-        "Reference: 16 GB NVIDIA A4000, fp16 autocast, batch 8 x 512, WikiText-2, 20 epochs.",
-        "",
+    lines += ["", "Reference: 16 GB NVIDIA A4000, fp16 autocast, batch 8 x 512, WikiText-2, 20 epochs.", ""]
+    return "\n".join(lines) + "\n" + throughput_markdown(table)
+
+
+def throughput_markdown(table: pd.DataFrame) -> str:
+    """The throughput table (from throughput_table) as a Markdown section."""
+    lines = [
         "## Training throughput",
         "",
         "Mean over the timed steps after the warm-up steps (median, min and max step times in throughput.csv);",

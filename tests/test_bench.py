@@ -1,5 +1,6 @@
 """The throughput benchmark, its FLOP count and the automatic precision choice."""
 
+import pandas as pd
 import pytest
 import torch
 
@@ -42,3 +43,35 @@ def test_cpu_precision_auto_follows_native_bf16_support():
     assert train.autocast_dtype(torch.device("cpu"), "auto") == expected
     assert train.autocast_dtype(torch.device("cpu"), "fp32") is None
     assert train.autocast_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
+
+
+def test_attention_dropout_defaults_to_dropout_and_can_be_set_apart():
+    from attnscore.model import DecoderLM
+
+    reference = DecoderLM(ModelConfig(vocab_size=64, dropout=0.1, d_model=16, n_heads=2, n_layers=1, d_ff=16))
+    assert reference.blocks[0].attn.dropout == 0.1
+    no_attention_dropout = DecoderLM(
+        ModelConfig(vocab_size=64, dropout=0.1, attention_dropout=0.0, d_model=16, n_heads=2, n_layers=1, d_ff=16)
+    )
+    assert no_attention_dropout.blocks[0].attn.dropout == 0.0 and no_attention_dropout.blocks[0].drop.p == 0.1
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_on_cpu_in_smoke_mode(tmp_path):
+    """The GPU script is run rarely and on borrowed time: make sure it works before a GPU is at hand."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, ROOT / "benchmarks" / "gpu_check.py", "--smoke", "--steps", "2", "--out", tmp_path],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Correctness: " in summary and "### attention dropout 0" in summary and "| euclid_naive | 64 |" in summary
+    checks = pd.read_csv(tmp_path / "checks.csv")
+    assert checks["passed"].all() and {"euclid (FlexAttention)", "euclid (autograd Function)"} <= set(checks["path"])
