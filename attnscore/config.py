@@ -19,6 +19,9 @@ def check(config: dict) -> None:
         problems.append(f"model.d_model={model['d_model']} is not divisible by model.n_heads={model['n_heads']}")
     if train["seq_len"] > model["max_seq_len"]:
         problems.append(f"train.seq_len={train['seq_len']} exceeds model.max_seq_len={model['max_seq_len']}")
+    for key in ("batch_size", "eval_batch_size"):
+        if train[key] % train["processes"]:
+            problems.append(f"train.{key}={train[key]} is not divisible by train.processes={train['processes']}")
     if model["positions"] == "sinusoidal" and model["d_model"] % 2:
         problems.append(f"model.d_model={model['d_model']} must be even for sinusoidal positions")
     if data["corpus"] == "text" and (data["dir"] is None or data["files"] is None):

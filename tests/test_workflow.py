@@ -60,10 +60,27 @@ def test_tiny_workflow_end_to_end(workdir):
     assert planned == ["all", "benchmark", "evaluate", "plot", "train"]
 
 
-def test_default_config_dry_run_plans_the_whole_chain():
-    log = snakemake(ROOT, "--dry-run", "--quiet", "rules").log
-    for rule in ["download_wikitext", "download_gpt2_bpe", "tokenize", "train", "evaluate", "benchmark", "plot"]:
-        assert rule in log
+def test_default_config_dry_run_plans_the_whole_chain_with_gpu_tags():
+    log = snakemake(ROOT, "--dry-run").log
+    jobs, rule = {}, None  # rule -> whether each of its planned jobs holds gpu=1
+    for line in log.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[-1].rstrip(":")
+        elif rule and line.strip().startswith("resources:"):
+            jobs.setdefault(rule, set()).add("gpu=1" in line)
+            rule = None
+    assert set(jobs) == {
+        "download_wikitext",
+        "download_gpt2_bpe",
+        "tokenize",
+        "train",
+        "evaluate",
+        "benchmark",
+        "plot",
+        "all",
+    }
+    assert {rule for rule, gpu in jobs.items() if gpu == {True}} == {"train", "evaluate", "benchmark"}
+    assert all(gpu == {False} for rule, gpu in jobs.items() if rule not in {"train", "evaluate", "benchmark"})
 
 
 def test_lint_has_nothing_to_say():

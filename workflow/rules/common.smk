@@ -41,3 +41,8 @@ def bpe_files(wildcards):
         "vocab_bpe": f"{folder}/vocab.bpe",
         "encoder_json": f"{folder}/encoder.json",
     }
+
+
+# GPUs a training job holds: one per process, none when the config pins training to the CPU.
+TRAIN_GPUS = 0 if config["train"]["device"] == "cpu" else config["train"]["processes"]
+EVAL_GPUS = 0 if config["train"]["device"] == "cpu" else 1

@@ -14,9 +14,9 @@ rule train:
         f"{RESULTS}/logs/train_{{variant}}.benchmark.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: workflow.cores  # all CPU cores for torch; gpu=1 already runs these one at a time
+    threads: workflow.cores  # all CPU cores for torch, so on a CPU these run one at a time too
     resources:
-        gpu=1,
+        gpu=TRAIN_GPUS,
     params:
         model=config["model"],
         train=config["train"],
@@ -37,9 +37,9 @@ rule evaluate:
         f"{RESULTS}/logs/evaluate_{{variant}}.log",
     conda:
         "../../envs/torch.yaml"
-    threads: workflow.cores  # all CPU cores for torch; gpu=1 already runs these one at a time
+    threads: workflow.cores  # all CPU cores for torch, so on a CPU these run one at a time too
     resources:
-        gpu=1,
+        gpu=EVAL_GPUS,
     params:
         train=config["train"],
         code=TRAINING_CODE,
@@ -56,9 +56,9 @@ rule benchmark:
         f"{RESULTS}/logs/benchmark_{{variant}}.log",
     conda:
         "../../envs/torch.yaml"
-    threads: workflow.cores  # all CPU cores for torch; gpu=1 already runs these one at a time
+    threads: workflow.cores  # all CPU cores for torch, so on a CPU these run one at a time too
     resources:
-        gpu=1,
+        gpu=EVAL_GPUS,
     params:
         model=config["model"],
         train=config["train"],
