@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint run
+.PHONY: install demo test run slurm-deps test-slurm
 
 install: $(VENV)/.installed
 
@@ -30,3 +30,11 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/pytest -ra
+
+# Debian's Slurm and MUNGE, for the single-node Slurm test (root, apt).
+slurm-deps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge
+
+test-slurm: install slurm-deps
+	$(BIN)/pytest -ra -m slurm
