@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -16,6 +17,20 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "gpt2-bpe" / "vocab.bpe").exists():
         pytest.skip(f"{SHARED_DATA} is not there (it sits beside the project on dev machines and CI)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def token_files(tmp_path):
+    """Token arrays of a small learnable stream (vocabulary 64): 4000 train, 1000 valid, 1000 test."""
+    from attnscore import data
+
+    rng = np.random.default_rng(0)
+    stream = (np.arange(6000) * 7 + rng.integers(0, 3, 6000)) % 64  # learnable structure plus noise
+    files = {}
+    for split, part in zip(data.SPLITS, (stream[:4000], stream[4000:5000], stream[5000:]), strict=True):
+        files[split] = tmp_path / f"{split}.npy"
+        data.save_tokens(part.astype(np.uint16), files[split])
+    return files
 
 
 def tiny_config(**sections) -> dict:

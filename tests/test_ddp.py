@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from attnscore import data, train
+from attnscore import train
 from attnscore.model import ModelConfig
 from attnscore.train import TrainConfig
 
@@ -22,17 +22,6 @@ LOSSES = ["train_loss", "valid_loss", "test_loss"]
 def settings(**overrides):
     base = dict(seq_len=16, batch_size=4, eval_batch_size=4, epochs=2, lr=3e-3, device="cpu", precision="fp32")
     return TrainConfig(**{**base, **overrides})
-
-
-@pytest.fixture
-def token_files(tmp_path):
-    rng = np.random.default_rng(0)
-    stream = (np.arange(6000) * 7 + rng.integers(0, 3, 6000)) % 64
-    files = {}
-    for split, part in zip(data.SPLITS, (stream[:4000], stream[4000:5000], stream[5000:]), strict=True):
-        files[split] = tmp_path / f"{split}.npy"
-        data.save_tokens(part.astype(np.uint16), files[split])
-    return files
 
 
 def losses(history):

@@ -45,17 +45,6 @@ def test_perplexity_is_token_weighted():
     assert train.perplexity(10 * 1.0 + 2 * 3.0, 12) != pytest.approx((math.e + math.e**3) / 2)
 
 
-@pytest.fixture
-def token_files(tmp_path):
-    rng = np.random.default_rng(0)
-    stream = (np.arange(6000) * 7 + rng.integers(0, 3, 6000)) % 64  # learnable structure plus noise
-    files = {}
-    for split, part in zip(data.SPLITS, (stream[:4000], stream[4000:5000], stream[5000:]), strict=True):
-        files[split] = tmp_path / f"{split}.npy"
-        data.save_tokens(part.astype(np.uint16), files[split])
-    return files
-
-
 def run(token_files, checkpoint_dir, epochs=2, **overrides):
     settings = dict(seq_len=16, batch_size=4, eval_batch_size=4, epochs=epochs, lr=3e-3, device="cpu", precision="fp32")
     cfg = TrainConfig(**{**settings, **overrides})
