@@ -11,6 +11,7 @@ import time
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import copy_workflow, snakemake, tiny_config, write_config
 
@@ -130,3 +131,16 @@ def test_bad_corpus_file_fails_at_tokenize_and_touches_nothing(finished, content
     assert message in logs and "valid.txt" in logs
     assert not (finished / "results" / "broken" / "data" / "train.npy").exists()
     assert snapshot(finished / "results" / "reference") == before
+
+
+@pytest.mark.slow
+def test_train_rule_runs_ddp_under_torchrun(finished):
+    """train.processes: 2 through the workflow: the rule starts torchrun and collects process 0's metrics."""
+    config = tiny_config(
+        experiment="ddp", variants=["dot"], model={"dropout": 0.0}, train={"processes": 2, "eval_batch_size": 8}
+    )
+    snakemake(finished, "--configfile", write_config(finished, "ddp.yaml", config))
+    metrics = pd.read_csv(finished / "results" / "ddp" / "train" / "dot" / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2] and metrics["valid_ppl"].iloc[-1] < metrics["valid_ppl"].iloc[0]
+    saved = torch.load(finished / "results" / "ddp" / "checkpoints" / "dot" / "last.pt", weights_only=True)
+    assert len(saved["rng_cpu"]) == 2  # one RNG state per process
