@@ -35,6 +35,10 @@ WIKITEXT = {
         "checksum": ("md5", "542ccefacc6c27f945fb54453812b3cd"),
         "member": "wikitext-2/wiki.{split}.tokens",
         "lines": {"train": 36718, "valid": 3760, "test": 4358},
+        "sha256": {  # of the files in the zip; the train split's is not recorded here
+            "valid": "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
+            "test": "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
+        },
         "hf_config": "wikitext-2-v1",
     },
     "wikitext-2-raw": {
@@ -42,6 +46,7 @@ WIKITEXT = {
         "checksum": ("sha256", "ef7edb566e3e2b2d31b29c1fdb0c89a4cc683597484c3dc2517919c615435a11"),
         "member": "wikitext-2-raw/wiki.{split}.raw",
         "lines": {"train": 36718, "valid": 3760, "test": 4358},
+        "sha256": {},
         "hf_config": "wikitext-2-raw-v1",
     },
 }
@@ -87,23 +92,27 @@ def read_text(path) -> str:
 
 
 def check_wikitext_split(path, release: str, split: str) -> None:
-    """A WikiText split must have its official line count; anything else is another file."""
-    expected = WIKITEXT[release]["lines"][split]
+    """A WikiText split must have its official line count (and sha256, where recorded)."""
+    spec = WIKITEXT[release]
+    expected = spec["lines"][split]
     with open(path, "rb") as f:
         found = sum(1 for _ in f)
+    fix = "Delete it to download it again, or point data.dir at the official release"
     if found != expected:
         raise DataError(
             f"{path}: {found} lines, but the {release} {split} split has {expected}; the file is "
-            f"truncated, corrupt or a different split. Delete it to download it again, or point "
-            f"data.dir at the official release"
+            f"truncated, corrupt or a different split. {fix}"
         )
+    if split in spec["sha256"] and file_digest(path) != spec["sha256"][split]:
+        raise DataError(f"{path}: sha256 differs from the official {release} {split} split. {fix}")
 
 
 def download_wikitext(release: str, out_dir, sources=None) -> str:
     """Download a WikiText release into out_dir (one file per split); returns the source used.
 
     Sources are tried in order: the author's mirror (the zip, checksum-verified), then the
-    Hugging Face dataset (parquet; each split verified by its line count). A download that
+    Hugging Face dataset (parquet; each split verified by its line count and, for valid and
+    test of the tokenized release, by the sha256 of the original files). A download that
     fails verification is discarded, never used.
     """
     spec, out_dir = WIKITEXT[release], Path(out_dir)

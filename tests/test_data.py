@@ -50,6 +50,18 @@ def test_tampered_bpe_file_is_refused(shared_data, tmp_path):
         data.build_tokenizer("gpt2", bpe_dir=tmp_path)
 
 
+def test_official_splits_pass_their_checks(shared_data):
+    for split in ("valid", "test"):
+        data.check_wikitext_split(shared_data / "wikitext-2" / f"wiki.{split}.tokens", "wikitext-2", split)
+
+
+def test_an_edited_split_fails_its_checksum(shared_data, tmp_path):
+    text = (shared_data / "wikitext-2" / "wiki.test.tokens").read_text(encoding="utf-8")
+    (tmp_path / "wiki.test.tokens").write_text(text.replace(" the ", " teh ", 1), encoding="utf-8")
+    with pytest.raises(DataError, match="sha256 differs from the official wikitext-2 test split"):
+        data.check_wikitext_split(tmp_path / "wiki.test.tokens", "wikitext-2", "test")
+
+
 def test_valid_split_cannot_pass_for_the_train_split(shared_data):
     with pytest.raises(DataError, match="3760 lines, but the wikitext-2 train split has 36718"):
         data.check_wikitext_split(shared_data / "wikitext-2" / "wiki.valid.tokens", "wikitext-2", "train")
@@ -114,6 +126,7 @@ def small_release(monkeypatch):
         "checksum": ("md5", hashlib.md5(blob).hexdigest()),
         "member": "tiny/wiki.{split}.tokens",
         "lines": lines,
+        "sha256": {},
     }
     monkeypatch.setitem(data.WIKITEXT, "tiny", spec)
     return blob
