@@ -278,11 +278,10 @@ def tokenize_corpus(text_files: dict, out: dict, kind: str, bpe_dir=None, vocab_
 
     release names a WikiText release whose official line counts the files must have.
     """
+    texts = {split: read_text(path) for split, path in text_files.items()}  # missing, empty, not UTF-8
     if release:
         for split, path in text_files.items():
-            read_text(path)  # missing, empty or non-UTF-8 files fail with their own message first
             check_wikitext_split(path, release, split)
-    texts = {split: read_text(path) for split, path in text_files.items()}
     tokenizer = build_tokenizer(kind, texts["train"], bpe_dir, vocab_size)
     meta = {"tokenizer": kind, "vocab_size": tokenizer.get_vocab_size(), "tokens": {}, "sha256": {}}
     for split, text in texts.items():

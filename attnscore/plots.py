@@ -164,4 +164,4 @@ def throughput_markdown(table: pd.DataFrame) -> str:
 
 
 def read_tests(paths: dict) -> dict:
-    return {variant: json.loads(open(path).read()) for variant, path in paths.items()}
+    return {variant: json.loads(Path(path).read_text()) for variant, path in paths.items()}
