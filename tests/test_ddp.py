@@ -39,7 +39,7 @@ def test_two_processes_match_one_at_the_same_global_batch(token_files, tmp_path)
 
 @pytest.mark.slow
 def test_sigterm_under_ddp_checkpoints_and_resumes(token_files, tmp_path):
-    cfg = settings(processes=2, checkpoint_every=10)
+    cfg = settings(processes=2, checkpoint_every=2)  # the first checkpoint comes early: SIGTERM lands mid-epoch
     reference = train.train_distributed(MODEL, cfg, token_files, tmp_path / "reference")
     job = tmp_path / "job.json"
     job.write_text(
