@@ -268,6 +268,11 @@ def num_windows(matrix: torch.Tensor, seq_len: int) -> int:
     return -(-(matrix.shape[1] - 1) // seq_len)
 
 
+def vocab_size(meta_path) -> int:
+    """The vocabulary size tokenize recorded in meta.json."""
+    return json.loads(Path(meta_path).read_text())["vocab_size"]
+
+
 def write_json(obj, path) -> None:
     with atomic_path(path) as target:
         Path(target).write_text(json.dumps(obj, indent=2) + "\n")

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from attnscore.data import batchify, num_windows, windows
+from attnscore.data import batchify, load_tokens, num_windows, windows
 from attnscore.io import atomic_path
 from attnscore.model import DecoderLM, ModelConfig
 
@@ -238,8 +238,6 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoin
     Under torch.distributed each process trains on its own rows of the batch (DDP averages the
     gradients, so the global batch is cfg.batch_size); process 0 logs and writes checkpoints.
     """
-    from attnscore.data import load_tokens
-
     rank, world = rank_and_world()
     log = log if rank == 0 else (lambda *_: None)
     checkpoint_dir = Path(checkpoint_dir)
@@ -374,8 +372,6 @@ def export_best(checkpoint_dir, model_path) -> None:
 
 def evaluate_checkpoint(model_path, token_file, cfg: TrainConfig) -> dict:
     """Loss, perplexity and token count of a checkpoint's model on one split."""
-    from attnscore.data import load_tokens
-
     saved = load_checkpoint(model_path)
     model_cfg = ModelConfig(**saved["model_config"])
     trainer = Trainer(model_cfg, cfg)

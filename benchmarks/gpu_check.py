@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_attention import reference  # noqa: E402  (the float64 reference the unit tests use)
+from test_attention import reference, rel_err  # noqa: E402  (the unit tests' float64 reference and error)
 
 from attnscore.attention import EuclideanAttention, attention, euclid_flex  # noqa: E402
 from attnscore.bench import benchmark  # noqa: E402
@@ -43,10 +43,6 @@ PATHS = {
     "euclid_naive (cdist)": ("euclid", lambda q, k, v: attention(q, k, v, "euclid_naive")),
 }
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
-
-
-def rel_err(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
 def check_paths(device, shapes, dtypes, flex_backward=True) -> list[dict]:

@@ -10,6 +10,9 @@ def code_version(*modules):
     return digest.hexdigest()[:16]
 
 
+# CPU threads of the torch rules: capped at --cores locally, --cpus-per-task on Slurm.
+TORCH_THREADS = 8
+
 TRAINING_CODE = code_version("attention.py", "model.py", "train.py", "data.py", "io.py")
 
 

@@ -14,7 +14,7 @@ rule train:
         f"{RESULTS}/logs/train_{{variant}}.benchmark.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 8  # for torch; capped at --cores locally, --cpus-per-task on Slurm
+    threads: TORCH_THREADS
     resources:
         gpu=TRAIN_GPUS,
     params:
@@ -37,7 +37,7 @@ rule evaluate:
         f"{RESULTS}/logs/evaluate_{{variant}}.log",
     conda:
         "../../envs/torch.yaml"
-    threads: 8  # for torch; capped at --cores locally, --cpus-per-task on Slurm
+    threads: TORCH_THREADS
     resources:
         gpu=EVAL_GPUS,
     params:
@@ -56,7 +56,7 @@ rule benchmark:
         f"{RESULTS}/logs/benchmark_{{variant}}.log",
     conda:
         "../../envs/torch.yaml"
-    threads: 8  # for torch; capped at --cores locally, --cpus-per-task on Slurm
+    threads: TORCH_THREADS
     resources:
         gpu=EVAL_GPUS,
     params:

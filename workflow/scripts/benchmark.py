@@ -1,14 +1,14 @@
-import json
-
 from attnscore.bench import benchmark
+from attnscore.data import vocab_size
 from attnscore.io import log_to, write_csv
 from attnscore.model import ModelConfig
 from attnscore.train import TrainConfig
 
 settings = snakemake.params.benchmark
 with log_to(snakemake.log[0]):
-    vocab_size = json.loads(open(snakemake.input.meta).read())["vocab_size"]
-    model_cfg = ModelConfig(vocab_size=vocab_size, attention=snakemake.wildcards.variant, **snakemake.params.model)
+    model_cfg = ModelConfig(
+        vocab_size=vocab_size(snakemake.input.meta), attention=snakemake.wildcards.variant, **snakemake.params.model
+    )
     rows = benchmark(
         model_cfg,
         TrainConfig(**snakemake.params.train),
