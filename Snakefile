@@ -31,7 +31,7 @@ os.environ.update(
         filter(None, [workflow.basedir, os.getenv("PYTHONPATH")])
     )
 )
-from attnscore.config import check
+from attnscore.config import check, model_settings
 from attnscore.data import SPLITS
 
 check(config)

@@ -1,27 +1,34 @@
-"""Attention scoring functions behind one dispatch.
+"""Attention kinds: scoring functions registered by name, all called the same way.
 
-Every kind takes q, k, v shaped (batch, heads, time, head_dim) and returns a tensor of v's
-shape. Adding a kind means adding one function to ``KINDS``; the config's variant list is
-checked against this table, so nothing else has to change.
+A kind is a function ``fn(q, k, v, causal, dropout_p, **options)``: q, k, v shaped
+(batch, heads, time, head_dim) in, a tensor of v's shape out. ``options`` are the kind's own
+settings, given per kind in the config (``model.attention_options: {euclid: {p: 2}}``), so no
+kind sees another's. ``@register("name")`` puts a kind in ``KINDS``, against which the
+config's variants are checked; a kind defined outside this package registers itself when its
+module is imported, which ``model.attention_plugins`` asks for (see ``load_plugins``).
 
 Euclidean attention, logits -||q - k||_2 / sqrt(d_k), has three implementations:
 - ``euclid_naive``: torch.cdist, then mask, softmax and dropout as separate autograd ops, the
   way the reference did it. Kept as a benchmark baseline and for norms other than p = 2.
-- ``euclid`` on CUDA without attention dropout: FlexAttention with a score_mod. The kernel
-  computes q.k block by block and the score_mod turns it into the distance with the norms
-  ||q||^2 and ||k||^2, held in float32, so the (time x time) matrix is never materialised and
-  the expansion ||q||^2 + ||k||^2 - 2 q.k loses no precision to bf16 norms.
+- ``euclid`` on CUDA without attention dropout: ``euclid_flex``, FlexAttention with a
+  score_mod. The kernel computes q.k block by block and the score_mod turns it into the
+  distance with the norms ||q||^2 and ||k||^2, held in float32, so the (time x time) matrix is
+  never materialised and the expansion ||q||^2 + ||k||^2 - 2 q.k loses no precision to bf16
+  norms.
 - ``euclid`` otherwise (CPU, where FlexAttention has no backward, or attention dropout > 0,
   which FlexAttention cannot apply): ``EuclideanAttention``, an autograd Function with a
   hand-written backward. It computes the squared distance with one batched matmul, keeps only
-  the distance and the softmax weights before and after dropout, and works in float32 (at least) whatever autocast says.
-  Measured on 2 CPU cores (8 heads, head_dim 64, dropout 0.1, bf16 inputs under autocast,
-  forward + backward): batch 8 x seq_len 512: SDPA dot 327 ms, this 320 ms, cdist 417 ms;
-  batch 2 x seq_len 2048: 1252, 1248 and 1589 ms.
+  the distance and the softmax weights before and after dropout, and works in float32 (at
+  least) whatever autocast says.
+Their speed is measured in README.md (Attention implementations and speed).
 """
 
 import functools
+import importlib
+import inspect
 import math
+import re
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -30,17 +37,63 @@ import torch.nn.functional as F
 # torch.cdist), so identical vectors never produce inf or NaN.
 MIN_DISTANCE = 1e-6
 
+KINDS: dict[str, Callable] = {}
+
+
+def register(name: str):
+    """Decorator: make ``fn(q, k, v, causal, dropout_p, **options)`` the attention kind ``name``."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"attention kind name {name!r}: use lower-case letters, digits and _ (a config name)")
+
+    def add(fn):
+        known = KINDS.get(name)
+        if known is not None and (known.__module__, known.__qualname__) != (fn.__module__, fn.__qualname__):
+            raise ValueError(
+                f"attention kind {name!r} is already registered by {known.__module__}.{known.__qualname__}"
+            )
+        KINDS[name] = fn
+        return fn
+
+    return add
+
+
+def load_plugins(modules) -> None:
+    """Import modules that register kinds of their own (``model.attention_plugins``)."""
+    for module in modules:
+        importlib.import_module(module)
+
+
+def get(kind: str) -> Callable:
+    """The function of a registered kind; an unknown kind fails naming the known ones."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown attention kind {kind!r}; known kinds: {sorted(KINDS)}")
+    return KINDS[kind]
+
+
+def check_options(kind: str, options: dict) -> None:
+    """Fail unless the kind's function takes these options and needs no others."""
+    params = list(inspect.signature(get(kind)).parameters.values())[5:]  # after q, k, v, causal, dropout_p
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    any_name = any(p.kind is p.VAR_KEYWORD for p in params)
+    unknown = [name for name in options if name not in named and not any_name]
+    missing = [p.name for p in params if p.name in named and p.default is p.empty and p.name not in options]
+    if unknown or missing:
+        problem = f"takes no option(s) {unknown}" if unknown else f"needs option(s) {missing}"
+        raise ValueError(f"attention kind {kind!r} {problem}; its options: {named}")
+
 
 def _causal_mask(t_q: int, t_k: int, device) -> torch.Tensor:
     """True where query i may not look at key j (j > i, aligned at the end like SDPA)."""
     return torch.ones(t_q, t_k, dtype=torch.bool, device=device).triu_(t_k - t_q + 1)
 
 
-def dot(q, k, v, causal=True, dropout_p=0.0, p=2.0):
+@register("dot")
+def dot(q, k, v, causal=True, dropout_p=0.0):
     """Scaled dot product q.k / sqrt(d_k), through PyTorch's fused SDPA kernels."""
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout_p)
 
 
+@register("euclid_naive")
 def euclid_naive(q, k, v, causal=True, dropout_p=0.0, p=2.0):
     """Negative distance -||q - k||_p / sqrt(d_k) with an explicit score matrix (torch.cdist)."""
     logits = -torch.cdist(q, k, p=p) / math.sqrt(q.shape[-1])
@@ -132,6 +185,7 @@ def euclid_flex(q, k, v, causal=True):
     return _compiled_flex_attention()(q, k, v, score_mod=negative_distance, block_mask=mask, scale=1.0)
 
 
+@register("euclid")
 def euclid(q, k, v, causal=True, dropout_p=0.0, p=2.0):
     """Negative Euclidean distance -||q - k||_2 / sqrt(d_k) by the fastest exact path available."""
     if p != 2:
@@ -141,11 +195,6 @@ def euclid(q, k, v, causal=True, dropout_p=0.0, p=2.0):
     return EuclideanAttention.apply(q, k, v, causal, dropout_p)
 
 
-KINDS = {"dot": dot, "euclid": euclid, "euclid_naive": euclid_naive}
-
-
-def attention(q, k, v, kind="dot", causal=True, dropout_p=0.0, p=2.0):
-    """Attention of the given kind for tensors shaped (batch, heads, time, head_dim)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown attention kind {kind!r}; known kinds: {sorted(KINDS)}")
-    return KINDS[kind](q, k, v, causal=causal, dropout_p=dropout_p, p=p)
+def attention(q, k, v, kind="dot", causal=True, dropout_p=0.0, **options):
+    """Attention of a registered kind for tensors shaped (batch, heads, time, head_dim)."""
+    return get(kind)(q, k, v, causal, dropout_p, **options)

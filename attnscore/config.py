@@ -1,20 +1,46 @@
 """Checks on a config that a JSON schema cannot express; each error names the key and the fix."""
 
-from attnscore.attention import KINDS
-
 
 class ConfigError(ValueError):
     pass
 
 
+def check_attention(model: dict, kinds_used: list) -> list[str]:
+    """Problems with the attention kinds a config uses, their options and the plugins providing them."""
+    from attnscore import attention  # imports torch: only when a config is checked
+
+    problems = []
+    for module in model["attention_plugins"]:
+        try:
+            attention.load_plugins([module])
+        except Exception as err:  # a broken plugin is a config problem, reported with the others
+            problems.append(
+                f"model.attention_plugins: cannot import {module!r} ({type(err).__name__}: {err}); "
+                "put the module beside the Snakefile or install it"
+            )
+    known = sorted(attention.KINDS)
+    for key, names in kinds_used:
+        unknown = [name for name in names if name not in attention.KINDS]
+        if unknown:
+            problems.append(f"{key}: unknown attention kind(s) {unknown}; known: {known}")
+    options = model["attention_options"]
+    for kind in sorted(set(options) | {name for _, names in kinds_used for name in names}):
+        if kind not in attention.KINDS:
+            if kind in options:
+                problems.append(f"model.attention_options.{kind}: no attention kind {kind!r}; known: {known}")
+            continue
+        try:
+            attention.check_options(kind, options.get(kind, {}))
+        except ValueError as err:
+            problems.append(f"model.attention_options.{kind}: {err}")
+    return problems
+
+
 def check(config: dict) -> None:
     """Raise ConfigError listing every cross-field problem of a schema-valid config."""
     model, train, data = config["model"], config["train"], config["data"]
-    problems = []
-    for key, names in (("variants", config["variants"]), ("benchmark.variants", config["benchmark"]["variants"])):
-        unknown = [v for v in names if v not in KINDS]
-        if unknown:
-            problems.append(f"{key}: unknown attention kind(s) {unknown}; known: {sorted(KINDS)}")
+    kinds_used = [("variants", config["variants"]), ("benchmark.variants", config["benchmark"]["variants"])]
+    problems = check_attention(model, kinds_used)
     if model["d_model"] % model["n_heads"]:
         problems.append(f"model.d_model={model['d_model']} is not divisible by model.n_heads={model['n_heads']}")
     if train["seq_len"] > model["max_seq_len"]:
@@ -34,3 +60,9 @@ def check(config: dict) -> None:
         problems.append("tokenizer.dir is only for tokenizer.kind=gpt2")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def model_settings(config: dict, kind: str) -> dict:
+    """config['model'] for one variant: only that kind's own attention options, so changing one
+    kind's options re-runs that kind's jobs and no others."""
+    return {**config["model"], "attention_options": config["model"]["attention_options"].get(kind, {})}

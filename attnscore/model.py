@@ -6,14 +6,15 @@ a ReLU feed-forward, a final LayerNorm, an untied output layer and Xavier-unifor
 GPT-2's own choices (learned positions, GELU, tied embeddings) are options of the same class.
 """
 
+import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from attnscore.attention import attention
+from attnscore import attention
 
 
 @dataclass
@@ -26,8 +27,9 @@ class ModelConfig:
     dropout: float = 0.1
     attention_dropout: float | None = None  # on the attention weights; None = dropout (reference)
     max_seq_len: int = 512
-    attention: str = "dot"
-    euclid_p: float = 2.0  # the p of the norm in the euclid kind
+    attention: str = "dot"  # a kind registered in attnscore.attention.KINDS
+    attention_options: dict = field(default_factory=dict)  # that kind's own settings, e.g. {"p": 2} for euclid
+    attention_plugins: list = field(default_factory=list)  # modules imported first: they register more kinds
     positions: str = "sinusoidal"  # or "learned" (GPT-2)
     activation: str = "relu"  # or "gelu" (GPT-2)
     tie_embeddings: bool = False  # True: the output layer shares the token embedding (GPT-2)
@@ -48,14 +50,15 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
-        self.n_heads, self.kind, self.p = cfg.n_heads, cfg.attention, cfg.euclid_p
+        self.n_heads = cfg.n_heads
+        self.attend = functools.partial(attention.get(cfg.attention), **cfg.attention_options)
         self.dropout = cfg.dropout if cfg.attention_dropout is None else cfg.attention_dropout
 
     def forward(self, x):
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         dropout_p = self.dropout if self.training else 0.0
-        y = attention(q, k, v, self.kind, causal=True, dropout_p=dropout_p, p=self.p)
+        y = self.attend(q, k, v, True, dropout_p)
         return self.proj(y.transpose(1, 2).reshape(b, t, d))
 
 
@@ -77,6 +80,8 @@ class Block(nn.Module):
 class DecoderLM(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        attention.load_plugins(cfg.attention_plugins)
+        attention.check_options(cfg.attention, cfg.attention_options)
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
         if cfg.positions == "learned":
@@ -124,6 +129,3 @@ def training_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
     d = cfg.d_model
     matmul_weights = cfg.n_layers * (4 * d * d + 2 * d * cfg.d_ff) + d * cfg.vocab_size
     return 6 * matmul_weights + 12 * cfg.n_layers * d * seq_len
-
-    def config_dict(self) -> dict:
-        return asdict(self.cfg)

@@ -1,27 +1,29 @@
-"""Every attention kind against a float64 reference written out here, values and gradients."""
+"""Every attention kind against the float64 reference (attnscore.reference), values and
+gradients; the registry and the options of a kind."""
 
-import math
+import re
 
 import pytest
 import torch
 
-from attnscore.attention import KINDS, EuclideanAttention, attention, euclid_flex
+from attnscore import attention as attention_module
+from attnscore.attention import KINDS, EuclideanAttention, attention, euclid_flex, register
+from attnscore.reference import LOGITS, reference, rel_err
 
 SHAPES = [(2, 3, 17, 8), (1, 2, 64, 16), (3, 1, 5, 4)]
+WITH_REFERENCE = sorted(LOGITS)  # the kinds whose values these tests can check
 
 
-def reference(q, k, v, kind, causal=True, p=2.0):
-    """Float64, one explicit formula per kind, no shared code with the package."""
-    q, k, v = q.double(), k.double(), v.double()
-    if kind == "dot":
-        logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-    else:
-        diff = q.unsqueeze(-2) - k.unsqueeze(-3)  # (..., t_q, t_k, d)
-        logits = -diff.abs().pow(p).sum(-1).pow(1 / p) / math.sqrt(q.shape[-1])
-    if causal:
-        t = q.shape[-2]
-        logits = logits.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf"))
-    return torch.softmax(logits, -1) @ v
+def needs_no_options(kind):
+    try:
+        attention_module.check_options(kind, {})
+    except ValueError:
+        return False
+    return True
+
+
+# Properties every kind must have (causality, independent batch elements), whatever kinds exist.
+REGISTERED = [kind for kind in sorted(KINDS) if needs_no_options(kind)]
 
 
 def random_qkv(shape, seed=0, dtype=torch.float32):
@@ -29,11 +31,7 @@ def random_qkv(shape, seed=0, dtype=torch.float32):
     return [torch.randn(shape, generator=g, dtype=dtype).requires_grad_() for _ in range(3)]
 
 
-def rel_err(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
-
-
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", WITH_REFERENCE)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("causal", [True, False])
 def test_values_and_gradients_match_float64_reference(kind, shape, causal):
@@ -57,7 +55,18 @@ def test_euclid_norm_order_is_a_parameter(p):
     assert rel_err(out, reference(q, k, v, "euclid", p=p)) <= 1e-5
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_options_reach_only_their_kind():
+    q, k, v = random_qkv((1, 2, 6, 4), seed=12)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'p'"):
+        attention(q, k, v, "dot", p=3.0)
+    with pytest.raises(
+        ValueError, match="attention kind 'euclid' takes no option\\(s\\) \\['q'\\]; its options: \\['p'\\]"
+    ):
+        attention_module.check_options("euclid", {"q": 3})
+    attention_module.check_options("euclid", {"p": 3})
+
+
+@pytest.mark.parametrize("kind", REGISTERED)
 def test_causal_mask_hides_the_future(kind):
     q, k, v = (t.detach() for t in random_qkv((2, 2, 12, 8), seed=2))
     out = attention(q, k, v, kind)
@@ -69,7 +78,7 @@ def test_causal_mask_hides_the_future(kind):
     assert not torch.allclose(out[:, :, 7:], out2[:, :, 7:])
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", REGISTERED)
 def test_batch_elements_are_independent(kind):
     q, k, v = (t.detach() for t in random_qkv((4, 2, 10, 8), seed=3))
     batched = attention(q, k, v, kind)
@@ -88,12 +97,47 @@ def test_zero_distance_gives_finite_gradients():
 
 def test_unknown_kind_names_the_known_ones():
     q, k, v = random_qkv((1, 1, 2, 2))
-    with pytest.raises(ValueError, match="known kinds: \\['dot', 'euclid'"):
-        attention(q, k, v, "cosine")
+    with pytest.raises(
+        ValueError, match=f"unknown attention kind 'no_such_kind'; known kinds: {re.escape(str(sorted(KINDS)))}"
+    ):
+        attention(q, k, v, "no_such_kind")
+
+
+def test_reference_refuses_a_kind_it_does_not_define():
+    q, k, v = random_qkv((1, 1, 2, 2))
+    with pytest.raises(ValueError, match="no float64 reference for attention kind 'no_such_kind'"):
+        reference(q, k, v, "no_such_kind")
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """A copy of the registry for this test, so kinds registered here do not outlive it."""
+    monkeypatch.setattr(attention_module, "KINDS", dict(KINDS))
+    return attention_module.KINDS
+
+
+def test_a_registered_kind_is_called_with_its_options(registry):
+    @register("dot_temperature")
+    def dot_temperature(q, k, v, causal, dropout_p, temperature):
+        return attention(q / temperature, k, v, "dot", causal, dropout_p)
+
+    q, k, v = random_qkv((2, 2, 9, 8), seed=13)
+    out = attention(q, k, v, "dot_temperature", temperature=2.0)
+    assert rel_err(out, reference(q / 2.0, k, v, "dot")) <= 1e-5
+    assert "dot_temperature" in registry and "dot_temperature" not in KINDS
+    with pytest.raises(ValueError, match="'dot_temperature' needs option\\(s\\) \\['temperature'\\]"):
+        attention_module.check_options("dot_temperature", {})
+
+
+def test_a_name_is_registered_once(registry):
+    with pytest.raises(ValueError, match="'euclid' is already registered by attnscore.attention.euclid"):
+        register("euclid")(lambda q, k, v, causal, dropout_p: v)
+    with pytest.raises(ValueError, match="use lower-case letters"):
+        register("Euclid-2")
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_fused_euclid_under_bf16_autocast_is_within_1e_2(shape):
+def test_euclid_function_under_bf16_autocast_is_within_1e_2(shape):
     q, k, v = random_qkv(shape, seed=5)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         q16, k16, v16 = (t.to(torch.bfloat16) for t in (q, k, v))  # what autocast's Linear layers hand over
@@ -107,22 +151,22 @@ def test_fused_euclid_under_bf16_autocast_is_within_1e_2(shape):
         assert rel_err(g, g_ref) <= 1e-2
 
 
-def test_fused_euclid_dropout_matches_the_naive_path_mask_for_mask():
+def test_euclid_function_dropout_matches_the_naive_path_mask_for_mask():
     """Both draw the dropout mask the same way, so under one seed they agree exactly."""
     q, k, v = random_qkv((2, 2, 16, 8), seed=6)
     torch.manual_seed(7)
-    fused = attention(q, k, v, "euclid", dropout_p=0.3)
+    function = attention(q, k, v, "euclid", dropout_p=0.3)
     torch.manual_seed(7)
     naive = attention(q, k, v, "euclid_naive", dropout_p=0.3)
-    assert rel_err(fused, naive) <= 1e-5
-    grads = torch.autograd.grad(fused.square().sum(), (q, k, v))
+    assert rel_err(function, naive) <= 1e-5
+    grads = torch.autograd.grad(function.square().sum(), (q, k, v))
     torch.manual_seed(7)
     naive = attention(q, k, v, "euclid_naive", dropout_p=0.3)
     for g, g_naive in zip(grads, torch.autograd.grad(naive.square().sum(), (q, k, v)), strict=True):
         assert rel_err(g, g_naive) <= 1e-5
 
 
-def test_fused_euclid_with_dropout_passes_gradcheck_in_float64():
+def test_euclid_function_with_dropout_passes_gradcheck_in_float64():
     q, k, v = (t.detach().double().requires_grad_() for t in random_qkv((1, 2, 6, 4), seed=8))
 
     def seeded(q, k, v):  # the same dropout mask at every evaluation
@@ -140,7 +184,7 @@ def test_flex_euclid_forward_matches_float64_reference(causal):
     assert rel_err(out, reference(q, k, v, "euclid", causal)) <= 1e-5
 
 
-@pytest.mark.parametrize("path", ["flex", "fused"])
+@pytest.mark.parametrize("path", ["flex", "function"])
 def test_expansion_at_zero_distance_is_finite_and_close(path):
     """q == k: ||q||^2 + ||k||^2 - 2 q.k cancels to float32 rounding (~1e-6 ||q||^2), whose square
     root is ~1e-3 ||q||, so near-zero distances are accurate to about 1e-4, not 1e-5."""

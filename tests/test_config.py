@@ -76,7 +76,11 @@ def test_schema_names_the_bad_key_and_value(path, value, message):
 @pytest.mark.parametrize(
     "path, value, message",
     [
-        (["variants"], ["dot", "cosine"], "unknown attention kind\\(s\\) \\['cosine'\\]; known: \\['dot', 'euclid'"),
+        (["variants"], ["dot", "no_such_kind"], "unknown attention kind\\(s\\) \\['no_such_kind'\\]; known: \\["),
+        (["benchmark", "variants"], ["no_such_kind"], "benchmark.variants: unknown attention kind\\(s\\)"),
+        (["model", "attention_options"], {"euclid": {"q": 3}}, "euclid: attention kind 'euclid' takes no option"),
+        (["model", "attention_options"], {"no_such_kind": {}}, "attention_options.no_such_kind: no attention kind"),
+        (["model", "attention_plugins"], ["no_such_module"], "cannot import 'no_such_module' \\(ModuleNotFoundError"),
         (["model", "n_heads"], 7, "model.d_model=512 is not divisible by model.n_heads=7"),
         (["train", "seq_len"], 1024, "train.seq_len=1024 exceeds model.max_seq_len=512"),
         (["data", "corpus"], "text", "data.corpus=text needs data.dir"),

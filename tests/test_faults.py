@@ -73,7 +73,7 @@ def test_same_seed_gives_byte_identical_metrics_columns(finished):
 
 
 BAD_CONFIGS = [
-    ({"variants": ["dot", "cosine"]}, "unknown attention kind\\(s\\) \\['cosine'\\]"),
+    ({"variants": ["dot", "no_such_kind"]}, "unknown attention kind\\(s\\) \\['no_such_kind'\\]"),
     ({"variants": []}, "should be non-empty"),
     ({"train": {"lr": 0}}, "0 is less than or equal to the minimum of 0"),
     ({"train": {"batch_size": "8"}}, "'8' is not of type 'integer'"),

@@ -18,7 +18,7 @@ rule train:
     resources:
         gpu=TRAIN_GPUS,
     params:
-        model=config["model"],
+        model=lambda wildcards: model_settings(config, wildcards.variant),
         train=config["train"],
         code=TRAINING_CODE,
         # Resumable state, deliberately not an output: Snakemake deletes a failed job's outputs.
@@ -60,7 +60,7 @@ rule benchmark:
     resources:
         gpu=EVAL_GPUS,
     params:
-        model=config["model"],
+        model=lambda wildcards: model_settings(config, wildcards.variant),
         train=config["train"],
         benchmark=config["benchmark"],
         code=code_version("attention.py", "model.py", "train.py", "bench.py"),

@@ -1,0 +1,47 @@
+"""Float64 definitions by formula, independent of the implementations: the ground truth for the
+tests and the GPU check (benchmarks/gpu_check.py).
+
+Each kind is written out as its textbook formula on an explicit (t_q x t_k) score matrix, with
+no code shared with attnscore.attention, so a bug there cannot hide here too. A kind this module
+does not define is refused, never approximated by another kind's formula.
+"""
+
+import math
+
+import torch
+
+
+def _dot_logits(q, k):
+    return q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+
+
+def _distance_logits(q, k, p=2.0):
+    diff = q.unsqueeze(-2) - k.unsqueeze(-3)  # (..., t_q, t_k, d)
+    return -diff.abs().pow(p).sum(-1).pow(1 / p) / math.sqrt(q.shape[-1])
+
+
+# The logits of each kind, and the options each takes. euclid and euclid_naive are two
+# implementations of one definition.
+LOGITS = {"dot": _dot_logits, "euclid": _distance_logits, "euclid_naive": _distance_logits}
+
+
+def reference(q, k, v, kind, causal=True, **options):
+    """softmax(logits) v in float64 for tensors shaped (batch, heads, time, head_dim).
+
+    The causal mask hides key j from query i when j > i + t_k - t_q (aligned at the end, as
+    PyTorch's SDPA does). No dropout: compare implementations with dropout_p = 0.
+    """
+    if kind not in LOGITS:
+        raise ValueError(f"no float64 reference for attention kind {kind!r}; defined: {sorted(LOGITS)}")
+    q, k, v = q.double(), k.double(), v.double()
+    logits = LOGITS[kind](q, k, **options)
+    if causal:
+        t_q, t_k = q.shape[-2], k.shape[-2]
+        future = torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).triu(t_k - t_q + 1)
+        logits = logits.masked_fill(future, float("-inf"))
+    return torch.softmax(logits, -1) @ v
+
+
+def rel_err(a, b) -> float:
+    """||a - b|| / ||b|| in float64 (b the reference)."""
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
