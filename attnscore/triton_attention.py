@@ -1,0 +1,302 @@
+"""Attention as one Triton kernel in the FlashAttention-2 style, Euclidean or dot-product score.
+
+softmax(logits) V with logits = -||q - k||_2 / sqrt(d) (``score="euclid"``) or q.k / sqrt(d)
+(``score="dot"``, the control that separates the scoring function from the implementation),
+causal or not, with dropout on the attention weights. Tiles of queries and keys stream through
+on-chip memory with an online softmax, so no (T x T) matrix is ever stored: the forward keeps
+the output and one log-sum-exp per row, and the backward recomputes the weights tile by tile.
+
+- The distance comes from q.k accumulated in float32 plus ||q||^2 and ||k||^2 in float32
+  (computed from the tiles), clamped at 0 before the square root. Below MIN_DISTANCE the
+  distance's gradient is taken as 0, like the other Euclidean paths (q == k stays finite).
+- Dropout masks come from Triton's Philox generator, keyed by a seed drawn from torch's CPU
+  generator (so runs are reproducible and resumable with torch's RNG state) and the (batch,
+  head, query, key) position; the backward regenerates them, nothing is stored.
+- Gradients, with W = dL/dlogits * scale / distance (Euclid):
+  dq = W k - q rowsum(W), dk = W^T q - k colsum(W); for dot, W = dL/dlogits * scale,
+  dq = W k, dk = W^T q. dv = (dropped weights)^T dO.
+
+Block sizes follow the rules of the GPU compiler (powers of two, ``tl.dot`` tiles of at least
+16), so the kernels that pass the interpreter tests (TRITON_INTERPRET=1) compile on a GPU.
+"""
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+MIN_DISTANCE = 1e-6
+HEAD_DIMS = (16, 32, 64, 128)
+LOG2E = math.log2(math.e)
+# Triton's CPU interpreter runs tl.dot through numpy, which has no bfloat16 and misreads such
+# tiles; there, and only there, bf16 operands are widened to float32 first (exactly). On a GPU
+# they go to the tensor cores as they are.
+_WIDEN_BF16 = tl.constexpr(os.environ.get("TRITON_INTERPRET") == "1")
+
+# Block sizes and launch settings per kernel: (BLOCK_M queries, BLOCK_N keys, warps, stages).
+# Chosen by benchmarks/gpu_check.py's sweep; the interpreter tests run every entry.
+CONFIGS = {
+    "forward": (128, 64, 8, 3),
+    "dkdv": (32, 128, 8, 2),
+    "dq": (128, 32, 8, 2),
+}
+
+
+@triton.jit
+def _keep(seed, bh, rows, start_n, T, keep_p, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The dropout mask of a (BLOCK_M x BLOCK_N) tile: True where a weight is kept.
+
+    One Philox call gives four numbers, for four neighbouring keys of a row; the counter is the
+    (row, group of four keys) position within the head, the key is seed + batch-head index.
+    """
+    groups = start_n // 4 + tl.arange(0, BLOCK_N // 4)
+    counter = rows[:, None] * ((T + 3) // 4) + groups[None, :]
+    u0, u1, u2, u3 = tl.rand4x(seed + bh, counter)
+    u = tl.reshape(tl.join(tl.join(u0, u1), tl.join(u2, u3)), (BLOCK_M, BLOCK_N))
+    return u < keep_p
+
+
+@triton.jit
+def _dot(a, b, PRECISION: tl.constexpr):
+    """a @ b accumulated in float32."""
+    if _WIDEN_BF16 and a.dtype == tl.bfloat16:
+        a, b = a.to(tl.float32), b.to(tl.float32)
+    return tl.dot(a, b, input_precision=PRECISION)
+
+
+@triton.jit
+def _logits_log2(q, k, q_norm, k_norm, scale_log2, EUCLID: tl.constexpr, PRECISION: tl.constexpr):
+    """Logits of a tile in base 2 (times log2 e), from q.k accumulated in float32."""
+    qk = _dot(q, tl.trans(k), PRECISION)
+    if EUCLID:
+        squared = q_norm[:, None] + k_norm[None, :] - 2.0 * qk
+        return -tl.sqrt(tl.maximum(squared, 0.0)) * scale_log2
+    return qk * scale_log2
+
+
+@triton.jit
+def _visible(rows, cols, T, CAUSAL: tl.constexpr):
+    """Keys a query sees: real ones (not the tail padding), and with CAUSAL none after it."""
+    visible = cols[None, :] < T
+    if CAUSAL:
+        visible &= cols[None, :] <= rows[:, None]
+    return visible
+
+
+@triton.jit
+def _squared_norm(x):
+    x = x.to(tl.float32)
+    return tl.sum(x * x, 1)
+
+
+@triton.jit
+def _forward(
+    Q, K, V, OUT, LSE, seed, T, scale_log2, keep_p,
+    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    start_m = tl.program_id(0) * BLOCK_M
+    bh = tl.program_id(1)
+    head = bh.to(tl.int64) * T * HEAD_DIM
+    rows = start_m + tl.arange(0, BLOCK_M)
+    dims = tl.arange(0, HEAD_DIM)
+    q = tl.load(Q + head + rows[:, None] * HEAD_DIM + dims[None, :], mask=rows[:, None] < T, other=0.0)
+    q_norm = _squared_norm(q)
+    m = tl.full([BLOCK_M], float("-inf"), tl.float32)  # running max of the base-2 logits
+    total = tl.zeros([BLOCK_M], tl.float32)  # running sum of exp2(logits - m)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    end = tl.minimum(start_m + BLOCK_M, T) if CAUSAL else T
+    for start_n in range(0, end, BLOCK_N):
+        cols = start_n + tl.arange(0, BLOCK_N)
+        kv_offsets = head + cols[:, None] * HEAD_DIM + dims[None, :]
+        k = tl.load(K + kv_offsets, mask=cols[:, None] < T, other=0.0)
+        v = tl.load(V + kv_offsets, mask=cols[:, None] < T, other=0.0)
+        z = _logits_log2(q, k, q_norm, _squared_norm(k), scale_log2, EUCLID, PRECISION)
+        z = tl.where(_visible(rows, cols, T, CAUSAL), z, float("-inf"))
+        m_new = tl.maximum(m, tl.max(z, 1))
+        alpha = tl.exp2(m - m_new)
+        p = tl.exp2(z - m_new[:, None])
+        total = total * alpha + tl.sum(p, 1)
+        if DROPOUT:  # normalised later by `total`, which counts every weight, kept or not
+            p = tl.where(_keep(seed, bh, rows, start_n, T, keep_p, BLOCK_M, BLOCK_N), p / keep_p, 0.0)
+        acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, PRECISION)
+        m = m_new
+    acc = acc / total[:, None]
+    tl.store(OUT + head + rows[:, None] * HEAD_DIM + dims[None, :], acc.to(OUT.dtype.element_ty), mask=rows[:, None] < T)
+    tl.store(LSE + bh.to(tl.int64) * T + rows, m + tl.log2(total), mask=rows < T)
+
+
+@triton.jit
+def _weights_grad(
+    q, k, v, do, q_norm, k_norm, lse, delta, rows, start_n, seed, bh, T, scale, scale_log2, keep_p,
+    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    """Recompute a tile's weights; return the dropped weights and W (see the module docstring)."""
+    cols = start_n + tl.arange(0, BLOCK_N)
+    z = _logits_log2(q, k, q_norm, k_norm, scale_log2, EUCLID, PRECISION)
+    visible = _visible(rows, cols, T, CAUSAL)
+    p = tl.where(visible, tl.exp2(z - lse[:, None]), 0.0)
+    grad_dropped = _dot(do, tl.trans(v), PRECISION)  # dL/d(dropped weights)
+    if DROPOUT:
+        keep = _keep(seed, bh, rows, start_n, T, keep_p, BLOCK_M, BLOCK_N)
+        dropped = tl.where(keep, p / keep_p, 0.0)
+        grad_p = tl.where(keep, grad_dropped / keep_p, 0.0)
+    else:
+        dropped = p
+        grad_p = grad_dropped
+    grad_logits = p * (grad_p - delta[:, None])
+    if EUCLID:
+        distance = -z / scale_log2  # inf where hidden, where w is 0 anyway
+        w = grad_logits * tl.where(distance > MIN_DISTANCE, scale / tl.maximum(distance, MIN_DISTANCE), 0.0)
+    else:
+        w = grad_logits * scale
+    return dropped, w
+
+
+@triton.jit
+def _backward_dkdv(
+    Q, K, V, DO, LSE, DELTA, DK, DV, seed, T, scale, scale_log2, keep_p,
+    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    """dk and dv of one block of keys, streaming over the queries that see them."""
+    start_n = tl.program_id(0) * BLOCK_N
+    bh = tl.program_id(1)
+    head = bh.to(tl.int64) * T * HEAD_DIM
+    cols = start_n + tl.arange(0, BLOCK_N)
+    dims = tl.arange(0, HEAD_DIM)
+    kv_offsets = head + cols[:, None] * HEAD_DIM + dims[None, :]
+    k = tl.load(K + kv_offsets, mask=cols[:, None] < T, other=0.0)
+    v = tl.load(V + kv_offsets, mask=cols[:, None] < T, other=0.0)
+    k_norm = _squared_norm(k)
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
+    w_colsum = tl.zeros([BLOCK_N], tl.float32)
+    begin = (start_n // BLOCK_M) * BLOCK_M if CAUSAL else 0
+    for start_m in range(begin, T, BLOCK_M):
+        rows = start_m + tl.arange(0, BLOCK_M)
+        q_offsets = head + rows[:, None] * HEAD_DIM + dims[None, :]
+        q = tl.load(Q + q_offsets, mask=rows[:, None] < T, other=0.0)
+        do = tl.load(DO + q_offsets, mask=rows[:, None] < T, other=0.0)
+        lse = tl.load(LSE + bh.to(tl.int64) * T + rows, mask=rows < T, other=float("inf"))  # padding rows: weight 0
+        delta = tl.load(DELTA + bh.to(tl.int64) * T + rows, mask=rows < T, other=0.0)
+        dropped, w = _weights_grad(
+            q, k, v, do, _squared_norm(q), k_norm, lse, delta, rows, start_n, seed, bh, T, scale, scale_log2, keep_p,
+            EUCLID, CAUSAL, DROPOUT, BLOCK_M, BLOCK_N, PRECISION,
+        )  # fmt: skip
+        dv += _dot(tl.trans(dropped.to(do.dtype)), do, PRECISION)
+        dk += _dot(tl.trans(w.to(q.dtype)), q, PRECISION)
+        if EUCLID:
+            w_colsum += tl.sum(w, 0)
+    if EUCLID:
+        dk -= k.to(tl.float32) * w_colsum[:, None]
+    tl.store(DK + kv_offsets, dk.to(DK.dtype.element_ty), mask=cols[:, None] < T)
+    tl.store(DV + kv_offsets, dv.to(DV.dtype.element_ty), mask=cols[:, None] < T)
+
+
+@triton.jit
+def _backward_dq(
+    Q, K, V, DO, LSE, DELTA, DQ, seed, T, scale, scale_log2, keep_p,
+    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    """dq of one block of queries, streaming over the keys they see."""
+    start_m = tl.program_id(0) * BLOCK_M
+    bh = tl.program_id(1)
+    head = bh.to(tl.int64) * T * HEAD_DIM
+    rows = start_m + tl.arange(0, BLOCK_M)
+    dims = tl.arange(0, HEAD_DIM)
+    q_offsets = head + rows[:, None] * HEAD_DIM + dims[None, :]
+    q = tl.load(Q + q_offsets, mask=rows[:, None] < T, other=0.0)
+    do = tl.load(DO + q_offsets, mask=rows[:, None] < T, other=0.0)
+    lse = tl.load(LSE + bh.to(tl.int64) * T + rows, mask=rows < T, other=float("inf"))  # padding rows: weight 0
+    delta = tl.load(DELTA + bh.to(tl.int64) * T + rows, mask=rows < T, other=0.0)
+    q_norm = _squared_norm(q)
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    w_rowsum = tl.zeros([BLOCK_M], tl.float32)
+    end = tl.minimum(start_m + BLOCK_M, T) if CAUSAL else T
+    for start_n in range(0, end, BLOCK_N):
+        cols = start_n + tl.arange(0, BLOCK_N)
+        kv_offsets = head + cols[:, None] * HEAD_DIM + dims[None, :]
+        k = tl.load(K + kv_offsets, mask=cols[:, None] < T, other=0.0)
+        v = tl.load(V + kv_offsets, mask=cols[:, None] < T, other=0.0)
+        _, w = _weights_grad(
+            q, k, v, do, q_norm, _squared_norm(k), lse, delta, rows, start_n, seed, bh, T, scale, scale_log2, keep_p,
+            EUCLID, CAUSAL, DROPOUT, BLOCK_M, BLOCK_N, PRECISION,
+        )  # fmt: skip
+        dq += _dot(w.to(k.dtype), k, PRECISION)
+        if EUCLID:
+            w_rowsum += tl.sum(w, 1)
+    if EUCLID:
+        dq -= q.to(tl.float32) * w_rowsum[:, None]
+    tl.store(DQ + q_offsets, dq.to(DQ.dtype.element_ty), mask=rows[:, None] < T)
+
+
+def dropout_seed() -> int:
+    """A fresh Philox seed from torch's CPU generator: no GPU synchronisation, and a run replays
+    exactly from a checkpoint's RNG state."""
+    return int(torch.randint(2**62, (), dtype=torch.int64))
+
+
+def _launch(kernel, name, grid_size, t, *args, configs, **constexprs):
+    block_m, block_n, warps, stages = configs[name]
+    grid = (triton.cdiv(t, block_n if name == "dkdv" else block_m), grid_size)
+    kernel[grid](*args, BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps, num_stages=stages, **constexprs)
+
+
+class TritonAttention(torch.autograd.Function):
+    """Autograd wrapper: the forward keeps q, k, v, the output and the log-sum-exp, nothing (T x T)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, causal: bool, dropout_p: float, score: str, configs: dict):
+        b, h, t, d = q.shape
+        if d not in HEAD_DIMS:
+            raise ValueError(f"the Triton attention kernel takes head_dim in {HEAD_DIMS}, not {d}")
+        q, k, v = (x.contiguous() for x in (q, k, v))
+        seed = dropout_seed() if dropout_p > 0 else 0
+        out = torch.empty_like(q)
+        lse = torch.empty(b, h, t, device=q.device, dtype=torch.float32)
+        scale = 1 / math.sqrt(d)
+        constexprs = dict(
+            EUCLID=score == "euclid",
+            CAUSAL=causal,
+            DROPOUT=dropout_p > 0,
+            HEAD_DIM=d,
+            PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        )
+        _launch(
+            _forward, "forward", b * h, t, q, k, v, out, lse, seed, t, scale * LOG2E, 1 - dropout_p,
+            configs=configs, **constexprs,
+        )  # fmt: skip
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.args = (seed, scale, 1 - dropout_p, configs, constexprs)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, out, lse = ctx.saved_tensors
+        seed, scale, keep_p, configs, constexprs = ctx.args
+        b, h, t, _ = q.shape
+        grad_out = grad_out.to(q.dtype).contiguous()
+        delta = (out.float() * grad_out.float()).sum(-1)  # rowsum(dO * O) = rowsum(dropped * dL/d(dropped))
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        common = (seed, t, scale, scale * LOG2E, keep_p)
+        _launch(
+            _backward_dkdv, "dkdv", b * h, t, q, k, v, grad_out, lse, delta, dk, dv, *common,
+            configs=configs, **constexprs,
+        )  # fmt: skip
+        _launch(
+            _backward_dq, "dq", b * h, t, q, k, v, grad_out, lse, delta, dq, *common,
+            configs=configs, **constexprs,
+        )  # fmt: skip
+        return dq, dk, dv, None, None, None, None
+
+
+def triton_attention(q, k, v, causal=True, dropout_p=0.0, score="euclid", configs=None):
+    """Attention of (batch, heads, time, head_dim) tensors through the Triton kernels."""
+    if score not in ("euclid", "dot"):
+        raise ValueError(f"unknown score {score!r} for the Triton kernel; choose 'euclid' or 'dot'")
+    return TritonAttention.apply(q, k, v, causal, dropout_p, score, configs or CONFIGS)

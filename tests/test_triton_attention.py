@@ -1,0 +1,152 @@
+"""The Triton attention kernels against the float64 reference, on the CPU through Triton's interpreter.
+
+TRITON_INTERPRET=1 (set here when no GPU is present, before triton is imported) runs the kernels
+with numpy, Philox included, at the block sizes the GPU path uses (attnscore.triton_attention.CONFIGS),
+so a kernel that passes here is the one that compiles there. Shapes are small and T is never a
+multiple of the block sizes, so tails are always masked.
+"""
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+triton = pytest.importorskip("triton", reason="triton is not installed (pip install -r requirements-dev.txt)")
+tl = triton.language
+
+from attnscore import triton_attention as ta  # noqa: E402
+from attnscore.reference import reference, rel_err  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
+
+
+def random_qkv(shape, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=g).to(DEVICE, dtype).requires_grad_() for _ in range(3)]
+
+
+def as_float64(*tensors):
+    return [t.detach().double().requires_grad_() for t in tensors]
+
+
+def assert_matches(out, ref, inputs, inputs64, tolerance):
+    """Values, then the gradients of q, k and v under one random output gradient."""
+    assert out.shape == ref.shape and out.dtype == inputs[0].dtype
+    assert rel_err(out, ref) <= tolerance
+    grad_out = torch.randn_like(ref)
+    grads = torch.autograd.grad(out, inputs, grad_out.to(out.dtype))
+    for name, g, g_ref in zip("qkv", grads, torch.autograd.grad(ref, inputs64, grad_out), strict=True):
+        assert rel_err(g, g_ref) <= tolerance, f"d{name}"
+
+
+@triton.jit
+def _mask_kernel(M, seed, T, keep_p, BLOCK: tl.constexpr):
+    """Test only: the kernels' dropout mask for one head, written out from the same Philox stream."""
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    start_n = tl.program_id(1) * BLOCK
+    cols = start_n + tl.arange(0, BLOCK)
+    bh = tl.program_id(2)
+    keep = ta._keep(seed, bh, rows, start_n, T, keep_p, BLOCK, BLOCK)
+    tl.store(M + bh * T * T + rows[:, None] * T + cols[None, :], keep, mask=(rows[:, None] < T) & (cols[None, :] < T))
+
+
+def dropout_mask(seed, batch_heads, t, dropout_p) -> torch.Tensor:
+    mask = torch.zeros(batch_heads, t, t, dtype=torch.bool, device=DEVICE)
+    block = 16
+    _mask_kernel[(triton.cdiv(t, block), triton.cdiv(t, block), batch_heads)](mask, seed, t, 1 - dropout_p, BLOCK=block)
+    return mask
+
+
+def test_configs_obey_the_gpu_compilers_rules():
+    for name, (block_m, block_n, warps, stages) in ta.CONFIGS.items():
+        for size in (block_m, block_n, warps):
+            assert size & (size - 1) == 0, f"{name}: {size} is not a power of two"
+        assert min(block_m, block_n) >= 16 and stages >= 1, name
+
+
+@pytest.mark.parametrize("score", ["euclid", "dot"])
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("shape", [(2, 2, 45, 32), (1, 3, 150, 64), (1, 1, 37, 128)])
+def test_float32_values_and_gradients_match_float64_reference(score, causal, shape):
+    q, k, v = random_qkv(shape)
+    out = ta.triton_attention(q, k, v, causal, 0.0, score)
+    inputs64 = as_float64(q, k, v)
+    assert_matches(out, reference(*inputs64, score, causal), (q, k, v), inputs64, TOLERANCE[torch.float32])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("score", ["euclid", "dot"])
+def test_half_precision_inputs_are_within_1e_2(dtype, score):
+    q, k, v = random_qkv((2, 2, 70, 64), seed=1, dtype=dtype)
+    out = ta.triton_attention(q, k, v, True, 0.0, score)
+    inputs64 = as_float64(q, k, v)  # the rounded inputs: the error measured is the kernel's alone
+    assert_matches(out, reference(*inputs64, score), (q, k, v), inputs64, TOLERANCE[dtype])
+
+
+def test_causal_mask_hides_the_future():
+    q, k, v = (t.detach() for t in random_qkv((1, 2, 80, 32), seed=2))
+    changed = [t.clone() for t in (q, k, v)]
+    for t in changed:
+        t[:, :, 50:] = torch.randn_like(t[:, :, 50:])
+    out, out2 = ta.triton_attention(q, k, v), ta.triton_attention(*changed)
+    torch.testing.assert_close(out[:, :, :50], out2[:, :, :50], rtol=0, atol=0)
+    assert not torch.allclose(out[:, :, 50:], out2[:, :, 50:])
+
+
+@pytest.mark.parametrize("score", ["euclid", "dot"])
+def test_dropout_forward_and_backward_use_the_kernels_own_mask(score):
+    """Forward and backward against the reference weights times the mask drawn from the same stream."""
+    b, h, t, p = 2, 2, 70, 0.3
+    q, k, v = random_qkv((b, h, t, 32), seed=3)
+    torch.manual_seed(11)
+    out = ta.triton_attention(q, k, v, True, p, score)
+    torch.manual_seed(11)
+    keep = dropout_mask(ta.dropout_seed(), b * h, t, p).view(b, h, t, t)
+    q64, k64, v64 = as_float64(q, k, v)
+    eye = torch.eye(t, dtype=torch.float64, device=DEVICE).expand(b, h, t, t)
+    weights = reference(q64, k64, eye, score)  # softmax(logits) @ I: the weights themselves
+    ref = (weights * keep / (1 - p)) @ v64
+    assert_matches(out, ref, (q, k, v), (q64, k64, v64), TOLERANCE[torch.float32])
+
+
+def test_dropout_keeps_the_expected_fraction_and_seeds_differ():
+    b_h, t, p = 4, 96, 0.1
+    first, second = dropout_mask(1234, b_h, t, p), dropout_mask(5678, b_h, t, p)
+    n = first.numel()
+    sigma = (p * (1 - p) / n) ** 0.5
+    for mask in (first, second):
+        assert abs(mask.float().mean().item() - (1 - p)) <= 5 * sigma
+    assert (first != second).float().mean().item() > 0.1  # independent masks differ in ~2p(1-p) = 18%
+    assert torch.equal(first, dropout_mask(1234, b_h, t, p))
+    heads = first.view(b_h, -1)
+    assert not torch.equal(heads[0], heads[1])  # each (batch, head) has its own stream
+
+
+def test_dropout_is_reproducible_from_torchs_generator():
+    q, k, v = (t.detach() for t in random_qkv((1, 2, 40, 16), seed=4))
+    torch.manual_seed(5)
+    first = ta.triton_attention(q, k, v, True, 0.2)
+    torch.manual_seed(5)
+    again = ta.triton_attention(q, k, v, True, 0.2)
+    other = ta.triton_attention(q, k, v, True, 0.2)
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_zero_distance_gives_finite_gradients():
+    q, _, v = random_qkv((1, 2, 40, 32), seed=6)
+    k = q.detach().clone().requires_grad_()  # q == k: every diagonal distance is zero
+    out = ta.triton_attention(q, k, v)
+    grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+    assert torch.isfinite(out).all() and all(torch.isfinite(g).all() for g in grads)
+    assert rel_err(out, reference(*as_float64(q, q, v), "euclid")) <= 1e-3  # float32 cancellation near 0
+
+
+def test_unsupported_head_dim_and_score_are_refused():
+    q, k, v = random_qkv((1, 1, 8, 24))
+    with pytest.raises(ValueError, match="head_dim"):
+        ta.triton_attention(q, k, v)
+    with pytest.raises(ValueError, match="unknown score"):
+        ta.triton_attention(q, k, v, score="cosine-ish")
