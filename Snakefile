@@ -31,8 +31,9 @@ os.environ.update(
         filter(None, [workflow.basedir, os.getenv("PYTHONPATH")])
     )
 )
+from attnscore import provenance
 from attnscore.config import check, model_settings
-from attnscore.data import SPLITS
+from attnscore.corpora import SPLITS
 
 check(config)
 

@@ -5,7 +5,6 @@ shape that runs out of memory (or is killed for it) is recorded as such instead 
 """
 
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -16,31 +15,8 @@ from dataclasses import asdict, replace
 import torch
 
 from attnscore.model import ModelConfig, training_flops_per_token
+from attnscore.runtime import device_name, peak_flops
 from attnscore.train import TrainConfig, Trainer
-
-# Dense bf16/fp16 tensor-core peaks from NVIDIA's datasheets, matched against the device name
-# in this order. For other devices MFU is reported only with benchmark.peak_tflops set.
-PEAK_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0)]
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or "CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:  # not Linux
-        pass
-    return f"{model} ({torch.get_num_threads()} threads)"
-
-
-def peak_flops(name: str, dtype, override_tflops=None) -> float | None:
-    if override_tflops:
-        return override_tflops * 1e12
-    if dtype not in (torch.bfloat16, torch.float16):
-        return None
-    return next((tflops * 1e12 for key, tflops in PEAK_TFLOPS if key in name), None)
 
 
 def measure(model_cfg: ModelConfig, cfg: TrainConfig, warmup: int, steps: int, peak_tflops=None) -> dict:

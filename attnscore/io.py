@@ -1,9 +1,15 @@
-"""Files appear whole or not at all: everything is written to a temporary path and renamed."""
+"""Files every step writes and reads: whole or not at all (a temporary file, then a rename),
+JSON and CSV writers, job logs, and DataError for input files that cannot be used."""
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+
+class DataError(RuntimeError):
+    """Bad or missing input data; the message names the file and how to fix it."""
 
 
 @contextmanager
@@ -35,6 +41,12 @@ def log_to(path):
             traceback.print_exc(file=log)
             sys.__stderr__.write(f"failed; see {path}\n")
             raise
+
+
+def write_json(obj, path) -> None:
+    """An object as indented JSON, written atomically."""
+    with atomic_path(path) as target:
+        Path(target).write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def write_csv(rows: list[dict], path) -> None:

@@ -163,5 +163,6 @@ def throughput_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_tests(paths: dict) -> dict:
+def read_test_results(paths: dict) -> dict:
+    """Each variant's evaluate output (test-split loss, perplexity, tokens) by variant."""
     return {variant: json.loads(Path(path).read_text()) for variant, path in paths.items()}

@@ -1,11 +1,15 @@
-"""What produced a result: config, code version, package versions, device, seed."""
+"""What produced a result: config, code version, package versions, device, seed (standard
+library only, so recording it costs nothing)."""
 
+import ast
+import hashlib
 import platform
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
+PACKAGE = Path(__file__).parent
 PACKAGES = ["torch", "numpy", "pandas", "matplotlib", "tokenizers", "snakemake", "tqdm"]
 
 
@@ -21,9 +25,8 @@ def git_state(folder) -> dict:
         return {"commit": None, "dirty": None}  # not a git checkout (e.g. an unpacked release)
 
 
-def collect(config: dict, device, seed: int) -> dict:
-    from attnscore.bench import device_name
-
+def collect(config: dict, device: str, seed: int) -> dict:
+    """The provenance record; `device` describes where it ran (e.g. "cuda:0 (NVIDIA H100 80GB HBM3)")."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -36,6 +39,34 @@ def collect(config: dict, device, seed: int) -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": versions,
-        "device": f"{device} ({device_name(device)})",
+        "device": device,
         "seed": seed,
     }
+
+
+def package_modules(script) -> list[Path]:
+    """The attnscore modules a script runs: those it imports, and theirs in turn (read from the
+    import statements, also those inside functions; nothing is imported)."""
+    found, todo = set(), [Path(script)]
+    while todo:
+        for node in ast.walk(ast.parse(todo.pop().read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            for name in names:
+                path = PACKAGE / f"{name.removeprefix('attnscore.')}.py"
+                if name.startswith("attnscore.") and path.is_file() and path not in found:
+                    found.add(path)
+                    todo.append(path)
+    return sorted(found)
+
+
+def code_version(script, extra=()) -> str:
+    """A short hash of the package modules a script runs and of `extra` files."""
+    digest = hashlib.sha256()
+    for path in [*package_modules(script), *extra]:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]

@@ -1,32 +1,25 @@
-"""The training loop, with resumable checkpoints and per-epoch metrics.
+"""The training loop: a Trainer (model, optimizer, mixed precision) stepped over the batchified
+train split, evaluated on valid and test after each epoch, checkpointed so that it resumes.
 
-The resumable state (last.pt, best.pt) lives in a checkpoint folder that is not a Snakemake
-output, because Snakemake deletes a failed job's outputs: a killed run picks up from there.
+train() runs in one process, or in each process of a DDP run (attnscore.launch starts those).
 """
 
-import functools
-import hashlib
-import json
 import math
-import os
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from attnscore.data import batchify, load_tokens, num_windows, windows
-from attnscore.io import atomic_path
+from attnscore import checkpoints
 from attnscore.model import DecoderLM, ModelConfig
+from attnscore.runtime import all_sum, autocast_dtype, pick_device, rank_and_world, shard_rows
+from attnscore.tokens import batchify, load_tokens, num_windows, windows
 
 
 @dataclass
@@ -55,59 +48,6 @@ class TrainingInterrupted(RuntimeError):
 
 class TrainingDiverged(RuntimeError):
     """A NaN or inf loss; the last good checkpoint is kept."""
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the number of processes (0, 1 without torch.distributed)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def all_sum(values: list[float], device) -> list[float]:
-    """Element-wise sum over all processes (the values themselves in a single process)."""
-    if rank_and_world()[1] == 1:
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device is {name!r} but CUDA is not available here; set it to 'auto' or 'cpu'")
-    if name == "cuda" and rank_and_world()[1] > 1:  # one GPU per process, as torchrun numbers them
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device(name)
-
-
-@functools.cache
-def cpu_has_fast_bf16() -> bool:
-    """Whether the CPU multiplies bf16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo.
-
-    There bf16 autocast trains the reference model about 1.6x faster than fp32 (2 cores, AMD EPYC
-    with AVX512-BF16); elsewhere bf16 is emulated and slower, so fp32 stays.
-    """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def autocast_dtype(device: torch.device, precision: str = "auto"):
-    """The autocast dtype for a device and precision setting; None means plain fp32.
-
-    auto: on CUDA bf16 where supported, else fp16 (with a grad scaler); on CPU bf16 where the
-    processor has native bf16 (cpu_has_fast_bf16), else fp32.
-    """
-    if precision == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if cpu_has_fast_bf16() else None
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 class Trainer:
@@ -170,65 +110,12 @@ class Trainer:
         return total, int(count)
 
 
-def shard_rows(matrix: torch.Tensor) -> torch.Tensor:
-    """This process's share of a batchified split's rows: distinct windows, equal sizes."""
-    rank, world = rank_and_world()
-    rows = matrix.shape[0] // world
-    return matrix[rank * rows : (rank + 1) * rows]
+START_OF_EPOCH = {"step": 0, "nll_sum": 0.0, "count": 0, "epoch_seconds": 0.0}
 
 
 def perplexity(nll_sum: float, count: int) -> float:
     """Token-weighted perplexity: exp of the total NLL over the total predicted tokens."""
     return math.exp(nll_sum / count)
-
-
-def fingerprint(*parts) -> str:
-    """A short hash of JSON-able settings and files, to tell whether a checkpoint is ours."""
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, Path):
-            digest.update(part.read_bytes())
-        else:
-            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:16]
-
-
-def save_checkpoint(state: dict, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """A checkpoint, loaded without running code from it; a damaged file fails clearly."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        reason = str(err).splitlines()[0][:120]
-        raise RuntimeError(
-            f"{path}: unreadable checkpoint ({type(err).__name__}: {reason}); delete it to start over"
-        ) from err
-
-
-def resumable_checkpoint(checkpoint_dir: Path, run_id: str, epochs: int, log) -> dict | None:
-    """The checkpoint to resume from: last.pt, or best.pt if last.pt is damaged; None to start afresh."""
-    for name in ("last.pt", "best.pt"):
-        path = checkpoint_dir / name
-        if not path.exists():
-            continue
-        try:
-            saved = load_checkpoint(path)
-        except RuntimeError as err:
-            log(f"{err}; trying the previous good checkpoint")
-            continue
-        if saved["run_id"] != run_id:
-            log(f"{path} belongs to other settings or data; starting from scratch")
-            return None
-        if saved["epoch"] >= epochs:
-            log(f"{path} is a finished run of these settings; training again from scratch")
-            return None
-        log(f"resuming from {path}")
-        return saved
-    return None
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoint_dir, log=print) -> list[dict]:
@@ -238,141 +125,116 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoin
     Under torch.distributed each process trains on its own rows of the batch (DDP averages the
     gradients, so the global batch is cfg.batch_size); process 0 logs and writes checkpoints.
     """
-    rank, world = rank_and_world()
-    log = log if rank == 0 else (lambda *_: None)
-    checkpoint_dir = Path(checkpoint_dir)
+    log = log if rank_and_world()[0] == 0 else (lambda *_: None)
+    folder = Path(checkpoint_dir)
+    last = folder / "last.pt"
     tokens = {split: load_tokens(path, model_cfg.vocab_size) for split, path in token_files.items()}
-    train_m = shard_rows(batchify(tokens["train"], cfg.batch_size))
-    eval_m = {split: batchify(tokens[split], cfg.eval_batch_size) for split in ("valid", "test")}
-    # What makes a checkpoint ours: everything but the epoch budget, checkpoint spacing and compile,
-    # so raising train.epochs continues a finished run instead of starting over.
-    settings = {k: v for k, v in vars(cfg).items() if k not in ("epochs", "checkpoint_every", "compile")}
-    run_id = fingerprint(vars(model_cfg), settings, *(Path(p) for p in token_files.values()))
-    steps_per_epoch = num_windows(train_m, cfg.seq_len)
-    if cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-
+    train_rows = shard_rows(batchify(tokens["train"], cfg.batch_size))
+    eval_splits = {split: batchify(tokens[split], cfg.eval_batch_size) for split in ("valid", "test")}
+    steps = min(num_windows(train_rows, cfg.seq_len), cfg.max_steps_per_epoch or math.inf)
     trainer = Trainer(model_cfg, cfg)
-    # nll_sum and count are this process's running sums; checkpoints hold the totals over all
-    # processes, which process 0 resumes with (the others start from zero).
-    state = {"epoch": 0, "step": 0, "nll_sum": 0.0, "count": 0, "epoch_seconds": 0.0, "history": []}
-    last = checkpoint_dir / "last.pt"
-    saved = resumable_checkpoint(checkpoint_dir, run_id, cfg.epochs, log)
-    if saved:
-        trainer.model.load_state_dict(saved["model"])
-        trainer.optimizer.load_state_dict(saved["optimizer"])
-        trainer.scaler.load_state_dict(saved["scaler"])
-        torch.set_rng_state(saved["rng_cpu"][rank])
-        if trainer.device.type == "cuda" and saved["rng_cuda"]:
-            torch.cuda.set_rng_state(saved["rng_cuda"][rank], trainer.device)
-        state = {key: saved[key] for key in state}
-        if rank:
-            state.update(nll_sum=0.0, count=0)
-        log(f"resuming at epoch {state['epoch'] + 1}, step {state['step']}")
+    run = checkpoints.run_id(model_cfg, cfg, token_files)
+    state = checkpoints.resume(trainer, folder, run, cfg.epochs, log)
 
-    def checkpoint(path=last):
-        """Save the state of every process (run by all of them together; process 0 writes)."""
+    def save(path=last):  # by every process together; a checkpoint holds the totals over all of them
         nll_sum, count = all_sum([state["nll_sum"], state["count"]], trainer.device)
-        if not math.isfinite(nll_sum):
-            raise TrainingDiverged(
-                f"loss became NaN/inf in epoch {state['epoch'] + 1}, by step {state['step']}; "
-                f"the last good checkpoint {last} is kept. Lower train.lr or use precision fp32/bf16"
-            )
-        rng = {
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state(trainer.device) if trainer.device.type == "cuda" else None,
-        }
-        if world > 1:
-            gathered = [None] * world
-            dist.all_gather_object(gathered, rng)
-        else:
-            gathered = [rng]
-        if rank == 0:
-            save_checkpoint({
-                **state, "nll_sum": nll_sum, "count": int(count), "run_id": run_id, "model_config": vars(model_cfg),
-                "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
-                "scaler": trainer.scaler.state_dict(), "rng_cpu": [r["rng_cpu"] for r in gathered],
-                "rng_cuda": [r["rng_cuda"] for r in gathered] if trainer.device.type == "cuda" else [],
-            }, path)  # fmt: skip
-        if world > 1:
-            dist.barrier()
+        check_finite(nll_sum, state, last)  # a diverged state never replaces the good checkpoint
+        checkpoints.save(trainer, {**state, "nll_sum": nll_sum, "count": int(count)}, run, path)
 
-    stop = []
-    handlers = {
-        sig: signal.signal(sig, lambda signum, _: stop.append(signum)) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
+    with stop_signals() as stop:
         while state["epoch"] < cfg.epochs:
-            epoch = state["epoch"] + 1
-            trainer.model.train()
-            nll_sum = torch.tensor(state["nll_sum"], device=trainer.device, dtype=torch.float64)
-            started = time.perf_counter() - state["epoch_seconds"]
-            quiet = rank > 0 or not sys.stderr.isatty()
-            bar = tqdm(total=steps_per_epoch, initial=state["step"], desc=f"epoch {epoch}", disable=quiet)
-            for step, (x, y) in enumerate(windows(train_m, cfg.seq_len)):
-                if step < state["step"]:
-                    continue
-                if step >= steps_per_epoch:
-                    break
-                nll_sum += trainer.step(trainer.to_device(x), trainer.to_device(y))
-                state["count"] += y.numel()
-                state["step"] = step + 1
-                bar.update()
-                if not quiet and (state["step"] % 20 == 0 or state["step"] == steps_per_epoch):  # .item() syncs
-                    seconds = time.perf_counter() - started
-                    bar.set_postfix(
-                        loss=f"{nll_sum.item() / state['count']:.3f}", tok_s=f"{world * state['count'] / seconds:.0f}"
-                    )
-                # All processes must stop at the same step: under DDP they agree on it every step.
-                stopping = bool(stop) if world == 1 else all_sum([len(stop)], trainer.device)[0] > 0
-                every = cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0
-                if stopping or (every and state["step"] < steps_per_epoch):
-                    state["nll_sum"], state["epoch_seconds"] = nll_sum.item(), time.perf_counter() - started
-                    checkpoint()
-                    if stopping:
-                        raise TrainingInterrupted(
-                            f"stopped by signal {(stop or ['on another process'])[0]}; checkpoint {last} saved, re-run to resume"
-                        )
-            bar.close()
-            seconds = time.perf_counter() - started
-            state["nll_sum"] = nll_sum.item()
-            total_nll, total_count = all_sum([state["nll_sum"], state["count"]], trainer.device)
-            row = {"epoch": epoch, "train_loss": total_nll / total_count}
-            if not math.isfinite(row["train_loss"]):
-                checkpoint()  # raises TrainingDiverged without overwriting the good checkpoint
-            row["train_ppl"] = math.exp(row["train_loss"])
-            for split, matrix in eval_m.items():
-                nll, count = trainer.evaluate(matrix)
-                row[f"{split}_loss"], row[f"{split}_ppl"] = nll / count, perplexity(nll, count)
-            elapsed = (state["history"][-1]["elapsed_s"] if state["history"] else 0.0) + seconds
-            lr = trainer.optimizer.param_groups[0]["lr"]
-            row.update(lr=lr, tokens_per_s=total_count / seconds, elapsed_s=elapsed)
+            if train_epoch(trainer, train_rows, steps, state, stop, save):
+                signum = stop[0] if stop else "on another process"
+                raise TrainingInterrupted(f"stopped by signal {signum}; checkpoint {last} saved, re-run to resume")
+            nll_sum, count = all_sum([state["nll_sum"], state["count"]], trainer.device)
+            check_finite(nll_sum, state, last)
+            row = epoch_metrics(trainer, state, nll_sum, count, eval_splits)
             log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-            best = min([r["valid_loss"] for r in state["history"]], default=math.inf)
-            state.update(epoch=epoch, step=0, nll_sum=0.0, count=0, epoch_seconds=0.0, history=state["history"] + [row])
-            checkpoint()
+            best = min((r["valid_loss"] for r in state["history"]), default=math.inf)
+            state.update(START_OF_EPOCH, epoch=row["epoch"], history=state["history"] + [row])
+            save()
             if row["valid_loss"] < best:
-                checkpoint(checkpoint_dir / "best.pt")
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+                save(folder / "best.pt")
     return state["history"]
 
 
-def export_best(checkpoint_dir, model_path) -> None:
-    """Publish best.pt as the model output by a hard link (a copy across filesystems), atomically."""
-    best = Path(checkpoint_dir) / "best.pt"
-    with atomic_path(model_path) as tmp:
-        Path(tmp).unlink()
-        try:
-            Path(tmp).hardlink_to(best)
-        except OSError:
-            shutil.copyfile(best, tmp)
+def train_epoch(trainer: Trainer, rows, steps: int, state: dict, stop: list, save) -> bool:
+    """Train from state["step"] to the end of the epoch, keeping the running sums in state; save
+    every cfg.checkpoint_every steps. On a stop signal save and return True (stopped)."""
+    cfg, world = trainer.cfg, rank_and_world()[1]
+    nll_sum = torch.tensor(state["nll_sum"], device=trainer.device, dtype=torch.float64)  # no sync per step
+    started = time.perf_counter() - state["epoch_seconds"]
+    quiet = rank_and_world()[0] > 0 or not sys.stderr.isatty()
+    bar = tqdm(total=steps, initial=state["step"], desc=f"epoch {state['epoch'] + 1}", disable=quiet)
+    for step, (x, y) in enumerate(windows(rows, cfg.seq_len)):
+        if step < state["step"]:  # resumed mid-epoch: these windows are done
+            continue
+        if step >= steps:
+            break
+        nll_sum += trainer.step(trainer.to_device(x), trainer.to_device(y))
+        state["count"] += y.numel()
+        state["step"] = step + 1
+        bar.update()
+        if not quiet and (state["step"] % 20 == 0 or state["step"] == steps):  # .item() waits for the device
+            tokens_per_s = world * state["count"] / (time.perf_counter() - started)
+            bar.set_postfix(loss=f"{nll_sum.item() / state['count']:.3f}", tok_s=f"{tokens_per_s:.0f}")
+        stopping = stop_agreed(stop, trainer.device)
+        if stopping or (cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] < steps):
+            state.update(nll_sum=nll_sum.item(), epoch_seconds=time.perf_counter() - started)
+            save()
+            if stopping:
+                return True
+    bar.close()
+    state.update(nll_sum=nll_sum.item(), epoch_seconds=time.perf_counter() - started)
+    return False
+
+
+def epoch_metrics(trainer: Trainer, state: dict, nll_sum: float, count: int, eval_splits: dict) -> dict:
+    """One metrics row: the epoch's train loss (over all processes, dropout on), valid and test
+    loss and perplexity, learning rate, training tokens/s and the run's elapsed seconds."""
+    row = {"epoch": state["epoch"] + 1, "train_loss": nll_sum / count, "train_ppl": perplexity(nll_sum, count)}
+    for split, matrix in eval_splits.items():
+        nll, n = trainer.evaluate(matrix)
+        row[f"{split}_loss"], row[f"{split}_ppl"] = nll / n, perplexity(nll, n)
+    seconds = state["epoch_seconds"]
+    elapsed = (state["history"][-1]["elapsed_s"] if state["history"] else 0.0) + seconds
+    row.update(lr=trainer.optimizer.param_groups[0]["lr"], tokens_per_s=count / seconds, elapsed_s=elapsed)
+    return row
+
+
+def check_finite(nll_sum: float, state: dict, last: Path) -> None:
+    """Stop at a NaN or inf loss, saying where it was seen; the last good checkpoint stays."""
+    if not math.isfinite(nll_sum):
+        raise TrainingDiverged(
+            f"loss became NaN/inf in epoch {state['epoch'] + 1}, by step {state['step']}; "
+            f"the last good checkpoint {last} is kept. Lower train.lr or use precision fp32/bf16"
+        )
+
+
+@contextmanager
+def stop_signals():
+    """While training, SIGTERM and SIGINT are recorded in the yielded list instead of killing the
+    process, so the loop saves a checkpoint before it stops."""
+    received = []
+    signals = (signal.SIGTERM, signal.SIGINT)
+    handlers = {sig: signal.signal(sig, lambda signum, _: received.append(signum)) for sig in signals}
+    try:
+        yield received
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def stop_agreed(received: list, device) -> bool:
+    """Whether to stop now. All processes must stop at the same step: under DDP they agree every step."""
+    if rank_and_world()[1] == 1:
+        return bool(received)
+    return all_sum([len(received)], device)[0] > 0
 
 
 def evaluate_checkpoint(model_path, token_file, cfg: TrainConfig) -> dict:
     """Loss, perplexity and token count of a checkpoint's model on one split."""
-    saved = load_checkpoint(model_path)
+    saved = checkpoints.load(model_path)
     model_cfg = ModelConfig(**saved["model_config"])
     trainer = Trainer(model_cfg, cfg)
     trainer.model.load_state_dict(saved["model"])
@@ -381,62 +243,3 @@ def evaluate_checkpoint(model_path, token_file, cfg: TrainConfig) -> dict:
         "loss": nll / count, "perplexity": perplexity(nll, count), "tokens": count,
         "attention": model_cfg.attention, "epoch": saved["epoch"], "device": str(trainer.device),
     }  # fmt: skip
-
-
-def train_distributed(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoint_dir) -> list[dict]:
-    """train() in cfg.processes processes under torchrun (DDP: NCCL on CUDA, gloo on CPU).
-
-    Signals to this process are passed on to torchrun, which passes them to the workers: they
-    checkpoint and stop together. Returns process 0's metrics rows.
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        job, history = Path(tmp) / "job.json", Path(tmp) / "history.json"
-        job.write_text(
-            json.dumps(
-                {
-                    "model": vars(model_cfg),
-                    "train": vars(cfg),
-                    "token_files": {k: str(v) for k, v in token_files.items()},
-                    "checkpoint_dir": str(checkpoint_dir),
-                }
-            )
-        )
-        threads = max(1, torch.get_num_threads() // cfg.processes)  # CPU workers share the cores
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={cfg.processes}",
-            "-m",
-            "attnscore.train",
-            str(job),
-            str(history),
-        ]
-        torchrun = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-        forward = {
-            sig: signal.signal(sig, lambda signum, _: torchrun.send_signal(signum))
-            for sig in (signal.SIGTERM, signal.SIGINT)
-        }
-        try:
-            returncode = torchrun.wait()
-        finally:
-            for sig, handler in forward.items():
-                signal.signal(sig, handler)
-        if returncode != 0:
-            raise RuntimeError(
-                f"torchrun with {cfg.processes} processes exited with {returncode}; see the log above. Re-run to resume from {checkpoint_dir}"
-            )
-        return json.loads(history.read_text())
-
-
-if __name__ == "__main__":  # a torchrun worker, started by train_distributed()
-    job = json.loads(Path(sys.argv[1]).read_text())
-    train_cfg = TrainConfig(**job["train"])
-    dist.init_process_group("nccl" if pick_device(train_cfg.device).type == "cuda" else "gloo")
-    try:
-        rows = train(ModelConfig(**job["model"]), train_cfg, job["token_files"], job["checkpoint_dir"])
-        if dist.get_rank() == 0:
-            Path(sys.argv[2]).write_text(json.dumps(rows))
-    finally:
-        dist.destroy_process_group()

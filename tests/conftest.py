@@ -22,14 +22,15 @@ def shared_data() -> Path:
 @pytest.fixture
 def token_files(tmp_path):
     """Token arrays of a small learnable stream (vocabulary 64): 4000 train, 1000 valid, 1000 test."""
-    from attnscore import data
+    from attnscore.corpora import SPLITS
+    from attnscore.tokens import save_tokens
 
     rng = np.random.default_rng(0)
     stream = (np.arange(6000) * 7 + rng.integers(0, 3, 6000)) % 64  # learnable structure plus noise
     files = {}
-    for split, part in zip(data.SPLITS, (stream[:4000], stream[4000:5000], stream[5000:]), strict=True):
+    for split, part in zip(SPLITS, (stream[:4000], stream[4000:5000], stream[5000:]), strict=True):
         files[split] = tmp_path / f"{split}.npy"
-        data.save_tokens(part.astype(np.uint16), files[split])
+        save_tokens(part.astype(np.uint16), files[split])
     return files
 
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from attnscore import bench, train
+from attnscore import bench, runtime
 from attnscore.model import ModelConfig, training_flops_per_token
 from attnscore.train import TrainConfig
 
@@ -31,18 +31,18 @@ def test_benchmark_measures_each_seq_len_in_its_own_process():
 
 
 def test_mfu_needs_a_known_peak():
-    assert bench.peak_flops("NVIDIA H100 80GB HBM3", torch.bfloat16) == 989e12
-    assert bench.peak_flops("NVIDIA H100 PCIe", torch.float16) == 756e12
-    assert bench.peak_flops("NVIDIA H100 80GB HBM3", torch.float32) is None  # no fp32 tensor-core peak
-    assert bench.peak_flops("AMD EPYC (2 threads)", torch.bfloat16) is None
-    assert bench.peak_flops("AMD EPYC (2 threads)", torch.float32, override_tflops=2.0) == 2e12
+    assert runtime.peak_flops("NVIDIA H100 80GB HBM3", torch.bfloat16) == 989e12
+    assert runtime.peak_flops("NVIDIA H100 PCIe", torch.float16) == 756e12
+    assert runtime.peak_flops("NVIDIA H100 80GB HBM3", torch.float32) is None  # no fp32 tensor-core peak
+    assert runtime.peak_flops("AMD EPYC (2 threads)", torch.bfloat16) is None
+    assert runtime.peak_flops("AMD EPYC (2 threads)", torch.float32, override_tflops=2.0) == 2e12
 
 
 def test_cpu_precision_auto_follows_native_bf16_support():
-    expected = torch.bfloat16 if train.cpu_has_fast_bf16() else None
-    assert train.autocast_dtype(torch.device("cpu"), "auto") == expected
-    assert train.autocast_dtype(torch.device("cpu"), "fp32") is None
-    assert train.autocast_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
+    expected = torch.bfloat16 if runtime.cpu_has_fast_bf16() else None
+    assert runtime.autocast_dtype(torch.device("cpu"), "auto") == expected
+    assert runtime.autocast_dtype(torch.device("cpu"), "fp32") is None
+    assert runtime.autocast_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
 
 
 def test_attention_dropout_defaults_to_dropout_and_can_be_set_apart():

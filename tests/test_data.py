@@ -1,4 +1,4 @@
-"""Corpus checks, tokenization, downloads (from a loopback server) and batching."""
+"""Corpus checks, downloads (from a loopback server), tokenization, token arrays and batching."""
 
 import hashlib
 import http.server
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from attnscore import data
-from attnscore.data import DataError, batchify, num_windows, windows
+from attnscore import corpora, tokenizer, tokens
+from attnscore.io import DataError
+from attnscore.tokens import batchify, num_windows, windows
 
 
 def test_batchify_lays_consecutive_tokens_along_rows():
@@ -36,35 +37,35 @@ def test_batchify_rejects_a_stream_too_short_for_the_batch():
 
 
 def test_gpt2_bpe_matches_the_published_token_count(shared_data, tmp_path):
-    tokenizer = data.build_tokenizer("gpt2", bpe_dir=shared_data / "gpt2-bpe")
-    tokens = data.encode(tokenizer, data.read_text(shared_data / "wikitext-2" / "wiki.valid.tokens"))
-    assert len(tokens) == 258_659 and tokens.dtype == np.uint16
-    data.save_tokens(tokens, tmp_path / "valid.npy")
-    np.testing.assert_array_equal(data.load_tokens(tmp_path / "valid.npy", 50257), tokens)
+    gpt2 = tokenizer.build_tokenizer("gpt2", bpe_dir=shared_data / "gpt2-bpe")
+    ids = tokenizer.encode(gpt2, corpora.read_text(shared_data / "wikitext-2" / "wiki.valid.tokens"))
+    assert len(ids) == 258_659 and ids.dtype == np.uint16
+    tokens.save_tokens(ids, tmp_path / "valid.npy")
+    np.testing.assert_array_equal(tokens.load_tokens(tmp_path / "valid.npy", 50257), ids)
 
 
 def test_tampered_bpe_file_is_refused(shared_data, tmp_path):
     (tmp_path / "vocab.bpe").write_bytes((shared_data / "gpt2-bpe" / "vocab.bpe").read_bytes() + b" ")
     (tmp_path / "encoder.json").write_bytes((shared_data / "gpt2-bpe" / "encoder.json").read_bytes())
     with pytest.raises(DataError, match="vocab.bpe: sha256 does not match"):
-        data.build_tokenizer("gpt2", bpe_dir=tmp_path)
+        tokenizer.build_tokenizer("gpt2", bpe_dir=tmp_path)
 
 
 def test_official_splits_pass_their_checks(shared_data):
     for split in ("valid", "test"):
-        data.check_wikitext_split(shared_data / "wikitext-2" / f"wiki.{split}.tokens", "wikitext-2", split)
+        corpora.check_wikitext_split(shared_data / "wikitext-2" / f"wiki.{split}.tokens", "wikitext-2", split)
 
 
 def test_an_edited_split_fails_its_checksum(shared_data, tmp_path):
     text = (shared_data / "wikitext-2" / "wiki.test.tokens").read_text(encoding="utf-8")
     (tmp_path / "wiki.test.tokens").write_text(text.replace(" the ", " teh ", 1), encoding="utf-8")
     with pytest.raises(DataError, match="sha256 differs from the official wikitext-2 test split"):
-        data.check_wikitext_split(tmp_path / "wiki.test.tokens", "wikitext-2", "test")
+        corpora.check_wikitext_split(tmp_path / "wiki.test.tokens", "wikitext-2", "test")
 
 
 def test_valid_split_cannot_pass_for_the_train_split(shared_data):
     with pytest.raises(DataError, match="3760 lines, but the wikitext-2 train split has 36718"):
-        data.check_wikitext_split(shared_data / "wikitext-2" / "wiki.valid.tokens", "wikitext-2", "train")
+        corpora.check_wikitext_split(shared_data / "wikitext-2" / "wiki.valid.tokens", "wikitext-2", "train")
 
 
 @pytest.mark.parametrize(
@@ -76,18 +77,18 @@ def test_unreadable_split_files_fail_clearly(tmp_path, content, message):
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(DataError, match=message):
-        data.read_text(path)
+        corpora.read_text(path)
 
 
 def test_token_ids_beyond_the_vocabulary_are_refused(tmp_path):
-    data.save_tokens(np.array([1, 2, 900], dtype=np.uint16), tmp_path / "t.npy")
+    tokens.save_tokens(np.array([1, 2, 900], dtype=np.uint16), tmp_path / "t.npy")
     with pytest.raises(DataError, match="token id 900 is beyond the vocabulary \\(512\\)"):
-        data.load_tokens(tmp_path / "t.npy", vocab_size=512)
+        tokens.load_tokens(tmp_path / "t.npy", vocab_size=512)
 
 
 def test_demo_corpus_is_english_text_in_three_splits(tmp_path):
-    data.demo_corpus(tmp_path)
-    sizes = {split: len((tmp_path / f"{split}.txt").read_text()) for split in data.SPLITS}
+    corpora.demo_corpus(tmp_path)
+    sizes = {split: len((tmp_path / f"{split}.txt").read_text()) for split in corpora.SPLITS}
     assert sizes["train"] > 300_000 and sizes["valid"] > 30_000 and sizes["test"] > 30_000
     assert " the " in (tmp_path / "train.txt").read_text()
 
@@ -128,7 +129,7 @@ def small_release(monkeypatch):
         "lines": lines,
         "sha256": {},
     }
-    monkeypatch.setitem(data.WIKITEXT, "tiny", spec)
+    monkeypatch.setitem(corpora.WIKITEXT, "tiny", spec)
     return blob
 
 
@@ -136,7 +137,7 @@ def test_download_skips_a_corrupt_source_and_verifies_the_next(loopback_server, 
     files, url = loopback_server
     blob = small_release(monkeypatch)
     files["/bad.zip"], files["/good.zip"] = blob[:-10], blob  # a truncated download, then a good one
-    source = data.download_wikitext(
+    source = corpora.download_wikitext(
         "tiny", tmp_path / "out", [("mirror", url + "/bad.zip"), ("mirror", url + "/good.zip")]
     )
     assert source.endswith("/good.zip")
@@ -147,7 +148,7 @@ def test_failed_downloads_leave_no_files_and_name_every_source(loopback_server, 
     files, url = loopback_server
     files["/bad.zip"] = small_release(monkeypatch)[:-10]
     with pytest.raises(DataError, match="(?s)could not download tiny.*bad.zip.*does not match.*missing.zip.*404"):
-        data.download_wikitext(
+        corpora.download_wikitext(
             "tiny", tmp_path / "out", [("mirror", url + "/bad.zip"), ("mirror", url + "/missing.zip")]
         )
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -1,16 +1,14 @@
 """DistributedDataParallel on CPU (gloo, 2 processes under torchrun): same losses as one
 process at the same global batch, and an interrupted run resumes."""
 
-import json
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from attnscore import train
+from attnscore import checkpoints, launch, train
 from attnscore.model import ModelConfig
 from attnscore.train import TrainConfig
 
@@ -31,7 +29,7 @@ def losses(history):
 @pytest.mark.slow
 def test_two_processes_match_one_at_the_same_global_batch(token_files, tmp_path):
     single = train.train(MODEL, settings(), token_files, tmp_path / "single", log=lambda *_: None)
-    ddp = train.train_distributed(MODEL, settings(processes=2), token_files, tmp_path / "ddp")
+    ddp = launch.train_distributed(MODEL, settings(processes=2), token_files, tmp_path / "ddp")
     assert [row["epoch"] for row in ddp] == [1, 2]
     np.testing.assert_allclose(losses(ddp), losses(single), rtol=1e-4)
     assert losses(ddp)[-1, 1] < losses(ddp)[0, 1]  # it learns
@@ -40,29 +38,10 @@ def test_two_processes_match_one_at_the_same_global_batch(token_files, tmp_path)
 @pytest.mark.slow
 def test_sigterm_under_ddp_checkpoints_and_resumes(token_files, tmp_path):
     cfg = settings(processes=2, checkpoint_every=2)  # the first checkpoint comes early: SIGTERM lands mid-epoch
-    reference = train.train_distributed(MODEL, cfg, token_files, tmp_path / "reference")
+    reference = launch.train_distributed(MODEL, cfg, token_files, tmp_path / "reference")
     job = tmp_path / "job.json"
-    job.write_text(
-        json.dumps(
-            {
-                "model": vars(MODEL),
-                "train": vars(cfg),
-                "token_files": {k: str(v) for k, v in token_files.items()},
-                "checkpoint_dir": str(tmp_path / "run"),
-            }
-        )
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node=2",
-        "-m",
-        "attnscore.train",
-        str(job),
-        str(tmp_path / "history.json"),
-    ]
+    launch.write_job(job, MODEL, cfg, token_files, tmp_path / "run")
+    command = launch.torchrun_command(2, job, tmp_path / "history.json")
     torchrun = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     last = tmp_path / "run" / "last.pt"
     deadline = time.monotonic() + 120
@@ -71,7 +50,7 @@ def test_sigterm_under_ddp_checkpoints_and_resumes(token_files, tmp_path):
     torchrun.send_signal(signal.SIGTERM)  # as a scheduler would, mid-epoch
     output = torchrun.communicate(timeout=120)[0]
     assert torchrun.returncode != 0 and "re-run to resume" in output, output[-3000:]
-    saved = train.load_checkpoint(last)
+    saved = checkpoints.load(last)
     assert saved["epoch"] == 0 and 0 < saved["step"] < 63 and len(saved["rng_cpu"]) == 2
-    resumed = train.train_distributed(MODEL, cfg, token_files, tmp_path / "run")
+    resumed = launch.train_distributed(MODEL, cfg, token_files, tmp_path / "run")
     np.testing.assert_allclose(losses(resumed), losses(reference), rtol=1e-6)

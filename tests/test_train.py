@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from attnscore import data, train
+from attnscore import checkpoints, runtime, tokenizer, tokens, train
+from attnscore.corpora import SPLITS
+from attnscore.io import DataError
 from attnscore.model import DecoderLM, ModelConfig
 from attnscore.train import TrainConfig, TrainingInterrupted
 
@@ -60,9 +62,9 @@ def test_training_learns_and_writes_checkpoints(token_files, tmp_path):
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert history[-1]["valid_ppl"] < history[0]["valid_ppl"] < 64  # better than uniform over the vocabulary
     assert {"train_ppl", "valid_ppl", "test_ppl", "lr", "tokens_per_s", "elapsed_s"} <= set(history[0])
-    saved = train.load_checkpoint(tmp_path / "ckpt" / "last.pt")
+    saved = checkpoints.load(tmp_path / "ckpt" / "last.pt")
     assert saved["epoch"] == 3 and {"model", "optimizer", "rng_cpu", "history"} <= set(saved)
-    best = train.load_checkpoint(tmp_path / "ckpt" / "best.pt")
+    best = checkpoints.load(tmp_path / "ckpt" / "best.pt")
     assert best["history"][-1]["valid_loss"] == min(row["valid_loss"] for row in history)
 
 
@@ -84,7 +86,7 @@ def test_interrupted_run_resumes_to_identical_metrics(token_files, tmp_path, mon
     with pytest.raises(TrainingInterrupted, match="re-run to resume"):
         run(token_files, tmp_path / "resumed")
     monkeypatch.setattr(train.Trainer, "step", real_step)
-    assert train.load_checkpoint(tmp_path / "resumed" / "last.pt")["step"] == 90 - 63
+    assert checkpoints.load(tmp_path / "resumed" / "last.pt")["step"] == 90 - 63
     assert without_timing(run(token_files, tmp_path / "resumed")) == without_timing(reference)
 
 
@@ -105,12 +107,12 @@ def test_checkpoint_of_other_settings_is_not_resumed(token_files, tmp_path):
 def test_corrupt_checkpoint_fails_clearly(tmp_path):
     (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="last.pt: unreadable checkpoint .* delete it to start over"):
-        train.load_checkpoint(tmp_path / "last.pt")
+        checkpoints.load(tmp_path / "last.pt")
 
 
 def test_evaluate_checkpoint_reports_test_perplexity(token_files, tmp_path):
     history = run(token_files, tmp_path / "ckpt", epochs=2)
-    train.export_best(tmp_path / "ckpt", tmp_path / "model.pt")
+    checkpoints.export_best(tmp_path / "ckpt", tmp_path / "model.pt")
     cfg = TrainConfig(seq_len=16, eval_batch_size=4, device="cpu", precision="fp32")
     result = train.evaluate_checkpoint(tmp_path / "model.pt", token_files["test"], cfg)
     best = min(history, key=lambda row: row["valid_loss"])
@@ -122,7 +124,7 @@ def test_cuda_requested_without_cuda_fails_clearly():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(RuntimeError, match="CUDA is not available here; set it to 'auto' or 'cpu'"):
-        train.pick_device("cuda")
+        runtime.pick_device("cuda")
 
 
 def test_offline_real_path_gpt2_bpe_on_wikitext_valid_and_test(shared_data, tmp_path):
@@ -131,14 +133,14 @@ def test_offline_real_path_gpt2_bpe_on_wikitext_valid_and_test(shared_data, tmp_
     The train split is not available offline, so this 'offline mini split' trains on valid.
     """
     wiki = shared_data / "wikitext-2"
-    out = {split: tmp_path / f"{split}.npy" for split in data.SPLITS}
+    out = {split: tmp_path / f"{split}.npy" for split in SPLITS}
     out.update(tokenizer=tmp_path / "tokenizer.json", meta=tmp_path / "meta.json")
     texts = {"train": wiki / "wiki.valid.tokens", "valid": wiki / "wiki.test.tokens", "test": wiki / "wiki.test.tokens"}
-    meta = data.tokenize_corpus(texts, out, "gpt2", bpe_dir=shared_data / "gpt2-bpe")
+    meta = tokenizer.tokenize_corpus(texts, out, "gpt2", bpe_dir=shared_data / "gpt2-bpe")
     assert meta["vocab_size"] == 50257 and meta["tokens"] == {"train": 258_659, "valid": 295_877, "test": 295_877}
     # Evaluating 50,257-way logits over all 295,877 tokens takes minutes here: evaluate on a prefix.
     for split in ("valid", "test"):
-        data.save_tokens(np.load(out[split])[:8192], out[split])
+        tokens.save_tokens(np.load(out[split])[:8192], out[split])
     model_cfg = ModelConfig(vocab_size=50257, d_model=32, n_layers=1, n_heads=2, d_ff=64, max_seq_len=32)
     cfg = TrainConfig(
         seq_len=32,
@@ -150,7 +152,7 @@ def test_offline_real_path_gpt2_bpe_on_wikitext_valid_and_test(shared_data, tmp_
         precision="fp32",
         max_steps_per_epoch=5,
     )
-    (row,) = train.train(model_cfg, cfg, {s: out[s] for s in data.SPLITS}, tmp_path / "ckpt", log=lambda *_: None)
+    (row,) = train.train(model_cfg, cfg, {s: out[s] for s in SPLITS}, tmp_path / "ckpt", log=lambda *_: None)
     assert math.isfinite(row["test_ppl"]) and row["test_ppl"] < 2 * 50257
 
 
@@ -187,9 +189,9 @@ def test_damaged_last_checkpoint_falls_back_to_best(token_files, tmp_path):
 
 
 def test_corpus_too_small_for_one_batch_fails_before_training(tmp_path):
-    files = {split: tmp_path / f"{split}.npy" for split in data.SPLITS}
+    files = {split: tmp_path / f"{split}.npy" for split in SPLITS}
     for path in files.values():
-        data.save_tokens(np.arange(20, dtype=np.uint16), path)
-    with pytest.raises(data.DataError, match="20 tokens are too few for batch size 16"):
+        tokens.save_tokens(np.arange(20, dtype=np.uint16), path)
+    with pytest.raises(DataError, match="20 tokens are too few for batch size 16"):
         run(files, tmp_path / "ckpt", batch_size=16)
     assert not (tmp_path / "ckpt").exists()

@@ -1,19 +1,20 @@
-import hashlib
+def plugin_sources():
+    """The source files of model.attention_plugins (imported by the config check)."""
+    return [sys.modules[name].__file__ for name in config["model"]["attention_plugins"]]
 
 
-def code_version(*modules):
-    """A hash of attnscore modules, passed as a param so that Snakemake re-runs a job when
-    their content changes (its own code tracking only sees the script file)."""
-    digest = hashlib.sha256()
-    for module in modules:
-        digest.update(Path(workflow.basedir, "attnscore", module).read_bytes())
-    return digest.hexdigest()[:16]
+def code_version(script, plugins=False):
+    """A hash of the package code a script runs (and of the attention plugins, for the rules
+    that build a model), passed as a param so that Snakemake re-runs a job when that code
+    changes: its own code tracking sees only the script file."""
+    extra = plugin_sources() if plugins else []
+    return provenance.code_version(
+        Path(workflow.basedir, "workflow/scripts", script), extra
+    )
 
 
 # CPU threads of the torch rules: capped at --cores locally, --cpus-per-task on Slurm.
 TORCH_THREADS = 8
-
-TRAINING_CODE = code_version("attention.py", "model.py", "train.py", "data.py", "io.py")
 
 
 WIKITEXT_FILES = {

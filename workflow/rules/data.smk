@@ -31,7 +31,7 @@ rule demo_corpus:
     conda:
         "../../envs/data.yaml"
     params:
-        code=code_version("data.py"),
+        code=code_version("demo_corpus.py"),
     script:
         "../scripts/demo_corpus.py"
 
@@ -53,6 +53,6 @@ rule tokenize:
     params:
         data=config["data"],
         tokenizer=config["tokenizer"],
-        code=code_version("data.py", "io.py"),
+        code=code_version("tokenize.py"),
     script:
         "../scripts/tokenize.py"

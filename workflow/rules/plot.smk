@@ -18,6 +18,6 @@ rule plot:
         variants=VARIANTS,
         train_seq_len=config["train"]["seq_len"],
         data_name=config["data"]["name"],
-        code=code_version("plots.py", "io.py"),
+        code=code_version("plot.py"),
     script:
         "../scripts/plot.py"

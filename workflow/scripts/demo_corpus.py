@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from attnscore.data import demo_corpus
+from attnscore.corpora import demo_corpus
 from attnscore.io import log_to
 
 with log_to(snakemake.log[0]):

@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from attnscore.data import download_gpt2_bpe
 from attnscore.io import log_to
+from attnscore.tokenizer import download_gpt2_bpe
 
 with log_to(snakemake.log[0]):
     download_gpt2_bpe(Path(snakemake.output[0]).parent)

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from attnscore.data import download_wikitext
+from attnscore.corpora import download_wikitext
 from attnscore.io import log_to
 
 with log_to(snakemake.log[0]):

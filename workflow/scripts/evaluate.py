@@ -1,5 +1,4 @@
-from attnscore.data import write_json
-from attnscore.io import log_to
+from attnscore.io import log_to, write_json
 from attnscore.train import TrainConfig, evaluate_checkpoint
 
 with log_to(snakemake.log[0]):

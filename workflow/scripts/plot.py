@@ -7,7 +7,7 @@ out = snakemake.output
 with log_to(snakemake.log[0]):
     variants = snakemake.params.variants
     metrics = plots.load_metrics(dict(zip(variants, snakemake.input.metrics, strict=True)))
-    tests = plots.read_tests(dict(zip(variants, snakemake.input.tests, strict=True)))
+    tests = plots.read_test_results(dict(zip(variants, snakemake.input.tests, strict=True)))
     table = plots.throughput_table(snakemake.input.bench)
     name = snakemake.params.data_name
     plots.plot_perplexity(metrics, [out.perplexity_png, out.perplexity_svg], f"Perplexity per epoch: {name}")

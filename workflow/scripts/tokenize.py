@@ -1,7 +1,8 @@
 from pathlib import Path
 
-from attnscore.data import SPLITS, tokenize_corpus
+from attnscore.corpora import SPLITS
 from attnscore.io import log_to
+from attnscore.tokenizer import tokenize_corpus
 
 data, tok = snakemake.params.data, snakemake.params.tokenizer
 with log_to(snakemake.log[0]):

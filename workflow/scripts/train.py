@@ -1,12 +1,17 @@
-from attnscore.data import vocab_size, write_json
-from attnscore.io import log_to, write_csv
+from attnscore.checkpoints import export_best
+from attnscore.io import log_to, write_csv, write_json
+from attnscore.launch import train_distributed
 from attnscore.model import ModelConfig
 from attnscore.provenance import collect
-from attnscore.train import TrainConfig, export_best, pick_device, train, train_distributed
+from attnscore.runtime import device_name, pick_device
+from attnscore.tokens import read_vocab_size
+from attnscore.train import TrainConfig, train
 
 with log_to(snakemake.log[0]):
     model_cfg = ModelConfig(
-        vocab_size=vocab_size(snakemake.input.meta), attention=snakemake.wildcards.variant, **snakemake.params.model
+        vocab_size=read_vocab_size(snakemake.input.meta),
+        attention=snakemake.wildcards.variant,
+        **snakemake.params.model,
     )
     cfg = TrainConfig(**snakemake.params.train)
     token_files = {split: snakemake.input[split] for split in ("train", "valid", "test")}
@@ -14,4 +19,5 @@ with log_to(snakemake.log[0]):
     history = run(model_cfg, cfg, token_files, snakemake.params.checkpoint_dir)
     export_best(snakemake.params.checkpoint_dir, snakemake.output.model)
     write_csv(history, snakemake.output.metrics)
-    write_json(collect(snakemake.config, pick_device(cfg.device), cfg.seed), snakemake.output.provenance)
+    device = pick_device(cfg.device)
+    write_json(collect(snakemake.config, f"{device} ({device_name(device)})", cfg.seed), snakemake.output.provenance)

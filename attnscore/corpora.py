@@ -1,16 +1,14 @@
-"""Corpora, tokenizers, token arrays and batching.
+"""Corpora: three text files per corpus (train, valid, test), read, checked and fetched.
 
-Corpora come as three text files (train/valid/test). WikiText-2 is downloaded from its
-official release and verified, or read from a directory the user names; any other corpus is
-a directory of three files; the offline demo corpus is generated from the docstrings of
-Python's standard library. Token streams are stored as one .npy array per split.
+WikiText-2 is downloaded from its official release and verified, or read from a folder the user
+names; any other corpus is a folder of three UTF-8 files; the offline demo corpus is generated
+from the docstrings of Python's standard library.
 """
 
 import ast
 import hashlib
 import inspect
 import io
-import json
 import shutil
 import sysconfig
 import tempfile
@@ -18,10 +16,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from attnscore.io import atomic_path
+from attnscore.io import DataError, atomic_path
 
 SPLITS = ("train", "valid", "test")
 USER_AGENT = "attnscore/0.1 (research pipeline; python-urllib)"
@@ -53,16 +48,6 @@ WIKITEXT = {
 WIKITEXT_MIRROR = "https://wikitext.smerity.com/{zip}"
 HF_PARQUET = "https://huggingface.co/datasets/Salesforce/wikitext/resolve/main/{config}/{split}-00000-of-00001.parquet"
 HF_SPLIT_NAMES = {"train": "train", "valid": "validation", "test": "test"}
-
-GPT2_BPE = {
-    "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
-    "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
-}
-GPT2_BPE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/{name}"
-
-
-class DataError(RuntimeError):
-    """Bad or missing input data; the message names the file and how to fix it."""
 
 
 def file_digest(path, algorithm="sha256") -> str:
@@ -160,34 +145,6 @@ def _from_parquet(spec, url_template) -> dict:
     return splits
 
 
-def download_gpt2_bpe(out_dir) -> None:
-    """Fetch GPT-2's BPE files into out_dir, each checked against its published sha256."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, expected in GPT2_BPE.items():
-        url = GPT2_BPE_URL.format(name=name)
-        try:
-            blob = fetch(url)
-        except OSError as err:
-            raise DataError(
-                f"could not download {url}: {err}; or set tokenizer.dir to a folder holding vocab.bpe and encoder.json"
-            ) from err
-        digest = hashlib.sha256(blob).hexdigest()
-        if digest != expected:
-            raise DataError(f"{url}: sha256 {digest} does not match {expected}; not using it")
-        with atomic_path(out_dir / name) as target:
-            Path(target).write_bytes(blob)
-
-
-def check_gpt2_bpe(bpe_dir) -> None:
-    for name, expected in GPT2_BPE.items():
-        path = Path(bpe_dir) / name
-        if not path.is_file():
-            raise DataError(f"{path}: missing; set tokenizer.dir to GPT-2's BPE files, or null to download them")
-        if file_digest(path) != expected:
-            raise DataError(f"{path}: sha256 does not match GPT-2's {name} ({expected}); replace the file")
-
-
 def demo_corpus(out_dir, min_chars: int = 200) -> None:
     """Write an offline English corpus: the docstrings of Python's standard library modules.
 
@@ -213,87 +170,3 @@ def demo_corpus(out_dir, min_chars: int = 200) -> None:
     for split, texts in splits.items():
         with atomic_path(Path(out_dir) / f"{split}.txt") as target:
             Path(target).write_text("\n\n".join(texts) + "\n", encoding="utf-8")
-
-
-def build_tokenizer(kind: str, train_text: str = "", bpe_dir=None, vocab_size: int = 4096):
-    """GPT-2's byte-level BPE from its official files, or a byte-level BPE trained on train_text."""
-    from tokenizers import ByteLevelBPETokenizer
-
-    if kind == "gpt2":
-        check_gpt2_bpe(bpe_dir)
-        return ByteLevelBPETokenizer(vocab=str(Path(bpe_dir) / "encoder.json"), merges=str(Path(bpe_dir) / "vocab.bpe"))
-    tokenizer = ByteLevelBPETokenizer()
-    tokenizer.train_from_iterator(train_text.splitlines(keepends=True), vocab_size=vocab_size, show_progress=False)
-    return tokenizer
-
-
-def encode(tokenizer, text: str) -> np.ndarray:
-    """Token ids of a text, encoded line by line (same ids as whole-text, much faster)."""
-    ids = [i for enc in tokenizer.encode_batch(text.splitlines(keepends=True)) for i in enc.ids]
-    dtype = np.uint16 if tokenizer.get_vocab_size() <= 2**16 else np.uint32
-    return np.asarray(ids, dtype=dtype)
-
-
-def save_tokens(tokens: np.ndarray, path) -> None:
-    with atomic_path(path) as target, open(target, "wb") as f:
-        np.save(f, tokens)
-
-
-def load_tokens(path, vocab_size: int | None = None) -> np.ndarray:
-    """A split's token array, memory-mapped; ids must fit the vocabulary."""
-    tokens = np.load(path, mmap_mode="r")
-    if vocab_size is not None and tokens.size and int(tokens.max()) >= vocab_size:
-        raise DataError(
-            f"{path}: token id {int(tokens.max())} is beyond the vocabulary ({vocab_size}); re-run tokenize"
-        )
-    return tokens
-
-
-def batchify(tokens, batch_size: int) -> torch.Tensor:
-    """Lay the stream out as (batch_size, n) rows of consecutive tokens, dropping the remainder."""
-    n = len(tokens) // batch_size
-    if n < 2:
-        raise DataError(f"{len(tokens)} tokens are too few for batch size {batch_size}; use a bigger split")
-    return torch.from_numpy(np.asarray(tokens[: n * batch_size], dtype=np.int64)).view(batch_size, n)
-
-
-def windows(matrix: torch.Tensor, seq_len: int):
-    """(input, target) pairs of up to seq_len columns, targets shifted one token ahead."""
-    for start in range(0, matrix.shape[1] - 1, seq_len):
-        length = min(seq_len, matrix.shape[1] - 1 - start)
-        yield matrix[:, start : start + length], matrix[:, start + 1 : start + 1 + length]
-
-
-def num_windows(matrix: torch.Tensor, seq_len: int) -> int:
-    return -(-(matrix.shape[1] - 1) // seq_len)
-
-
-def vocab_size(meta_path) -> int:
-    """The vocabulary size tokenize recorded in meta.json."""
-    return json.loads(Path(meta_path).read_text())["vocab_size"]
-
-
-def write_json(obj, path) -> None:
-    with atomic_path(path) as target:
-        Path(target).write_text(json.dumps(obj, indent=2) + "\n")
-
-
-def tokenize_corpus(text_files: dict, out: dict, kind: str, bpe_dir=None, vocab_size=8192, release=None) -> dict:
-    """Tokenize the three split files into out[split] (.npy), out['tokenizer'] and out['meta'].
-
-    release names a WikiText release whose official line counts the files must have.
-    """
-    texts = {split: read_text(path) for split, path in text_files.items()}  # missing, empty, not UTF-8
-    if release:
-        for split, path in text_files.items():
-            check_wikitext_split(path, release, split)
-    tokenizer = build_tokenizer(kind, texts["train"], bpe_dir, vocab_size)
-    meta = {"tokenizer": kind, "vocab_size": tokenizer.get_vocab_size(), "tokens": {}, "sha256": {}}
-    for split, text in texts.items():
-        tokens = encode(tokenizer, text)
-        save_tokens(tokens, out[split])
-        meta["tokens"][split], meta["sha256"][split] = len(tokens), file_digest(text_files[split])
-    with atomic_path(out["tokenizer"]) as target:
-        tokenizer.save(target)
-    write_json(meta, out["meta"])
-    return meta

@@ -1,0 +1,79 @@
+"""Several training processes: train() under torchrun with DistributedDataParallel (NCCL on CUDA,
+gloo on CPU). train_distributed() starts them; `python -m attnscore.launch JOB HISTORY` is what
+each of them runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from attnscore.model import ModelConfig
+from attnscore.runtime import pick_device
+from attnscore.train import TrainConfig, train
+
+
+def write_job(path, model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoint_dir) -> None:
+    """What every worker needs to know, as JSON."""
+    job = {
+        "model": vars(model_cfg),
+        "train": vars(cfg),
+        "token_files": {split: str(file) for split, file in token_files.items()},
+        "checkpoint_dir": str(checkpoint_dir),
+    }
+    Path(path).write_text(json.dumps(job))
+
+
+def torchrun_command(processes: int, job, history) -> list[str]:
+    """torchrun starting `processes` workers on this machine; process 0 writes the metrics to `history`."""
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    return [*run, "-m", "attnscore.launch", str(job), str(history)]
+
+
+def train_distributed(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoint_dir) -> list[dict]:
+    """train() in cfg.processes processes under torchrun; returns process 0's metrics rows.
+
+    Signals to this process are passed on to torchrun, which passes them to the workers: they
+    checkpoint and stop together.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        job, history = Path(tmp) / "job.json", Path(tmp) / "history.json"
+        write_job(job, model_cfg, cfg, token_files, checkpoint_dir)
+        threads = max(1, torch.get_num_threads() // cfg.processes)  # CPU workers share the cores
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        torchrun = subprocess.Popen(torchrun_command(cfg.processes, job, history), env=env)
+        signals = (signal.SIGTERM, signal.SIGINT)
+        forward = {sig: signal.signal(sig, lambda signum, _: torchrun.send_signal(signum)) for sig in signals}
+        try:
+            returncode = torchrun.wait()
+        finally:
+            for sig, handler in forward.items():
+                signal.signal(sig, handler)
+        if returncode != 0:
+            raise RuntimeError(
+                f"torchrun with {cfg.processes} processes exited with {returncode}; see the log above. "
+                f"Re-run to resume from {checkpoint_dir}"
+            )
+        return json.loads(history.read_text())
+
+
+def worker(job_path, history_path) -> None:
+    """One training process started by torchrun: join the process group, train, leave."""
+    job = json.loads(Path(job_path).read_text())
+    cfg = TrainConfig(**job["train"])
+    dist.init_process_group("nccl" if pick_device(cfg.device).type == "cuda" else "gloo")
+    try:
+        rows = train(ModelConfig(**job["model"]), cfg, job["token_files"], job["checkpoint_dir"])
+        if dist.get_rank() == 0:
+            Path(history_path).write_text(json.dumps(rows))
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    worker(*sys.argv[1:])

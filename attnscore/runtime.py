@@ -1,0 +1,112 @@
+"""Where and how a job runs: the device, the autocast precision, the processes of a distributed
+run (rank, world, sums, each one's rows), and the device's name and peak FLOPs."""
+
+import functools
+import os
+import platform
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+# Dense bf16/fp16 tensor-core peaks from NVIDIA's datasheets, matched against the device name
+# in this order. For other devices MFU is reported only with benchmark.peak_tflops set.
+PEAK_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0)]
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (0, 1 without torch.distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_sum(values: list[float], device) -> list[float]:
+    """Element-wise sum over all processes (the values themselves in a single process)."""
+    if rank_and_world()[1] == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def all_gather(obj) -> list:
+    """One picklable object from every process, in rank order ([obj] in a single process)."""
+    world = rank_and_world()[1]
+    if world == 1:
+        return [obj]
+    gathered = [None] * world
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def barrier() -> None:
+    """Wait until every process gets here (nothing to wait for in a single process)."""
+    if rank_and_world()[1] > 1:
+        dist.barrier()
+
+
+def shard_rows(matrix: torch.Tensor) -> torch.Tensor:
+    """This process's share of a batchified split's rows: distinct windows, equal sizes."""
+    rank, world = rank_and_world()
+    rows = matrix.shape[0] // world
+    return matrix[rank * rows : (rank + 1) * rows]
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device is {name!r} but CUDA is not available here; set it to 'auto' or 'cpu'")
+    if name == "cuda" and rank_and_world()[1] > 1:  # one GPU per process, as torchrun numbers them
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device(name)
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """Whether the CPU multiplies bf16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo.
+
+    There bf16 autocast trains faster than fp32 (README: Attention implementations and speed);
+    elsewhere bf16 is emulated and slower, so fp32 stays.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto"):
+    """The autocast dtype for a device and precision setting; None means plain fp32.
+
+    auto: on CUDA bf16 where supported, else fp16 (with a grad scaler); on CPU bf16 where the
+    processor has native bf16 (cpu_has_fast_bf16), else fp32.
+    """
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_has_fast_bf16() else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model and the threads torch uses."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or "CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:  # not Linux
+        pass
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def peak_flops(name: str, dtype, override_tflops=None) -> float | None:
+    """The device's dense peak FLOP/s for MFU: the override, else a known NVIDIA GPU's in bf16/fp16."""
+    if override_tflops:
+        return override_tflops * 1e12
+    if dtype not in (torch.bfloat16, torch.float16):
+        return None
+    return next((tflops * 1e12 for key, tflops in PEAK_TFLOPS if key in name), None)

@@ -1,0 +1,49 @@
+"""Token arrays (one .npy per split, memory-mapped when read) and the batching of the reference
+(pytorch/examples word_language_model): the stream as (batch, n) rows cut into seq_len windows."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from attnscore.io import DataError, atomic_path
+
+
+def save_tokens(tokens: np.ndarray, path) -> None:
+    with atomic_path(path) as target, open(target, "wb") as f:
+        np.save(f, tokens)
+
+
+def load_tokens(path, vocab_size: int | None = None) -> np.ndarray:
+    """A split's token array, memory-mapped; ids must fit the vocabulary."""
+    tokens = np.load(path, mmap_mode="r")
+    if vocab_size is not None and tokens.size and int(tokens.max()) >= vocab_size:
+        raise DataError(
+            f"{path}: token id {int(tokens.max())} is beyond the vocabulary ({vocab_size}); re-run tokenize"
+        )
+    return tokens
+
+
+def batchify(tokens, batch_size: int) -> torch.Tensor:
+    """Lay the stream out as (batch_size, n) rows of consecutive tokens, dropping the remainder."""
+    n = len(tokens) // batch_size
+    if n < 2:
+        raise DataError(f"{len(tokens)} tokens are too few for batch size {batch_size}; use a bigger split")
+    return torch.from_numpy(np.asarray(tokens[: n * batch_size], dtype=np.int64)).view(batch_size, n)
+
+
+def windows(matrix: torch.Tensor, seq_len: int):
+    """(input, target) pairs of up to seq_len columns, targets shifted one token ahead."""
+    for start in range(0, matrix.shape[1] - 1, seq_len):
+        length = min(seq_len, matrix.shape[1] - 1 - start)
+        yield matrix[:, start : start + length], matrix[:, start + 1 : start + 1 + length]
+
+
+def num_windows(matrix: torch.Tensor, seq_len: int) -> int:
+    return -(-(matrix.shape[1] - 1) // seq_len)
+
+
+def read_vocab_size(meta_path) -> int:
+    """The vocabulary size tokenize recorded in meta.json."""
+    return json.loads(Path(meta_path).read_text())["vocab_size"]
