@@ -62,7 +62,7 @@ def test_gpu_check_script_runs_on_cpu_in_smoke_mode(tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     done = subprocess.run(
         [sys.executable, ROOT / "benchmarks" / "gpu_check.py", "--smoke", "--steps", "2", "--out", tmp_path],

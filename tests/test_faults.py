@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import copy_workflow, snakemake, tiny_config, write_config
+from helpers import copy_workflow, snakemake, tiny_config, write_config
 
 # Long enough to be killed mid-training: full epochs of the demo corpus, checkpoints every 50 steps.
 RESUMABLE = dict(variants=["dot"], train={"epochs": 2, "max_steps_per_epoch": 0, "checkpoint_every": 50})

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_workflow, snakemake, tiny_config, write_config
+from helpers import copy_workflow, snakemake, tiny_config, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 DAEMONS = ["munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol"]

@@ -4,7 +4,7 @@ then dry-run and lint of the default config."""
 import pandas as pd
 import pytest
 
-from conftest import ROOT, copy_workflow, executed_rules, snakemake, tiny_config, write_config
+from helpers import ROOT, copy_workflow, executed_rules, snakemake, tiny_config, write_config
 
 OUTPUTS = [
     "data/train.npy", "data/tokenizer.json", "data/meta.json",
