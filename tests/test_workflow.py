@@ -1,6 +1,9 @@
 """The real workflow on a tiny config in a temporary folder: run, no-op rerun, plot-only rerun;
 then dry-run and lint of the default config."""
 
+import json
+import re
+
 import pandas as pd
 import pytest
 
@@ -86,3 +89,54 @@ def test_default_config_dry_run_plans_the_whole_chain_with_gpu_tags():
 def test_lint_has_nothing_to_say():
     log = snakemake(ROOT, "--lint").log
     assert "Lints for" not in log, log
+
+
+TOY_KIND = '''"""A kind defined outside attnscore, the way a user adds one: scaled dot product with a temperature."""
+
+import math
+
+import torch.nn.functional as F
+
+from attnscore.attention import register
+
+
+@register("dot_temperature")
+def dot_temperature(q, k, v, causal, dropout_p, temperature):
+    scale = 1 / (temperature * math.sqrt(q.shape[-1]))
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout_p, scale=scale)
+'''
+
+
+@pytest.mark.slow
+def test_a_kind_registered_in_a_plugin_module_trains_through_the_workflow(tmp_path):
+    """Adding a kind is one registered function and its name in variants: here in a module beside
+    the Snakefile, named in model.attention_plugins, its option in model.attention_options."""
+    work = copy_workflow(tmp_path)
+    (work / "toy_kinds.py").write_text(TOY_KIND)
+    config = tiny_config(
+        experiment="toy",
+        variants=["dot", "dot_temperature"],
+        model={"attention_plugins": ["toy_kinds"], "attention_options": {"dot_temperature": {"temperature": 4.0}}},
+        benchmark={"variants": ["dot", "dot_temperature"], "seq_lens": [32]},
+    )
+    snakemake(work, "--configfile", write_config(work, "toy.yaml", config))
+    results = work / "results" / "toy"
+    toy, dot = (pd.read_csv(results / "train" / v / "metrics.csv") for v in ("dot_temperature", "dot"))
+    assert list(toy["epoch"]) == [1, 2] and toy["valid_ppl"].iloc[-1] < toy["valid_ppl"].iloc[0]
+    assert (toy["train_loss"] != dot["train_loss"]).all()  # the temperature reached the kind: not plain dot
+    assert json.loads((results / "eval" / "dot_temperature.json").read_text())["attention"] == "dot_temperature"
+    bench = pd.read_csv(results / "bench" / "dot_temperature.csv")
+    assert list(bench["status"]) == ["ok"]
+    assert "| ours: dot_temperature | 2 |" in (results / "summary.md").read_text()
+
+    # Editing the plugin re-runs the jobs of its kind, and only those.
+    with open(work / "toy_kinds.py", "a") as f:
+        f.write("# edited\n")
+    log = snakemake(work, "--configfile", "config/toy.yaml", "--dry-run").log
+    assert executed_rules(log) == ["all", "benchmark", "evaluate", "plot", "train"]
+    assert set(re.findall(r"wildcards: variant=(\w+)", log)) == {"dot_temperature"}
+
+    # A config naming a kind no module registers fails before any job, naming the known kinds.
+    config["model"]["attention_plugins"] = []
+    result = snakemake(work, "--configfile", write_config(work, "bad.yaml", config), check=False)
+    assert result.returncode != 0 and "unknown attention kind(s) ['dot_temperature']" in result.log

@@ -1,16 +1,16 @@
-def plugin_sources():
-    """The source files of model.attention_plugins (imported by the config check)."""
-    return [sys.modules[name].__file__ for name in config["model"]["attention_plugins"]]
+import inspect
+
+from attnscore import attention
 
 
-def code_version(script, plugins=False):
-    """A hash of the package code a script runs (and of the attention plugins, for the rules
-    that build a model), passed as a param so that Snakemake re-runs a job when that code
-    changes: its own code tracking sees only the script file."""
-    extra = plugin_sources() if plugins else []
-    return provenance.code_version(
-        Path(workflow.basedir, "workflow/scripts", script), extra
-    )
+def code_version(script, variant=None):
+    """A hash of the package code a script runs, passed as a param so that Snakemake re-runs a
+    job when that code changes (its own code tracking sees only the script file). With a
+    variant, also the file defining that attention kind, which may be a plugin module.
+    """
+    kind = [inspect.getsourcefile(attention.get(variant))] if variant else []
+    script = Path(workflow.basedir, "workflow", "scripts", script)
+    return provenance.code_version(script, kind)
 
 
 # CPU threads of the torch rules: capped at --cores locally, --cpus-per-task on Slurm.

@@ -20,7 +20,7 @@ rule train:
     params:
         model=lambda wildcards: model_settings(config, wildcards.variant),
         train=config["train"],
-        code=code_version("train.py", plugins=True),
+        code=lambda wildcards: code_version("train.py", wildcards.variant),
         # Resumable state, deliberately not an output: Snakemake deletes a failed job's outputs.
         checkpoint_dir=lambda wildcards: f"{RESULTS}/checkpoints/{wildcards.variant}",
     script:
@@ -42,7 +42,7 @@ rule evaluate:
         gpu=EVAL_GPUS,
     params:
         train=config["train"],
-        code=code_version("evaluate.py", plugins=True),
+        code=lambda wildcards: code_version("evaluate.py", wildcards.variant),
     script:
         "../scripts/evaluate.py"
 
@@ -63,6 +63,6 @@ rule benchmark:
         model=lambda wildcards: model_settings(config, wildcards.variant),
         train=config["train"],
         benchmark=config["benchmark"],
-        code=code_version("benchmark.py", plugins=True),
+        code=lambda wildcards: code_version("benchmark.py", wildcards.variant),
     script:
         "../scripts/benchmark.py"
