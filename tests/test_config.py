@@ -1,45 +1,48 @@
 """The config schema and the cross-field checks, on the shipped configs and on broken copies."""
 
 import copy
+from dataclasses import fields
+from pathlib import Path
 
 import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from attnscore.config import ConfigError, check
+from attnscore.config import ConfigError, check, model_settings
+from attnscore.model import ModelConfig
+from attnscore.train import TrainConfig
 from helpers import ROOT
 
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+TEST_CONFIG = ROOT / ".test" / "config" / "config.yaml"
 
 
 def load(name):
     return yaml.safe_load((ROOT / "config" / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
-def test_shipped_configs_are_valid(name):
-    config = load(name)
+@pytest.mark.parametrize("path", [ROOT / "config" / "config.yaml", ROOT / "config" / "demo.yaml", TEST_CONFIG])
+def test_shipped_configs_are_valid(path):
+    config = yaml.safe_load(path.read_text())
     validate(config, SCHEMA)
     check(config)
 
 
-def test_default_config_is_the_reference_experiment():
-    config = load("config.yaml")
-    assert config["data"]["corpus"] == "wikitext-2" and config["tokenizer"]["kind"] == "gpt2"
-    assert {k: config["model"][k] for k in ("d_model", "n_layers", "n_heads", "d_ff", "dropout")} == {
-        "d_model": 512, "n_layers": 6, "n_heads": 8, "d_ff": 2048, "dropout": 0.1,
-    }  # fmt: skip
-    t = config["train"]
-    assert (t["seq_len"], t["batch_size"], t["epochs"], t["lr"], t["betas"], t["eps"]) == (
-        512,
-        8,
-        20,
-        1e-5,
-        [0.9, 0.98],
-        1e-9,
-    )
-    assert config["variants"] == ["dot", "euclid"]
+def test_every_model_and_train_setting_has_a_required_config_key():
+    """A ModelConfig or TrainConfig field that no config names would silently keep its default,
+    unrecorded in provenance; a config key the dataclasses lack would fail only when a job runs."""
+    model_fields = {f.name for f in fields(ModelConfig)} - {"vocab_size", "attention"}  # from tokenize and the variant
+    train_fields = {f.name for f in fields(TrainConfig)}
+    schema = yaml.safe_load(Path(SCHEMA).read_text())["properties"]
+    assert set(schema["model"]["required"]) == set(schema["model"]["properties"]) == model_fields
+    assert set(schema["train"]["required"]) == set(schema["train"]["properties"]) == train_fields
+    for config in (load("config.yaml"), load("demo.yaml"), yaml.safe_load(TEST_CONFIG.read_text())):
+        for kind in config["variants"]:
+            assert (
+                vars(ModelConfig(vocab_size=64, attention=kind, **model_settings(config, kind))).keys() >= model_fields
+            )
+        TrainConfig(**config["train"])
 
 
 def broken(path, value):

@@ -41,10 +41,20 @@ def test_model_returns_summed_nll():
     torch.testing.assert_close(nll, expected)
 
 
-def test_perplexity_is_token_weighted():
-    # Windows of 10 and 2 tokens with mean NLL 1 and 3: exp((10*1 + 2*3) / 12), not the mean of two perplexities.
-    assert train.perplexity(10 * 1.0 + 2 * 3.0, 12) == pytest.approx(math.exp(16 / 12))
-    assert train.perplexity(10 * 1.0 + 2 * 3.0, 12) != pytest.approx((math.e + math.e**3) / 2)
+def test_evaluation_counts_every_predicted_token_once():
+    """Valid/test perplexity is exp(total NLL / predicted tokens) over every window, the short
+    last one included; here the NLL is summed token by token from the model's log-probabilities."""
+    cfg = TrainConfig(seq_len=16, eval_batch_size=4, device="cpu", precision="fp32")
+    trainer = train.Trainer(ModelConfig(vocab_size=64, **TINY), cfg)
+    matrix = tokens.batchify(np.arange(4 * 37) % 64, 4)  # rows of 37: 36 targets, windows of 16, 16 and 4
+    nll, count = trainer.evaluate(matrix)
+    expected, model = 0.0, trainer.model.eval()
+    with torch.no_grad():
+        for start, end in ((0, 16), (16, 32), (32, 36)):
+            log_probs = torch.log_softmax(model(matrix[:, start:end]).double(), -1)
+            expected -= log_probs.gather(-1, matrix[:, start + 1 : end + 1].unsqueeze(-1)).sum().item()
+    assert count == 4 * 36 and nll == pytest.approx(expected, rel=1e-6)
+    assert train.perplexity(nll, count) == pytest.approx(math.exp(expected / (4 * 36)), rel=1e-6)
 
 
 def run(token_files, checkpoint_dir, epochs=2, **overrides):
