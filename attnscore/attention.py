@@ -8,18 +8,16 @@ config's variants are checked; a kind defined outside this package registers its
 module is imported, which ``model.attention_plugins`` asks for (see ``load_plugins``).
 
 Euclidean attention, logits -||q - k||_2 / sqrt(d_k), has three implementations:
+- ``euclid`` on CUDA (head_dim 16 to 128, Triton installed): one Triton kernel in the
+  FlashAttention-2 style, dropout included (attnscore.triton_attention); no (time x time)
+  matrix is ever stored. FlexAttention was measured too and lost at every shape
+  (benchmarks/results/), besides having no dropout on the weights.
+- ``euclid`` elsewhere (CPU, other head sizes): ``EuclideanAttention``, an autograd Function
+  with a hand-written backward. It computes the squared distance with one batched matmul, keeps
+  only the distance and the softmax weights before and after dropout, and works in float32 (at
+  least) whatever autocast says.
 - ``euclid_naive``: torch.cdist, then mask, softmax and dropout as separate autograd ops, the
   way the reference did it. Kept as a benchmark baseline and for norms other than p = 2.
-- ``euclid`` on CUDA without attention dropout: ``euclid_flex``, FlexAttention with a
-  score_mod. The kernel computes q.k block by block and the score_mod turns it into the
-  distance with the norms ||q||^2 and ||k||^2, held in float32, so the (time x time) matrix is
-  never materialised and the expansion ||q||^2 + ||k||^2 - 2 q.k loses no precision to bf16
-  norms.
-- ``euclid`` otherwise (CPU, where FlexAttention has no backward, or attention dropout > 0,
-  which FlexAttention cannot apply): ``EuclideanAttention``, an autograd Function with a
-  hand-written backward. It computes the squared distance with one batched matmul, keeps only
-  the distance and the softmax weights before and after dropout, and works in float32 (at
-  least) whatever autocast says.
 Their speed is measured in README.md (Attention implementations and speed).
 """
 
@@ -157,42 +155,24 @@ class EuclideanAttention(torch.autograd.Function):
         return *grads, None, None
 
 
-@functools.cache
-def _compiled_flex_attention():
-    from torch.nn.attention.flex_attention import flex_attention
-
-    return torch.compile(flex_attention, dynamic=False)
-
-
-@functools.lru_cache(maxsize=16)
-def _causal_block_mask(t_q: int, t_k: int, device: str):
-    from torch.nn.attention.flex_attention import create_block_mask
-
-    offset = t_k - t_q
-    return create_block_mask(lambda b, h, i, j: i + offset >= j, None, None, t_q, t_k, device=device)
-
-
-def euclid_flex(q, k, v, causal=True):
-    """Euclidean attention as one fused FlexAttention kernel (no dropout; CUDA for training)."""
-    q_norm, k_norm = q.float().square().sum(-1), k.float().square().sum(-1)
-    scale = 1 / math.sqrt(q.shape[-1])
-
-    def negative_distance(score, b, h, i, j):  # score = q.k, accumulated in float32 by the kernel
-        squared = q_norm[b, h, i] + k_norm[b, h, j] - 2 * score
-        return -torch.sqrt(torch.clamp(squared, min=MIN_DISTANCE**2)) * scale
-
-    mask = _causal_block_mask(q.shape[-2], k.shape[-2], str(q.device)) if causal else None
-    return _compiled_flex_attention()(q, k, v, score_mod=negative_distance, block_mask=mask, scale=1.0)
-
-
 @register("euclid")
 def euclid(q, k, v, causal=True, dropout_p=0.0, p=2.0):
     """Negative Euclidean distance -||q - k||_2 / sqrt(d_k) by the fastest exact path available."""
     if p != 2:
         return euclid_naive(q, k, v, causal, dropout_p, p)
-    if q.is_cuda and dropout_p == 0:
-        return euclid_flex(q, k, v, causal)
+    if q.is_cuda and _triton_kernel() and q.shape[-1] in _triton_kernel().HEAD_DIMS:
+        return _triton_kernel().triton_attention(q, k, v, causal, dropout_p, "euclid")
     return EuclideanAttention.apply(q, k, v, causal, dropout_p)
+
+
+@functools.cache
+def _triton_kernel():
+    """attnscore.triton_attention, or None where Triton is not installed (it comes with CUDA torch)."""
+    try:
+        from attnscore import triton_attention
+    except ImportError:
+        return None
+    return triton_attention
 
 
 def attention(q, k, v, kind="dot", causal=True, dropout_p=0.0, **options):

@@ -27,7 +27,9 @@ import torch
 import triton
 import triton.language as tl
 
-MIN_DISTANCE = 1e-6
+from attnscore.attention import MIN_DISTANCE  # noqa: E402  (below it a distance's gradient is 0)
+
+_MIN_DISTANCE = tl.constexpr(MIN_DISTANCE)
 HEAD_DIMS = (16, 32, 64, 128)
 LOG2E = math.log2(math.e)
 # Triton's CPU interpreter runs tl.dot through numpy, which has no bfloat16 and misreads such
@@ -36,11 +38,12 @@ LOG2E = math.log2(math.e)
 _WIDEN_BF16 = tl.constexpr(os.environ.get("TRITON_INTERPRET") == "1")
 
 # Block sizes and launch settings per kernel: (BLOCK_M queries, BLOCK_N keys, warps, stages).
-# Chosen by benchmarks/gpu_check.py's sweep; the interpreter tests run every entry.
+# Chosen by benchmarks/gpu_check.py's sweep on an H200 (benchmarks/results/); the interpreter
+# tests run these.
 CONFIGS = {
-    "forward": (128, 64, 8, 3),
-    "dkdv": (32, 128, 8, 2),
-    "dq": (128, 32, 8, 2),
+    "forward": (64, 32, 4, 4),
+    "dkdv": (32, 64, 4, 3),
+    "dq": (64, 64, 4, 2),
 }
 
 
@@ -67,13 +70,14 @@ def _dot(a, b, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def _logits_log2(q, k, q_norm, k_norm, scale_log2, EUCLID: tl.constexpr, PRECISION: tl.constexpr):
-    """Logits of a tile in base 2 (times log2 e), from q.k accumulated in float32."""
+def _scores(q, k, q_norm, k_norm, scale_log2, EUCLID: tl.constexpr, PRECISION: tl.constexpr):
+    """A tile's logits in base 2 (times log2 e) from q.k accumulated in float32, and for Euclid
+    the squared distances they came from."""
     qk = _dot(q, tl.trans(k), PRECISION)
     if EUCLID:
-        squared = q_norm[:, None] + k_norm[None, :] - 2.0 * qk
-        return -tl.sqrt(tl.maximum(squared, 0.0)) * scale_log2
-    return qk * scale_log2
+        squared = tl.maximum(q_norm[:, None] + k_norm[None, :] - 2.0 * qk, 0.0)
+        return -tl.sqrt(squared) * scale_log2, squared
+    return qk * scale_log2, qk
 
 
 @triton.jit
@@ -86,111 +90,160 @@ def _visible(rows, cols, T, CAUSAL: tl.constexpr):
 
 
 @triton.jit
-def _squared_norm(x):
-    x = x.to(tl.float32)
-    return tl.sum(x * x, 1)
-
-
-@triton.jit
-def _forward(
-    Q, K, V, OUT, LSE, seed, T, scale_log2, keep_p,
-    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
+def _forward_tiles(
+    acc, m, total, q, q_norm, K, V, KN, head, bh, rows, lo, hi, seed, T, scale_log2, keep_p, inv_keep_p,
+    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, MASKED: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
-    start_m = tl.program_id(0) * BLOCK_M
-    bh = tl.program_id(1)
-    head = bh.to(tl.int64) * T * HEAD_DIM
-    rows = start_m + tl.arange(0, BLOCK_M)
+    """Online softmax over the keys [lo, hi); MASKED tiles apply the causal and tail masks."""
     dims = tl.arange(0, HEAD_DIM)
-    q = tl.load(Q + head + rows[:, None] * HEAD_DIM + dims[None, :], mask=rows[:, None] < T, other=0.0)
-    q_norm = _squared_norm(q)
-    m = tl.full([BLOCK_M], float("-inf"), tl.float32)  # running max of the base-2 logits
-    total = tl.zeros([BLOCK_M], tl.float32)  # running sum of exp2(logits - m)
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
-    end = tl.minimum(start_m + BLOCK_M, T) if CAUSAL else T
-    for start_n in range(0, end, BLOCK_N):
+    for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + tl.arange(0, BLOCK_N)
-        kv_offsets = head + cols[:, None] * HEAD_DIM + dims[None, :]
+        kv_offsets = head * HEAD_DIM + cols[:, None] * HEAD_DIM + dims[None, :]
         k = tl.load(K + kv_offsets, mask=cols[:, None] < T, other=0.0)
         v = tl.load(V + kv_offsets, mask=cols[:, None] < T, other=0.0)
-        z = _logits_log2(q, k, q_norm, _squared_norm(k), scale_log2, EUCLID, PRECISION)
-        z = tl.where(_visible(rows, cols, T, CAUSAL), z, float("-inf"))
+        k_norm = tl.load(KN + head + cols, mask=cols < T, other=0.0)
+        z, _ = _scores(q, k, q_norm, k_norm, scale_log2, EUCLID, PRECISION)
+        if MASKED:
+            z = tl.where(_visible(rows, cols, T, CAUSAL), z, float("-inf"))
         m_new = tl.maximum(m, tl.max(z, 1))
         alpha = tl.exp2(m - m_new)
         p = tl.exp2(z - m_new[:, None])
         total = total * alpha + tl.sum(p, 1)
         if DROPOUT:  # normalised later by `total`, which counts every weight, kept or not
-            p = tl.where(_keep(seed, bh, rows, start_n, T, keep_p, BLOCK_M, BLOCK_N), p / keep_p, 0.0)
+            p = tl.where(_keep(seed, bh, rows, start_n, T, keep_p, BLOCK_M, BLOCK_N), p * inv_keep_p, 0.0)
         acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, PRECISION)
         m = m_new
+    return acc, m, total
+
+
+@triton.jit
+def _forward(
+    Q, K, V, QN, KN, OUT, LSE, seed, T, scale_log2, keep_p, inv_keep_p,
+    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    start_m = tl.program_id(0) * BLOCK_M
+    bh = tl.program_id(1)
+    head = bh.to(tl.int64) * T  # first row of this (batch, head)
+    rows = start_m + tl.arange(0, BLOCK_M)
+    q_offsets = (head + rows[:, None]) * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
+    q = tl.load(Q + q_offsets, mask=rows[:, None] < T, other=0.0)
+    q_norm = tl.load(QN + head + rows, mask=rows < T, other=0.0)
+    m = tl.full([BLOCK_M], float("-inf"), tl.float32)  # running max of the base-2 logits
+    total = tl.zeros([BLOCK_M], tl.float32)  # running sum of exp2(logits - m)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    # Key tiles that every row sees in full need no mask; the rest (the diagonal, the tail) do.
+    if CAUSAL:
+        full_end = (start_m // BLOCK_N) * BLOCK_N
+        end = tl.minimum(start_m + BLOCK_M, T)
+    else:
+        full_end = (T // BLOCK_N) * BLOCK_N
+        end = T
+    acc, m, total = _forward_tiles(
+        acc, m, total, q, q_norm, K, V, KN, head, bh, rows, 0, full_end, seed, T, scale_log2, keep_p, inv_keep_p,
+        EUCLID, CAUSAL, False, DROPOUT, HEAD_DIM, BLOCK_M, BLOCK_N, PRECISION,
+    )  # fmt: skip
+    acc, m, total = _forward_tiles(
+        acc, m, total, q, q_norm, K, V, KN, head, bh, rows, full_end, end, seed, T, scale_log2, keep_p, inv_keep_p,
+        EUCLID, CAUSAL, True, DROPOUT, HEAD_DIM, BLOCK_M, BLOCK_N, PRECISION,
+    )  # fmt: skip
     acc = acc / total[:, None]
-    tl.store(OUT + head + rows[:, None] * HEAD_DIM + dims[None, :], acc.to(OUT.dtype.element_ty), mask=rows[:, None] < T)
-    tl.store(LSE + bh.to(tl.int64) * T + rows, m + tl.log2(total), mask=rows < T)
+    tl.store(OUT + q_offsets, acc.to(OUT.dtype.element_ty), mask=rows[:, None] < T)
+    tl.store(LSE + head + rows, m + tl.log2(total), mask=rows < T)
 
 
 @triton.jit
 def _weights_grad(
-    q, k, v, do, q_norm, k_norm, lse, delta, rows, start_n, seed, bh, T, scale, scale_log2, keep_p,
-    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr,
+    q, k, v, do, q_norm, k_norm, lse, delta, rows, start_n, seed, bh, T, scale, scale_log2, keep_p, inv_keep_p,
+    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, MASKED: tl.constexpr, DROPOUT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """Recompute a tile's weights; return the dropped weights and W (see the module docstring)."""
     cols = start_n + tl.arange(0, BLOCK_N)
-    z = _logits_log2(q, k, q_norm, k_norm, scale_log2, EUCLID, PRECISION)
-    visible = _visible(rows, cols, T, CAUSAL)
-    p = tl.where(visible, tl.exp2(z - lse[:, None]), 0.0)
+    z, squared = _scores(q, k, q_norm, k_norm, scale_log2, EUCLID, PRECISION)
+    p = tl.exp2(z - lse[:, None])  # padding rows have lse = inf, so weight 0
+    if MASKED:
+        p = tl.where(_visible(rows, cols, T, CAUSAL), p, 0.0)
     grad_dropped = _dot(do, tl.trans(v), PRECISION)  # dL/d(dropped weights)
     if DROPOUT:
         keep = _keep(seed, bh, rows, start_n, T, keep_p, BLOCK_M, BLOCK_N)
-        dropped = tl.where(keep, p / keep_p, 0.0)
-        grad_p = tl.where(keep, grad_dropped / keep_p, 0.0)
+        dropped = tl.where(keep, p * inv_keep_p, 0.0)
+        grad_p = tl.where(keep, grad_dropped * inv_keep_p, 0.0)
     else:
         dropped = p
         grad_p = grad_dropped
     grad_logits = p * (grad_p - delta[:, None])
-    if EUCLID:
-        distance = -z / scale_log2  # inf where hidden, where w is 0 anyway
-        w = grad_logits * tl.where(distance > MIN_DISTANCE, scale / tl.maximum(distance, MIN_DISTANCE), 0.0)
+    if EUCLID:  # W = dL/dlogits * scale / distance, 0 below MIN_DISTANCE
+        min_squared = _MIN_DISTANCE * _MIN_DISTANCE
+        inv_distance = tl.where(squared > min_squared, tl.rsqrt(tl.maximum(squared, min_squared)), 0.0)
+        w = grad_logits * (inv_distance * scale)
     else:
         w = grad_logits * scale
     return dropped, w
 
 
 @triton.jit
+def _dkdv_tiles(
+    dk, dv, w_colsum, k, v, k_norm, Q, DO, QN, LSE, DELTA, head, bh, start_n, lo, hi,
+    seed, T, scale, scale_log2, keep_p, inv_keep_p,
+    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, MASKED: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    for start_m in range(lo, hi, BLOCK_M):
+        rows = start_m + tl.arange(0, BLOCK_M)
+        q_offsets = (head + rows[:, None]) * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
+        q = tl.load(Q + q_offsets, mask=rows[:, None] < T, other=0.0)
+        do = tl.load(DO + q_offsets, mask=rows[:, None] < T, other=0.0)
+        q_norm = tl.load(QN + head + rows, mask=rows < T, other=0.0)
+        lse = tl.load(LSE + head + rows, mask=rows < T, other=float("inf"))
+        delta = tl.load(DELTA + head + rows, mask=rows < T, other=0.0)
+        dropped, w = _weights_grad(
+            q, k, v, do, q_norm, k_norm, lse, delta, rows, start_n, seed, bh, T, scale, scale_log2, keep_p,
+            inv_keep_p, EUCLID, CAUSAL, MASKED, DROPOUT, BLOCK_M, BLOCK_N, PRECISION,
+        )  # fmt: skip
+        dv += _dot(tl.trans(dropped.to(do.dtype)), do, PRECISION)
+        w = w.to(q.dtype)  # rounded once, so that the colsum below cancels exactly what the product holds
+        dk += _dot(tl.trans(w), q, PRECISION)
+        if EUCLID:
+            w_colsum += tl.sum(w.to(tl.float32), 0)
+    return dk, dv, w_colsum
+
+
+@triton.jit
 def _backward_dkdv(
-    Q, K, V, DO, LSE, DELTA, DK, DV, seed, T, scale, scale_log2, keep_p,
+    Q, K, V, QN, KN, DO, LSE, DELTA, DK, DV, seed, T, scale, scale_log2, keep_p, inv_keep_p,
     EUCLID: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """dk and dv of one block of keys, streaming over the queries that see them."""
     start_n = tl.program_id(0) * BLOCK_N
     bh = tl.program_id(1)
-    head = bh.to(tl.int64) * T * HEAD_DIM
+    head = bh.to(tl.int64) * T
     cols = start_n + tl.arange(0, BLOCK_N)
-    dims = tl.arange(0, HEAD_DIM)
-    kv_offsets = head + cols[:, None] * HEAD_DIM + dims[None, :]
+    kv_offsets = (head + cols[:, None]) * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
     k = tl.load(K + kv_offsets, mask=cols[:, None] < T, other=0.0)
     v = tl.load(V + kv_offsets, mask=cols[:, None] < T, other=0.0)
-    k_norm = _squared_norm(k)
+    k_norm = tl.load(KN + head + cols, mask=cols < T, other=0.0)
     dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
     w_colsum = tl.zeros([BLOCK_N], tl.float32)
-    begin = (start_n // BLOCK_M) * BLOCK_M if CAUSAL else 0
-    for start_m in range(begin, T, BLOCK_M):
-        rows = start_m + tl.arange(0, BLOCK_M)
-        q_offsets = head + rows[:, None] * HEAD_DIM + dims[None, :]
-        q = tl.load(Q + q_offsets, mask=rows[:, None] < T, other=0.0)
-        do = tl.load(DO + q_offsets, mask=rows[:, None] < T, other=0.0)
-        lse = tl.load(LSE + bh.to(tl.int64) * T + rows, mask=rows < T, other=float("inf"))  # padding rows: weight 0
-        delta = tl.load(DELTA + bh.to(tl.int64) * T + rows, mask=rows < T, other=0.0)
-        dropped, w = _weights_grad(
-            q, k, v, do, _squared_norm(q), k_norm, lse, delta, rows, start_n, seed, bh, T, scale, scale_log2, keep_p,
-            EUCLID, CAUSAL, DROPOUT, BLOCK_M, BLOCK_N, PRECISION,
-        )  # fmt: skip
-        dv += _dot(tl.trans(dropped.to(do.dtype)), do, PRECISION)
-        dk += _dot(tl.trans(w.to(q.dtype)), q, PRECISION)
-        if EUCLID:
-            w_colsum += tl.sum(w, 0)
+    if CAUSAL:  # query tiles on the diagonal need the mask; those below it see every key here
+        begin = (start_n // BLOCK_M) * BLOCK_M
+        diagonal_end = tl.minimum(tl.cdiv(start_n + BLOCK_N, BLOCK_M) * BLOCK_M, T)
+    else:  # tail keys are masked in every query tile
+        begin = 0
+        diagonal_end = T
+    dk, dv, w_colsum = _dkdv_tiles(
+        dk, dv, w_colsum, k, v, k_norm, Q, DO, QN, LSE, DELTA, head, bh, start_n, begin, diagonal_end,
+        seed, T, scale, scale_log2, keep_p, inv_keep_p,
+        EUCLID, CAUSAL, True, DROPOUT, HEAD_DIM, BLOCK_M, BLOCK_N, PRECISION,
+    )  # fmt: skip
+    dk, dv, w_colsum = _dkdv_tiles(
+        dk, dv, w_colsum, k, v, k_norm, Q, DO, QN, LSE, DELTA, head, bh, start_n, diagonal_end, T,
+        seed, T, scale, scale_log2, keep_p, inv_keep_p,
+        EUCLID, CAUSAL, False, DROPOUT, HEAD_DIM, BLOCK_M, BLOCK_N, PRECISION,
+    )  # fmt: skip
     if EUCLID:
         dk -= k.to(tl.float32) * w_colsum[:, None]
     tl.store(DK + kv_offsets, dk.to(DK.dtype.element_ty), mask=cols[:, None] < T)
@@ -198,38 +251,64 @@ def _backward_dkdv(
 
 
 @triton.jit
+def _dq_tiles(
+    dq, w_rowsum, q, do, q_norm, lse, delta, K, V, KN, head, bh, rows, lo, hi,
+    seed, T, scale, scale_log2, keep_p, inv_keep_p,
+    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, MASKED: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + tl.arange(0, BLOCK_N)
+        kv_offsets = (head + cols[:, None]) * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
+        k = tl.load(K + kv_offsets, mask=cols[:, None] < T, other=0.0)
+        v = tl.load(V + kv_offsets, mask=cols[:, None] < T, other=0.0)
+        k_norm = tl.load(KN + head + cols, mask=cols < T, other=0.0)
+        _, w = _weights_grad(
+            q, k, v, do, q_norm, k_norm, lse, delta, rows, start_n, seed, bh, T, scale, scale_log2, keep_p,
+            inv_keep_p, EUCLID, CAUSAL, MASKED, DROPOUT, BLOCK_M, BLOCK_N, PRECISION,
+        )  # fmt: skip
+        w = w.to(k.dtype)  # rounded once, so that the rowsum below cancels exactly what the product holds
+        dq += _dot(w, k, PRECISION)
+        if EUCLID:
+            w_rowsum += tl.sum(w.to(tl.float32), 1)
+    return dq, w_rowsum
+
+
+@triton.jit
 def _backward_dq(
-    Q, K, V, DO, LSE, DELTA, DQ, seed, T, scale, scale_log2, keep_p,
+    Q, K, V, QN, KN, DO, LSE, DELTA, DQ, seed, T, scale, scale_log2, keep_p, inv_keep_p,
     EUCLID: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """dq of one block of queries, streaming over the keys they see."""
     start_m = tl.program_id(0) * BLOCK_M
     bh = tl.program_id(1)
-    head = bh.to(tl.int64) * T * HEAD_DIM
+    head = bh.to(tl.int64) * T
     rows = start_m + tl.arange(0, BLOCK_M)
-    dims = tl.arange(0, HEAD_DIM)
-    q_offsets = head + rows[:, None] * HEAD_DIM + dims[None, :]
+    q_offsets = (head + rows[:, None]) * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
     q = tl.load(Q + q_offsets, mask=rows[:, None] < T, other=0.0)
     do = tl.load(DO + q_offsets, mask=rows[:, None] < T, other=0.0)
-    lse = tl.load(LSE + bh.to(tl.int64) * T + rows, mask=rows < T, other=float("inf"))  # padding rows: weight 0
-    delta = tl.load(DELTA + bh.to(tl.int64) * T + rows, mask=rows < T, other=0.0)
-    q_norm = _squared_norm(q)
+    q_norm = tl.load(QN + head + rows, mask=rows < T, other=0.0)
+    lse = tl.load(LSE + head + rows, mask=rows < T, other=float("inf"))
+    delta = tl.load(DELTA + head + rows, mask=rows < T, other=0.0)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     w_rowsum = tl.zeros([BLOCK_M], tl.float32)
-    end = tl.minimum(start_m + BLOCK_M, T) if CAUSAL else T
-    for start_n in range(0, end, BLOCK_N):
-        cols = start_n + tl.arange(0, BLOCK_N)
-        kv_offsets = head + cols[:, None] * HEAD_DIM + dims[None, :]
-        k = tl.load(K + kv_offsets, mask=cols[:, None] < T, other=0.0)
-        v = tl.load(V + kv_offsets, mask=cols[:, None] < T, other=0.0)
-        _, w = _weights_grad(
-            q, k, v, do, q_norm, _squared_norm(k), lse, delta, rows, start_n, seed, bh, T, scale, scale_log2, keep_p,
-            EUCLID, CAUSAL, DROPOUT, BLOCK_M, BLOCK_N, PRECISION,
-        )  # fmt: skip
-        dq += _dot(w.to(k.dtype), k, PRECISION)
-        if EUCLID:
-            w_rowsum += tl.sum(w, 1)
+    if CAUSAL:
+        full_end = (start_m // BLOCK_N) * BLOCK_N
+        end = tl.minimum(start_m + BLOCK_M, T)
+    else:
+        full_end = (T // BLOCK_N) * BLOCK_N
+        end = T
+    dq, w_rowsum = _dq_tiles(
+        dq, w_rowsum, q, do, q_norm, lse, delta, K, V, KN, head, bh, rows, 0, full_end,
+        seed, T, scale, scale_log2, keep_p, inv_keep_p,
+        EUCLID, CAUSAL, False, DROPOUT, HEAD_DIM, BLOCK_M, BLOCK_N, PRECISION,
+    )  # fmt: skip
+    dq, w_rowsum = _dq_tiles(
+        dq, w_rowsum, q, do, q_norm, lse, delta, K, V, KN, head, bh, rows, full_end, end,
+        seed, T, scale, scale_log2, keep_p, inv_keep_p,
+        EUCLID, CAUSAL, True, DROPOUT, HEAD_DIM, BLOCK_M, BLOCK_N, PRECISION,
+    )  # fmt: skip
     if EUCLID:
         dq -= q.to(tl.float32) * w_rowsum[:, None]
     tl.store(DQ + q_offsets, dq.to(DQ.dtype.element_ty), mask=rows[:, None] < T)
@@ -259,6 +338,7 @@ class TritonAttention(torch.autograd.Function):
         seed = dropout_seed() if dropout_p > 0 else 0
         out = torch.empty_like(q)
         lse = torch.empty(b, h, t, device=q.device, dtype=torch.float32)
+        q_norm, k_norm = (x.float().square().sum(-1) for x in (q, k))  # O(T) each, kept for the backward
         scale = 1 / math.sqrt(d)
         constexprs = dict(
             EUCLID=score == "euclid",
@@ -268,28 +348,29 @@ class TritonAttention(torch.autograd.Function):
             PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         )
         _launch(
-            _forward, "forward", b * h, t, q, k, v, out, lse, seed, t, scale * LOG2E, 1 - dropout_p,
+            _forward, "forward", b * h, t, q, k, v, q_norm, k_norm, out, lse, seed, t, scale * LOG2E, 1 - dropout_p,
+            1 / (1 - dropout_p),
             configs=configs, **constexprs,
         )  # fmt: skip
-        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.save_for_backward(q, k, v, q_norm, k_norm, out, lse)
         ctx.args = (seed, scale, 1 - dropout_p, configs, constexprs)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, out, lse = ctx.saved_tensors
+        q, k, v, q_norm, k_norm, out, lse = ctx.saved_tensors
         seed, scale, keep_p, configs, constexprs = ctx.args
         b, h, t, _ = q.shape
         grad_out = grad_out.to(q.dtype).contiguous()
         delta = (out.float() * grad_out.float()).sum(-1)  # rowsum(dO * O) = rowsum(dropped * dL/d(dropped))
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        common = (seed, t, scale, scale * LOG2E, keep_p)
+        common = (seed, t, scale, scale * LOG2E, keep_p, 1 / keep_p)
         _launch(
-            _backward_dkdv, "dkdv", b * h, t, q, k, v, grad_out, lse, delta, dk, dv, *common,
+            _backward_dkdv, "dkdv", b * h, t, q, k, v, q_norm, k_norm, grad_out, lse, delta, dk, dv, *common,
             configs=configs, **constexprs,
         )  # fmt: skip
         _launch(
-            _backward_dq, "dq", b * h, t, q, k, v, grad_out, lse, delta, dq, *common,
+            _backward_dq, "dq", b * h, t, q, k, v, q_norm, k_norm, grad_out, lse, delta, dq, *common,
             configs=configs, **constexprs,
         )  # fmt: skip
         return dq, dk, dv, None, None, None, None

@@ -91,7 +91,10 @@ def test_gpu_check_script_runs_on_cpu_in_smoke_mode(tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = (tmp_path / "summary.md").read_text()
-    assert "Correctness: " in summary and "### attention dropout 0" in summary and "| euclid_naive | 64 |" in summary
     checks = pd.read_csv(tmp_path / "checks.csv")
-    assert checks["passed"].all() and {"euclid (FlexAttention)", "euclid (autograd Function)"} <= set(checks["path"])
+    assert checks["passed"].all() and {"euclid", "dot_triton", "euclid_function", "euclid_naive"} <= set(checks["kind"])
+    training = pd.read_csv(tmp_path / "training.csv")
+    assert set(training["kind"]) == {"dot", "euclid", "dot_triton", "euclid_naive"}
+    assert training["tokens_per_s"].gt(0).all() and set(training["attention_dropout"]) == {0.0, 0.1}
+    summary = (tmp_path / "summary.md").read_text()
+    assert f"Correctness: {len(checks)} of {len(checks)} checks passed" in summary and "dot_triton vs dot %" in summary
