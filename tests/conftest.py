@@ -1,9 +1,18 @@
 """Fixtures shared by the tests; helpers for running the workflow are in helpers.py."""
 
+import os
+
 import numpy as np
 import pytest
+import torch
 
 from helpers import ROOT
+
+# Without a GPU the Triton kernels run through Triton's interpreter, which must be chosen before
+# anything imports triton. Test modules import it indirectly (torch.utils.flop_counter does), so
+# this is decided here, before any test module is collected.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
