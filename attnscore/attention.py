@@ -31,10 +31,6 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-# Below this distance its gradient is taken as zero (q == k gives a subgradient of 0, like
-# torch.cdist), so identical vectors never produce inf or NaN.
-MIN_DISTANCE = 1e-6
-
 KINDS: dict[str, Callable] = {}
 
 
@@ -85,6 +81,13 @@ def _causal_mask(t_q: int, t_k: int, device) -> torch.Tensor:
     return torch.ones(t_q, t_k, dtype=torch.bool, device=device).triu_(t_k - t_q + 1)
 
 
+@functools.lru_cache(maxsize=32)
+def _causal_bias(t_q: int, t_k: int, device, dtype) -> torch.Tensor:
+    """0 where query i sees key j, -inf where it may not: added, it masks in one cheap pass (a
+    masked_fill_ with a broadcast boolean mask costs several times more on CPUs). Cached per shape."""
+    return torch.zeros(t_q, t_k, device=device, dtype=dtype).masked_fill_(_causal_mask(t_q, t_k, device), float("-inf"))
+
+
 @register("dot")
 def dot(q, k, v, causal=True, dropout_p=0.0):
     """Scaled dot product q.k / sqrt(d_k), through PyTorch's fused SDPA kernels."""
@@ -106,9 +109,11 @@ def euclid_naive(q, k, v, causal=True, dropout_p=0.0, p=2.0):
 class EuclideanAttention(torch.autograd.Function):
     """softmax(-||q - k||_2 / sqrt(d)) v with dropout on the weights, backward by hand.
 
-    With P the softmax, D the distance, s = 1/sqrt(d) and G = dL/d(D^2):
-    dL/dlogits = P * (dP - rowsum(P * dP)),  G = -s/(2D) * dL/dlogits (0 where D = 0),
-    and since D^2 = |q|^2 + |k|^2 - 2 q.k:  dq = 2 (q rowsum(G) - G k),  dk = 2 (k colsum(G) - G^T q).
+    With P the softmax, L = -s D the logits (D the distance, s = 1/sqrt(d)) and
+    W = dL/dL * s / D (0 where D = 0, the subgradient, as torch.cdist takes it): dL/dL = P * (dP - rowsum(P * dP)), and since
+    D^2 = |q|^2 + |k|^2 - 2 q.k:  dq = W k - q rowsum(W),  dk = W^T q - k colsum(W).
+    Few passes over the (time x time) matrices, in place where possible: at small sizes the
+    number of operations, at large ones memory bandwidth, sets the cost.
     """
 
     @staticmethod
@@ -117,40 +122,34 @@ class EuclideanAttention(torch.autograd.Function):
         compute = torch.promote_types(q.dtype, torch.float32)  # float32, or float64 for gradcheck
         with torch.autocast(q.device.type, enabled=False):
             q, k, v = q.to(compute), k.to(compute), v.to(compute)
-            t_q, d = q.shape[-2:]
-            # In place wherever possible: each (time x time) pass costs memory bandwidth.
-            squared = (q @ k.transpose(-1, -2)).mul_(-2)
+            scale = 1 / math.sqrt(q.shape[-1])
+            squared = (q * -2) @ k.transpose(-1, -2)  # |q|^2 + |k|^2 - 2 q.k, the -2 on the small side
             squared.add_(q.square().sum(-1, keepdim=True)).add_(k.square().sum(-1).unsqueeze(-2))
-            distance = squared.clamp_(min=0).sqrt_()
-            logits = distance.mul(-1 / math.sqrt(d))
+            logits = squared.clamp_(min=0).sqrt_().mul_(-scale)
             if causal:
-                logits.masked_fill_(_causal_mask(t_q, k.shape[-2], q.device), float("-inf"))
+                logits.add_(_causal_bias(q.shape[-2], k.shape[-2], q.device, compute))
             weights = torch.softmax(logits, dim=-1)
-            del logits
-            dropped = weights
-            if dropout_p > 0:  # keep holds 0 or 1/(1 - p), so one multiply applies dropout
-                keep = torch.empty_like(weights).bernoulli_(1 - dropout_p).div_(1 - dropout_p)
-                dropped = weights * keep
-                del keep
+            dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
             out = dropped @ v
-        ctx.save_for_backward(q, k, v, distance, weights, dropped)
+        ctx.scale = scale
+        ctx.save_for_backward(q, k, v, logits, weights, dropped)
         return out.to(ctx.dtypes[2])
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, distance, weights, dropped = ctx.saved_tensors
+        q, k, v, logits, weights, dropped = ctx.saved_tensors
         with torch.autocast(q.device.type, enabled=False):
             grad_out = grad_out.to(q.dtype)
             grad_v = dropped.transpose(-1, -2) @ grad_out
-            grad_dropped = grad_out @ v.transpose(-1, -2)
-            # Softmax and dropout backward in one: with W the weights and W' = W * keep (dropped),
-            # dL/dlogits = dL/dW' * W' - W * rowsum(dL/dW' * W'); the mask itself is not needed.
-            g = grad_dropped.mul_(dropped)
-            g.addcmul_(weights, g.sum(-1, keepdim=True), value=-1)
-            g.mul_(-0.5 / math.sqrt(q.shape[-1])).div_(distance)  # dL/d(D^2)
-            g.masked_fill_(distance <= MIN_DISTANCE, 0.0)  # the subgradient at q == k, not inf or NaN
-            grad_q = (q * g.sum(-1, keepdim=True)).sub_(g @ k).mul_(2)
-            grad_k = (k * g.sum(-2).unsqueeze(-1)).sub_(g.transpose(-1, -2) @ q).mul_(2)
+            # Softmax and dropout backward in one: with W' = weights * keep (dropped),
+            # dL/dlogits = dL/dW' * W' - weights * rowsum(dL/dW' * W'); the mask itself is not
+            # needed. All of it is linear in grad_out, so the factor -s^2 of W = -s^2 dL/dlogits / L
+            # is applied to grad_out, the small side.
+            w = ((grad_out * -(ctx.scale**2)) @ v.transpose(-1, -2)).mul_(dropped)
+            w.addcmul_(weights, w.sum(-1, keepdim=True), value=-1).div_(logits)  # hidden keys: L = -inf, W = 0
+            w.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)  # zero distance (q == k): the subgradient 0
+            grad_q = torch.addcmul(w @ k, q, w.sum(-1, keepdim=True), value=-1)
+            grad_k = torch.addcmul(w.transpose(-1, -2) @ q, k, w.sum(-2).unsqueeze(-1), value=-1)
         grads = (grad.to(dtype) for grad, dtype in zip((grad_q, grad_k, grad_v), ctx.dtypes, strict=True))
         return *grads, None, None
 

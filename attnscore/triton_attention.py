@@ -7,8 +7,8 @@ on-chip memory with an online softmax, so no (T x T) matrix is ever stored: the 
 the output and one log-sum-exp per row, and the backward recomputes the weights tile by tile.
 
 - The distance comes from q.k accumulated in float32 plus ||q||^2 and ||k||^2 in float32
-  (computed from the tiles), clamped at 0 before the square root. Below MIN_DISTANCE the
-  distance's gradient is taken as 0, like the other Euclidean paths (q == k stays finite).
+  (computed once per row, O(T)), clamped at 0 before the square root. At distance 0 the
+  gradient is taken as 0, the subgradient, like the other Euclidean paths (q == k stays finite).
 - Dropout masks come from Triton's Philox generator, keyed by a seed drawn from torch's CPU
   generator (so runs are reproducible and resumable with torch's RNG state) and the (batch,
   head, query, key) position; the backward regenerates them, nothing is stored.
@@ -27,9 +27,6 @@ import torch
 import triton
 import triton.language as tl
 
-from attnscore.attention import MIN_DISTANCE  # noqa: E402  (below it a distance's gradient is 0)
-
-_MIN_DISTANCE = tl.constexpr(MIN_DISTANCE)
 HEAD_DIMS = (16, 32, 64, 128)
 LOG2E = math.log2(math.e)
 # Triton's CPU interpreter runs tl.dot through numpy, which has no bfloat16 and misreads such
@@ -174,9 +171,8 @@ def _weights_grad(
         dropped = p
         grad_p = grad_dropped
     grad_logits = p * (grad_p - delta[:, None])
-    if EUCLID:  # W = dL/dlogits * scale / distance, 0 below MIN_DISTANCE
-        min_squared = _MIN_DISTANCE * _MIN_DISTANCE
-        inv_distance = tl.where(squared > min_squared, tl.rsqrt(tl.maximum(squared, min_squared)), 0.0)
+    if EUCLID:  # W = dL/dlogits * scale / distance, 0 at distance 0 (the subgradient)
+        inv_distance = tl.where(squared > 0.0, tl.rsqrt(tl.maximum(squared, 1e-30)), 0.0)
         w = grad_logits * (inv_distance * scale)
     else:
         w = grad_logits * scale
