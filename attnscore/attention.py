@@ -81,7 +81,7 @@ def _causal_mask(t_q: int, t_k: int, device) -> torch.Tensor:
     return torch.ones(t_q, t_k, dtype=torch.bool, device=device).triu_(t_k - t_q + 1)
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)
 def _causal_bias(t_q: int, t_k: int, device, dtype) -> torch.Tensor:
     """0 where query i sees key j, -inf where it may not: added, it masks in one cheap pass (a
     masked_fill_ with a broadcast boolean mask costs several times more on CPUs). Cached per shape."""
@@ -109,8 +109,9 @@ def euclid_naive(q, k, v, causal=True, dropout_p=0.0, p=2.0):
 class EuclideanAttention(torch.autograd.Function):
     """softmax(-||q - k||_2 / sqrt(d)) v with dropout on the weights, backward by hand.
 
-    With P the softmax, L = -s D the logits (D the distance, s = 1/sqrt(d)) and
-    W = dL/dL * s / D (0 where D = 0, the subgradient, as torch.cdist takes it): dL/dL = P * (dP - rowsum(P * dP)), and since
+    With P the softmax, L = -s D the logits (D the distance, s = 1/sqrt(d)), G = P * (dP -
+    rowsum(P * dP)) the loss's gradient by L, and W = G * s / D (0 where D = 0, the
+    subgradient, as torch.cdist takes it): since
     D^2 = |q|^2 + |k|^2 - 2 q.k:  dq = W k - q rowsum(W),  dk = W^T q - k colsum(W).
     Few passes over the (time x time) matrices, in place where possible: at small sizes the
     number of operations, at large ones memory bandwidth, sets the cost.
@@ -131,13 +132,15 @@ class EuclideanAttention(torch.autograd.Function):
             weights = torch.softmax(logits, dim=-1)
             dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
             out = dropped @ v
+            # 1/L for the backward; 0 where L = 0 (zero distance: the subgradient) or -inf (hidden)
+            inverse_logits = logits.reciprocal_().nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
         ctx.scale = scale
-        ctx.save_for_backward(q, k, v, logits, weights, dropped)
+        ctx.save_for_backward(q, k, v, inverse_logits, weights, dropped)
         return out.to(ctx.dtypes[2])
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, logits, weights, dropped = ctx.saved_tensors
+        q, k, v, inverse_logits, weights, dropped = ctx.saved_tensors
         with torch.autocast(q.device.type, enabled=False):
             grad_out = grad_out.to(q.dtype)
             grad_v = dropped.transpose(-1, -2) @ grad_out
@@ -146,8 +149,7 @@ class EuclideanAttention(torch.autograd.Function):
             # needed. All of it is linear in grad_out, so the factor -s^2 of W = -s^2 dL/dlogits / L
             # is applied to grad_out, the small side.
             w = ((grad_out * -(ctx.scale**2)) @ v.transpose(-1, -2)).mul_(dropped)
-            w.addcmul_(weights, w.sum(-1, keepdim=True), value=-1).div_(logits)  # hidden keys: L = -inf, W = 0
-            w.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)  # zero distance (q == k): the subgradient 0
+            w.addcmul_(weights, w.sum(-1, keepdim=True), value=-1).mul_(inverse_logits)
             grad_q = torch.addcmul(w @ k, q, w.sum(-1, keepdim=True), value=-1)
             grad_k = torch.addcmul(w.transpose(-1, -2) @ q, k, w.sum(-2).unsqueeze(-1), value=-1)
         grads = (grad.to(dtype) for grad, dtype in zip((grad_q, grad_k, grad_v), ctx.dtypes, strict=True))
@@ -159,7 +161,7 @@ def euclid(q, k, v, causal=True, dropout_p=0.0, p=2.0):
     """Negative Euclidean distance -||q - k||_2 / sqrt(d_k) by the fastest exact path available."""
     if p != 2:
         return euclid_naive(q, k, v, causal, dropout_p, p)
-    if q.is_cuda and _triton_kernel() and q.shape[-1] in _triton_kernel().HEAD_DIMS:
+    if q.is_cuda and _triton_kernel() and _triton_kernel().supports(q, k, v):
         return _triton_kernel().triton_attention(q, k, v, causal, dropout_p, "euclid")
     return EuclideanAttention.apply(q, k, v, causal, dropout_p)
 

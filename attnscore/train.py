@@ -68,6 +68,7 @@ class Trainer:
         # Checkpoints hold self.model's state; DDP and the compiled wrapper only run it.
         net = self.model
         if rank_and_world()[1] > 1:
+            torch.manual_seed(cfg.seed + rank_and_world()[0])  # same initial weights, each its own dropout masks
             net = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.forward = torch.compile(net) if cfg.compile else net
 

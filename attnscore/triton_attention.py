@@ -180,6 +180,15 @@ def _weights_grad(
 
 
 @triton.jit
+def _to_input_dtype(w, dtype: tl.constexpr):
+    """W in the inputs' dtype for the tensor cores; fp16 saturates at its largest value instead of
+    overflowing to inf (1/distance is huge near zero distance, and the loss may be scaled)."""
+    if dtype == tl.float16:
+        w = tl.minimum(tl.maximum(w, -65504.0), 65504.0)
+    return w.to(dtype)
+
+
+@triton.jit
 def _dkdv_tiles(
     dk, dv, w_colsum, k, v, k_norm, Q, DO, QN, LSE, DELTA, head, bh, start_n, lo, hi,
     seed, T, scale, scale_log2, keep_p, inv_keep_p,
@@ -199,7 +208,7 @@ def _dkdv_tiles(
             inv_keep_p, EUCLID, CAUSAL, MASKED, DROPOUT, BLOCK_M, BLOCK_N, PRECISION,
         )  # fmt: skip
         dv += _dot(tl.trans(dropped.to(do.dtype)), do, PRECISION)
-        w = w.to(q.dtype)  # rounded once, so that the colsum below cancels exactly what the product holds
+        w = _to_input_dtype(w, q.dtype)  # rounded once: the colsum below cancels what the product holds
         dk += _dot(tl.trans(w), q, PRECISION)
         if EUCLID:
             w_colsum += tl.sum(w.to(tl.float32), 0)
@@ -227,9 +236,9 @@ def _backward_dkdv(
     if CAUSAL:  # query tiles on the diagonal need the mask; those below it see every key here
         begin = (start_n // BLOCK_M) * BLOCK_M
         diagonal_end = tl.minimum(tl.cdiv(start_n + BLOCK_N, BLOCK_M) * BLOCK_M, T)
-    else:  # tail keys are masked in every query tile
+    else:  # only the tail block of keys needs the mask, in every query tile
         begin = 0
-        diagonal_end = T
+        diagonal_end = T if start_n + BLOCK_N > T else 0
     dk, dv, w_colsum = _dkdv_tiles(
         dk, dv, w_colsum, k, v, k_norm, Q, DO, QN, LSE, DELTA, head, bh, start_n, begin, diagonal_end,
         seed, T, scale, scale_log2, keep_p, inv_keep_p,
@@ -263,7 +272,7 @@ def _dq_tiles(
             q, k, v, do, q_norm, k_norm, lse, delta, rows, start_n, seed, bh, T, scale, scale_log2, keep_p,
             inv_keep_p, EUCLID, CAUSAL, MASKED, DROPOUT, BLOCK_M, BLOCK_N, PRECISION,
         )  # fmt: skip
-        w = w.to(k.dtype)  # rounded once, so that the rowsum below cancels exactly what the product holds
+        w = _to_input_dtype(w, k.dtype)  # rounded once: the rowsum below cancels what the product holds
         dq += _dot(w, k, PRECISION)
         if EUCLID:
             w_rowsum += tl.sum(w.to(tl.float32), 1)
@@ -310,6 +319,24 @@ def _backward_dq(
     tl.store(DQ + q_offsets, dq.to(DQ.dtype.element_ty), mask=rows[:, None] < T)
 
 
+MAX_T = 92_000  # the Philox counter, row * ceil(T / 4) + key group, stays below 2^31
+MAX_BATCH_HEADS = 65_535  # the launch grid's second axis
+
+
+def supports(q, k, v) -> bool:
+    """Whether the kernel takes these inputs: self-attention shapes, one supported dtype, sizes
+    within the kernel's counters and grid."""
+    b, h, t, d = q.shape
+    return (
+        q.shape == k.shape == v.shape
+        and q.dtype == k.dtype == v.dtype
+        and q.dtype in (torch.float16, torch.bfloat16, torch.float32)
+        and d in HEAD_DIMS
+        and t <= MAX_T
+        and b * h <= MAX_BATCH_HEADS
+    )
+
+
 def dropout_seed() -> int:
     """A fresh Philox seed from torch's CPU generator: no GPU synchronisation, and a run replays
     exactly from a checkpoint's RNG state."""
@@ -328,8 +355,14 @@ class TritonAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, causal: bool, dropout_p: float, score: str, configs: dict):
         b, h, t, d = q.shape
-        if d not in HEAD_DIMS:
-            raise ValueError(f"the Triton attention kernel takes head_dim in {HEAD_DIMS}, not {d}")
+        if not supports(q, k, v):
+            raise ValueError(
+                f"the Triton attention kernel takes q, k, v of one shape and dtype (fp16, bf16, fp32), head_dim in"
+                f" {HEAD_DIMS}, T <= {MAX_T} and batch x heads <= {MAX_BATCH_HEADS}; got {q.shape}, {k.shape},"
+                f" {v.shape} in {q.dtype}"
+            )
+        if not 0 <= dropout_p < 1:
+            raise ValueError(f"dropout_p must be in [0, 1), not {dropout_p}")
         q, k, v = (x.contiguous() for x in (q, k, v))
         seed = dropout_seed() if dropout_p > 0 else 0
         out = torch.empty_like(q)

@@ -2,8 +2,8 @@
 
 TRITON_INTERPRET=1 (set here when no GPU is present, before triton is imported) runs the kernels
 with numpy, Philox included, at the block sizes the GPU path uses (attnscore.triton_attention.CONFIGS),
-so a kernel that passes here is the one that compiles there. Shapes are small and T is never a
-multiple of the block sizes, so tails are always masked.
+so a kernel that passes here is the one that compiles there (and a slow test compiles it for
+sm_90). Shapes are small; most T are not multiples of the block sizes, so tails are masked.
 """
 
 import os
@@ -99,18 +99,36 @@ def test_causal_mask_hides_the_future():
     assert not torch.allclose(out[:, :, 50:], out2[:, :, 50:])
 
 
+# Launch sizes unlike CONFIGS: BLOCK_M below, equal to and above BLOCK_N in every launch.
+UNEQUAL_CONFIGS = [
+    {"forward": (16, 64, 4, 1), "dkdv": (64, 16, 4, 1), "dq": (16, 32, 4, 1)},
+    {"forward": (32, 16, 4, 1), "dkdv": (16, 32, 4, 1), "dq": (32, 16, 4, 1)},
+]
+
+
+@pytest.mark.parametrize("configs", UNEQUAL_CONFIGS)
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("t", [5, 50])
+def test_loop_bounds_hold_for_any_block_sizes(configs, causal, t):
+    q, k, v = random_qkv((1, 2, t, 16), seed=7)
+    out = ta.triton_attention(q, k, v, causal, 0.0, "euclid", configs)
+    inputs64 = as_float64(q, k, v)
+    assert_matches(out, reference(*inputs64, "euclid", causal), (q, k, v), inputs64, TOLERANCE[torch.float32])
+
+
 @pytest.mark.parametrize("score", ["euclid", "dot"])
-def test_dropout_forward_and_backward_use_the_kernels_own_mask(score):
+@pytest.mark.parametrize("causal", [True, False])
+def test_dropout_forward_and_backward_use_the_kernels_own_mask(score, causal):
     """Forward and backward against the reference weights times the mask drawn from the same stream."""
     b, h, t, p = 2, 2, 70, 0.3
     q, k, v = random_qkv((b, h, t, 32), seed=3)
     torch.manual_seed(11)
-    out = ta.triton_attention(q, k, v, True, p, score)
+    out = ta.triton_attention(q, k, v, causal, p, score)
     torch.manual_seed(11)
     keep = dropout_mask(ta.dropout_seed(), b * h, t, p).view(b, h, t, t)
     q64, k64, v64 = as_float64(q, k, v)
     eye = torch.eye(t, dtype=torch.float64, device=DEVICE).expand(b, h, t, t)
-    weights = reference(q64, k64, eye, score)  # softmax(logits) @ I: the weights themselves
+    weights = reference(q64, k64, eye, score, causal)  # softmax(logits) @ I: the weights themselves
     ref = (weights * keep / (1 - p)) @ v64
     assert_matches(out, ref, (q, k, v), (q64, k64, v64), TOLERANCE[torch.float32])
 
@@ -147,12 +165,17 @@ def test_zero_distance_gives_finite_gradients():
     assert rel_err(out, reference(*as_float64(q, q, v), "euclid")) <= 1e-3  # float32 cancellation near 0
 
 
-def test_unsupported_head_dim_and_score_are_refused():
+def test_unsupported_inputs_are_refused():
     q, k, v = random_qkv((1, 1, 8, 24))
     with pytest.raises(ValueError, match="head_dim"):
         ta.triton_attention(q, k, v)
+    q, k, v = random_qkv((1, 1, 8, 16))
+    assert not ta.supports(q, k[:, :, :4], v[:, :, :4])  # cross-attention shapes: not this kernel's
+    assert not ta.supports(q.double(), k.double(), v.double())
     with pytest.raises(ValueError, match="unknown score"):
         ta.triton_attention(q, k, v, score="cosine-ish")
+    with pytest.raises(ValueError, match="dropout_p"):
+        ta.triton_attention(q, k, v, True, 1.0)
 
 
 def compile_for_hopper():
