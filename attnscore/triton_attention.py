@@ -87,19 +87,36 @@ def _visible(rows, cols, T, CAUSAL: tl.constexpr):
 
 
 @triton.jit
+def _load_keys(K, V, KN, head, cols, T, HEAD_DIM: tl.constexpr):
+    """A block of keys: their offsets, k, v and squared norms (zero beyond T)."""
+    offsets = (head + cols[:, None]) * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
+    k = tl.load(K + offsets, mask=cols[:, None] < T, other=0.0)
+    v = tl.load(V + offsets, mask=cols[:, None] < T, other=0.0)
+    return offsets, k, v, tl.load(KN + head + cols, mask=cols < T, other=0.0)
+
+
+@triton.jit
+def _load_queries(Q, DO, QN, LSE, DELTA, head, rows, T, HEAD_DIM: tl.constexpr):
+    """A block of queries for the backward: offsets, q, dO, squared norms, log-sum-exp (+inf beyond
+    T, so padding rows weigh 0) and delta."""
+    offsets = (head + rows[:, None]) * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
+    q = tl.load(Q + offsets, mask=rows[:, None] < T, other=0.0)
+    do = tl.load(DO + offsets, mask=rows[:, None] < T, other=0.0)
+    q_norm = tl.load(QN + head + rows, mask=rows < T, other=0.0)
+    lse = tl.load(LSE + head + rows, mask=rows < T, other=float("inf"))
+    return offsets, q, do, q_norm, lse, tl.load(DELTA + head + rows, mask=rows < T, other=0.0)
+
+
+@triton.jit
 def _forward_tiles(
     acc, m, total, q, q_norm, K, V, KN, head, bh, rows, lo, hi, seed, T, scale_log2, keep_p, inv_keep_p,
     EUCLID: tl.constexpr, CAUSAL: tl.constexpr, MASKED: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """Online softmax over the keys [lo, hi); MASKED tiles apply the causal and tail masks."""
-    dims = tl.arange(0, HEAD_DIM)
     for start_n in range(lo, hi, BLOCK_N):
+        _, k, v, k_norm = _load_keys(K, V, KN, head, start_n + tl.arange(0, BLOCK_N), T, HEAD_DIM)
         cols = start_n + tl.arange(0, BLOCK_N)
-        kv_offsets = head * HEAD_DIM + cols[:, None] * HEAD_DIM + dims[None, :]
-        k = tl.load(K + kv_offsets, mask=cols[:, None] < T, other=0.0)
-        v = tl.load(V + kv_offsets, mask=cols[:, None] < T, other=0.0)
-        k_norm = tl.load(KN + head + cols, mask=cols < T, other=0.0)
         z, _ = _scores(q, k, q_norm, k_norm, scale_log2, EUCLID, PRECISION)
         if MASKED:
             z = tl.where(_visible(rows, cols, T, CAUSAL), z, float("-inf"))
@@ -197,12 +214,7 @@ def _dkdv_tiles(
 ):  # fmt: skip
     for start_m in range(lo, hi, BLOCK_M):
         rows = start_m + tl.arange(0, BLOCK_M)
-        q_offsets = (head + rows[:, None]) * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
-        q = tl.load(Q + q_offsets, mask=rows[:, None] < T, other=0.0)
-        do = tl.load(DO + q_offsets, mask=rows[:, None] < T, other=0.0)
-        q_norm = tl.load(QN + head + rows, mask=rows < T, other=0.0)
-        lse = tl.load(LSE + head + rows, mask=rows < T, other=float("inf"))
-        delta = tl.load(DELTA + head + rows, mask=rows < T, other=0.0)
+        _, q, do, q_norm, lse, delta = _load_queries(Q, DO, QN, LSE, DELTA, head, rows, T, HEAD_DIM)
         dropped, w = _weights_grad(
             q, k, v, do, q_norm, k_norm, lse, delta, rows, start_n, seed, bh, T, scale, scale_log2, keep_p,
             inv_keep_p, EUCLID, CAUSAL, MASKED, DROPOUT, BLOCK_M, BLOCK_N, PRECISION,
@@ -226,10 +238,7 @@ def _backward_dkdv(
     bh = tl.program_id(1)
     head = bh.to(tl.int64) * T
     cols = start_n + tl.arange(0, BLOCK_N)
-    kv_offsets = (head + cols[:, None]) * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
-    k = tl.load(K + kv_offsets, mask=cols[:, None] < T, other=0.0)
-    v = tl.load(V + kv_offsets, mask=cols[:, None] < T, other=0.0)
-    k_norm = tl.load(KN + head + cols, mask=cols < T, other=0.0)
+    kv_offsets, k, v, k_norm = _load_keys(K, V, KN, head, cols, T, HEAD_DIM)
     dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
     w_colsum = tl.zeros([BLOCK_N], tl.float32)
@@ -263,11 +272,7 @@ def _dq_tiles(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     for start_n in range(lo, hi, BLOCK_N):
-        cols = start_n + tl.arange(0, BLOCK_N)
-        kv_offsets = (head + cols[:, None]) * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
-        k = tl.load(K + kv_offsets, mask=cols[:, None] < T, other=0.0)
-        v = tl.load(V + kv_offsets, mask=cols[:, None] < T, other=0.0)
-        k_norm = tl.load(KN + head + cols, mask=cols < T, other=0.0)
+        _, k, v, k_norm = _load_keys(K, V, KN, head, start_n + tl.arange(0, BLOCK_N), T, HEAD_DIM)
         _, w = _weights_grad(
             q, k, v, do, q_norm, k_norm, lse, delta, rows, start_n, seed, bh, T, scale, scale_log2, keep_p,
             inv_keep_p, EUCLID, CAUSAL, MASKED, DROPOUT, BLOCK_M, BLOCK_N, PRECISION,
@@ -290,12 +295,7 @@ def _backward_dq(
     bh = tl.program_id(1)
     head = bh.to(tl.int64) * T
     rows = start_m + tl.arange(0, BLOCK_M)
-    q_offsets = (head + rows[:, None]) * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
-    q = tl.load(Q + q_offsets, mask=rows[:, None] < T, other=0.0)
-    do = tl.load(DO + q_offsets, mask=rows[:, None] < T, other=0.0)
-    q_norm = tl.load(QN + head + rows, mask=rows < T, other=0.0)
-    lse = tl.load(LSE + head + rows, mask=rows < T, other=float("inf"))
-    delta = tl.load(DELTA + head + rows, mask=rows < T, other=0.0)
+    q_offsets, q, do, q_norm, lse, delta = _load_queries(Q, DO, QN, LSE, DELTA, head, rows, T, HEAD_DIM)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     w_rowsum = tl.zeros([BLOCK_M], tl.float32)
     if CAUSAL:
