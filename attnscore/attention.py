@@ -12,10 +12,10 @@ Euclidean attention, logits -||q - k||_2 / sqrt(d_k), has three implementations:
   FlashAttention-2 style, dropout included (attnscore.triton_attention); no (time x time)
   matrix is ever stored. FlexAttention was measured too and lost at every shape
   (benchmarks/results/), besides having no dropout on the weights.
-- ``euclid`` elsewhere (CPU, other head sizes): ``EuclideanAttention``, an autograd Function
-  with a hand-written backward. It computes the squared distance with one batched matmul, keeps
-  only the distance and the softmax weights before and after dropout, and works in float32 (at
-  least) whatever autocast says.
+- ``euclid`` elsewhere (CPU, inputs the kernel does not take): ``EuclideanAttention``, an
+  autograd Function with a hand-written backward. It computes the squared distance with one
+  batched matmul, keeps only 1/logits and the softmax weights before and after dropout, and
+  works in float32 (at least) whatever autocast says.
 - ``euclid_naive``: torch.cdist, then mask, softmax and dropout as separate autograd ops, the
   way the reference did it. Kept as a benchmark baseline and for norms other than p = 2.
 Their speed is measured in README.md (Attention implementations and speed).
@@ -161,8 +161,9 @@ def euclid(q, k, v, causal=True, dropout_p=0.0, p=2.0):
     """Negative Euclidean distance -||q - k||_2 / sqrt(d_k) by the fastest exact path available."""
     if p != 2:
         return euclid_naive(q, k, v, causal, dropout_p, p)
-    if q.is_cuda and _triton_kernel() and _triton_kernel().supports(q, k, v):
-        return _triton_kernel().triton_attention(q, k, v, causal, dropout_p, "euclid")
+    kernel = _triton_kernel() if q.is_cuda else None
+    if kernel and kernel.supports(q, k, v):
+        return kernel.triton_attention(q, k, v, causal, dropout_p, "euclid")
     return EuclideanAttention.apply(q, k, v, causal, dropout_p)
 
 

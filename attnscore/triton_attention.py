@@ -108,6 +108,19 @@ def _load_queries(Q, DO, QN, LSE, DELTA, head, rows, T, HEAD_DIM: tl.constexpr):
 
 
 @triton.jit
+def _key_bounds(start_m, T, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """For the query block at start_m: the keys before `full_end` come in tiles that every row sees
+    in full (no mask); those in [full_end, end) need the causal or tail mask."""
+    if CAUSAL:
+        full_end = (start_m // BLOCK_N) * BLOCK_N
+        end = tl.minimum(start_m + BLOCK_M, T)
+    else:
+        full_end = (T // BLOCK_N) * BLOCK_N
+        end = T
+    return full_end, end
+
+
+@triton.jit
 def _forward_tiles(
     acc, m, total, q, q_norm, K, V, KN, head, bh, rows, lo, hi, seed, T, scale_log2, keep_p, inv_keep_p,
     EUCLID: tl.constexpr, CAUSAL: tl.constexpr, MASKED: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
@@ -115,8 +128,8 @@ def _forward_tiles(
 ):  # fmt: skip
     """Online softmax over the keys [lo, hi); MASKED tiles apply the causal and tail masks."""
     for start_n in range(lo, hi, BLOCK_N):
-        _, k, v, k_norm = _load_keys(K, V, KN, head, start_n + tl.arange(0, BLOCK_N), T, HEAD_DIM)
         cols = start_n + tl.arange(0, BLOCK_N)
+        _, k, v, k_norm = _load_keys(K, V, KN, head, cols, T, HEAD_DIM)
         z, _ = _scores(q, k, q_norm, k_norm, scale_log2, EUCLID, PRECISION)
         if MASKED:
             z = tl.where(_visible(rows, cols, T, CAUSAL), z, float("-inf"))
@@ -147,13 +160,7 @@ def _forward(
     m = tl.full([BLOCK_M], float("-inf"), tl.float32)  # running max of the base-2 logits
     total = tl.zeros([BLOCK_M], tl.float32)  # running sum of exp2(logits - m)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
-    # Key tiles that every row sees in full need no mask; the rest (the diagonal, the tail) do.
-    if CAUSAL:
-        full_end = (start_m // BLOCK_N) * BLOCK_N
-        end = tl.minimum(start_m + BLOCK_M, T)
-    else:
-        full_end = (T // BLOCK_N) * BLOCK_N
-        end = T
+    full_end, end = _key_bounds(start_m, T, CAUSAL, BLOCK_M, BLOCK_N)
     acc, m, total = _forward_tiles(
         acc, m, total, q, q_norm, K, V, KN, head, bh, rows, 0, full_end, seed, T, scale_log2, keep_p, inv_keep_p,
         EUCLID, CAUSAL, False, DROPOUT, HEAD_DIM, BLOCK_M, BLOCK_N, PRECISION,
@@ -298,12 +305,7 @@ def _backward_dq(
     q_offsets, q, do, q_norm, lse, delta = _load_queries(Q, DO, QN, LSE, DELTA, head, rows, T, HEAD_DIM)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     w_rowsum = tl.zeros([BLOCK_M], tl.float32)
-    if CAUSAL:
-        full_end = (start_m // BLOCK_N) * BLOCK_N
-        end = tl.minimum(start_m + BLOCK_M, T)
-    else:
-        full_end = (T // BLOCK_N) * BLOCK_N
-        end = T
+    full_end, end = _key_bounds(start_m, T, CAUSAL, BLOCK_M, BLOCK_N)
     dq, w_rowsum = _dq_tiles(
         dq, w_rowsum, q, do, q_norm, lse, delta, K, V, KN, head, bh, rows, 0, full_end,
         seed, T, scale, scale_log2, keep_p, inv_keep_p,
