@@ -38,7 +38,9 @@ def assert_matches(out, ref, inputs, inputs64, tolerance):
     """Values, then the gradients of q, k and v under one random output gradient."""
     assert out.shape == ref.shape and out.dtype == inputs[0].dtype
     assert rel_err(out, ref) <= tolerance
-    grad_out = torch.randn_like(ref)
+    # Its own generator: the same output gradient whatever ran before (bf16 dq at head_dim 128 sits
+    # near the bound, 0.0088-0.0098 over output gradients).
+    grad_out = torch.randn(ref.shape, generator=torch.Generator().manual_seed(0), dtype=ref.dtype).to(ref.device)
     grads = torch.autograd.grad(out, inputs, grad_out.to(out.dtype))
     for name, g, g_ref in zip("qkv", grads, torch.autograd.grad(ref, inputs64, grad_out), strict=True):
         assert rel_err(g, g_ref) <= tolerance, f"d{name}"
