@@ -1,4 +1,4 @@
-"""tokenize -> train[variant] -> evaluate[variant] -> benchmark[variant] -> plot
+"""tokenize -> train[variant, seed] -> evaluate[variant, seed] -> compare -> plot; benchmark[variant] -> plot
 
 Run: snakemake --cores 1 --resources gpu=1             (the reference experiment)
      snakemake --cores 2 --configfile config/demo.yaml  (offline demo)
@@ -22,6 +22,10 @@ if not config:
 
 validate(config, "workflow/schemas/config.schema.yaml")
 
+
+report: "workflow/report/workflow.rst"
+
+
 # Scripts import the attnscore package of this checkout, in whatever environment runs them
 # (a conda env from envs/ does not have it installed). This sets a variable for the jobs; the
 # workflow requires none, so there is nothing for `envvars:` to assert.
@@ -31,23 +35,42 @@ os.environ.update(
         filter(None, [workflow.basedir, os.getenv("PYTHONPATH")])
     )
 )
+# None of these imports torch: a dry run costs what Snakemake costs.
+import yaml
+
 from attnscore import provenance
-from attnscore.config import check, model_settings
+from attnscore.config import (
+    EVALUATION,
+    TIMING,
+    check,
+    model_settings,
+    subset,
+    train_settings,
+)
 from attnscore.corpora import SPLITS
+from attnscore.io import atomic_path
+from attnscore.kinds import known_kinds
 
 check(config)
 
 RESULTS = f"results/{config['experiment']}"
 VARIANTS = config["variants"]
+SEEDS = config["seeds"]
+
+
+wildcard_constraints:
+    variant=r"[a-z][a-z0-9_]*",
+    seed=r"\d+",
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/plot.smk"
+include: "workflow/rules/compare.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.plot.output,
+        rules.resolved_config.output,

@@ -31,6 +31,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from attnscore.kinds import FIXED_ARGUMENTS, Kind, options_problem
+
 KINDS: dict[str, Callable] = {}
 
 
@@ -66,14 +68,16 @@ def get(kind: str) -> Callable:
 
 def check_options(kind: str, options: dict) -> None:
     """Fail unless the kind's function takes these options and needs no others."""
-    params = list(inspect.signature(get(kind)).parameters.values())[5:]  # after q, k, v, causal, dropout_p
-    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    any_name = any(p.kind is p.VAR_KEYWORD for p in params)
-    unknown = [name for name in options if name not in named and not any_name]
-    missing = [p.name for p in params if p.name in named and p.default is p.empty and p.name not in options]
-    if unknown or missing:
-        problem = f"takes no option(s) {unknown}" if unknown else f"needs option(s) {missing}"
-        raise ValueError(f"attention kind {kind!r} {problem}; its options: {named}")
+    params = list(inspect.signature(get(kind)).parameters.values())[FIXED_ARGUMENTS:]
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    takes = Kind(
+        options=tuple(p.name for p in named),
+        required=tuple(p.name for p in named if p.default is p.empty),
+        any_option=any(p.kind is p.VAR_KEYWORD for p in params),
+    )
+    problem = options_problem(kind, takes, options)
+    if problem:
+        raise ValueError(problem)
 
 
 def _causal_mask(t_q: int, t_k: int, device) -> torch.Tensor:

@@ -1,4 +1,7 @@
-"""Checks on a config that a JSON schema cannot express; each error names the key and the fix."""
+"""Checks on a config that a JSON schema cannot express (each error names the key and the fix),
+and the settings each rule passes on. Imports no torch: the Snakefile runs this on every dry run."""
+
+from attnscore.kinds import known_kinds, options_problem
 
 
 class ConfigError(ValueError):
@@ -7,32 +10,21 @@ class ConfigError(ValueError):
 
 def check_attention(model: dict, kinds_used: list) -> list[str]:
     """Problems with the attention kinds a config uses, their options and the plugins providing them."""
-    from attnscore import attention  # imports torch: only when a config is checked
-
-    problems = []
-    for module in model["attention_plugins"]:
-        try:
-            attention.load_plugins([module])
-        except Exception as err:  # a broken plugin is a config problem, reported with the others
-            problems.append(
-                f"model.attention_plugins: cannot import {module!r} ({type(err).__name__}: {err}); "
-                "put the module beside the Snakefile or install it"
-            )
-    known = sorted(attention.KINDS)
+    kinds, problems = known_kinds(model["attention_plugins"])
+    known = sorted(kinds)
     for key, names in kinds_used:
-        unknown = [name for name in names if name not in attention.KINDS]
+        unknown = [name for name in names if name not in kinds]
         if unknown:
             problems.append(f"{key}: unknown attention kind(s) {unknown}; known: {known}")
     options = model["attention_options"]
     for kind in sorted(set(options) | {name for _, names in kinds_used for name in names}):
-        if kind not in attention.KINDS:
+        if kind not in kinds:
             if kind in options:
                 problems.append(f"model.attention_options.{kind}: no attention kind {kind!r}; known: {known}")
             continue
-        try:
-            attention.check_options(kind, options.get(kind, {}))
-        except ValueError as err:
-            problems.append(f"model.attention_options.{kind}: {err}")
+        problem = options_problem(kind, kinds[kind], options.get(kind, {}))
+        if problem:
+            problems.append(f"model.attention_options.{kind}: {problem}")
     return problems
 
 
@@ -66,3 +58,20 @@ def model_settings(config: dict, kind: str) -> dict:
     """config['model'] for one variant: only that kind's own attention options, so changing one
     kind's options re-runs that kind's jobs and no others."""
     return {**config["model"], "attention_options": config["model"]["attention_options"].get(kind, {})}
+
+
+# How a training run proceeds, not what it computes: changing these re-runs nothing finished.
+# The train script reads them from the config itself, outside the job's tracked params.
+RUN_ONLY = ("checkpoint_every", "compile")
+# What evaluating a saved model, or timing a training step, depends on.
+EVALUATION = ("seq_len", "eval_batch_size", "device", "precision")
+TIMING = ("batch_size", "device", "precision", "compile")
+
+
+def train_settings(config: dict) -> dict:
+    """The train settings that change a run's numbers (its seed comes from the job)."""
+    return {key: value for key, value in config["train"].items() if key not in RUN_ONLY}
+
+
+def subset(section: dict, keys) -> dict:
+    return {key: section[key] for key in keys}

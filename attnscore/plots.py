@@ -1,6 +1,5 @@
-"""Figures and the Markdown summary, from the metrics, test and benchmark files."""
+"""Figures and the Markdown summary, from the compare step's tables and the benchmark files."""
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
+from attnscore import stats  # noqa: E402
 from attnscore.io import atomic_path  # noqa: E402
 
 # The course report this project reproduces (16 GB NVIDIA A4000, fp16 autocast, GPT-2 BPE,
@@ -20,11 +20,6 @@ REFERENCE = {
 }
 REFERENCE_TOKENS_PER_ITER = 8 * 512
 LINESTYLES = ["-", "--", ":", "-."]
-
-
-def load_metrics(paths: dict) -> pd.DataFrame:
-    """Per-epoch metrics of each variant, stacked with a variant column."""
-    return pd.concat([pd.read_csv(path).assign(variant=variant) for variant, path in paths.items()], ignore_index=True)
 
 
 def throughput_table(paths) -> pd.DataFrame:
@@ -47,21 +42,57 @@ def save(fig, paths) -> None:
     plt.close(fig)
 
 
-def plot_perplexity(metrics: pd.DataFrame, paths, title: str) -> None:
-    """Train, valid and test perplexity per epoch, one panel each, one line per variant (log scale)."""
+def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
+    """Train, valid and test perplexity per epoch, one panel each: per variant the mean over
+    seeds with its shaded 95% interval (a plain line for one seed); log scale."""
     fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharey=True)
     for ax, split in zip(axes, ("train", "valid", "test"), strict=True):
-        for i, (variant, rows) in enumerate(metrics.groupby("variant", sort=False)):
-            ax.plot(
-                rows["epoch"], rows[f"{split}_ppl"], LINESTYLES[i % len(LINESTYLES)], marker="o", ms=3, label=variant
-            )
+        rows = epochs[epochs["split"] == split]
+        for i, (variant, line) in enumerate(rows.groupby("variant", sort=False)):
+            seeds = line["seeds"].max()
+            label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, 95% CI)"
+            drawn = ax.plot(line["epoch"], line["mean"], LINESTYLES[i % len(LINESTYLES)], marker="o", ms=3, label=label)
+            ax.fill_between(line["epoch"], line["ci_low"], line["ci_high"], color=drawn[0].get_color(), alpha=0.2)
         ax.set(title=split, xlabel="epoch", yscale="log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.yaxis.set_minor_formatter(ScalarFormatter())
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("perplexity")
-    axes[0].legend()
+    axes[0].legend(fontsize="small")
+    fig.suptitle(title)
+    save(fig, paths)
+
+
+def plot_paired(differences: pd.DataFrame, summary: pd.DataFrame, paths, title: str) -> None:
+    """Per variant, each seed's difference from the baseline run of the same seed (dots, labelled
+    by seed) and their mean with its 95% interval (bar), in test loss and test perplexity."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    variants = list(dict.fromkeys(differences["variant"]))
+    for ax, metric, ylabel in zip(
+        axes,
+        ("test_loss", "test_ppl"),
+        ("test loss difference (nats/token)", "test perplexity difference"),
+        strict=True,
+    ):
+        ax.axhline(0, color="gray", lw=1)
+        for x, variant in enumerate(variants):
+            points = differences[differences["variant"] == variant]
+            ax.scatter([x - 0.15] * len(points), points[metric], s=18, color="C0", zorder=3)
+            for point in points.itertuples():
+                ax.annotate(f"seed {point.seed}", (x - 0.15, getattr(point, metric)), xytext=(-4, 0),
+                            textcoords="offset points", ha="right", va="center", fontsize="x-small")  # fmt: skip
+            row = summary[(summary["variant"] == variant) & (summary["metric"] == metric)].iloc[0]
+            error = [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]] if row["seeds"] >= 2 else None
+            ax.errorbar([x + 0.15], [row["mean"]], yerr=error, fmt="D", color="C3", capsize=6, label="mean, 95% CI")
+        baseline = differences["baseline"].iloc[0] if len(differences) else "dot"
+        ax.set(xticks=range(len(variants)), xticklabels=[f"{v} - {baseline}" for v in variants], ylabel=ylabel)
+        ax.set_xlim(-0.8, max(len(variants), 1) - 0.2)
+        if not variants:
+            ax.text(0.5, 0.5, "no variant to pair with the baseline", transform=ax.transAxes, ha="center")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        axes[0].legend(handles[:1], labels[:1], loc="best", fontsize="small")
     fig.suptitle(title)
     save(fig, paths)
 
@@ -104,38 +135,67 @@ def _fmt(value, digits=1, style=""):
     return f"{value:,.{digits}f}"
 
 
+def _with_interval(row, digits=1) -> str:
+    """'102.0 [99.1, 104.9]' for several seeds, '102.0' for one."""
+    if row is None:
+        return "–"
+    if row["seeds"] < 2:
+        return _fmt(row["mean"], digits)
+    return f"{_fmt(row['mean'], digits)} [{_fmt(row['ci_low'], digits)}, {_fmt(row['ci_high'], digits)}]"
+
+
 def summary_markdown(
-    metrics: pd.DataFrame, tests: dict, table: pd.DataFrame, data_name: str, train_seq_len: int
+    epochs: pd.DataFrame,
+    best: pd.DataFrame,
+    paired: pd.DataFrame,
+    table: pd.DataFrame,
+    data_name: str,
+    train_seq_len: int,
 ) -> str:
-    """Our numbers beside the reference report's, then the full throughput table, as Markdown."""
+    """Our numbers (mean and 95% interval over seeds) beside the reference report's, the paired
+    verdicts against dot, then the full throughput table, as Markdown."""
     at_train_shape = table[table["seq_len"] == train_seq_len].set_index("variant")
+    first_epoch = epochs[epochs["epoch"] == 1].set_index(["variant", "split"])
+    seeds = int(best["seeds"].max())
     lines = [
         f"# Results: {data_name}",
         "",
         "Perplexities are token-weighted (exp of total NLL over predicted tokens). Epoch-1 columns come",
         "from the per-epoch metrics; 'test (best)' is the checkpoint with the lowest validation loss.",
+        f"Ours: mean over {seeds} seed(s)"
+        + (", [95% Student-t interval]" if seeds > 1 else "; one seed gives no interval")
+        + ".",
         f"Throughput is at the training shape (seq_len {train_seq_len}); 'vs dot' is tokens/s relative to dot's.",
         "",
-        "| run | epochs | train ppl, epoch 1 | valid ppl, epoch 1 | test ppl, epoch 1 | test ppl (best) | it/s | tokens/s | vs dot |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| run | seeds | epochs | train ppl, epoch 1 | valid ppl, epoch 1 | test ppl, epoch 1 | test ppl (best) | it/s | tokens/s | vs dot |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for variant, rows in metrics.groupby("variant", sort=False):
-        first = rows.iloc[0]
+    for row in best.itertuples():
+        variant = row.variant
+        first = {split: first_epoch.loc[(variant, split)] for split in ("train", "valid", "test")}
         bench = at_train_shape.loc[variant] if variant in at_train_shape.index else pd.Series(dtype=float)
+        trained = epochs.loc[epochs["variant"] == variant, "epoch"].max()
         lines.append(
-            f"| ours: {variant} | {len(rows)} | {_fmt(first.train_ppl)} | {_fmt(first.valid_ppl)} | {_fmt(first.test_ppl)} "
-            f"| {_fmt(tests[variant]['perplexity'])} | {_fmt(bench.get('iters_per_s'), 2)} | {_fmt(bench.get('tokens_per_s'), 0)} "
-            f"| {_fmt(bench.get('vs_dot_pct'), 1, '%+')} |"
+            f"| ours: {variant} | {row.seeds} | {trained} | {_with_interval(first['train'])} | {_with_interval(first['valid'])} "
+            f"| {_with_interval(first['test'])} | {_with_interval(row._asdict())} | {_fmt(bench.get('iters_per_s'), 2)} "
+            f"| {_fmt(bench.get('tokens_per_s'), 0)} | {_fmt(bench.get('vs_dot_pct'), 1, '%+')} |"
         )
     for variant, ref in REFERENCE.items():
         relative = 100 * (ref["iters_per_s"] / REFERENCE["dot"]["iters_per_s"] - 1)
         lines.append(
-            f"| reference: {variant} | 20 | {ref['train_ppl_1']} | {ref['valid_ppl_1']} | {ref['test_ppl_1']} "
+            f"| reference: {variant} | 1 | 20 | {ref['train_ppl_1']} | {ref['valid_ppl_1']} | {ref['test_ppl_1']} "
             f"| {_fmt(ref['test_ppl_final'])} | {ref['iters_per_s']} | {ref['iters_per_s'] * REFERENCE_TOKENS_PER_ITER:,.0f} "
             f"| {relative:+.1f}% |"
         )
-    lines += ["", "Reference: 16 GB NVIDIA A4000, fp16 autocast, batch 8 x 512, WikiText-2, 20 epochs.", ""]
-    return "\n".join(lines) + "\n" + throughput_markdown(table)
+    lines += ["", "Reference: 16 GB NVIDIA A4000, fp16 autocast, batch 8 x 512, WikiText-2, 20 epochs, one run.", ""]
+    lines += ["## Paired comparison", ""]
+    if len(paired):
+        lines += ["Each variant against the baseline trained from the same seeds (same initial weights, same data",
+                  "order); test numbers of the best checkpoints; paired Student-t interval over seeds.", ""]  # fmt: skip
+        lines += [f"- {stats.verdict(row)}" for _, row in paired.iterrows()]
+    else:
+        lines.append("No variant to pair with dot: add dot and another kind to `variants`.")
+    return "\n".join(lines) + "\n\n" + throughput_markdown(table)
 
 
 def throughput_markdown(table: pd.DataFrame) -> str:
@@ -161,8 +221,3 @@ def throughput_markdown(table: pd.DataFrame) -> str:
         lines += ["", f"Device: {first['device']}, {first['dtype']}, batch {first['batch_size']}, torch {first['torch']}; "
                   f"{first['warmup_steps']} warm-up + {first['timed_steps']} timed steps; memory is {first['memory_kind']}."]  # fmt: skip
     return "\n".join(lines) + "\n"
-
-
-def read_test_results(paths: dict) -> dict:
-    """Each variant's evaluate output (test-split loss, perplexity, tokens) by variant."""
-    return {variant: json.loads(Path(path).read_text()) for variant, path in paths.items()}

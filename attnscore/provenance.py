@@ -2,6 +2,7 @@
 library only, so recording it costs nothing)."""
 
 import ast
+import functools
 import hashlib
 import platform
 import subprocess
@@ -10,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 PACKAGE = Path(__file__).parent
-PACKAGES = ["torch", "numpy", "pandas", "matplotlib", "tokenizers", "snakemake", "tqdm"]
+PACKAGES = ["torch", "numpy", "pandas", "scipy", "matplotlib", "tokenizers", "snakemake", "tqdm"]
 
 
 def git_state(folder) -> dict:
@@ -64,8 +65,10 @@ def package_modules(script) -> list[Path]:
     return sorted(found)
 
 
+@functools.cache
 def code_version(script, extra=()) -> str:
-    """A short hash of the package modules a script runs and of `extra` files."""
+    """A short hash of the package modules a script runs and of `extra` files (cached: the
+    workflow asks once per job, and the files do not change while it plans)."""
     digest = hashlib.sha256()
     for path in [*package_modules(script), *extra]:
         digest.update(Path(path).read_bytes())

@@ -182,3 +182,21 @@ def test_expansion_at_zero_distance_is_finite_and_close():
     q, _, v = (t.detach() for t in random_qkv((1, 2, 128, 16), seed=11))
     out = attention(q, q.clone(), v, "euclid")
     assert torch.isfinite(out).all() and rel_err(out, reference(q, q, v, "euclid")) <= 1e-3
+
+
+def test_the_same_seed_gives_every_kind_the_same_initial_weights():
+    """Runs are paired by seed: a kind adds no parameters, so only the attention differs."""
+    from attnscore.model import DecoderLM, ModelConfig
+
+    def weights(kind):
+        torch.manual_seed(7)
+        return DecoderLM(
+            ModelConfig(vocab_size=50, d_model=16, n_layers=1, n_heads=2, d_ff=32, attention=kind)
+        ).state_dict()
+
+    dot = weights("dot")
+    for kind in REGISTERED:
+        assert (
+            all(torch.equal(dot[name], tensor) for name, tensor in weights(kind).items())
+            and weights(kind).keys() == dot.keys()
+        )

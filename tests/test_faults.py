@@ -37,7 +37,7 @@ def snapshot(folder):
 @pytest.mark.slow
 def test_sigkilled_run_resumes_to_identical_metrics(finished):
     config = write_config(finished, "killed.yaml", tiny_config(experiment="killed", **RESUMABLE))
-    checkpoint = finished / "results" / "killed" / "checkpoints" / "dot" / "last.pt"
+    checkpoint = finished / "results" / "killed" / "checkpoints" / "dot" / "seed1234" / "last.pt"
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1", "--configfile", config]
     run = subprocess.Popen(
         cmd, cwd=finished, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -48,13 +48,14 @@ def test_sigkilled_run_resumes_to_identical_metrics(finished):
     os.killpg(run.pid, signal.SIGKILL)  # Snakemake and its training job, mid-epoch
     run.wait()
     assert checkpoint.exists(), "training never reached its first checkpoint"
-    assert not (finished / "results" / "killed" / "train" / "dot" / "metrics.csv").exists()
+    assert not (finished / "results" / "killed" / "train" / "dot" / "seed1234" / "metrics.csv").exists()
 
     snakemake(finished, "--unlock", "--configfile", config)  # Snakemake's own lock outlives a SIGKILL
     snakemake(finished, "--configfile", config)
-    assert "resuming from" in (finished / "results" / "killed" / "logs" / "train_dot.log").read_text()
+    assert "resuming from" in (finished / "results" / "killed" / "logs" / "train_dot_seed1234.log").read_text()
     resumed, reference = (
-        pd.read_csv(finished / "results" / e / "train" / "dot" / "metrics.csv") for e in ("killed", "reference")
+        pd.read_csv(finished / "results" / e / "train" / "dot" / "seed1234" / "metrics.csv")
+        for e in ("killed", "reference")
     )
     assert resumed.drop(columns=TIMING).to_csv() == reference.drop(columns=TIMING).to_csv()
 
@@ -64,10 +65,13 @@ def test_same_seed_gives_byte_identical_metrics_columns(finished):
         finished, "--configfile", write_config(finished, "again.yaml", tiny_config(experiment="again", **RESUMABLE))
     )
     again, reference = (
-        pd.read_csv(finished / "results" / e / "train" / "dot" / "metrics.csv") for e in ("again", "reference")
+        pd.read_csv(finished / "results" / e / "train" / "dot" / "seed1234" / "metrics.csv")
+        for e in ("again", "reference")
     )
     assert again.drop(columns=TIMING).to_csv() == reference.drop(columns=TIMING).to_csv()
-    provenance = json.loads((finished / "results" / "again" / "train" / "dot" / "provenance.json").read_text())
+    provenance = json.loads(
+        (finished / "results" / "again" / "train" / "dot" / "seed1234" / "provenance.json").read_text()
+    )
     assert provenance["seed"] == 1234 and provenance["config"]["experiment"] == "again"
     assert provenance["packages"]["torch"] and provenance["device"].startswith("cpu") and "commit" in provenance["git"]
 
@@ -140,7 +144,7 @@ def test_train_rule_runs_ddp_under_torchrun(finished):
         experiment="ddp", variants=["dot"], model={"dropout": 0.0}, train={"processes": 2, "eval_batch_size": 8}
     )
     snakemake(finished, "--configfile", write_config(finished, "ddp.yaml", config))
-    metrics = pd.read_csv(finished / "results" / "ddp" / "train" / "dot" / "metrics.csv")
+    metrics = pd.read_csv(finished / "results" / "ddp" / "train" / "dot" / "seed1234" / "metrics.csv")
     assert list(metrics["epoch"]) == [1, 2] and metrics["valid_ppl"].iloc[-1] < metrics["valid_ppl"].iloc[0]
-    saved = torch.load(finished / "results" / "ddp" / "checkpoints" / "dot" / "last.pt", weights_only=True)
+    saved = torch.load(finished / "results" / "ddp" / "checkpoints" / "dot" / "seed1234" / "last.pt", weights_only=True)
     assert len(saved["rng_cpu"]) == 2  # one RNG state per process

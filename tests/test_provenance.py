@@ -14,7 +14,8 @@ def names(script):
 
 
 def test_each_rule_hashes_the_modules_its_script_runs_and_no_others():
-    assert names("plot.py") == {"plots.py", "io.py"}
+    assert names("plot.py") == {"plots.py", "stats.py", "io.py"}
+    assert names("compare.py") == {"stats.py", "io.py"}
     training = names("train.py")
     assert {
         "train.py",
@@ -29,7 +30,11 @@ def test_each_rule_hashes_the_modules_its_script_runs_and_no_others():
     assert "bench.py" in names("benchmark.py") and "tokenizer.py" in names("tokenize.py")
 
 
-def test_provenance_and_the_config_check_import_no_torch_until_asked():
-    code = "import sys, attnscore.provenance, attnscore.config, attnscore.corpora; print('torch' in sys.modules)"
+def test_what_the_snakefile_runs_imports_no_torch():
+    """A dry run plans and checks the config without torch (importing it costs a second)."""
+    code = (
+        "import sys, yaml, attnscore.provenance, attnscore.corpora, attnscore.io; from attnscore.config import check; "
+        "check(yaml.safe_load(open('config/config.yaml'))); print('torch' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert done.stdout.strip() == "False"

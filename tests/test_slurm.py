@@ -98,7 +98,8 @@ def cluster(tmp_path_factory):
 
 def test_demo_workflow_runs_through_slurm_and_matches_a_local_run(cluster, tmp_path):
     work = copy_workflow(tmp_path)
-    local = tiny_config(experiment="local", train={"device": "auto"})  # auto: gpu=1 tags on the jobs
+    # auto: gpu=1 tags on the jobs; two seeds: a variants x seeds sweep
+    local = tiny_config(experiment="local", seeds=[1234, 1235], train={"device": "auto"})
     snakemake(
         work,
         "--configfile",
@@ -126,9 +127,9 @@ def test_demo_workflow_runs_through_slurm_and_matches_a_local_run(cluster, tmp_p
     assert result.returncode == 0, log[-5000:]
 
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log))
-    # Every job but the local `all`: tokenize, 2 train, 2 evaluate, 3 benchmark, plot (the demo
-    # corpus in resources/ is shared with the local run, so it is not built again).
-    assert len(submitted) == 9 and "10 of 10 steps (100%) done" in log, log[-3000:]
+    # Every job but the local `all` and `resolved_config`: tokenize, 4 train, 4 evaluate, 3
+    # benchmark, compare, plot (the demo corpus in resources/ is shared with the local run).
+    assert len(submitted) == 14 and "16 of 16 steps (100%) done" in log, log[-3000:]
     train_jobs = re.findall(r"rule train:.*?jobid: (\d+)", log, flags=re.S)
     assert train_jobs
     for job in train_jobs:  # gpu=1 became a real GPU request, granted from the node's fake GPU
@@ -137,9 +138,9 @@ def test_demo_workflow_runs_through_slurm_and_matches_a_local_run(cluster, tmp_p
         ).stdout
         assert "gres/gpu=1" in shown or "gpu:1" in shown, shown
 
-    for variant in ("dot", "euclid"):
+    for run in ("dot/seed1234", "dot/seed1235", "euclid/seed1234", "euclid/seed1235"):
         runs = [
-            pd.read_csv(work / "results" / e / "train" / variant / "metrics.csv").drop(columns=TIMING)
+            pd.read_csv(work / "results" / e / "train" / run / "metrics.csv").drop(columns=TIMING)
             for e in ("local", "slurm")
         ]
         pd.testing.assert_frame_equal(*runs)

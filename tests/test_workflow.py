@@ -1,66 +1,171 @@
-"""The real workflow on a tiny config in a temporary folder: run, no-op rerun, plot-only rerun;
+"""The real workflow on a tiny config in a temporary folder: two variants x two seeds, the
+statistics and report it produces, and which jobs each later edit of config or code re-runs;
 then dry-run and lint of the default config."""
 
+import base64
 import json
 import re
 
 import pandas as pd
 import pytest
+import yaml
 
 from helpers import ROOT, copy_workflow, executed_rules, snakemake, tiny_config, write_config
 
+SEEDS = [1234, 1235]
+RUNS = [f"{variant}/seed{seed}" for variant in ("dot", "euclid") for seed in SEEDS]
 OUTPUTS = [
-    "data/train.npy", "data/tokenizer.json", "data/meta.json",
-    "train/dot/metrics.csv", "train/euclid/metrics.csv", "train/dot/model.pt", "train/euclid/model.pt",
-    "eval/dot.json", "eval/euclid.json", "bench/dot.csv", "bench/euclid.csv", "bench/euclid_naive.csv",
-    "figures/perplexity.png", "figures/perplexity.svg", "figures/throughput.png", "figures/throughput.svg",
-    "train/dot/provenance.json", "throughput.csv", "summary.md",
+    "data/train.npy", "data/tokenizer.json", "data/meta.json", "config.yaml",
+    *(f"train/{run}/{name}" for run in RUNS for name in ("metrics.csv", "model.pt", "provenance.json")),
+    *(f"eval/{run}.json" for run in RUNS),
+    "bench/dot.csv", "bench/euclid.csv", "bench/euclid_naive.csv",
+    "compare/runs.csv", "compare/epochs.csv", "compare/best.csv", "compare/paired.csv",
+    *(f"figures/{name}.{ext}" for name in ("perplexity", "paired", "throughput") for ext in ("png", "svg")),
+    "throughput.csv", "summary.md",
 ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     work = copy_workflow(tmp_path_factory.mktemp("workflow"))
-    write_config(work, "tiny.yaml", tiny_config())
+    write_config(work, "tiny.yaml", tiny_config(seeds=SEEDS))
     return work
 
 
+@pytest.fixture(scope="module")
+def finished(workdir):
+    """The tiny workflow run once; the log of that run."""
+    return snakemake(workdir, "--configfile", "config/tiny.yaml").log
+
+
 @pytest.mark.slow
-def test_tiny_workflow_end_to_end(workdir):
-    log = snakemake(workdir, "--configfile", "config/tiny.yaml").log
-    assert executed_rules(log) == ["all", "benchmark", "demo_corpus", "evaluate", "plot", "tokenize", "train"]
+def test_tiny_workflow_end_to_end(workdir, finished):
+    assert executed_rules(finished) == [
+        "all", "benchmark", "compare", "demo_corpus", "evaluate", "plot", "resolved_config", "tokenize", "train",
+    ]  # fmt: skip
     results = workdir / "results" / "tiny"
     for output in OUTPUTS:
         assert (results / output).stat().st_size > 0, output
-    metrics = pd.read_csv(results / "train" / "euclid" / "metrics.csv")
+    metrics = pd.read_csv(results / "train" / "euclid" / "seed1235" / "metrics.csv")
     assert list(metrics["epoch"]) == [1, 2] and {"train_ppl", "valid_ppl", "test_ppl", "tokens_per_s"} <= set(metrics)
     table = pd.read_csv(results / "throughput.csv")
     assert sorted(zip(table["variant"], table["seq_len"], strict=True)) == [
         (v, t) for v in ("dot", "euclid", "euclid_naive") for t in (32, 64)
     ]
     assert (table["status"] == "ok").all() and (table.loc[table["variant"] == "dot", "vs_dot_pct"] == 0).all()
+
+    # The statistics are those of the runs: two seeds per variant, paired by seed.
+    runs = pd.read_csv(results / "compare" / "runs.csv")
+    assert sorted(zip(runs["variant"], runs["seed"], strict=True)) == [(v, s) for v in ("dot", "euclid") for s in SEEDS]
+    for run in runs.itertuples():
+        saved = json.loads((results / "eval" / run.variant / f"seed{run.seed}.json").read_text())
+        assert run.test_ppl == pytest.approx(saved["perplexity"])
+    paired = pd.read_csv(results / "compare" / "paired.csv").set_index("metric")
+    differences = runs.pivot(index="seed", columns="variant", values="test_ppl").eval("euclid - dot")
+    assert paired.at["test_ppl", "mean"] == pytest.approx(differences.mean())
+    assert paired.at["test_ppl", "seeds"] == 2
+    assert paired.at["test_ppl", "ci_low"] < paired.at["test_ppl", "mean"] < paired.at["test_ppl", "ci_high"]
+    epochs = pd.read_csv(results / "compare" / "epochs.csv")
+    assert len(epochs) == 2 * 2 * 3 and (epochs["seeds"] == 2).all()  # variants x epochs x splits
+
     summary = (results / "summary.md").read_text()
-    assert "| ours: euclid | 2 |" in summary and "| reference: dot | 20 | 484 | 245 | 233 | 170.7 |" in summary
+    assert re.search(r"\| ours: euclid \| 2 \| 2 \| [\d.]+ \[[\d.]+, [\d.]+\] \|", summary), summary
+    assert "| reference: dot | 1 | 20 | 484 | 245 | 233 | 170.7 |" in summary
+    assert re.search(
+        r"euclid - dot, test perplexity: [+-][\d.]+ \(95% CI [+-][\d.]+ to [+-][\d.]+, 2 paired seeds\)", summary
+    )
     assert "| euclid_naive | 64 |" in summary
     assert (results / "figures" / "perplexity.png").read_bytes()[:4] == b"\x89PNG"
+    assert yaml.safe_load((results / "config.yaml").read_text())["seeds"] == SEEDS
 
     # Nothing changed: nothing runs.
     assert "Nothing to be done" in snakemake(workdir, "--configfile", "config/tiny.yaml").log
 
     # Forcing the plot step reruns only the plot (and the aggregate target), never training.
-    trained = {p: p.stat().st_mtime_ns for p in results.glob("*/*/*") if p.suffix in {".csv", ".pt"}}
+    computed = ("data", "checkpoints", "train", "eval", "bench", "compare")
+    trained = {p: p.stat().st_mtime_ns for folder in computed for p in (results / folder).rglob("*")}
     log = snakemake(workdir, "--configfile", "config/tiny.yaml", "--forcerun", "plot").log
     assert executed_rules(log) == ["all", "plot"]
     assert trained == {p: p.stat().st_mtime_ns for p in trained}
 
-    # Editing package code re-runs exactly the rules that run it.
-    with open(workdir / "attnscore" / "plots.py", "a") as f:
-        f.write("# edited\n")
-    assert executed_rules(snakemake(workdir, "--configfile", "config/tiny.yaml", "--dry-run").log) == ["all", "plot"]
-    with open(workdir / "attnscore" / "attention.py", "a") as f:
-        f.write("# edited\n")
-    planned = executed_rules(snakemake(workdir, "--configfile", "config/tiny.yaml", "--dry-run").log)
-    assert planned == ["all", "benchmark", "evaluate", "plot", "train"]
+
+def report_entries(html: str) -> dict:
+    """The files a Snakemake HTML report embeds: path -> (caption, decoded content)."""
+    entries = {}
+    for match in re.finditer(r'"(results/[^"]+)": \{"name".*?"caption": "(.*?)", "mime_type".*?;base64,([^"]*)"', html):
+        entries[match[1]] = (match[2], base64.b64decode(match[3]))
+    return entries
+
+
+@pytest.mark.slow
+def test_report_embeds_the_figures_tables_and_summary_with_captions(workdir, finished):
+    snakemake(workdir, "--configfile", "config/tiny.yaml", "--report", "report.html")
+    html = (workdir / "report.html").read_text()
+    assert "Does this attention scoring function work as well as dot product" in html  # workflow.rst
+    entries = report_entries(html)
+    captions = {
+        "figures/perplexity.png": "shaded band is its 95% Student-t",
+        "figures/paired.png": "Paired differences against",
+        "figures/throughput.png": "Training throughput",
+        "compare/paired.csv": "paired t-test",
+        "summary.md": "one quotable sentence",
+        "config.yaml": "The configuration this report",
+        "train/euclid/seed1235/provenance.json": "What produced this run",
+    }
+    for path, caption in captions.items():
+        assert f"results/tiny/{path}" in entries, (path, sorted(entries))
+        assert caption in entries[f"results/tiny/{path}"][0], path
+    assert entries["results/tiny/figures/paired.png"][1][:4] == b"\x89PNG"
+    summary = entries["results/tiny/summary.md"][1].decode()
+    assert summary == (workdir / "results" / "tiny" / "summary.md").read_text() and "2 paired seeds" in summary
+
+
+# Edits of config or code on a finished workflow, and the rules a dry run then plans ("all"
+# is left out). A label re-runs only the figures; how a run proceeds re-runs nothing.
+TINY = tiny_config(seeds=SEEDS)
+CACHING_TABLE = [
+    ("data.name", {"data": {**TINY["data"], "name": "renamed"}}, None, ["plot"]),
+    ("train.checkpoint_every", {"train": {**TINY["train"], "checkpoint_every": 7}}, None, []),
+    ("train.compile", {"train": {**TINY["train"], "compile": True}}, None, ["benchmark", "plot"]),
+    ("benchmark.steps", {"benchmark": {**TINY["benchmark"], "steps": 3}}, None, ["benchmark", "plot"]),
+    ("train.eval_batch_size", {"train": {**TINY["train"], "eval_batch_size": 4}}, None,
+     ["compare", "evaluate", "plot", "train"]),
+    ("train.epochs", {"train": {**TINY["train"], "epochs": 3}}, None, ["compare", "evaluate", "plot", "train"]),
+    ("train.lr", {"train": {**TINY["train"], "lr": 2e-3}}, None, ["compare", "evaluate", "plot", "train"]),
+    ("seeds + 1", {"seeds": [*SEEDS, 7]}, None, ["compare", "evaluate", "plot", "train"]),
+    ("attention_options.euclid", {"model": {**TINY["model"], "attention_options": {"euclid": {"p": 3}}}}, None,
+     ["benchmark", "compare", "evaluate", "plot", "train"]),
+    ("tokenizer.vocab_size", {"tokenizer": {**TINY["tokenizer"], "vocab_size": 300}}, None,
+     ["benchmark", "compare", "evaluate", "plot", "tokenize", "train"]),
+    ("attnscore/plots.py", {}, "attnscore/plots.py", ["plot"]),
+    ("attnscore/stats.py", {}, "attnscore/stats.py", ["compare", "plot"]),
+    ("attnscore/attention.py", {}, "attnscore/attention.py", ["benchmark", "compare", "evaluate", "plot", "train"]),
+    ("workflow/scripts/compare.py", {}, "workflow/scripts/compare.py", ["compare", "plot"]),
+]  # fmt: skip
+# Which (variant, seed) jobs of train each edit plans, where not all of them.
+TRAIN_JOBS = {
+    "seeds + 1": {("dot", "7"), ("euclid", "7")},
+    "attention_options.euclid": {("euclid", "1234"), ("euclid", "1235")},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edit, change, source, planned", CACHING_TABLE, ids=[row[0] for row in CACHING_TABLE])
+def test_an_edit_reruns_exactly_what_it_changes(workdir, finished, edit, change, source, planned):
+    config = write_config(workdir, "edited.yaml", {**TINY, **change})
+    original = (workdir / source).read_text() if source else None
+    try:
+        if source:
+            (workdir / source).write_text(original + "\n# edited\n")
+        log = snakemake(workdir, "--configfile", config, "--dry-run").log
+    finally:
+        if source:
+            (workdir / source).write_text(original)
+    assert [rule for rule in executed_rules(log) if rule != "all"] == planned, log[-3000:]
+    jobs = set(re.findall(r"rule train:.*?wildcards: variant=(\w+), seed=(\d+)", log, flags=re.S))
+    assert jobs == TRAIN_JOBS.get(
+        edit, {(v, str(s)) for v in ("dot", "euclid") for s in SEEDS} if "train" in planned else set()
+    )
 
 
 def test_default_config_dry_run_plans_the_whole_chain_with_gpu_tags():
@@ -79,7 +184,9 @@ def test_default_config_dry_run_plans_the_whole_chain_with_gpu_tags():
         "train",
         "evaluate",
         "benchmark",
+        "compare",
         "plot",
+        "resolved_config",
         "all",
     }
     assert {rule for rule, gpu in jobs.items() if gpu == {True}} == {"train", "evaluate", "benchmark"}
@@ -121,19 +228,22 @@ def test_a_kind_registered_in_a_plugin_module_trains_through_the_workflow(tmp_pa
     )
     snakemake(work, "--configfile", write_config(work, "toy.yaml", config))
     results = work / "results" / "toy"
-    toy, dot = (pd.read_csv(results / "train" / v / "metrics.csv") for v in ("dot_temperature", "dot"))
+    toy, dot = (pd.read_csv(results / "train" / v / "seed1234" / "metrics.csv") for v in ("dot_temperature", "dot"))
     assert list(toy["epoch"]) == [1, 2] and toy["valid_ppl"].iloc[-1] < toy["valid_ppl"].iloc[0]
     assert (toy["train_loss"] != dot["train_loss"]).all()  # the temperature reached the kind: not plain dot
-    assert json.loads((results / "eval" / "dot_temperature.json").read_text())["attention"] == "dot_temperature"
+    assert (
+        json.loads((results / "eval" / "dot_temperature" / "seed1234.json").read_text())["attention"]
+        == "dot_temperature"
+    )
     bench = pd.read_csv(results / "bench" / "dot_temperature.csv")
     assert list(bench["status"]) == ["ok"]
-    assert "| ours: dot_temperature | 2 |" in (results / "summary.md").read_text()
+    assert "| ours: dot_temperature | 1 | 2 |" in (results / "summary.md").read_text()
 
     # Editing the plugin re-runs the jobs of its kind, and only those.
     with open(work / "toy_kinds.py", "a") as f:
         f.write("# edited\n")
     log = snakemake(work, "--configfile", "config/toy.yaml", "--dry-run").log
-    assert executed_rules(log) == ["all", "benchmark", "evaluate", "plot", "train"]
+    assert executed_rules(log) == ["all", "benchmark", "compare", "evaluate", "plot", "train"]
     assert set(re.findall(r"wildcards: variant=(\w+)", log)) == {"dot_temperature"}
 
     # A config naming a kind no module registers fails before any job, naming the known kinds.

@@ -1,16 +1,18 @@
-import inspect
-
-from attnscore import attention
+# The module registering each attention kind (a plugin's file for kinds from plugins).
+KIND_SOURCES = {
+    name: kind.source
+    for name, kind in known_kinds(config["model"]["attention_plugins"])[0].items()
+}
 
 
 def code_version(script, variant=None):
-    """A hash of the package code a script runs, passed as a param so that Snakemake re-runs a
-    job when that code changes (its own code tracking sees only the script file). With a
-    variant, also the file defining that attention kind, which may be a plugin module.
+    """A hash of the package modules a script imports (found by reading its imports), passed as
+    a param so that Snakemake re-runs a job when that code changes (its own code tracking sees
+    only the script file). With a variant, also the module registering that attention kind,
+    which may be a plugin. Each distinct (script, module) pair is hashed once per run.
     """
-    kind = [inspect.getsourcefile(attention.get(variant))] if variant else []
     script = Path(workflow.basedir, "workflow", "scripts", script)
-    return provenance.code_version(script, kind)
+    return provenance.code_version(script, (KIND_SOURCES[variant],) if variant else ())
 
 
 # CPU threads of the torch rules: capped at --cores locally, --cpus-per-task on Slurm.

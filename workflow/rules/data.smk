@@ -51,8 +51,13 @@ rule tokenize:
     conda:
         "../../envs/data.yaml"
     params:
-        data=config["data"],
-        tokenizer=config["tokenizer"],
+        corpus=config["data"]["corpus"],  # the files themselves are inputs
+        tokenizer=config["tokenizer"]["kind"],  # gpt2's files are inputs; bpe's size is a setting
+        vocab_size=(
+            config["tokenizer"]["vocab_size"]
+            if config["tokenizer"]["kind"] == "bpe"
+            else None
+        ),
         code=code_version("tokenize.py"),
     script:
         "../scripts/tokenize.py"

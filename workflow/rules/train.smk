@@ -5,24 +5,31 @@ rule train:
         test=rules.tokenize.output.test,
         meta=rules.tokenize.output.meta,
     output:
-        metrics=f"{RESULTS}/train/{{variant}}/metrics.csv",
-        model=f"{RESULTS}/train/{{variant}}/model.pt",
-        provenance=f"{RESULTS}/train/{{variant}}/provenance.json",
+        metrics=f"{RESULTS}/train/{{variant}}/seed{{seed}}/metrics.csv",
+        model=f"{RESULTS}/train/{{variant}}/seed{{seed}}/model.pt",
+        provenance=report(
+            f"{RESULTS}/train/{{variant}}/seed{{seed}}/provenance.json",
+            caption="../report/provenance.rst",
+            category="Provenance",
+            labels={"variant": "{variant}", "seed": "{seed}"},
+        ),
     log:
-        f"{RESULTS}/logs/train_{{variant}}.log",
+        f"{RESULTS}/logs/train_{{variant}}_seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/logs/train_{{variant}}.benchmark.tsv"
+        f"{RESULTS}/logs/train_{{variant}}_seed{{seed}}.benchmark.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: TORCH_THREADS
     resources:
         gpu=TRAIN_GPUS,
     params:
+        # Only what changes the run's numbers (attnscore.config.RUN_ONLY settings are read by
+        # the script from the config), so a label or checkpoint spacing re-runs nothing.
         model=lambda wildcards: model_settings(config, wildcards.variant),
-        train=config["train"],
+        train=train_settings(config),
         code=lambda wildcards: code_version("train.py", wildcards.variant),
         # Resumable state, deliberately not an output: Snakemake deletes a failed job's outputs.
-        checkpoint_dir=lambda wildcards: f"{RESULTS}/checkpoints/{wildcards.variant}",
+        checkpoint_dir=lambda wildcards: f"{RESULTS}/checkpoints/{wildcards.variant}/seed{wildcards.seed}",
     script:
         "../scripts/train.py"
 
@@ -32,16 +39,16 @@ rule evaluate:
         model=rules.train.output.model,
         test=rules.tokenize.output.test,
     output:
-        f"{RESULTS}/eval/{{variant}}.json",
+        f"{RESULTS}/eval/{{variant}}/seed{{seed}}.json",
     log:
-        f"{RESULTS}/logs/evaluate_{{variant}}.log",
+        f"{RESULTS}/logs/evaluate_{{variant}}_seed{{seed}}.log",
     conda:
         "../../envs/torch.yaml"
     threads: TORCH_THREADS
     resources:
         gpu=EVAL_GPUS,
     params:
-        train=config["train"],
+        evaluation=subset(config["train"], EVALUATION),
         code=lambda wildcards: code_version("evaluate.py", wildcards.variant),
     script:
         "../scripts/evaluate.py"
@@ -61,7 +68,7 @@ rule benchmark:
         gpu=EVAL_GPUS,
     params:
         model=lambda wildcards: model_settings(config, wildcards.variant),
-        train=config["train"],
+        timing=subset(config["train"], TIMING),
         benchmark=config["benchmark"],
         code=lambda wildcards: code_version("benchmark.py", wildcards.variant),
     script:

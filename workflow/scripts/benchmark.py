@@ -13,7 +13,7 @@ with log_to(snakemake.log[0]):
     )
     rows = benchmark(
         model_cfg,
-        TrainConfig(**snakemake.params.train),
+        TrainConfig(**snakemake.params.timing),
         settings["seq_lens"],
         settings["warmup_steps"],
         settings["steps"],

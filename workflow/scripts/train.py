@@ -1,4 +1,5 @@
 from attnscore.checkpoints import export_best
+from attnscore.config import RUN_ONLY
 from attnscore.io import log_to, write_csv, write_json
 from attnscore.launch import train_distributed
 from attnscore.model import ModelConfig
@@ -13,7 +14,8 @@ with log_to(snakemake.log[0]):
         attention=snakemake.wildcards.variant,
         **snakemake.params.model,
     )
-    cfg = TrainConfig(**snakemake.params.train)
+    run_only = {key: snakemake.config["train"][key] for key in RUN_ONLY}
+    cfg = TrainConfig(**snakemake.params.train, **run_only, seed=int(snakemake.wildcards.seed))
     token_files = {split: snakemake.input[split] for split in ("train", "valid", "test")}
     run = train_distributed if cfg.processes > 1 else train
     history = run(model_cfg, cfg, token_files, snakemake.params.checkpoint_dir)

@@ -1,0 +1,89 @@
+"""Attention kinds as the config sees them, without importing torch: their names and the
+options each takes, read from the source of the functions ``@register("name")`` decorates.
+
+The Snakefile checks a config with this on every run, dry runs included, where importing torch
+would cost most of the time. attnscore.attention checks a kind's options at run time from the
+live function's signature, by the same rule (``options_problem``).
+"""
+
+import ast
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+BUILT_IN = Path(__file__).with_name("attention.py")
+FIXED_ARGUMENTS = 5  # q, k, v, causal, dropout_p: every kind takes these first
+
+
+@dataclass(frozen=True)
+class Kind:
+    options: tuple[str, ...]  # the keyword options it takes
+    required: tuple[str, ...]  # those without a default
+    any_option: bool = False  # **options: it takes any
+    source: Path | None = None  # the module that registers it
+
+
+def options_problem(name: str, kind: Kind, given: dict) -> str | None:
+    """What is wrong with giving these options to the kind, or None."""
+    unknown = [option for option in given if option not in kind.options and not kind.any_option]
+    missing = [option for option in kind.required if option not in given]
+    if not unknown and not missing:
+        return None
+    problem = f"takes no option(s) {unknown}" if unknown else f"needs option(s) {missing}"
+    return f"attention kind {name!r} {problem}; its options: {list(kind.options)}"
+
+
+def _signature(args: ast.arguments, source: Path) -> Kind:
+    positional = [*args.posonlyargs, *args.args]
+    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    params = list(zip(positional, defaults, strict=True)) + list(zip(args.kwonlyargs, args.kw_defaults, strict=True))
+    params = params[FIXED_ARGUMENTS:]
+    return Kind(
+        options=tuple(arg.arg for arg, _ in params),
+        required=tuple(arg.arg for arg, default in params if default is None),
+        any_option=args.kwarg is not None,
+        source=source,
+    )
+
+
+def _is_register(decorator: ast.expr) -> bool:
+    """``@register("name")`` or ``@<module>.register("name")`` with a literal name."""
+    if not isinstance(decorator, ast.Call) or len(decorator.args) != 1:
+        return False
+    func, name = decorator.func, decorator.args[0]
+    called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+    return called == "register" and isinstance(name, ast.Constant) and isinstance(name.value, str)
+
+
+def declared_in(path: Path) -> dict[str, Kind]:
+    """The kinds a module's source registers, by name."""
+    kinds = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for decorator in filter(_is_register, node.decorator_list):
+                kinds[decorator.args[0].value] = _signature(node.args, path)
+    return kinds
+
+
+def module_file(module: str) -> Path:
+    """The source file of an importable module, found without running it."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as err:
+        raise ImportError(f"{type(err).__name__}: {err}") from err
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        raise ImportError("no Python module by that name on the path")
+    return Path(spec.origin)
+
+
+def known_kinds(plugins=()) -> tuple[dict[str, Kind], list[str]]:
+    """Every kind the package and the plugin modules declare, and the problems finding them."""
+    kinds, problems = declared_in(BUILT_IN), []
+    for module in plugins:
+        try:
+            kinds.update(declared_in(module_file(module)))
+        except (ImportError, OSError, SyntaxError) as err:
+            problems.append(
+                f"model.attention_plugins: cannot find {module!r} ({err}); put the module beside the Snakefile or install it"
+            )
+    return kinds, problems

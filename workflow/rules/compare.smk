@@ -1,0 +1,97 @@
+rule compare:
+    input:
+        metrics=expand(rules.train.output.metrics, variant=VARIANTS, seed=SEEDS),
+        evals=expand(rules.evaluate.output[0], variant=VARIANTS, seed=SEEDS),
+    output:
+        runs=report(
+            f"{RESULTS}/compare/runs.csv",
+            caption="../report/runs.rst",
+            category="Tables",
+        ),
+        epochs=report(
+            f"{RESULTS}/compare/epochs.csv",
+            caption="../report/epochs.rst",
+            category="Tables",
+        ),
+        best=report(
+            f"{RESULTS}/compare/best.csv",
+            caption="../report/best.rst",
+            category="Tables",
+        ),
+        paired=report(
+            f"{RESULTS}/compare/paired.csv",
+            caption="../report/paired_table.rst",
+            category="Tables",
+        ),
+    log:
+        f"{RESULTS}/logs/compare.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        runs=[(variant, seed) for variant in VARIANTS for seed in SEEDS],
+        code=code_version("compare.py"),
+    script:
+        "../scripts/compare.py"
+
+
+rule plot:
+    input:
+        runs=rules.compare.output.runs,
+        epochs=rules.compare.output.epochs,
+        best=rules.compare.output.best,
+        paired=rules.compare.output.paired,
+        bench=expand(rules.benchmark.output[0], variant=config["benchmark"]["variants"]),
+    output:
+        perplexity_png=report(
+            f"{RESULTS}/figures/perplexity.png",
+            caption="../report/perplexity.rst",
+            category="Figures",
+        ),
+        perplexity_svg=f"{RESULTS}/figures/perplexity.svg",
+        paired_png=report(
+            f"{RESULTS}/figures/paired.png",
+            caption="../report/paired.rst",
+            category="Figures",
+        ),
+        paired_svg=f"{RESULTS}/figures/paired.svg",
+        throughput_png=report(
+            f"{RESULTS}/figures/throughput.png",
+            caption="../report/throughput.rst",
+            category="Figures",
+        ),
+        throughput_svg=f"{RESULTS}/figures/throughput.svg",
+        throughput_csv=report(
+            f"{RESULTS}/throughput.csv",
+            caption="../report/throughput_table.rst",
+            category="Tables",
+        ),
+        summary=report(
+            f"{RESULTS}/summary.md",
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
+    log:
+        f"{RESULTS}/logs/plot.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        train_seq_len=config["train"]["seq_len"],
+        data_name=config["data"]["name"],
+        code=code_version("plot.py"),
+    script:
+        "../scripts/plot.py"
+
+
+rule resolved_config:
+    output:
+        report(
+            f"{RESULTS}/config.yaml",
+            caption="../report/config.rst",
+            category="Configuration",
+        ),
+    localrule: True
+    params:
+        config=config,
+    run:
+        with atomic_path(output[0]) as tmp:
+            Path(tmp).write_text(yaml.safe_dump(params.config, sort_keys=False))
