@@ -36,8 +36,6 @@ os.environ.update(
     )
 )
 # None of these imports torch: a dry run costs what Snakemake costs.
-import yaml
-
 from attnscore import provenance
 from attnscore.config import (
     EVALUATION,
@@ -48,7 +46,6 @@ from attnscore.config import (
     train_settings,
 )
 from attnscore.corpora import SPLITS
-from attnscore.io import atomic_path
 from attnscore.kinds import known_kinds
 
 check(config)
@@ -73,4 +70,3 @@ rule all:
     default_target: True
     input:
         rules.plot.output,
-        rules.resolved_config.output,

@@ -80,18 +80,3 @@ rule plot:
         code=code_version("plot.py"),
     script:
         "../scripts/plot.py"
-
-
-rule resolved_config:
-    output:
-        report(
-            f"{RESULTS}/config.yaml",
-            caption="../report/config.rst",
-            category="Configuration",
-        ),
-    localrule: True
-    params:
-        config=config,
-    run:
-        with atomic_path(output[0]) as tmp:
-            Path(tmp).write_text(yaml.safe_dump(params.config, sort_keys=False))
