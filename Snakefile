@@ -8,19 +8,18 @@ import os
 import sys
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version, update_config
 
 min_version("9.0")
 
 
-# The reference experiment, unless a config is given: a user's config is complete on its own
-# and never silently inherits keys it lacks from this one (the schema names any missing key).
-if not config:
+# The reference experiment, unless config files are given: a user's config file is complete on
+# its own and never silently inherits keys it lacks from this one (the schema names any missing
+# key). `--config` values apply on top of either.
+if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
 
-
-validate(config, "workflow/schemas/config.schema.yaml")
 
 # Scripts import the attnscore package of this checkout, in whatever environment runs them
 # (a conda env from envs/ does not have it installed). This sets a variable for the jobs; the
@@ -32,13 +31,26 @@ os.environ.update(
     )
 )
 from attnscore import provenance
-from attnscore.config import check, model_settings
+from attnscore.config import check, check_unique_keys, model_settings, typed_overrides
 from attnscore.corpora import SPLITS
 
+check_unique_keys(workflow.configfiles)
+update_config(config, typed_overrides(workflow.config_settings.config))
 check(config)
 
 RESULTS = f"results/{config['experiment']}"
 VARIANTS = config["variants"]
+
+
+# Before the first job, not in a dry run (which must not import torch): the GPUs that jobs holding
+# one will use, where jobs run on this machine (a cluster's jobs find theirs on other machines).
+onstart:
+    if workflow.local_exec and any(
+        job.resources.get("gpu") for job in workflow.dag.needrun_jobs()
+    ):
+        from attnscore.runtime import check_device
+
+        check_device(config["train"]["device"], config["train"]["processes"])
 
 
 include: "workflow/rules/common.smk"

@@ -4,7 +4,7 @@ from attnscore.launch import train_distributed
 from attnscore.model import ModelConfig
 from attnscore.provenance import collect
 from attnscore.runtime import device_name, pick_device
-from attnscore.tokens import read_vocab_size
+from attnscore.tokens import check_batch_sizes, read_vocab_size
 from attnscore.train import TrainConfig, train
 
 with log_to(snakemake.log[0]):
@@ -15,6 +15,7 @@ with log_to(snakemake.log[0]):
     )
     cfg = TrainConfig(**snakemake.params.train)
     token_files = {split: snakemake.input[split] for split in ("train", "valid", "test")}
+    check_batch_sizes(token_files, snakemake.params.train)
     run = train_distributed if cfg.processes > 1 else train
     history = run(model_cfg, cfg, token_files, snakemake.params.checkpoint_dir)
     export_best(snakemake.params.checkpoint_dir, snakemake.output.model)
