@@ -29,8 +29,7 @@ class _RepeatNotingLoader(yaml.SafeLoader):
                 continue
             key = self.construct_object(key_node)
             if key in seen:
-                mark = key_node.start_mark
-                self.repeated.append(f"{mark.name}, line {mark.line + 1}: key {key!r} is given twice; keep one")
+                self.repeated.append((key_node.start_mark.line + 1, key))
             seen.add(key)
         return super().construct_mapping(node, deep)
 
@@ -46,7 +45,8 @@ def check_unique_keys(paths) -> None:
                 loader.get_single_data()
             finally:
                 loader.dispose()
-        repeated += loader.repeated
+        for line, key in sorted(loader.repeated, key=lambda repeat: repeat[0]):  # nested mappings come last
+            repeated.append(f"{path}, line {line}: key {key!r} is given twice; keep one")
     if repeated:
         raise ConfigError("\n".join(repeated))
 
