@@ -74,6 +74,10 @@ def check_options(kind: str, options: dict) -> None:
     if unknown or missing:
         problem = f"takes no option(s) {unknown}" if unknown else f"needs option(s) {missing}"
         raise ValueError(f"attention kind {kind!r} {problem}; its options: {named}")
+    numeric = {p.name for p in params if type(p.default) in (int, float)}  # bool is no number here
+    for name, value in options.items():
+        if name in numeric and type(value) not in (int, float):
+            raise ValueError(f"attention kind {kind!r} takes a number for option {name}, not {value!r}")
 
 
 def _causal_mask(t_q: int, t_k: int, device) -> torch.Tensor:
