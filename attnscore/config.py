@@ -99,9 +99,11 @@ def _describe(error) -> list[str]:
             hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
             lines.append(f"{key(name)}: unknown key; remove it or fix its spelling ({hint})")
         return lines
-    if error.validator == "type" and isinstance(value, float) and value.is_integer():
+    wanted = error.validator_value if error.validator == "type" else []  # a type name or a list of them
+    wanted = [wanted] if isinstance(wanted, str) else wanted
+    if "integer" in wanted and isinstance(value, float) and value.is_integer():
         return [f"{key()}: must be an integer, not {value}; write {int(value)}"]
-    if error.validator == "type" and isinstance(value, str) and _is_number(value):
+    if {"integer", "number"} & set(wanted) and isinstance(value, str) and _is_number(value):
         return [
             f"{key()}: {value!r} is text, not a number; write it unquoted, with a dot and a signed "
             "exponent if it has one (1.0e-3, not 1e-3, which YAML reads as text)"

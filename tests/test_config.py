@@ -64,6 +64,8 @@ def broken(path, value):
         (["benchmark", "seq_lens"], [512, 2048.0], "benchmark.seq_lens.1: must be an integer, not 2048.0"),
         (["train", "epochs"], True, "train.epochs: True is not of type 'integer'"),
         (["train", "lr"], "1e-5", "train.lr: '1e-5' is text, not a number; write it unquoted, with a dot"),
+        (["data", "name"], 3.0, "data.name: 3.0 is not of type 'string'"),
+        (["data", "files"], "3", "data.files: '3' is not of type 'object', 'null'"),
         (["model", "n_layers"], 0, "model.n_layers: 0 is less than the minimum of 1"),
         (["train", "epochs"], KeyError, "train.epochs: missing; set it"),
         (

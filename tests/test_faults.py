@@ -78,7 +78,7 @@ BAD_CONFIGS = [
     ({"variants": []}, "variants: \\[\\] should be non-empty"),
     ({"train": {"lr": 0}}, "train.lr: 0 is less than or equal to the minimum of 0"),
     ({"train": {"lr": "1e-3"}}, "train.lr: '1e-3' is text, not a number; write it unquoted, with a dot"),
-    ({"train": {"batch_size": "8"}}, "train.batch_size: '8' is not of type 'integer'"),
+    ({"train": {"batch_size": "8"}}, "train.batch_size: '8' is text, not a number; write it unquoted"),
     ({"train": {"batch_size": 8.0}}, "train.batch_size: must be an integer, not 8.0; write 8"),
     ({"model": {"d_model": 32.0}}, "model.d_model: must be an integer, not 32.0; write 32"),
     ({"tokenizer": {"vocab_size": 512.0}}, "tokenizer.vocab_size: must be an integer, not 512.0; write 512"),
