@@ -104,10 +104,10 @@ def _describe(error) -> list[str]:
     if "integer" in wanted and isinstance(value, float) and value.is_integer():
         return [f"{key()}: must be an integer, not {value}; write {int(value)}"]
     if {"integer", "number"} & set(wanted) and isinstance(value, str) and _is_number(value):
-        return [
-            f"{key()}: {value!r} is text, not a number; write it unquoted, with a dot and a signed "
-            "exponent if it has one (1.0e-3, not 1e-3, which YAML reads as text)"
-        ]
+        fix = "write it unquoted"
+        if "e" in value.lower():  # YAML reads 1e-3 as text, 1.0e-3 as a number
+            fix += ", with a dot and a signed exponent (1.0e-3, not 1e-3)"
+        return [f"{key()}: {value!r} is text, not a number; {fix}"]
     return [f"{key()}: {error.message}"]
 
 
