@@ -3,6 +3,7 @@ strictly: 8.0 is not an integer) and the cross-field rules a schema cannot expre
 is one line naming the key or file and what to do."""
 
 import difflib
+import itertools
 from pathlib import Path
 
 import yaml
@@ -185,6 +186,12 @@ def cross_field_problems(config: dict) -> list[str]:
         problems.append(f"model.d_model={model['d_model']} must be even for sinusoidal positions")
     if data["corpus"] == "text" and (data["dir"] is None or data["files"] is None):
         problems.append("data.corpus=text needs data.dir (a folder) and data.files (train/valid/test file names)")
+    files = data["files"] or {}
+    for first, second in itertools.combinations(files, 2):  # a test split that is the train split measures nothing
+        if files[first] == files[second]:
+            problems.append(
+                f"data.files: {first} and {second} are one file, {files[first]!r}; each split needs its own"
+            )
     if data["corpus"] != "text" and data["files"] is not None:
         problems.append(f"data.files is only for data.corpus=text; {data['corpus']} has fixed file names")
     if data["corpus"] == "demo" and data["dir"] is not None:

@@ -134,12 +134,20 @@ def test_nested_command_line_values_are_typed_like_a_config_file():
         (["model", "n_heads"], 7, "model.d_model=512 is not divisible by model.n_heads=7"),
         (["train", "seq_len"], 1024, "train.seq_len=1024 exceeds model.max_seq_len=512"),
         (["data", "corpus"], "text", "data.corpus=text needs data.dir"),
-        (["train", "processes"], 2, "train.device=cuda:1 puts every process on one GPU; .* set train.device to cuda"),
+        (
+            ["train"],
+            {**load("config.yaml")["train"], "device": "cuda:1", "processes": 2},
+            "train.device=cuda:1 puts every process on one GPU; .* set train.device to cuda",
+        ),
+        (
+            ["data"],
+            {"name": "mine", "corpus": "text", "dir": "d", "files": {"train": "a", "valid": "b", "test": "a"}},
+            "data.files: train and test are one file, 'a'; each split needs its own",
+        ),
     ],
 )
 def test_cross_field_checks_name_the_keys(path, value, message):
     config = broken(path, value)
-    config["train"]["device"] = "cuda:1"
     with pytest.raises(ConfigError, match=message):
         check(config)
 
