@@ -161,12 +161,12 @@ def text_corpus(folder, texts: dict) -> dict:
         (b"some words here\n", "tokenizer.vocab_size is 512, but the train split yields only 2.. tokens"),
     ],
 )
-def test_bad_corpus_file_fails_at_tokenize_and_touches_nothing(finished, content, message):
+def test_bad_corpus_file_fails_at_tokenize_and_touches_nothing(finished, tmp_path, content, message):
     texts = {split: b"some words here\n" * 50 for split in ("train", "valid", "test")}
     texts["valid"] = content
     if content == "missing":
         del texts["valid"]
-    data = text_corpus(finished / "corpus", texts)
+    data = text_corpus(tmp_path / "corpus", texts)
     data["files"]["valid"] = "valid.txt"
     before = snapshot(finished / "results" / "reference")
     result = snakemake(
@@ -182,14 +182,14 @@ def test_bad_corpus_file_fails_at_tokenize_and_touches_nothing(finished, content
     assert snapshot(finished / "results" / "reference") == before
 
 
-def test_byte_order_marks_are_dropped_and_a_too_big_eval_batch_is_named(finished):
+def test_byte_order_marks_are_dropped_and_a_too_big_eval_batch_is_named(finished, tmp_path):
     """A corpus saved with BOMs tokenizes as without them; then training stops before its first step,
     naming train.eval_batch_size (the valid split is shorter than 2 tokens a row)."""
     from tokenizers import Tokenizer
 
     text = (finished / "resources" / "demo-corpus" / "train.txt").read_text()[:20_000]
     data = text_corpus(
-        finished / "bom-corpus", {s: "\ufeff".encode() + text.encode() for s in ("train", "valid", "test")}
+        tmp_path / "bom-corpus", {s: "\ufeff".encode() + text.encode() for s in ("train", "valid", "test")}
     )
     config = tiny_config(experiment="bom", data=data, variants=["dot"], train={"eval_batch_size": 100_000})
     result = snakemake(finished, "--configfile", write_config(finished, "bom.yaml", config), check=False)
