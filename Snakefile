@@ -8,19 +8,17 @@ import os
 import sys
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version, update_config
 
 min_version("9.0")
 
 
-# The reference experiment, unless a config is given: a user's config is complete on its own
-# and never silently inherits keys it lacks from this one (the schema names any missing key).
-if not config:
+# The reference experiment, unless config files are given: a user's config file is complete on
+# its own and never silently inherits keys it lacks from this one (the schema names any missing
+# key). `--config` values apply on top of either.
+if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
-
-
-validate(config, "workflow/schemas/config.schema.yaml")
 
 
 report: "workflow/report/workflow.rst"
@@ -41,13 +39,17 @@ from attnscore.config import (
     EVALUATION,
     TIMING,
     check,
+    check_unique_keys,
     model_settings,
     subset,
     train_settings,
+    typed_overrides,
 )
 from attnscore.corpora import SPLITS
 from attnscore.kinds import known_kinds
 
+check_unique_keys(workflow.configfiles)
+update_config(config, typed_overrides(workflow.config_settings.config))
 check(config)
 
 RESULTS = f"results/{config['experiment']}"
@@ -58,6 +60,17 @@ SEEDS = config["seeds"]
 wildcard_constraints:
     variant=r"[a-z][a-z0-9_]*",
     seed=r"\d+",
+
+
+# Before the first job, not in a dry run (which must not import torch): the GPUs that jobs holding
+# one will use, where jobs run on this machine (a cluster's jobs find theirs on other machines).
+onstart:
+    if workflow.local_exec and any(
+        job.resources.get("gpu") for job in workflow.dag.needrun_jobs()
+    ):
+        from attnscore.runtime import check_device
+
+        check_device(config["train"]["device"], config["train"]["processes"])
 
 
 include: "workflow/rules/common.smk"

@@ -73,6 +73,7 @@ def check_options(kind: str, options: dict) -> None:
     takes = Kind(
         options=tuple(p.name for p in named),
         required=tuple(p.name for p in named if p.default is p.empty),
+        numeric=tuple(p.name for p in named if type(p.default) in (int, float)),  # bool is no number here
         any_option=any(p.kind is p.VAR_KEYWORD for p in params),
     )
     problem = options_problem(kind, takes, options)

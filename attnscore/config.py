@@ -1,11 +1,132 @@
-"""Checks on a config that a JSON schema cannot express (each error names the key and the fix),
-and the settings each rule passes on. Imports no torch: the Snakefile runs this on every dry run."""
+"""Checks on a config before any job runs: its files (no key given twice), the schema (read
+strictly: 8.0 is not an integer) and the cross-field rules a schema cannot express. Each problem
+is one line naming the key or file and what to do. Also the settings each rule's params carry.
+Imports no torch: the Snakefile runs this on every dry run."""
+
+import difflib
+import itertools
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator, validators
 
 from attnscore.kinds import known_kinds, options_problem
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
     pass
+
+
+class _RepeatNotingLoader(yaml.SafeLoader):
+    """YAML's safe loader, noting each key given twice in one mapping (PyYAML keeps the last)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.repeated = []
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may repeat keys on purpose
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                self.repeated.append((key_node.start_mark.line + 1, key))
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def check_unique_keys(paths) -> None:
+    """Fail naming the file, line and key wherever a config file gives a key twice: Snakemake
+    reads config files with PyYAML, which silently keeps the last value."""
+    repeated = []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            loader = _RepeatNotingLoader(f)
+            try:
+                loader.get_single_data()
+            finally:
+                loader.dispose()
+        for line, key in sorted(loader.repeated, key=lambda repeat: repeat[0]):  # nested mappings come last
+            repeated.append(f"{path}, line {line}: key {key!r} is given twice; keep one")
+    if repeated:
+        raise ConfigError("\n".join(repeated))
+
+
+def typed_overrides(overrides: dict) -> dict:
+    """The nested values of `--config` (e.g. train={epochs: 3}) typed as a config file types them.
+
+    Snakemake reads them with YAML's BaseLoader, which leaves every scalar text ('3'), and the
+    schema would refuse them; here each is read as an unquoted YAML scalar (3, 1.0e-3, null, cpu).
+    Top-level values Snakemake has typed already.
+    """
+    loader = yaml.SafeLoader("")
+
+    def typed(value):
+        if isinstance(value, dict):
+            return {key: typed(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [typed(item) for item in value]
+        tag = loader.resolve(yaml.ScalarNode, value, (True, False))
+        return loader.construct_object(yaml.ScalarNode(tag, value))
+
+    return {key: typed(value) for key, value in overrides.items() if isinstance(value, (dict, list))}
+
+
+def _strict_validator(schema: dict):
+    """A JSON-schema validator whose "integer" is an int: JSON Schema counts 8.0 as one, but
+    sizes reach range() and torch, which refuse floats."""
+    integers = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    return validators.extend(Draft202012Validator, type_checker=integers)(schema)
+
+
+def _describe(error) -> list[str]:
+    """One line per problem of a jsonschema error, naming the key."""
+    path = list(error.absolute_path)
+
+    def key(*more):
+        return ".".join(map(str, [*path, *more])) or "config"
+
+    value = error.instance
+    if error.validator == "required":
+        missing = [name for name in error.validator_value if name not in value]
+        return [f"{key(name)}: missing; set it (config/config.yaml shows every key)" for name in missing]
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        known = list(error.schema.get("properties", {}))
+        lines = []
+        for name in [name for name in value if name not in known]:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+            lines.append(f"{key(name)}: unknown key; remove it or fix its spelling ({hint})")
+        return lines
+    wanted = error.validator_value if error.validator == "type" else []  # a type name or a list of them
+    wanted = [wanted] if isinstance(wanted, str) else wanted
+    if "integer" in wanted and isinstance(value, float) and value.is_integer():
+        return [f"{key()}: must be an integer, not {value}; write {int(value)}"]
+    if {"integer", "number"} & set(wanted) and isinstance(value, str) and _is_number(value):
+        fix = "write it unquoted"
+        if "e" in value.lower():  # YAML reads 1e-3 as text, 1.0e-3 as a number
+            fix += ", with a dot and a signed exponent (1.0e-3, not 1e-3)"
+        return [f"{key()}: {value!r} is text, not a number; {fix}"]
+    return [f"{key()}: {error.message}"]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def schema_problems(config: dict, schema_path=SCHEMA) -> list[str]:
+    """The schema's verdict on a config, one line per problem, sorted by key."""
+    validator = _strict_validator(yaml.safe_load(Path(schema_path).read_text()))
+    return sorted({line for error in validator.iter_errors(config) for line in _describe(error)})
 
 
 def check_attention(model: dict, kinds_used: list) -> list[str]:
@@ -28,8 +149,16 @@ def check_attention(model: dict, kinds_used: list) -> list[str]:
     return problems
 
 
-def check(config: dict) -> None:
-    """Raise ConfigError listing every cross-field problem of a schema-valid config."""
+def check(config: dict, schema_path=SCHEMA) -> None:
+    """Raise ConfigError listing every problem: the schema's, else the cross-field ones (which
+    need a config the schema accepts)."""
+    problems = schema_problems(config, schema_path) or cross_field_problems(config)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def cross_field_problems(config: dict) -> list[str]:
+    """Problems of a schema-valid config that involve several keys or the attention kinds."""
     model, train, data = config["model"], config["train"], config["data"]
     kinds_used = [("variants", config["variants"]), ("benchmark.variants", config["benchmark"]["variants"])]
     problems = check_attention(model, kinds_used)
@@ -40,18 +169,28 @@ def check(config: dict) -> None:
     for key in ("batch_size", "eval_batch_size"):
         if train[key] % train["processes"]:
             problems.append(f"train.{key}={train[key]} is not divisible by train.processes={train['processes']}")
+    if train["processes"] > 1 and train["device"].startswith("cuda:"):
+        problems.append(
+            f"train.device={train['device']} puts every process on one GPU; with train.processes="
+            f"{train['processes']} set train.device to cuda (each process takes its own GPU)"
+        )
     if model["positions"] == "sinusoidal" and model["d_model"] % 2:
         problems.append(f"model.d_model={model['d_model']} must be even for sinusoidal positions")
     if data["corpus"] == "text" and (data["dir"] is None or data["files"] is None):
         problems.append("data.corpus=text needs data.dir (a folder) and data.files (train/valid/test file names)")
+    files = data["files"] or {}
+    for first, second in itertools.combinations(files, 2):  # a test split that is the train split measures nothing
+        if files[first] == files[second]:
+            problems.append(
+                f"data.files: {first} and {second} are one file, {files[first]!r}; each split needs its own"
+            )
     if data["corpus"] != "text" and data["files"] is not None:
         problems.append(f"data.files is only for data.corpus=text; {data['corpus']} has fixed file names")
     if data["corpus"] == "demo" and data["dir"] is not None:
         problems.append("data.dir must be null for data.corpus=demo (the corpus is generated)")
     if config["tokenizer"]["kind"] == "bpe" and config["tokenizer"]["dir"] is not None:
         problems.append("tokenizer.dir is only for tokenizer.kind=gpt2")
-    if problems:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    return problems
 
 
 def model_settings(config: dict, kind: str) -> dict:

@@ -63,12 +63,17 @@ def fetch(url: str, timeout: float = 60.0) -> bytes:
 
 
 def read_text(path) -> str:
-    """A split file as text; fails clearly if it is missing, empty or not UTF-8."""
+    """A split file as text, without a UTF-8 byte order mark (it would become tokens); fails
+    clearly if it is missing, a directory, empty or not UTF-8."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(
+            f"{path}: is a directory, not a file; point data.dir / data.files in the config at the split files"
+        )
     if not path.is_file():
         raise DataError(f"{path}: file not found; check data.dir / data.files in the config")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); convert it to UTF-8") from err
     if not text.strip():

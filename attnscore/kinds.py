@@ -19,6 +19,7 @@ FIXED_ARGUMENTS = 5  # q, k, v, causal, dropout_p: every kind takes these first
 class Kind:
     options: tuple[str, ...]  # the keyword options it takes
     required: tuple[str, ...]  # those without a default
+    numeric: tuple[str, ...] = ()  # those whose default is a number: they take numbers only
     any_option: bool = False  # **options: it takes any
     source: Path | None = None  # the module that registers it
 
@@ -27,10 +28,13 @@ def options_problem(name: str, kind: Kind, given: dict) -> str | None:
     """What is wrong with giving these options to the kind, or None."""
     unknown = [option for option in given if option not in kind.options and not kind.any_option]
     missing = [option for option in kind.required if option not in given]
-    if not unknown and not missing:
-        return None
-    problem = f"takes no option(s) {unknown}" if unknown else f"needs option(s) {missing}"
-    return f"attention kind {name!r} {problem}; its options: {list(kind.options)}"
+    if unknown or missing:
+        problem = f"takes no option(s) {unknown}" if unknown else f"needs option(s) {missing}"
+        return f"attention kind {name!r} {problem}; its options: {list(kind.options)}"
+    for option, value in given.items():
+        if option in kind.numeric and type(value) not in (int, float):
+            return f"attention kind {name!r} takes a number for option {option}, not {value!r}"
+    return None
 
 
 def _signature(args: ast.arguments, source: Path) -> Kind:
@@ -41,6 +45,11 @@ def _signature(args: ast.arguments, source: Path) -> Kind:
     return Kind(
         options=tuple(arg.arg for arg, _ in params),
         required=tuple(arg.arg for arg, default in params if default is None),
+        numeric=tuple(
+            arg.arg
+            for arg, default in params
+            if isinstance(default, ast.Constant) and type(default.value) in (int, float)
+        ),
         any_option=args.kwarg is not None,
         source=source,
     )

@@ -53,11 +53,25 @@ def shard_rows(matrix: torch.Tensor) -> torch.Tensor:
     return matrix[rank * rows : (rank + 1) * rows]
 
 
+def check_device(name: str, processes: int = 1) -> None:
+    """Fail, naming the key, unless this machine has the GPUs train.device and train.processes ask for."""
+    if name == "cpu" or name == "auto" and not torch.cuda.is_available():
+        return
+    count = torch.cuda.device_count()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    has = f"this machine has {count or 'no'} CUDA GPU{'' if count == 1 else 's'}" + (
+        f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
+    )
+    if int(name.partition(":")[2] or 0) >= count:
+        raise RuntimeError(f"train.device is {name!r} but {has}; set train.device to 'auto', 'cpu' or a GPU it has")
+    if processes > count:
+        raise RuntimeError(f"train.processes={processes} needs one GPU per process but {has}; lower train.processes")
+
+
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device is {name!r} but CUDA is not available here; set it to 'auto' or 'cpu'")
+    check_device(name, rank_and_world()[1])
     if name == "cuda" and rank_and_world()[1] > 1:  # one GPU per process, as torchrun numbers them
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device(name)

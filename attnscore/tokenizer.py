@@ -39,6 +39,10 @@ def download_gpt2_bpe(out_dir) -> None:
 def check_gpt2_bpe(bpe_dir) -> None:
     for name, expected in GPT2_BPE.items():
         path = Path(bpe_dir) / name
+        if path.is_dir():
+            raise DataError(
+                f"{path}: is a directory, not a file; set tokenizer.dir to the folder holding GPT-2's {name}"
+            )
         if not path.is_file():
             raise DataError(f"{path}: missing; set tokenizer.dir to GPT-2's BPE files, or null to download them")
         if file_digest(path) != expected:
@@ -54,6 +58,12 @@ def build_tokenizer(kind: str, train_text: str = "", bpe_dir=None, vocab_size: i
         return ByteLevelBPETokenizer(vocab=str(Path(bpe_dir) / "encoder.json"), merges=str(Path(bpe_dir) / "vocab.bpe"))
     tokenizer = ByteLevelBPETokenizer()
     tokenizer.train_from_iterator(train_text.splitlines(keepends=True), vocab_size=vocab_size, show_progress=False)
+    built = tokenizer.get_vocab_size()
+    if built < vocab_size:  # the model and the config would claim a vocabulary it does not have
+        raise DataError(
+            f"tokenizer.vocab_size is {vocab_size}, but the train split yields only {built} tokens (the 256 bytes "
+            f"plus every merge its text allows); set tokenizer.vocab_size to {built}, or use a bigger train split"
+        )
     return tokenizer
 
 

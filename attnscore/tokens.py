@@ -25,11 +25,30 @@ def load_tokens(path, vocab_size: int | None = None) -> np.ndarray:
     return tokens
 
 
+# The batch size each split is laid out with (batchify) in training and evaluation.
+BATCH_SIZE_KEYS = {"train": "batch_size", "valid": "eval_batch_size", "test": "eval_batch_size"}
+
+
+def check_batch_sizes(token_files: dict, train: dict) -> None:
+    """Fail before any model is built, naming the key, if a split is too short for its batch size
+    (the config's train section): batchify needs two tokens a row."""
+    for split, path in token_files.items():
+        key, tokens = BATCH_SIZE_KEYS[split], len(np.load(path, mmap_mode="r"))
+        if tokens < 2 * train[key]:
+            raise DataError(
+                f"{path}: the {split} split has {tokens} tokens, too few for train.{key}={train[key]} rows of "
+                f"at least 2; set train.{key} to {tokens // 2} or less, or use a bigger {split} split"
+            )
+
+
 def batchify(tokens, batch_size: int) -> torch.Tensor:
     """Lay the stream out as (batch_size, n) rows of consecutive tokens, dropping the remainder."""
     n = len(tokens) // batch_size
     if n < 2:
-        raise DataError(f"{len(tokens)} tokens are too few for batch size {batch_size}; use a bigger split")
+        raise DataError(
+            f"{len(tokens)} tokens are too few for batch size {batch_size} (rows of at least 2 tokens); "
+            "use a smaller batch size or a bigger split"
+        )
     return torch.from_numpy(np.asarray(tokens[: n * batch_size], dtype=np.int64)).view(batch_size, n)
 
 

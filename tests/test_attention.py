@@ -64,6 +64,8 @@ def test_options_reach_only_their_kind():
     ):
         attention_module.check_options("euclid", {"q": 3})
     attention_module.check_options("euclid", {"p": 3})
+    with pytest.raises(ValueError, match="attention kind 'euclid' takes a number for option p, not '2'"):
+        attention_module.check_options("euclid", {"p": "2"})
 
 
 @pytest.mark.parametrize("kind", REGISTERED)

@@ -7,16 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-from attnscore.config import ConfigError, check, model_settings
+from attnscore.config import SCHEMA, ConfigError, check, check_unique_keys, model_settings, typed_overrides
 from attnscore.kinds import known_kinds
 from attnscore.model import ModelConfig
 from attnscore.train import TrainConfig
 from helpers import ROOT
 
-SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 TEST_CONFIG = ROOT / ".test" / "config" / "config.yaml"
 
 
@@ -26,9 +23,7 @@ def load(name):
 
 @pytest.mark.parametrize("path", [ROOT / "config" / "config.yaml", ROOT / "config" / "demo.yaml", TEST_CONFIG])
 def test_shipped_configs_are_valid(path):
-    config = yaml.safe_load(path.read_text())
-    validate(config, SCHEMA)
-    check(config)
+    check(yaml.safe_load(path.read_text()))
 
 
 def test_every_model_and_train_setting_has_a_required_config_key():
@@ -63,19 +58,71 @@ def broken(path, value):
 @pytest.mark.parametrize(
     "path, value, message",
     [
-        (["train", "lr"], -1.0, "-1.0 is less than or equal to the minimum of 0"),
-        (["train", "batch_size"], "eight", "'eight' is not of type 'integer'"),
-        (["model", "n_layers"], 0, "0 is less than the minimum of 1"),
-        (["train", "epochs"], KeyError, "'epochs' is a required property"),
-        (["train", "epoch"], 3, "Additional properties are not allowed \\('epoch' was unexpected\\)"),
-        (["variants"], [], "should be non-empty"),
-        (["experiment"], "../elsewhere", "does not match"),
-        (["train", "precision"], "fp8", "'fp8' is not one of"),
+        (["train", "lr"], -1.0, "train.lr: -1.0 is less than or equal to the minimum of 0"),
+        (["train", "batch_size"], "eight", "train.batch_size: 'eight' is not of type 'integer'"),
+        (["train", "batch_size"], 8.0, "train.batch_size: must be an integer, not 8.0; write 8"),
+        (["model", "d_model"], 32.0, "model.d_model: must be an integer, not 32.0; write 32"),
+        (["tokenizer", "vocab_size"], 512.0, "tokenizer.vocab_size: must be an integer, not 512.0; write 512"),
+        (["benchmark", "seq_lens"], [512, 2048.0], "benchmark.seq_lens.1: must be an integer, not 2048.0"),
+        (["train", "epochs"], True, "train.epochs: True is not of type 'integer'"),
+        (["train", "lr"], "1e-5", "train.lr: '1e-5' is text, not a number; write it unquoted, with a dot"),
+        (["data", "name"], 3.0, "data.name: 3.0 is not of type 'string'"),
+        (["data", "files"], "3", "data.files: '3' is not of type 'object', 'null'"),
+        (["model", "n_layers"], 0, "model.n_layers: 0 is less than the minimum of 1"),
+        (["train", "epochs"], KeyError, "train.epochs: missing; set it"),
+        (
+            ["train", "epoch"],
+            3,
+            "train.epoch: unknown key; remove it or fix its spelling \\(did you mean 'epochs'\\?\\)",
+        ),
+        (["train", "learning_rate"], 3, "train.learning_rate: unknown key; .*\\(known keys: seq_len, batch_size"),
+        (["variants"], [], "variants: \\[\\] should be non-empty"),
+        (["experiment"], "../elsewhere", "experiment: '../elsewhere' does not match"),
+        (["train", "precision"], "fp8", "train.precision: 'fp8' is not one of"),
     ],
 )
 def test_schema_names_the_bad_key_and_value(path, value, message):
-    with pytest.raises(WorkflowError, match=message):
-        validate(broken(path, value), SCHEMA)
+    with pytest.raises(ConfigError, match=message):
+        check(broken(path, value))
+
+
+def test_schema_problems_are_one_line_each():
+    config = broken(["train", "batch_size"], 8.0)
+    config["model"]["d_model"] = "big"
+    del config["benchmark"]["steps"]
+    with pytest.raises(ConfigError) as error:
+        check(config)
+    assert str(error.value).splitlines() == [
+        "invalid config:",
+        "  benchmark.steps: missing; set it (config/config.yaml shows every key)",
+        "  model.d_model: 'big' is not of type 'integer'",
+        "  train.batch_size: must be an integer, not 8.0; write 8",
+    ]
+
+
+def test_a_key_given_twice_is_named_with_file_and_line(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "base: &base {lr: 1.0}\ntrain:\n  <<: *base\n  lr: 2.0\n  seed: 1\n  seed: 2\nexperiment: a\nexperiment: b\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        check_unique_keys([path])
+    assert str(error.value).splitlines() == [
+        f"{path}, line 6: key 'seed' is given twice; keep one",
+        f"{path}, line 8: key 'experiment' is given twice; keep one",
+    ]  # lr, overriding a merged `<<: *base`, is not a repeat
+    check_unique_keys([ROOT / "config" / "config.yaml", ROOT / "config" / "demo.yaml", TEST_CONFIG])
+
+
+def test_nested_command_line_values_are_typed_like_a_config_file():
+    """Snakemake reads `--config 'train={epochs: 3, lr: 1.0e-4}'` with YAML's BaseLoader: all text."""
+    given = {"experiment": "x", "train": {"epochs": "3", "lr": "1.0e-4", "device": "cpu"}, "variants": ["dot"]}
+    given["data"] = {"dir": "null", "name": "My corpus: v2"}
+    assert typed_overrides(given) == {
+        "train": {"epochs": 3, "lr": 1e-4, "device": "cpu"},
+        "variants": ["dot"],
+        "data": {"dir": None, "name": "My corpus: v2"},
+    }
 
 
 @pytest.mark.parametrize(
@@ -93,11 +140,20 @@ def test_schema_names_the_bad_key_and_value(path, value, message):
         (["model", "n_heads"], 7, "model.d_model=512 is not divisible by model.n_heads=7"),
         (["train", "seq_len"], 1024, "train.seq_len=1024 exceeds model.max_seq_len=512"),
         (["data", "corpus"], "text", "data.corpus=text needs data.dir"),
+        (
+            ["train"],
+            {**load("config.yaml")["train"], "device": "cuda:1", "processes": 2},
+            "train.device=cuda:1 puts every process on one GPU; .* set train.device to cuda",
+        ),
+        (
+            ["data"],
+            {"name": "mine", "corpus": "text", "dir": "d", "files": {"train": "a", "valid": "b", "test": "a"}},
+            "data.files: train and test are one file, 'a'; each split needs its own",
+        ),
     ],
 )
 def test_cross_field_checks_name_the_keys(path, value, message):
     config = broken(path, value)
-    validate(config, SCHEMA)
     with pytest.raises(ConfigError, match=message):
         check(config)
 

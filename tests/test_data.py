@@ -36,6 +36,17 @@ def test_batchify_rejects_a_stream_too_short_for_the_batch():
         batchify(np.arange(10), batch_size=8)
 
 
+def test_batch_sizes_too_big_for_a_split_name_the_key(tmp_path):
+    files = {split: tmp_path / f"{split}.npy" for split in corpora.SPLITS}
+    for split, length in zip(corpora.SPLITS, (100, 30, 40), strict=True):
+        tokens.save_tokens(np.arange(length, dtype=np.uint16), files[split])
+    tokens.check_batch_sizes(files, {"batch_size": 50, "eval_batch_size": 15})
+    with pytest.raises(DataError, match="too few for train.batch_size=51 .* set train.batch_size to 50 or less"):
+        tokens.check_batch_sizes(files, {"batch_size": 51, "eval_batch_size": 15})
+    with pytest.raises(DataError, match="valid split has 30 tokens, too few for train.eval_batch_size=16 rows"):
+        tokens.check_batch_sizes(files, {"batch_size": 8, "eval_batch_size": 16})
+
+
 def test_gpt2_bpe_matches_the_published_token_count(shared_data, tmp_path):
     gpt2 = tokenizer.build_tokenizer("gpt2", bpe_dir=shared_data / "gpt2-bpe")
     ids = tokenizer.encode(gpt2, corpora.read_text(shared_data / "wikitext-2" / "wiki.valid.tokens"))
@@ -70,14 +81,48 @@ def test_valid_split_cannot_pass_for_the_train_split(shared_data):
 
 @pytest.mark.parametrize(
     "content, message",
-    [(None, "file not found"), (b"  \n\n", "file is empty"), (b"caf\xe9 au lait\n", "not UTF-8 text")],
+    [
+        (None, "file not found"),
+        ("folder", "train.txt: is a directory, not a file; point data.dir / data.files"),
+        (b"  \n\n", "file is empty"),
+        (b"caf\xe9 au lait\n", "not UTF-8 text"),
+    ],
 )
 def test_unreadable_split_files_fail_clearly(tmp_path, content, message):
     path = tmp_path / "train.txt"
-    if content is not None:
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
         path.write_bytes(content)
     with pytest.raises(DataError, match=message):
         corpora.read_text(path)
+
+
+def test_a_byte_order_mark_is_not_read_as_text(tmp_path):
+    text = "the cat sat on the mat\n" * 50
+    for name, prefix in (("plain", ""), ("bom", "\ufeff")):
+        (tmp_path / name).mkdir()
+        for split in corpora.SPLITS:
+            (tmp_path / name / f"{split}.txt").write_text(prefix + text, encoding="utf-8")
+        out = {key: tmp_path / name / f"{key}.out" for key in (*corpora.SPLITS, "tokenizer", "meta")}
+        tokenizer.tokenize_corpus({s: tmp_path / name / f"{s}.txt" for s in corpora.SPLITS}, out, "bpe", vocab_size=260)
+    for split in corpora.SPLITS:
+        np.testing.assert_array_equal(
+            np.load(tmp_path / "bom" / f"{split}.out"), np.load(tmp_path / "plain" / f"{split}.out")
+        )
+
+
+def test_a_bpe_vocabulary_smaller_than_asked_is_refused():
+    text = "the cat sat on the mat\n" * 50  # 268 tokens: 256 bytes and 12 merges
+    with pytest.raises(DataError, match="tokenizer.vocab_size is 512, but the train split yields only 268 tokens"):
+        tokenizer.build_tokenizer("bpe", text, vocab_size=512)
+    assert tokenizer.build_tokenizer("bpe", text, vocab_size=268).get_vocab_size() == 268
+
+
+def test_a_directory_for_a_gpt2_bpe_file_is_named(tmp_path):
+    (tmp_path / "vocab.bpe").mkdir()
+    with pytest.raises(DataError, match="vocab.bpe: is a directory, not a file; set tokenizer.dir"):
+        tokenizer.build_tokenizer("gpt2", bpe_dir=tmp_path)
 
 
 def test_token_ids_beyond_the_vocabulary_are_refused(tmp_path):

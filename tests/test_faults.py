@@ -9,11 +9,12 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from helpers import copy_workflow, snakemake, tiny_config, write_config
+from helpers import copy_workflow, executed_rules, snakemake, tiny_config, write_config
 
 # Long enough to be killed mid-training: full epochs of the demo corpus, checkpoints every 50 steps.
 RESUMABLE = dict(variants=["dot"], train={"epochs": 2, "max_steps_per_epoch": 0, "checkpoint_every": 50})
@@ -78,22 +79,35 @@ def test_same_seed_gives_byte_identical_metrics_columns(finished):
 
 BAD_CONFIGS = [
     ({"variants": ["dot", "no_such_kind"]}, "unknown attention kind\\(s\\) \\['no_such_kind'\\]"),
-    ({"variants": []}, "should be non-empty"),
-    ({"train": {"lr": 0}}, "0 is less than or equal to the minimum of 0"),
-    ({"train": {"batch_size": "8"}}, "'8' is not of type 'integer'"),
+    ({"variants": []}, "variants: \\[\\] should be non-empty"),
+    ({"train": {"lr": 0}}, "train.lr: 0 is less than or equal to the minimum of 0"),
+    ({"train": {"lr": "1e-3"}}, "train.lr: '1e-3' is text, not a number; write it unquoted, with a dot"),
+    ({"train": {"batch_size": "8"}}, "train.batch_size: '8' is text, not a number; write it unquoted"),
+    ({"train": {"batch_size": 8.0}}, "train.batch_size: must be an integer, not 8.0; write 8"),
+    ({"model": {"d_model": 32.0}}, "model.d_model: must be an integer, not 32.0; write 32"),
+    ({"tokenizer": {"vocab_size": 512.0}}, "tokenizer.vocab_size: must be an integer, not 512.0; write 512"),
     ({"model": {"n_heads": 3}}, "model.d_model=32 is not divisible by model.n_heads=3"),
     ({"train": {"seq_len": 64}}, "train.seq_len=64 exceeds model.max_seq_len=32"),
-    ({"train": {"learning_rate": 1e-3}}, "'learning_rate' was unexpected"),
-    ({"experiment": "../../elsewhere"}, "'../../elsewhere' does not match"),
+    ({"train": {"learning_rate": 1e-3}}, "train.learning_rate: unknown key; remove it or fix its spelling"),
+    ({"experiment": "../../elsewhere"}, "experiment: '../../elsewhere' does not match"),
+    ({"train": {"device": "cuda:1", "processes": 2}}, "train.device=cuda:1 puts every process on one GPU"),
+    ({"model": {"attention_options": {"euclid": {"p": "2"}}}}, "euclid: attention kind 'euclid' takes a number"),
 ]
+
+
+def fails_before_any_job(result, message):
+    """Failed with the message, in a few lines: no schema dump, no traceback, no job started."""
+    assert result.returncode != 0
+    assert re.search(message, result.log), result.log[-3000:]
+    assert "Failed validating" not in result.log and "Traceback" not in result.log, result.log[-3000:]
+    assert executed_rules(result.log) == [], result.log[-3000:]
 
 
 @pytest.mark.parametrize("change, message", BAD_CONFIGS)
 def test_bad_config_fails_before_any_job_and_touches_nothing(finished, change, message):
     before = snapshot(finished / "results")
     result = snakemake(finished, "--configfile", write_config(finished, "bad.yaml", tiny_config(**change)), check=False)
-    assert result.returncode != 0
-    assert re.search(message, result.log), result.log[-3000:]
+    fails_before_any_job(result, message)
     assert snapshot(finished / "results") == before
 
 
@@ -101,28 +115,63 @@ def test_missing_key_is_named_not_inherited(finished):
     config = tiny_config()
     del config["train"]["epochs"]
     result = snakemake(finished, "--configfile", write_config(finished, "bad.yaml", config), check=False)
-    assert result.returncode != 0 and "'epochs' is a required property" in result.log
+    fails_before_any_job(result, "train.epochs: missing; set it")
+
+
+def test_a_key_given_twice_names_file_line_and_key(finished):
+    path = finished / write_config(finished, "twice.yaml", tiny_config())
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, "experiment: elsewhere"]) + "\n")
+    result = snakemake(finished, "--configfile", "config/twice.yaml", check=False)
+    fails_before_any_job(result, f"twice.yaml, line {len(lines) + 1}: key 'experiment' is given twice; keep one")
+
+
+def test_command_line_values_apply_on_top_of_the_reference_config(finished):
+    """`--config` alone changes config/config.yaml's values; nested values are typed as in a file."""
+    planned = snakemake(finished, "--dry-run", "--config", "experiment=override", "train={epochs: 3, lr: 1.0e-4}")
+    assert "results/override/train/dot/metrics.csv" in planned.log
+    result = snakemake(finished, "--dry-run", "--config", "train={batch_size: 8.0, epoch: 3}", check=False)
+    fails_before_any_job(result, "train.batch_size: must be an integer, not 8.0; write 8")
+    assert "train.epoch: unknown key; remove it or fix its spelling (did you mean 'epochs'?)" in result.log
+    assert len(result.log.splitlines()) < 10, result.log
+
+
+def test_a_gpu_the_machine_lacks_fails_before_any_job(finished):
+    config = write_config(finished, "gpu.yaml", tiny_config(experiment="gpu", train={"device": "cuda:99"}))
+    snakemake(finished, "--dry-run", "--configfile", config)  # a dry run does not look for GPUs
+    result = snakemake(finished, "--configfile", config, check=False)
+    assert result.returncode != 0 and "train.device is 'cuda:99' but this machine has" in result.log, result.log
+    assert executed_rules(result.log) == [] and not (finished / "results" / "gpu").exists()
+
+
+def text_corpus(folder, texts: dict) -> dict:
+    """A data section for a text corpus in folder: split name to file content (bytes, or None for a folder)."""
+    folder.mkdir(exist_ok=True)
+    for split, content in texts.items():
+        if content is None:
+            (folder / f"{split}.txt").mkdir()
+        else:
+            (folder / f"{split}.txt").write_bytes(content)
+    return {"name": folder.name, "corpus": "text", "dir": str(folder), "files": {s: f"{s}.txt" for s in texts}}
 
 
 @pytest.mark.parametrize(
     "content, message",
-    [(None, "Missing input files for rule tokenize"), (b"", "file is empty"), (b"na\xefve\n", "not UTF-8 text")],
+    [
+        ("missing", "Missing input files for rule tokenize"),
+        (None, "valid.txt: is a directory, not a file"),
+        (b"", "valid.txt: file is empty"),
+        (b"na\xefve\n", "valid.txt: not UTF-8 text"),
+        (b"some words here\n", "tokenizer.vocab_size is 512, but the train split yields only 2.. tokens"),
+    ],
 )
-def test_bad_corpus_file_fails_at_tokenize_and_touches_nothing(finished, content, message):
-    corpus = finished / "corpus"
-    corpus.mkdir(exist_ok=True)
-    for split in ("train", "valid", "test"):
-        (corpus / f"{split}.txt").write_text("some words here\n" * 50)
-    if content is None:
-        (corpus / "valid.txt").unlink()
-    else:
-        (corpus / "valid.txt").write_bytes(content)
-    data = {
-        "name": "broken",
-        "corpus": "text",
-        "dir": str(corpus),
-        "files": {s: f"{s}.txt" for s in ("train", "valid", "test")},
-    }
+def test_bad_corpus_file_fails_at_tokenize_and_touches_nothing(finished, tmp_path, content, message):
+    texts = {split: b"some words here\n" * 50 for split in ("train", "valid", "test")}
+    texts["valid"] = content
+    if content == "missing":
+        del texts["valid"]
+    data = text_corpus(tmp_path / "corpus", texts)
+    data["files"]["valid"] = "valid.txt"
     before = snapshot(finished / "results" / "reference")
     result = snakemake(
         finished,
@@ -132,9 +181,30 @@ def test_bad_corpus_file_fails_at_tokenize_and_touches_nothing(finished, content
     )
     assert result.returncode != 0
     logs = result.log + "".join(p.read_text() for p in (finished / "results" / "broken" / "logs").glob("*.log"))
-    assert message in logs and "valid.txt" in logs
+    assert re.search(message, logs), logs[-3000:]
     assert not (finished / "results" / "broken" / "data" / "train.npy").exists()
     assert snapshot(finished / "results" / "reference") == before
+
+
+def test_byte_order_marks_are_dropped_and_a_too_big_eval_batch_is_named(finished, tmp_path):
+    """A corpus saved with BOMs tokenizes as without them; then training stops before its first step,
+    naming train.eval_batch_size (the valid split is shorter than 2 tokens a row)."""
+    from tokenizers import Tokenizer
+
+    text = (finished / "resources" / "demo-corpus" / "train.txt").read_text()[:20_000]
+    data = text_corpus(
+        tmp_path / "bom-corpus", {s: "\ufeff".encode() + text.encode() for s in ("train", "valid", "test")}
+    )
+    config = tiny_config(experiment="bom", data=data, variants=["dot"], train={"eval_batch_size": 100_000})
+    result = snakemake(finished, "--configfile", write_config(finished, "bom.yaml", config), check=False)
+    assert result.returncode != 0
+    data_dir = finished / "results" / "bom" / "data"
+    first_line = text.splitlines(keepends=True)[0]
+    expected = Tokenizer.from_file(str(data_dir / "tokenizer.json")).encode(first_line).ids
+    assert np.load(data_dir / "train.npy")[: len(expected)].tolist() == expected
+    assert "valid split has" in result.log and "too few for train.eval_batch_size=100000" in result.log
+    assert "set train.eval_batch_size to" in result.log
+    assert not (finished / "results" / "bom" / "checkpoints").exists()
 
 
 @pytest.mark.slow

@@ -130,11 +130,21 @@ def test_evaluate_checkpoint_reports_test_perplexity(token_files, tmp_path):
     assert result["tokens"] == 996 and result["attention"] == "dot"
 
 
-def test_cuda_requested_without_cuda_fails_clearly():
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    with pytest.raises(RuntimeError, match="CUDA is not available here; set it to 'auto' or 'cpu'"):
+def test_gpus_a_machine_lacks_are_named(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with pytest.raises(RuntimeError, match="train.device is 'cuda' but this machine has no CUDA GPUs; set"):
         runtime.pick_device("cuda")
+    runtime.check_device("auto", processes=4)  # auto without CUDA is the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    runtime.check_device("cuda:1")
+    with pytest.raises(RuntimeError, match="'cuda:7' but this machine has 2 CUDA GPUs \\(CUDA_VISIBLE_DEVICES=3,5\\)"):
+        runtime.check_device("cuda:7")
+    with pytest.raises(RuntimeError, match="train.processes=3 needs one GPU per process but this machine has 2"):
+        runtime.check_device("auto", processes=3)
 
 
 def test_offline_real_path_gpt2_bpe_on_wikitext_valid_and_test(shared_data, tmp_path):

@@ -5,7 +5,7 @@ from attnscore.launch import train_distributed
 from attnscore.model import ModelConfig
 from attnscore.provenance import collect
 from attnscore.runtime import device_name, pick_device
-from attnscore.tokens import read_vocab_size
+from attnscore.tokens import check_batch_sizes, read_vocab_size
 from attnscore.train import TrainConfig, train
 
 with log_to(snakemake.log[0]):
@@ -17,6 +17,7 @@ with log_to(snakemake.log[0]):
     run_only = {key: snakemake.config["train"][key] for key in RUN_ONLY}
     cfg = TrainConfig(**snakemake.params.train, **run_only, seed=int(snakemake.wildcards.seed))
     token_files = {split: snakemake.input[split] for split in ("train", "valid", "test")}
+    check_batch_sizes(token_files, snakemake.params.train)
     run = train_distributed if cfg.processes > 1 else train
     history = run(model_cfg, cfg, token_files, snakemake.params.checkpoint_dir)
     export_best(snakemake.params.checkpoint_dir, snakemake.output.model)
