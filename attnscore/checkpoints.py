@@ -127,8 +127,9 @@ def load(path, keys=STATE_KEYS, run: str | None = None) -> dict:
     except FileNotFoundError:
         raise UnreadableCheckpoint(f"{path} is missing") from None
     except Exception as err:
-        reason = "the file is empty" if path.stat().st_size == 0 else f"{type(err).__name__}: {err}".splitlines()[0]
-        raise UnreadableCheckpoint(f"{path} is unreadable ({reason[:160]})") from err
+        empty = path.stat().st_size == 0
+        reason = "the file is empty" if empty else f"damaged or not a PyTorch file: {type(err).__name__}"
+        raise UnreadableCheckpoint(f"{path} is unreadable ({reason})") from err
     missing = [key for key in keys if key not in saved] if isinstance(saved, dict) else keys
     if missing:
         raise UnreadableCheckpoint(f"{path} is not a checkpoint of this workflow (it lacks {', '.join(missing)})")

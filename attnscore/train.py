@@ -117,7 +117,7 @@ START_OF_EPOCH = {"step": 0, "nll_sum": 0.0, "count": 0, "epoch_seconds": 0.0}
 def perplexity(nll_sum: float, count: int) -> float:
     """Token-weighted perplexity: exp of the total NLL over the total predicted tokens."""
     loss = nll_sum / count
-    return math.exp(loss) if loss < 700 else math.inf  # a diverging run's loss would overflow exp
+    return math.inf if loss > 700 else math.exp(loss)  # a diverging run's loss would overflow exp
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoint_dir, log=print) -> list[dict]:
