@@ -180,7 +180,7 @@ def resume(trainer: Trainer, folder: Path, eval_splits: dict, log) -> tuple[dict
     history = saved["history"][: cfg.epochs]
     if saved["eval_batch_size"] != cfg.eval_batch_size:
         was, now = saved["eval_batch_size"], cfg.eval_batch_size
-        log(f"train.eval_batch_size changed from {was} to {now}: evaluating the {len(history)} saved epochs again")
+        log(f"train.eval_batch_size changed from {was} to {now}: evaluating each saved epoch again")
         history = [evaluate_again(trainer, folder, row, eval_splits) for row in history]
     state = {**checkpoints.restore(trainer, saved), "history": history}
     kept = position(path, state)

@@ -72,7 +72,7 @@ def test_changed_eval_batch_size_evaluates_the_saved_epochs_again_without_traini
     again = tiny_run(token_files, checkpoint_dir, epochs=3, eval_batch_size=2, log=messages.append)
     assert without_timing(again) == without_timing(fresh) != without_timing(history)
     assert [row["elapsed_s"] for row in again] == [row["elapsed_s"] for row in history]  # the training's own
-    assert "train.eval_batch_size changed from 4 to 2: evaluating the 3 saved epochs again" in messages
+    assert "train.eval_batch_size changed from 4 to 2: evaluating each saved epoch again" in messages
 
 
 def test_other_settings_train_in_their_own_folder_and_leave_the_old_one_alone(finished, monkeypatch):
