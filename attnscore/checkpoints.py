@@ -186,13 +186,9 @@ def best_epoch(history: list[dict]) -> int:
 
 
 def export_best(folder, history: list[dict], model_path) -> None:
-    """Publish the best epoch of `history` as model_path: a hard link to that epoch's model file
-    (a copy across filesystems), made atomically, and only if the file is of this run."""
+    """Publish the best epoch of `history` as model_path, if that epoch's model file is of this
+    run: a copy, not a hard link, so that damage to an output never reaches the checkpoints."""
     source = epoch_path(folder, best_epoch(history))
     load(source, MODEL_KEYS, Path(folder).name)
     with atomic_path(model_path) as tmp:
-        Path(tmp).unlink()
-        try:
-            Path(tmp).hardlink_to(source)
-        except OSError:
-            shutil.copyfile(source, tmp)
+        shutil.copyfile(source, tmp)
