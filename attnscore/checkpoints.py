@@ -1,24 +1,47 @@
-"""Resumable training state: what makes a checkpoint ours, saving and loading it, choosing the
-one to resume from, and publishing the best as the model output.
+"""Resumable training state: which run a checkpoint belongs to, saving and loading it, choosing
+the one to resume from, and publishing the best epoch's model as the model output.
 
-The state (last.pt, best.pt) lives in a checkpoint folder that is not a Snakemake output,
-because Snakemake deletes a failed job's outputs: a killed run picks up from there. A
-checkpoint holds the model, optimizer and grad-scaler states, the loop's position (epoch, step
-within it, running loss, seconds) and the RNG state of every process.
+Each run (the model, the data and the training settings that change its weights) has its own
+folder, <checkpoint_dir>/<run id>/, so a run of other settings never overwrites it and going back
+to earlier settings finds their run again. It is not a Snakemake output, because Snakemake
+deletes a failed job's outputs: a killed run picks up from there. A run folder holds
+- last.pt: the whole training state: model, optimizer and grad-scaler states, the loop's
+  position (epoch, step within it, running loss, seconds), the per-epoch metrics and the
+  evaluation batch they were measured with, the RNG state of every process;
+- best.pt: the same at the epoch that had the lowest validation loss when it was trained,
+  resumed from when last.pt is unreadable;
+- epoch<N>.pt: the model alone after epoch N (what evaluation reads), so that a trained run can
+  be shortened, evaluated again or published without training;
+- settings.json: the settings behind the run id, for people choosing which runs to delete.
 """
 
+import fcntl
 import hashlib
 import json
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from attnscore.io import atomic_path
+from attnscore.io import atomic_path, write_json
 from attnscore.runtime import all_gather, barrier, rank_and_world
 
 # The loop's position, saved with the model; a fresh run starts here.
 START = {"epoch": 0, "step": 0, "nll_sum": 0.0, "count": 0, "epoch_seconds": 0.0, "history": []}
+# Training settings that leave the weights alone: the epoch budget (raising it continues a run,
+# lowering it cuts one), checkpoint spacing, compile, and the evaluation batch.
+NOT_IN_RUN_ID = ("epochs", "checkpoint_every", "compile", "eval_batch_size")
+MODEL_KEYS = ("run_id", "epoch", "model_config", "model")
+STATE_KEYS = (*MODEL_KEYS, *START, "eval_batch_size", "optimizer", "scaler", "rng_cpu", "rng_cuda")
+
+
+class UnreadableCheckpoint(RuntimeError):
+    """A checkpoint file that cannot be used: missing, empty, damaged, incomplete or of another run."""
+
+
+class CheckpointsInUse(RuntimeError):
+    """Another job is training into the same checkpoint folder."""
 
 
 def fingerprint(*parts) -> str:
@@ -32,11 +55,43 @@ def fingerprint(*parts) -> str:
     return digest.hexdigest()[:16]
 
 
-def run_id(model_cfg, cfg, token_files: dict) -> str:
-    """What makes a checkpoint ours: the model, the data and every training setting but the epoch
-    budget, checkpoint spacing and compile, so raising train.epochs continues a finished run."""
-    settings = {k: v for k, v in vars(cfg).items() if k not in ("epochs", "checkpoint_every", "compile")}
-    return fingerprint(vars(model_cfg), settings, *(Path(p) for p in token_files.values()))
+def run_settings(model_cfg, cfg) -> dict:
+    """The settings that make a run: the model's and those of training that change the weights."""
+    return {"model": vars(model_cfg), "train": {k: v for k, v in vars(cfg).items() if k not in NOT_IN_RUN_ID}}
+
+
+def run_folder(checkpoint_dir, model_cfg, cfg, token_files: dict) -> Path:
+    """This run's folder in checkpoint_dir, named by a hash of its settings and token files."""
+    run = fingerprint(run_settings(model_cfg, cfg), *(Path(p) for p in token_files.values()))
+    return Path(checkpoint_dir) / run
+
+
+def epoch_path(folder: Path, epoch: int) -> Path:
+    return Path(folder) / f"epoch{epoch}.pt"
+
+
+@contextmanager
+def claim(checkpoint_dir, log):
+    """Hold checkpoint_dir for this job: an advisory lock (so a second job training into it
+    fails at once), then remove the temporary files that saves killed midway left there."""
+    folder = Path(checkpoint_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointsInUse(
+                f"{folder} is in use by another training job; wait for it to end (or stop it), then re-run"
+            ) from None
+        for stale in folder.rglob(".*.tmp"):
+            log(f"removing {stale}, left by a save that was killed midway")
+            stale.unlink()
+        yield
+
+
+def model_state(trainer, run: str, epoch: int) -> dict:
+    """What evaluation needs of a checkpoint: the model, its config, its run and epoch."""
+    return {"run_id": run, "epoch": epoch, "model_config": vars(trainer.model.cfg), "model": trainer.model.state_dict()}
 
 
 def save(trainer, state: dict, run: str, path) -> None:
@@ -46,8 +101,8 @@ def save(trainer, state: dict, run: str, path) -> None:
     rng = all_gather({"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(trainer.device) if cuda else None})
     if rank_and_world()[0] == 0:
         checkpoint = {
-            **{key: state[key] for key in START}, "run_id": run, "model_config": vars(trainer.model.cfg),
-            "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+            **model_state(trainer, run, state["epoch"]), **{key: state[key] for key in START},
+            "eval_batch_size": trainer.cfg.eval_batch_size, "optimizer": trainer.optimizer.state_dict(),
             "scaler": trainer.scaler.state_dict(), "rng_cpu": [r["cpu"] for r in rng],
             "rng_cuda": [r["cuda"] for r in rng] if cuda else [],
         }  # fmt: skip
@@ -56,48 +111,62 @@ def save(trainer, state: dict, run: str, path) -> None:
     barrier()
 
 
-def load(path, map_location="cpu") -> dict:
-    """A checkpoint, loaded without running code from it; a damaged file fails clearly."""
+def save_model(trainer, run: str, epoch: int, folder: Path) -> None:
+    """Save the model alone after an epoch, as epoch<N>.pt (process 0)."""
+    if rank_and_world()[0] == 0:
+        with atomic_path(epoch_path(folder, epoch)) as tmp:
+            torch.save(model_state(trainer, run, epoch), tmp)
+
+
+def load(path, keys=STATE_KEYS, run: str | None = None) -> dict:
+    """A checkpoint holding `keys` (and of `run`, if given), loaded without running code from it;
+    otherwise UnreadableCheckpoint, saying why in a few words."""
+    path = Path(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UnreadableCheckpoint(f"{path} is missing") from None
     except Exception as err:
-        reason = str(err).splitlines()[0][:120]
-        raise RuntimeError(
-            f"{path}: unreadable checkpoint ({type(err).__name__}: {reason}); delete it to start over"
-        ) from err
+        empty = path.stat().st_size == 0
+        reason = "the file is empty" if empty else f"damaged or not a PyTorch file: {type(err).__name__}"
+        raise UnreadableCheckpoint(f"{path} is unreadable ({reason})") from err
+    missing = [key for key in keys if key not in saved] if isinstance(saved, dict) else keys
+    if missing:
+        raise UnreadableCheckpoint(f"{path} is not a checkpoint of this workflow (it lacks {', '.join(missing)})")
+    if run and saved["run_id"] != run:
+        raise UnreadableCheckpoint(f"{path} belongs to another run ({saved['run_id']}) than its folder's")
+    return saved
 
 
-def find_resumable(folder: Path, run: str, epochs: int, log) -> dict | None:
-    """The checkpoint to resume from: last.pt, or best.pt if last.pt is damaged; None to start afresh."""
-    for name in ("last.pt", "best.pt"):
-        path = Path(folder) / name
-        if not path.exists():
-            continue
-        try:
-            saved = load(path)
-        except RuntimeError as err:
-            log(f"{err}; trying the previous good checkpoint")
-            continue
-        if saved["run_id"] != run:
-            log(f"{path} belongs to other settings or data; starting from scratch")
-            return None
-        if saved["epoch"] >= epochs:
-            log(f"{path} is a finished run of these settings; training again from scratch")
-            return None
-        log(f"resuming from {path}")
-        return saved
-    return None
+def find_resumable(folder: Path, log) -> tuple[dict | None, Path | None]:
+    """The state to go on from and its file: last.pt, or best.pt if last.pt is unusable; (None,
+    None) when the run has no usable checkpoint (its settings.json is written then)."""
+    for path in (folder / "last.pt", folder / "best.pt"):
+        if path.exists():
+            try:
+                return load(path, STATE_KEYS, folder.name), path
+            except UnreadableCheckpoint as err:
+                log(str(err))
+    log(f"training from the start in {folder}")
+    others = sorted(str(p.parent) for p in folder.parent.glob("*/last.pt") if p.parent != folder)
+    if others:
+        log(f"the checkpoints of other settings or data stay in {', '.join(others)}")
+    return None, None
 
 
-def resume(trainer, folder: Path, run: str, epochs: int, log) -> dict:
-    """Restore the trainer from the resumable checkpoint, if any; the loop's position to go on from.
+def write_settings(model_cfg, cfg, token_files: dict, folder: Path) -> None:
+    """settings.json of a run folder (process 0)."""
+    if rank_and_world()[0] == 0:
+        files = {split: str(path) for split, path in token_files.items()}
+        write_json({**run_settings(model_cfg, cfg), "token_files": files}, folder / "settings.json")
+
+
+def restore(trainer, saved: dict) -> dict:
+    """Restore the trainer from a saved state; the loop's position to go on from.
 
     The running loss in a checkpoint is the total over all processes: process 0 resumes with it,
     the others from zero, so the next sum over processes is right again.
     """
-    saved = find_resumable(folder, run, epochs, log)
-    if saved is None:
-        return {**START, "history": []}
     rank = rank_and_world()[0]
     trainer.model.load_state_dict(saved["model"])
     trainer.optimizer.load_state_dict(saved["optimizer"])
@@ -108,16 +177,18 @@ def resume(trainer, folder: Path, run: str, epochs: int, log) -> dict:
     state = {key: saved[key] for key in START}
     if rank:
         state.update(nll_sum=0.0, count=0)
-    log(f"resuming at epoch {state['epoch'] + 1}, step {state['step']}")
     return state
 
 
-def export_best(folder, model_path) -> None:
-    """Publish best.pt as the model output by a hard link (a copy across filesystems), atomically."""
-    best = Path(folder) / "best.pt"
+def best_epoch(history: list[dict]) -> int:
+    """The epoch with the lowest validation loss (the first of equals)."""
+    return min(history, key=lambda row: row["valid_loss"])["epoch"]
+
+
+def export_best(folder, history: list[dict], model_path) -> None:
+    """Publish the best epoch of `history` as model_path, if that epoch's model file is of this
+    run: a copy, not a hard link, so that damage to an output never reaches the checkpoints."""
+    source = epoch_path(folder, best_epoch(history))
+    load(source, MODEL_KEYS, Path(folder).name)
     with atomic_path(model_path) as tmp:
-        Path(tmp).unlink()
-        try:
-            Path(tmp).hardlink_to(best)
-        except OSError:
-            shutil.copyfile(best, tmp)
+        shutil.copyfile(source, tmp)

@@ -1,30 +1,66 @@
-"""Files every step writes and reads: whole or not at all (a temporary file, then a rename),
-JSON and CSV writers, job logs, and DataError for input files that cannot be used."""
+"""Files every step writes and reads: whole or not at all (a temporary file, flushed to disk, then
+a rename), JSON and CSV writers, job logs, and DataError for input files that cannot be used."""
 
+import errno
 import json
 import os
-import tempfile
+import secrets
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
+
+# Below this much free space a failed write is taken for a full disk: the C++ writers behind
+# torch.save report it without errno ("basic_ios::clear: iostream error").
+DISK_FULL_BYTES = 1 << 20
 
 
 class DataError(RuntimeError):
     """Bad or missing input data; the message names the file and how to fix it."""
 
 
+class DiskFull(OSError):
+    """A file could not be written because its filesystem has no space left."""
+
+
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed."""
+    """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed.
+
+    The data and the rename are flushed to disk (fsync), so after a crash `path` holds either the
+    old or the new file, never a torn one. The temporary file is created with the umask's mode,
+    like any new file, and the rename keeps it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        yield tmp
+        yield str(tmp)
+        fsync(tmp)
         os.replace(tmp, path)
+        fsync(path.parent)
+    except Exception as err:
+        if is_disk_full(err, path.parent):
+            raise DiskFull(f"{path} was not written: the disk is full; free some space and re-run") from err
+        raise
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
+
+
+def fsync(path) -> None:
+    """Flush a file's or a folder's (its entries') data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_disk_full(err: Exception, folder) -> bool:
+    """Whether a failed write ran out of space: ENOSPC, or next to no space left on `folder`'s filesystem."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    return shutil.disk_usage(folder).free < DISK_FULL_BYTES
 
 
 @contextmanager

@@ -47,7 +47,7 @@ class TrainingInterrupted(RuntimeError):
 
 
 class TrainingDiverged(RuntimeError):
-    """A NaN or inf loss; the last good checkpoint is kept."""
+    """A NaN or inf loss or weight; the last good checkpoint is kept."""
 
 
 class Trainer:
@@ -116,47 +116,88 @@ START_OF_EPOCH = {"step": 0, "nll_sum": 0.0, "count": 0, "epoch_seconds": 0.0}
 
 def perplexity(nll_sum: float, count: int) -> float:
     """Token-weighted perplexity: exp of the total NLL over the total predicted tokens."""
-    return math.exp(nll_sum / count)
+    loss = nll_sum / count
+    return math.inf if loss > 700 else math.exp(loss)  # a diverging run's loss would overflow exp
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoint_dir, log=print) -> list[dict]:
-    """Train until cfg.epochs, resuming from checkpoint_dir/last.pt when it is ours and unfinished.
+    """Train until cfg.epochs in this run's folder of checkpoint_dir, resuming from its last.pt.
+    A run already trained that far returns its saved history (evaluated again if
+    cfg.eval_batch_size changed), cut to cfg.epochs, without training.
 
     token_files maps train/valid/test to .npy token arrays. Returns one metrics row per epoch.
     Under torch.distributed each process trains on its own rows of the batch (DDP averages the
     gradients, so the global batch is cfg.batch_size); process 0 logs and writes checkpoints.
     """
-    log = log if rank_and_world()[0] == 0 else (lambda *_: None)
-    folder = Path(checkpoint_dir)
-    last = folder / "last.pt"
+    main = rank_and_world()[0] == 0
+    log = log if main else (lambda *_: None)
     tokens = {split: load_tokens(path, model_cfg.vocab_size) for split, path in token_files.items()}
     train_rows = shard_rows(batchify(tokens["train"], cfg.batch_size))
     eval_splits = {split: batchify(tokens[split], cfg.eval_batch_size) for split in ("valid", "test")}
     steps = min(num_windows(train_rows, cfg.seq_len), cfg.max_steps_per_epoch or math.inf)
-    trainer = Trainer(model_cfg, cfg)
-    run = checkpoints.run_id(model_cfg, cfg, token_files)
-    state = checkpoints.resume(trainer, folder, run, cfg.epochs, log)
+    folder = checkpoints.run_folder(checkpoint_dir, model_cfg, cfg, token_files)
+    last, run = folder / "last.pt", folder.name
+    with checkpoints.claim(checkpoint_dir, log) if main else nullcontext():
+        trainer = Trainer(model_cfg, cfg)
+        state, kept = resume(trainer, folder, eval_splits, log)
+        if kept is None:
+            checkpoints.write_settings(model_cfg, cfg, token_files, folder)
 
-    def save(path=last):  # by every process together; a checkpoint holds the totals over all of them
-        nll_sum, count = all_sum([state["nll_sum"], state["count"]], trainer.device)
-        check_finite(nll_sum, state, last)  # a diverged state never replaces the good checkpoint
-        checkpoints.save(trainer, {**state, "nll_sum": nll_sum, "count": int(count)}, run, path)
-
-    with stop_signals() as stop:
-        while state["epoch"] < cfg.epochs:
-            if train_epoch(trainer, train_rows, steps, state, stop, save):
-                signum = stop[0] if stop else "on another process"
-                raise TrainingInterrupted(f"stopped by signal {signum}; checkpoint {last} saved, re-run to resume")
+        def save(path=last):  # by every process together; a checkpoint holds the totals over all of them
+            nonlocal kept
             nll_sum, count = all_sum([state["nll_sum"], state["count"]], trainer.device)
-            check_finite(nll_sum, state, last)
-            row = epoch_metrics(trainer, state, nll_sum, count, eval_splits)
-            log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-            best = min((r["valid_loss"] for r in state["history"]), default=math.inf)
-            state.update(START_OF_EPOCH, epoch=row["epoch"], history=state["history"] + [row])
-            save()
-            if row["valid_loss"] < best:
-                save(folder / "best.pt")
-    return state["history"]
+            check_finite("the training loss", nll_sum, at(state), kept)  # a diverged state never replaces a good one
+            check_finite("a model weight", largest_weight(trainer.model), at(state), kept)
+            checkpoints.save(trainer, {**state, "nll_sum": nll_sum, "count": int(count)}, run, path)
+            kept = position(last, state) if path == last else kept
+
+        with stop_signals() as stop:
+            while state["epoch"] < cfg.epochs:
+                if train_epoch(trainer, train_rows, steps, state, stop, save):
+                    signum = stop[0] if stop else "on another process"
+                    raise TrainingInterrupted(f"stopped by signal {signum}; checkpoint {last} saved, re-run to resume")
+                nll_sum, count = all_sum([state["nll_sum"], state["count"]], trainer.device)
+                row = epoch_metrics(trainer, state, nll_sum, count, eval_splits)
+                check_losses(row, at(state), kept)
+                log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+                best = min((r["valid_loss"] for r in state["history"]), default=math.inf)
+                state.update(START_OF_EPOCH, epoch=row["epoch"], history=state["history"] + [row])
+                checkpoints.save_model(trainer, run, row["epoch"], folder)
+                save()
+                if row["valid_loss"] < best:
+                    save(folder / "best.pt")
+    return state["history"][: cfg.epochs]
+
+
+def resume(trainer: Trainer, folder: Path, eval_splits: dict, log) -> tuple[dict, str | None]:
+    """Restore the trainer from the run's resumable checkpoint, if any. Returns the loop's position
+    to go on from, and the checkpoint it came from (None for a fresh start)."""
+    saved, path = checkpoints.find_resumable(folder, log)
+    if saved is None:
+        return {**checkpoints.START, "history": []}, None
+    cfg = trainer.cfg
+    # A run trained beyond cfg.epochs is cut here; it is neither trained nor saved further.
+    history = saved["history"][: cfg.epochs]
+    if saved["eval_batch_size"] != cfg.eval_batch_size:
+        was, now = saved["eval_batch_size"], cfg.eval_batch_size
+        log(f"train.eval_batch_size changed from {was} to {now}: evaluating each saved epoch again")
+        history = [evaluate_again(trainer, folder, row, eval_splits) for row in history]
+    state = {**checkpoints.restore(trainer, saved), "history": history}
+    kept = position(path, state)
+    for row in history:
+        check_losses(row, f"in saved epoch {row['epoch']}", kept)
+    if state["epoch"] >= cfg.epochs:
+        log(f"nothing to train: {kept} has reached train.epochs={cfg.epochs}")
+    else:
+        log(f"resuming from {kept}")
+    return state, kept
+
+
+def evaluate_again(trainer: Trainer, folder: Path, row: dict, eval_splits: dict) -> dict:
+    """A metrics row with its valid/test columns measured again on that epoch's saved model."""
+    saved = checkpoints.load(checkpoints.epoch_path(folder, row["epoch"]), checkpoints.MODEL_KEYS, folder.name)
+    trainer.model.load_state_dict(saved["model"])
+    return {**row, **evaluate_splits(trainer, eval_splits)}
 
 
 def train_epoch(trainer: Trainer, rows, steps: int, state: dict, stop: list, save) -> bool:
@@ -194,22 +235,49 @@ def epoch_metrics(trainer: Trainer, state: dict, nll_sum: float, count: int, eva
     """One metrics row: the epoch's train loss (over all processes, dropout on), valid and test
     loss and perplexity, learning rate, training tokens/s and the run's elapsed seconds."""
     row = {"epoch": state["epoch"] + 1, "train_loss": nll_sum / count, "train_ppl": perplexity(nll_sum, count)}
-    for split, matrix in eval_splits.items():
-        nll, n = trainer.evaluate(matrix)
-        row[f"{split}_loss"], row[f"{split}_ppl"] = nll / n, perplexity(nll, n)
+    row.update(evaluate_splits(trainer, eval_splits))
     seconds = state["epoch_seconds"]
     elapsed = (state["history"][-1]["elapsed_s"] if state["history"] else 0.0) + seconds
     row.update(lr=trainer.optimizer.param_groups[0]["lr"], tokens_per_s=count / seconds, elapsed_s=elapsed)
     return row
 
 
-def check_finite(nll_sum: float, state: dict, last: Path) -> None:
-    """Stop at a NaN or inf loss, saying where it was seen; the last good checkpoint stays."""
-    if not math.isfinite(nll_sum):
-        raise TrainingDiverged(
-            f"loss became NaN/inf in epoch {state['epoch'] + 1}, by step {state['step']}; "
-            f"the last good checkpoint {last} is kept. Lower train.lr or use precision fp32/bf16"
-        )
+def evaluate_splits(trainer: Trainer, eval_splits: dict) -> dict:
+    """Loss and perplexity of the trainer's model on each batchified split."""
+    row = {}
+    for split, matrix in eval_splits.items():
+        nll, n = trainer.evaluate(matrix)
+        row[f"{split}_loss"], row[f"{split}_ppl"] = nll / n, perplexity(nll, n)
+    return row
+
+
+def at(state: dict) -> str:
+    return f"in epoch {state['epoch'] + 1}, by step {state['step']}"
+
+
+def position(path: Path, state: dict) -> str:
+    """A checkpoint file and the point of training it holds."""
+    if state["step"] == 0:
+        return f"{path} (end of epoch {state['epoch']})"
+    return f"{path} (epoch {state['epoch'] + 1}, step {state['step']})"
+
+
+def largest_weight(model) -> float:
+    """The model's largest absolute weight, NaN if any weight is: one number that is finite only
+    if every weight is."""
+    return torch.stack([p.detach().abs().max().float() for p in model.parameters()]).max().item()
+
+
+def check_losses(row: dict, where: str, kept: str | None) -> None:
+    for split, name in (("train", "training"), ("valid", "validation"), ("test", "test")):
+        check_finite(f"the {name} loss", row[f"{split}_loss"], where, kept)
+
+
+def check_finite(what: str, value: float, where: str, kept: str | None) -> None:
+    """Stop at a NaN or inf value, saying where it was seen and which good checkpoint is kept."""
+    if not math.isfinite(value):
+        keeps = f"the last good checkpoint, {kept}, is kept" if kept else "there is no earlier checkpoint of this run"
+        raise TrainingDiverged(f"{what} became NaN/inf {where}; {keeps}. Lower train.lr or use precision fp32/bf16")
 
 
 @contextmanager
@@ -235,7 +303,10 @@ def stop_agreed(received: list, device) -> bool:
 
 def evaluate_checkpoint(model_path, token_file, cfg: TrainConfig) -> dict:
     """Loss, perplexity and token count of a checkpoint's model on one split."""
-    saved = checkpoints.load(model_path)
+    try:
+        saved = checkpoints.load(model_path, checkpoints.MODEL_KEYS)
+    except checkpoints.UnreadableCheckpoint as err:
+        raise checkpoints.UnreadableCheckpoint(f"{err}; delete it, and the workflow exports it again") from None
     model_cfg = ModelConfig(**saved["model_config"])
     trainer = Trainer(model_cfg, cfg)
     trainer.model.load_state_dict(saved["model"])

@@ -2,11 +2,10 @@
 
 import os
 
-import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT
+from helpers import ROOT, write_token_files
 
 # Without a GPU the Triton kernels run through Triton's interpreter, which must be chosen before
 # anything imports triton. Test modules import it indirectly (torch.utils.flop_counter does), so
@@ -28,13 +27,4 @@ def shared_data():
 @pytest.fixture
 def token_files(tmp_path):
     """Token arrays of a small learnable stream (vocabulary 64): 4000 train, 1000 valid, 1000 test."""
-    from attnscore.corpora import SPLITS
-    from attnscore.tokens import save_tokens
-
-    rng = np.random.default_rng(0)
-    stream = (np.arange(6000) * 7 + rng.integers(0, 3, 6000)) % 64  # learnable structure plus noise
-    files = {}
-    for split, part in zip(SPLITS, (stream[:4000], stream[4000:5000], stream[5000:]), strict=True):
-        files[split] = tmp_path / f"{split}.npy"
-        save_tokens(part.astype(np.uint16), files[split])
-    return files
+    return write_token_files(tmp_path)

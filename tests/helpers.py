@@ -1,11 +1,13 @@
 """Running the real workflow from tests: a copy of it in a temporary folder, a config made from
-.test/config/config.yaml, and Snakemake as a subprocess."""
+.test/config/config.yaml, and Snakemake as a subprocess. Also a small learnable token stream and
+a tiny training run on it, for tests of the package."""
 
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,3 +50,49 @@ def executed_rules(log: str) -> list[str]:
     return sorted(
         {line.split()[-1].rstrip(":") for line in log.splitlines() if line.startswith(("rule ", "localrule "))}
     )
+
+
+TINY = dict(d_model=16, n_layers=2, n_heads=2, d_ff=32, max_seq_len=16)
+SETTINGS = dict(seq_len=16, batch_size=4, eval_batch_size=4, epochs=2, lr=3e-3, device="cpu", precision="fp32")
+
+
+def write_token_files(folder: Path) -> dict:
+    """Token arrays of a small learnable stream (vocabulary 64): 4000 train, 1000 valid, 1000 test."""
+    from attnscore.tokens import save_tokens
+
+    rng = np.random.default_rng(0)
+    stream = (np.arange(6000) * 7 + rng.integers(0, 3, 6000)) % 64  # learnable structure plus noise
+    files = {}
+    for split, part in zip(("train", "valid", "test"), (stream[:4000], stream[4000:5000], stream[5000:]), strict=True):
+        files[split] = folder / f"{split}.npy"
+        save_tokens(part.astype(np.uint16), files[split])
+    return files
+
+
+def tiny_run(token_files, checkpoint_dir, log=lambda *_: None, **settings) -> list[dict]:
+    """Train the tiny model (63 steps an epoch, seconds) with SETTINGS changed by `settings`."""
+    from attnscore.model import ModelConfig
+    from attnscore.train import TrainConfig, train
+
+    return train(
+        ModelConfig(vocab_size=64, **TINY),
+        TrainConfig(**{**SETTINGS, **settings}),
+        token_files,
+        checkpoint_dir,
+        log=log,
+    )
+
+
+def tiny_run_folder(token_files, checkpoint_dir, **settings) -> Path:
+    """The checkpoint folder tiny_run uses for these settings."""
+    from attnscore.checkpoints import run_folder
+    from attnscore.model import ModelConfig
+    from attnscore.train import TrainConfig
+
+    return run_folder(
+        checkpoint_dir, ModelConfig(vocab_size=64, **TINY), TrainConfig(**{**SETTINGS, **settings}), token_files
+    )
+
+
+def without_timing(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in ("tokens_per_s", "elapsed_s")} for row in history]

@@ -43,7 +43,7 @@ def test_sigterm_under_ddp_checkpoints_and_resumes(token_files, tmp_path):
     launch.write_job(job, MODEL, cfg, token_files, tmp_path / "run")
     command = launch.torchrun_command(2, job, tmp_path / "history.json")
     torchrun = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    last = tmp_path / "run" / "last.pt"
+    last = checkpoints.run_folder(tmp_path / "run", MODEL, cfg, token_files) / "last.pt"
     deadline = time.monotonic() + 120
     while not last.exists() and torchrun.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -38,17 +38,17 @@ def snapshot(folder):
 @pytest.mark.slow
 def test_sigkilled_run_resumes_to_identical_metrics(finished):
     config = write_config(finished, "killed.yaml", tiny_config(experiment="killed", **RESUMABLE))
-    checkpoint = finished / "results" / "killed" / "checkpoints" / "dot" / "seed1234" / "last.pt"
+    checkpoints = finished / "results" / "killed" / "checkpoints" / "dot" / "seed1234"  # a folder per run inside
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1", "--configfile", config]
     run = subprocess.Popen(
         cmd, cwd=finished, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 300
-    while not checkpoint.exists() and run.poll() is None and time.monotonic() < deadline:
+    while not list(checkpoints.glob("*/last.pt")) and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     os.killpg(run.pid, signal.SIGKILL)  # Snakemake and its training job, mid-epoch
     run.wait()
-    assert checkpoint.exists(), "training never reached its first checkpoint"
+    assert list(checkpoints.glob("*/last.pt")), "training never reached its first checkpoint"
     assert not (finished / "results" / "killed" / "train" / "dot" / "seed1234" / "metrics.csv").exists()
 
     snakemake(finished, "--unlock", "--configfile", config)  # Snakemake's own lock outlives a SIGKILL
@@ -59,6 +59,7 @@ def test_sigkilled_run_resumes_to_identical_metrics(finished):
         for e in ("killed", "reference")
     )
     assert resumed.drop(columns=TIMING).to_csv() == reference.drop(columns=TIMING).to_csv()
+    assert not list(checkpoints.rglob(".*.tmp"))  # nothing half-written is kept
 
 
 def test_same_seed_gives_byte_identical_metrics_columns(finished):
@@ -216,5 +217,6 @@ def test_train_rule_runs_ddp_under_torchrun(finished):
     snakemake(finished, "--configfile", write_config(finished, "ddp.yaml", config))
     metrics = pd.read_csv(finished / "results" / "ddp" / "train" / "dot" / "seed1234" / "metrics.csv")
     assert list(metrics["epoch"]) == [1, 2] and metrics["valid_ppl"].iloc[-1] < metrics["valid_ppl"].iloc[0]
-    saved = torch.load(finished / "results" / "ddp" / "checkpoints" / "dot" / "seed1234" / "last.pt", weights_only=True)
+    (last,) = (finished / "results" / "ddp" / "checkpoints" / "dot" / "seed1234").glob("*/last.pt")
+    saved = torch.load(last, weights_only=True)
     assert len(saved["rng_cpu"]) == 2  # one RNG state per process

@@ -12,8 +12,7 @@ from attnscore.corpora import SPLITS
 from attnscore.io import DataError
 from attnscore.model import DecoderLM, ModelConfig
 from attnscore.train import TrainConfig, TrainingInterrupted
-
-TINY = dict(d_model=16, n_layers=2, n_heads=2, d_ff=32, max_seq_len=16)
+from helpers import TINY, tiny_run, tiny_run_folder, without_timing
 
 
 @pytest.mark.parametrize("kind", ["dot", "euclid"])
@@ -57,33 +56,28 @@ def test_evaluation_counts_every_predicted_token_once():
     assert train.perplexity(nll, count) == pytest.approx(math.exp(expected / (4 * 36)), rel=1e-6)
 
 
-def run(token_files, checkpoint_dir, epochs=2, **overrides):
-    settings = dict(seq_len=16, batch_size=4, eval_batch_size=4, epochs=epochs, lr=3e-3, device="cpu", precision="fp32")
-    cfg = TrainConfig(**{**settings, **overrides})
-    return train.train(ModelConfig(vocab_size=64, **TINY), cfg, token_files, checkpoint_dir, log=lambda *_: None)
-
-
-def without_timing(history):
-    return [{k: v for k, v in row.items() if k not in ("tokens_per_s", "elapsed_s")} for row in history]
-
-
 def test_training_learns_and_writes_checkpoints(token_files, tmp_path):
-    history = run(token_files, tmp_path / "ckpt", epochs=3)
+    history = tiny_run(token_files, tmp_path / "ckpt", epochs=3)
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert history[-1]["valid_ppl"] < history[0]["valid_ppl"] < 64  # better than uniform over the vocabulary
     assert {"train_ppl", "valid_ppl", "test_ppl", "lr", "tokens_per_s", "elapsed_s"} <= set(history[0])
-    saved = checkpoints.load(tmp_path / "ckpt" / "last.pt")
+    folder = tiny_run_folder(token_files, tmp_path / "ckpt")
+    saved = checkpoints.load(folder / "last.pt")
     assert saved["epoch"] == 3 and {"model", "optimizer", "rng_cpu", "history"} <= set(saved)
-    best = checkpoints.load(tmp_path / "ckpt" / "best.pt")
+    best = checkpoints.load(folder / "best.pt")
     assert best["history"][-1]["valid_loss"] == min(row["valid_loss"] for row in history)
+    for epoch in (1, 2, 3):
+        assert checkpoints.load(folder / f"epoch{epoch}.pt", checkpoints.MODEL_KEYS)["epoch"] == epoch
 
 
 def test_same_seed_same_metrics(token_files, tmp_path):
-    assert without_timing(run(token_files, tmp_path / "a")) == without_timing(run(token_files, tmp_path / "b"))
+    assert without_timing(tiny_run(token_files, tmp_path / "a")) == without_timing(
+        tiny_run(token_files, tmp_path / "b")
+    )
 
 
 def test_interrupted_run_resumes_to_identical_metrics(token_files, tmp_path, monkeypatch):
-    reference = run(token_files, tmp_path / "reference")
+    reference = tiny_run(token_files, tmp_path / "reference")
     real_step, calls = train.Trainer.step, []
 
     def step_then_sigterm(self, x, y):
@@ -94,40 +88,26 @@ def test_interrupted_run_resumes_to_identical_metrics(token_files, tmp_path, mon
 
     monkeypatch.setattr(train.Trainer, "step", step_then_sigterm)
     with pytest.raises(TrainingInterrupted, match="re-run to resume"):
-        run(token_files, tmp_path / "resumed")
+        tiny_run(token_files, tmp_path / "resumed")
     monkeypatch.setattr(train.Trainer, "step", real_step)
-    assert checkpoints.load(tmp_path / "resumed" / "last.pt")["step"] == 90 - 63
-    assert without_timing(run(token_files, tmp_path / "resumed")) == without_timing(reference)
+    assert checkpoints.load(tiny_run_folder(token_files, tmp_path / "resumed") / "last.pt")["step"] == 90 - 63
+    assert without_timing(tiny_run(token_files, tmp_path / "resumed")) == without_timing(reference)
 
 
 def test_raising_epochs_continues_a_finished_run(token_files, tmp_path):
-    reference = run(token_files, tmp_path / "reference", epochs=2)
-    run(token_files, tmp_path / "continued", epochs=1)
-    assert without_timing(run(token_files, tmp_path / "continued", epochs=2)) == without_timing(reference)
-
-
-def test_checkpoint_of_other_settings_is_not_resumed(token_files, tmp_path):
-    run(token_files, tmp_path / "ckpt", epochs=1)
-    messages = []
-    cfg = TrainConfig(seq_len=16, batch_size=4, eval_batch_size=4, epochs=1, lr=1e-3, device="cpu", precision="fp32")
-    train.train(ModelConfig(vocab_size=64, **TINY), cfg, token_files, tmp_path / "ckpt", log=messages.append)
-    assert any("other settings" in m for m in messages)
-
-
-def test_corrupt_checkpoint_fails_clearly(tmp_path):
-    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="last.pt: unreadable checkpoint .* delete it to start over"):
-        checkpoints.load(tmp_path / "last.pt")
+    reference = tiny_run(token_files, tmp_path / "reference", epochs=2)
+    tiny_run(token_files, tmp_path / "continued", epochs=1)
+    assert without_timing(tiny_run(token_files, tmp_path / "continued", epochs=2)) == without_timing(reference)
 
 
 def test_evaluate_checkpoint_reports_test_perplexity(token_files, tmp_path):
-    history = run(token_files, tmp_path / "ckpt", epochs=2)
-    checkpoints.export_best(tmp_path / "ckpt", tmp_path / "model.pt")
+    history = tiny_run(token_files, tmp_path / "ckpt", epochs=2)
+    checkpoints.export_best(tiny_run_folder(token_files, tmp_path / "ckpt"), history, tmp_path / "model.pt")
     cfg = TrainConfig(seq_len=16, eval_batch_size=4, device="cpu", precision="fp32")
     result = train.evaluate_checkpoint(tmp_path / "model.pt", token_files["test"], cfg)
     best = min(history, key=lambda row: row["valid_loss"])
     assert result["perplexity"] == pytest.approx(best["test_ppl"], rel=1e-6)
-    assert result["tokens"] == 996 and result["attention"] == "dot"
+    assert result["tokens"] == 996 and result["attention"] == "dot" and result["epoch"] == best["epoch"]
 
 
 def test_gpus_a_machine_lacks_are_named(monkeypatch):
@@ -176,42 +156,10 @@ def test_offline_real_path_gpt2_bpe_on_wikitext_valid_and_test(shared_data, tmp_
     assert math.isfinite(row["test_ppl"]) and row["test_ppl"] < 2 * 50257
 
 
-def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_good_checkpoint(token_files, tmp_path, monkeypatch):
-    run(token_files, tmp_path / "ckpt", epochs=1)
-    good = (tmp_path / "ckpt" / "last.pt").read_bytes()
-    real_step, calls = train.Trainer.step, []
-
-    def nan_on_fifth_step(self, x, y):
-        calls.append(1)
-        nll = real_step(self, x, y)
-        return nll * float("nan") if len(calls) == 5 else nll
-
-    monkeypatch.setattr(train.Trainer, "step", nan_on_fifth_step)
-    with pytest.raises(
-        train.TrainingDiverged, match="loss became NaN/inf in epoch 2, by step 20; the last good checkpoint .* is kept"
-    ):
-        run(token_files, tmp_path / "ckpt", epochs=2, checkpoint_every=20)
-    assert (tmp_path / "ckpt" / "last.pt").read_bytes() == good
-
-
-def test_damaged_last_checkpoint_falls_back_to_best(token_files, tmp_path):
-    reference = run(token_files, tmp_path / "reference", epochs=2)
-    run(token_files, tmp_path / "ckpt", epochs=1)
-    (tmp_path / "ckpt" / "last.pt").write_bytes(b"\0" * 100)  # a disk error, say
-    messages = []
-    settings = dict(seq_len=16, batch_size=4, eval_batch_size=4, epochs=2, lr=3e-3, device="cpu", precision="fp32")
-    history = train.train(
-        ModelConfig(vocab_size=64, **TINY), TrainConfig(**settings), token_files, tmp_path / "ckpt", log=messages.append
-    )
-    assert any("last.pt: unreadable checkpoint" in m for m in messages)
-    assert any("resuming from" in m and "best.pt" in m for m in messages)
-    assert without_timing(history) == without_timing(reference)
-
-
 def test_corpus_too_small_for_one_batch_fails_before_training(tmp_path):
     files = {split: tmp_path / f"{split}.npy" for split in SPLITS}
     for path in files.values():
         tokens.save_tokens(np.arange(20, dtype=np.uint16), path)
     with pytest.raises(DataError, match="20 tokens are too few for batch size 16"):
-        run(files, tmp_path / "ckpt", batch_size=16)
+        tiny_run(files, tmp_path / "ckpt", batch_size=16)
     assert not (tmp_path / "ckpt").exists()

@@ -1,4 +1,4 @@
-from attnscore.checkpoints import export_best
+from attnscore.checkpoints import export_best, run_folder
 from attnscore.config import RUN_ONLY
 from attnscore.io import log_to, write_csv, write_json
 from attnscore.launch import train_distributed
@@ -14,13 +14,16 @@ with log_to(snakemake.log[0]):
         attention=snakemake.wildcards.variant,
         **snakemake.params.model,
     )
+    # The rule's params carry the settings that change results; those that only change how the
+    # run goes (checkpoint spacing, compile) come from the config, so editing them re-runs nothing.
     run_only = {key: snakemake.config["train"][key] for key in RUN_ONLY}
     cfg = TrainConfig(**snakemake.params.train, **run_only, seed=int(snakemake.wildcards.seed))
     token_files = {split: snakemake.input[split] for split in ("train", "valid", "test")}
     check_batch_sizes(token_files, snakemake.params.train)
+    checkpoint_dir = snakemake.params.checkpoint_dir
     run = train_distributed if cfg.processes > 1 else train
-    history = run(model_cfg, cfg, token_files, snakemake.params.checkpoint_dir)
-    export_best(snakemake.params.checkpoint_dir, snakemake.output.model)
+    history = run(model_cfg, cfg, token_files, checkpoint_dir)
+    export_best(run_folder(checkpoint_dir, model_cfg, cfg, token_files), history, snakemake.output.model)
     write_csv(history, snakemake.output.metrics)
     device = pick_device(cfg.device)
     write_json(collect(snakemake.config, f"{device} ({device_name(device)})", cfg.seed), snakemake.output.provenance)
