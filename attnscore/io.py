@@ -85,8 +85,8 @@ def write_json(obj, path) -> None:
         Path(target).write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def write_csv(rows: list[dict], path) -> None:
-    """A list of dicts as a CSV file, written atomically."""
+def write_csv(rows, path) -> None:
+    """A list of dicts, or a DataFrame (its header kept when it has no rows), as a CSV file, written atomically."""
     import pandas as pd
 
     with atomic_path(path) as target:

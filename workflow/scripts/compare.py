@@ -14,6 +14,6 @@ with log_to(snakemake.log[0]):
         (stats.best_checkpoints(best_runs), out.best),
         (paired, out.paired),
     ]:
-        write_csv(table.to_dict("records"), path)
+        write_csv(table, path)
     for _, row in paired.iterrows():
         print(stats.verdict(row))

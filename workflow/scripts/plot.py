@@ -3,7 +3,7 @@ from pathlib import Path
 import pandas as pd
 
 from attnscore import plots, stats
-from attnscore.io import atomic_path, log_to
+from attnscore.io import atomic_path, log_to, write_csv
 
 inp, out = snakemake.input, snakemake.output
 with log_to(snakemake.log[0]):
@@ -15,8 +15,7 @@ with log_to(snakemake.log[0]):
         stats.paired_differences(runs), paired, [out.paired_png, out.paired_svg], f"Paired by seed: {name}"
     )
     plots.plot_throughput(table, [out.throughput_png, out.throughput_svg], "Training throughput")
-    with atomic_path(out.throughput_csv) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(table, out.throughput_csv)
     summary = plots.summary_markdown(epochs, best, paired, table, name, snakemake.params.train_seq_len)
     with atomic_path(out.summary) as tmp:
         Path(tmp).write_text(summary)
