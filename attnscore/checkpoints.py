@@ -138,6 +138,16 @@ def load(path, keys=STATE_KEYS, run: str | None = None) -> dict:
     return saved
 
 
+def load_epoch(folder: Path, epoch: int) -> dict:
+    """The model this run saved after `epoch`."""
+    try:
+        return load(epoch_path(folder, epoch), MODEL_KEYS, Path(folder).name)
+    except UnreadableCheckpoint as err:
+        raise UnreadableCheckpoint(
+            f"{err}, and epoch {epoch} is needed: put it back or delete {folder} to train again"
+        ) from None
+
+
 def find_resumable(folder: Path, log) -> tuple[dict | None, Path | None]:
     """The state to go on from and its file: last.pt, or best.pt if last.pt is unusable; (None,
     None) when the run has no usable checkpoint (its settings.json is written then)."""
@@ -188,7 +198,8 @@ def best_epoch(history: list[dict]) -> int:
 def export_best(folder, history: list[dict], model_path) -> None:
     """Publish the best epoch of `history` as model_path, if that epoch's model file is of this
     run: a copy, not a hard link, so that damage to an output never reaches the checkpoints."""
-    source = epoch_path(folder, best_epoch(history))
-    load(source, MODEL_KEYS, Path(folder).name)
+    epoch = best_epoch(history)
+    load_epoch(folder, epoch)
+    source = epoch_path(folder, epoch)
     with atomic_path(model_path) as tmp:
         shutil.copyfile(source, tmp)

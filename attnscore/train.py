@@ -195,8 +195,7 @@ def resume(trainer: Trainer, folder: Path, eval_splits: dict, log) -> tuple[dict
 
 def evaluate_again(trainer: Trainer, folder: Path, row: dict, eval_splits: dict) -> dict:
     """A metrics row with its valid/test columns measured again on that epoch's saved model."""
-    saved = checkpoints.load(checkpoints.epoch_path(folder, row["epoch"]), checkpoints.MODEL_KEYS, folder.name)
-    trainer.model.load_state_dict(saved["model"])
+    trainer.model.load_state_dict(checkpoints.load_epoch(folder, row["epoch"])["model"])
     return {**row, **evaluate_splits(trainer, eval_splits)}
 
 

@@ -195,6 +195,14 @@ def test_only_this_runs_model_is_published(finished, tmp_path):
     assert not (tmp_path / "model.pt").exists()
 
 
+def test_missing_epoch_model_says_what_to_do(finished, tmp_path):
+    token_files, _, folder, history = finished
+    (folder / "epoch3.pt").unlink()
+    message = f"{folder}/epoch3.pt is missing, and epoch 3 is needed: put it back or delete {folder} to train again"
+    with pytest.raises(UnreadableCheckpoint, match=re.escape(message)):
+        checkpoints.export_best(folder, history, tmp_path / "model.pt")
+
+
 def test_empty_model_file_says_what_to_do(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"")
     cfg = TrainConfig(seq_len=16, eval_batch_size=4, device="cpu", precision="fp32")
