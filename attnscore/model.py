@@ -4,6 +4,7 @@ The defaults are the reference experiment's decoder (the course starter): sinuso
 positions added to token embeddings scaled by sqrt(d_model), pre-LayerNorm residual blocks,
 a ReLU feed-forward, a final LayerNorm, an untied output layer and Xavier-uniform init.
 GPT-2's own choices (learned positions, GELU, tied embeddings) are options of the same class.
+The loss over the output layer is computed a chunk of rows at a time (LinearCrossEntropy).
 """
 
 import functools
@@ -77,6 +78,53 @@ class Block(nn.Module):
         return x + self.drop(self.ff(self.ln2(x)))
 
 
+class LinearCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of the logits x @ weight.T + bias (in float32 at least) against
+    targets, computed chunk_rows rows at a time.
+
+    The logits are a step's largest tensor (8 x 512 x 50,257 in float32: 823 MB at the
+    reference shape), and the plain loss passes over them five times more (log-softmax and its
+    backward, the NLL's zero-filled gradient, a cast). Here only one chunk's logits exist at a
+    time, and when gradients are wanted the forward computes them at once (softmax minus
+    one-hot: the log-softmax's own output, exponentiated in place), so backward only scales
+    them. The matrix products are the plain ones, run under the caller's autocast.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, targets, chunk_rows: int, with_grads: bool):
+        nll = 0.0
+        grad_x = torch.empty_like(x) if with_grads else None
+        grad_weight = torch.zeros_like(weight) if with_grads else None
+        grad_bias = torch.zeros_like(bias) if with_grads and bias is not None else None
+        for start in range(0, x.shape[0], chunk_rows):
+            rows = slice(start, start + chunk_rows)
+            logits = F.linear(x[rows], weight, bias)
+            log_probs = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
+            nll -= log_probs.gather(-1, targets[rows].unsqueeze(-1)).sum()
+            if with_grads:
+                grad_logits = log_probs.exp_()
+                grad_logits[torch.arange(len(logits), device=x.device), targets[rows]] -= 1
+                grad_logits = grad_logits.to(logits.dtype)
+                grad_x[rows] = grad_logits @ weight
+                grad_weight += grad_logits.t() @ x[rows]
+                if grad_bias is not None:
+                    grad_bias += grad_logits.sum(0)
+        ctx.save_for_backward(grad_x, grad_weight, grad_bias)
+        return nll
+
+    @staticmethod
+    def backward(ctx, grad_nll):
+        grads = (None if grad is None else grad * grad_nll for grad in ctx.saved_tensors)
+        return *grads, None, None, None
+
+
+def linear_cross_entropy(x, linear: nn.Linear, targets, chunk_rows: int = 1024):
+    """F.cross_entropy(linear(x).float(), targets, reduction="sum") for x (rows, features),
+    by LinearCrossEntropy: a chunk of rows at a time, gradients only where autograd wants them."""
+    with_grads = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in linear.parameters()))
+    return LinearCrossEntropy.apply(x, linear.weight, linear.bias, targets, chunk_rows, with_grads)
+
+
 class DecoderLM(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -99,7 +147,7 @@ class DecoderLM(nn.Module):
             self.head.weight = self.tok_emb.weight
 
     def forward(self, idx, targets=None):
-        """Logits (batch, time, vocab); with targets, also the summed NLL and the token count."""
+        """Logits (batch, time, vocab); with targets, the summed NLL instead (no logits kept)."""
         t = idx.shape[1]
         if t > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {t} tokens exceeds model.max_seq_len={self.cfg.max_seq_len}")
@@ -107,11 +155,10 @@ class DecoderLM(nn.Module):
         x = self.drop(self.tok_emb(idx) * math.sqrt(self.cfg.d_model) + positions)
         for block in self.blocks:
             x = block(x)
-        logits = self.head(self.ln_f(x))
+        x = self.ln_f(x)
         if targets is None:
-            return logits
-        nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum")
-        return logits, nll
+            return self.head(x)
+        return linear_cross_entropy(x.flatten(0, 1), self.head, targets.flatten())
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

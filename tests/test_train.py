@@ -6,11 +6,12 @@ import signal
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from attnscore import checkpoints, runtime, tokenizer, tokens, train
 from attnscore.corpora import SPLITS
 from attnscore.io import DataError
-from attnscore.model import DecoderLM, ModelConfig
+from attnscore.model import DecoderLM, ModelConfig, linear_cross_entropy
 from attnscore.train import TrainConfig, TrainingInterrupted
 from helpers import TINY, tiny_run, tiny_run_folder, without_timing
 
@@ -35,9 +36,36 @@ def test_tied_embeddings_share_one_matrix():
 def test_model_returns_summed_nll():
     model = DecoderLM(ModelConfig(vocab_size=50, **TINY)).eval()
     idx, targets = torch.randint(50, (2, 5)), torch.randint(50, (2, 5))
-    logits, nll = model(idx, targets)
-    expected = -torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).sum()
-    torch.testing.assert_close(nll, expected)
+    expected = -torch.log_softmax(model(idx), -1).gather(-1, targets.unsqueeze(-1)).sum()
+    torch.testing.assert_close(model(idx, targets), expected)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("chunk_rows", [4, 64])  # 10 rows: three chunks, the last short; one chunk
+@pytest.mark.parametrize(
+    "dtype, autocast, tolerance", [(torch.float64, None, 1e-12), (torch.float32, torch.bfloat16, 1e-2)]
+)
+def test_chunked_loss_and_its_gradients_equal_the_plain_ones(bias, chunk_rows, dtype, autocast, tolerance):
+    """The loss and the gradients of x, weight and bias: equal in float64, and within bf16's
+    precision under bf16 autocast (where both run their matrix products in bf16)."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(8, 50, bias=bias, dtype=dtype)
+    x, targets = torch.randn(10, 8, dtype=dtype, requires_grad=True), torch.randint(50, (10,))
+    losses = {
+        "chunked": lambda: linear_cross_entropy(x, linear, targets, chunk_rows),
+        "plain": lambda: F.cross_entropy(linear(x).to(dtype), targets, reduction="sum"),
+    }
+    results = {}
+    for name, loss_of in losses.items():
+        x.grad = None
+        linear.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=autocast, enabled=autocast is not None):
+            loss = loss_of()
+        (loss * 0.5).backward()  # a factor, so backward has to scale the gradients it kept
+        results[name] = (loss, x.grad, *(param.grad for param in linear.parameters()))
+    torch.testing.assert_close(results["chunked"], results["plain"], rtol=tolerance, atol=tolerance)
+    with torch.no_grad(), torch.autocast("cpu", dtype=autocast, enabled=autocast is not None):  # the loss alone
+        torch.testing.assert_close(linear_cross_entropy(x, linear, targets, chunk_rows), results["plain"][0])
 
 
 def test_evaluation_counts_every_predicted_token_once():
