@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from attnscore.io import atomic_path, write_json
+from attnscore.io import Explained, atomic_path, write_json
 from attnscore.runtime import all_gather, barrier, rank_and_world
 
 # The loop's position, saved with the model; a fresh run starts here.
@@ -36,11 +36,11 @@ MODEL_KEYS = ("run_id", "epoch", "model_config", "model")
 STATE_KEYS = (*MODEL_KEYS, *START, "eval_batch_size", "optimizer", "scaler", "rng_cpu", "rng_cuda")
 
 
-class UnreadableCheckpoint(RuntimeError):
+class UnreadableCheckpoint(Explained, RuntimeError):
     """A checkpoint file that cannot be used: missing, empty, damaged, incomplete or of another run."""
 
 
-class CheckpointsInUse(RuntimeError):
+class CheckpointsInUse(Explained, RuntimeError):
     """Another job is training into the same checkpoint folder."""
 
 

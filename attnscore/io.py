@@ -14,11 +14,16 @@ from pathlib import Path
 DISK_FULL_BYTES = 1 << 20
 
 
-class DataError(RuntimeError):
+class Explained(Exception):
+    """A failure whose message says what happened and what to do: a job's log and its terminal
+    show that sentence alone (log_to), not a traceback that buries it."""
+
+
+class DataError(Explained, RuntimeError):
     """Bad or missing input data; the message names the file and how to fix it."""
 
 
-class DiskFull(OSError):
+class DiskFull(Explained, OSError):
     """A file could not be written because its filesystem has no space left."""
 
 
@@ -65,7 +70,8 @@ def is_disk_full(err: Exception, folder) -> bool:
 
 @contextmanager
 def log_to(path):
-    """Send stdout and stderr (tracebacks included) to a log file for the duration."""
+    """Send stdout and stderr to a log file for the duration: an Explained failure as its message
+    (the job then exits with status 1), any other with its traceback."""
     import sys
     import traceback
     from contextlib import redirect_stderr, redirect_stdout
@@ -73,6 +79,10 @@ def log_to(path):
     with open(path, "w", buffering=1) as log, redirect_stdout(log), redirect_stderr(log):
         try:
             yield
+        except Explained as err:
+            log.write(f"{err}\n")
+            sys.__stderr__.write(f"{err}\n(log: {path})\n")
+            raise SystemExit(1) from None
         except BaseException:
             traceback.print_exc(file=log)
             sys.__stderr__.write(f"failed; see {path}\n")

@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from attnscore import checkpoints
+from attnscore.io import Explained
 from attnscore.model import DecoderLM, ModelConfig
 from attnscore.runtime import all_sum, autocast_dtype, pick_device, rank_and_world, shard_rows
 from attnscore.tokens import batchify, load_tokens, num_windows, windows
@@ -42,11 +43,11 @@ class TrainConfig:
     max_steps_per_epoch: int = 0  # 0 = the whole split; >0 truncates epochs (debugging only)
 
 
-class TrainingInterrupted(RuntimeError):
+class TrainingInterrupted(Explained, RuntimeError):
     """Training stopped on a signal after saving a checkpoint; re-run to resume."""
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(Explained, RuntimeError):
     """A NaN or inf loss or weight; the last good checkpoint is kept."""
 
 
