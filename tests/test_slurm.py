@@ -127,9 +127,9 @@ def test_demo_workflow_runs_through_slurm_and_matches_a_local_run(cluster, tmp_p
     assert result.returncode == 0, log[-5000:]
 
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log))
-    # Every job but the local `all` and `resolved_config`: tokenize, 4 train, 4 evaluate, 3
-    # benchmark, compare, plot (the demo corpus in resources/ is shared with the local run).
-    assert len(submitted) == 14 and "16 of 16 steps (100%) done" in log, log[-3000:]
+    # Every job but the local `all`: tokenize, 4 train, 4 evaluate, 3 benchmark, compare, plot
+    # (the demo corpus in resources/ is shared with the local run).
+    assert len(submitted) == 14 and "15 of 15 steps (100%) done" in log, log[-3000:]
     train_jobs = re.findall(r"rule train:.*?jobid: (\d+)", log, flags=re.S)
     assert train_jobs
     for job in train_jobs:  # gpu=1 became a real GPU request, granted from the node's fake GPU
