@@ -130,7 +130,7 @@ def test_a_key_given_twice_names_file_line_and_key(finished):
 def test_command_line_values_apply_on_top_of_the_reference_config(finished):
     """`--config` alone changes config/config.yaml's values; nested values are typed as in a file."""
     planned = snakemake(finished, "--dry-run", "--config", "experiment=override", "train={epochs: 3, lr: 1.0e-4}")
-    assert "results/override/train/dot/metrics.csv" in planned.log
+    assert "results/override/train/dot/seed1234/metrics.csv" in planned.log
     result = snakemake(finished, "--dry-run", "--config", "train={batch_size: 8.0, epoch: 3}", check=False)
     fails_before_any_job(result, "train.batch_size: must be an integer, not 8.0; write 8")
     assert "train.epoch: unknown key; remove it or fix its spelling (did you mean 'epochs'?)" in result.log
