@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: install demo test run slurm-deps test-slurm
+.PHONY: install install-slurm demo test run slurm-deps test-slurm
 
 install: $(VENV)/.installed
 
@@ -33,8 +33,12 @@ test: install
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/pytest -ra
 
-# Debian's Slurm and MUNGE, for the single-node Slurm test (root, apt).
-slurm-deps:
+# Snakemake's Slurm executor plugin, for submitting jobs to a cluster (profiles/slurm).
+install-slurm: install
+	$(BIN)/pip install --quiet -r requirements-slurm.txt
+
+# The plugin, and Debian's Slurm and MUNGE for the single-node Slurm test (root, apt).
+slurm-deps: install-slurm
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge
 

@@ -45,23 +45,31 @@ def collect(config: dict, device: str, seed: int) -> dict:
     }
 
 
+@functools.cache
+def _imported_modules(path: Path) -> frozenset[Path]:
+    """The attnscore modules one file imports, also inside functions (read, not run; cached:
+    every script of the workflow imports the same few modules)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        found.update(
+            PACKAGE / f"{name.removeprefix('attnscore.')}.py" for name in names if name.startswith("attnscore.")
+        )
+    return frozenset(path for path in found if path.is_file())
+
+
 def package_modules(script) -> list[Path]:
-    """The attnscore modules a script runs: those it imports, and theirs in turn (read from the
-    import statements, also those inside functions; nothing is imported)."""
+    """The attnscore modules a script runs: those it imports, and theirs in turn."""
     found, todo = set(), [Path(script)]
     while todo:
-        for node in ast.walk(ast.parse(todo.pop().read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-            else:
-                continue
-            for name in names:
-                path = PACKAGE / f"{name.removeprefix('attnscore.')}.py"
-                if name.startswith("attnscore.") and path.is_file() and path not in found:
-                    found.add(path)
-                    todo.append(path)
+        new = _imported_modules(todo.pop()) - found
+        found |= new
+        todo.extend(new)
     return sorted(found)
 
 

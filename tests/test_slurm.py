@@ -56,6 +56,9 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    pytest.importorskip(
+        "snakemake_executor_plugin_slurm", reason="the Slurm executor plugin is not installed: run `make slurm-deps`"
+    )
     missing = [d for d in DAEMONS if not shutil.which(d)]
     if missing or os.geteuid() != 0:
         pytest.skip(f"needs root and Slurm/MUNGE ({', '.join(missing) or 'root'} missing): run `make slurm-deps`")
