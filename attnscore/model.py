@@ -78,6 +78,9 @@ class Block(nn.Module):
         return x + self.drop(self.ff(self.ln2(x)))
 
 
+PAD_OUTPUTS_TO = 64
+
+
 class LinearCrossEntropy(torch.autograd.Function):
     """Summed cross-entropy of the logits x @ weight.T + bias (in float32 at least) against
     targets, computed chunk_rows rows at a time.
@@ -88,17 +91,25 @@ class LinearCrossEntropy(torch.autograd.Function):
     gradients are wanted the forward computes them at once (softmax minus one-hot: the
     log-softmax's own output, exponentiated in place), so backward only scales them by the
     incoming gradient. The matrix products are the plain ones, run under the caller's autocast.
+
+    The output layer's rows are padded to a multiple of 64 (zero weights, and a bias of -inf, so
+    the padding's probability and gradients are exactly 0): with a row width of 50,257 MKL runs
+    the forward product at 62 GFLOP/s on the development CPU, with 50,304 at 79 (nanoGPT pads its
+    vocabulary for the same reason on GPUs).
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, targets, chunk_rows: int, with_grads: bool):
+        vocab, padding = weight.shape[0], -weight.shape[0] % PAD_OUTPUTS_TO
+        weight = F.pad(weight, (0, 0, 0, padding))
+        padded_bias = F.pad(bias if bias is not None else weight.new_zeros(vocab), (0, padding), value=-math.inf)
         nll = 0.0
         grad_x = torch.empty_like(x) if with_grads else None
         grad_weight = torch.zeros_like(weight) if with_grads else None
-        grad_bias = torch.zeros_like(bias) if with_grads and bias is not None else None
+        grad_bias = torch.zeros_like(padded_bias) if with_grads and bias is not None else None
         for start in range(0, x.shape[0], chunk_rows):
             rows = slice(start, start + chunk_rows)
-            logits = F.linear(x[rows], weight, bias)
+            logits = F.linear(x[rows], weight, padded_bias)
             log_probs = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
             nll -= log_probs.gather(-1, targets[rows].unsqueeze(-1)).sum()
             if with_grads:
@@ -109,6 +120,9 @@ class LinearCrossEntropy(torch.autograd.Function):
                 grad_weight += grad_logits.t() @ x[rows]
                 if grad_bias is not None:
                     grad_bias += grad_logits.sum(0)
+        if with_grads:
+            grad_weight = grad_weight[:vocab]
+            grad_bias = None if grad_bias is None else grad_bias[:vocab]
         ctx.save_for_backward(grad_x, grad_weight, grad_bias)
         return nll
 

@@ -7,7 +7,8 @@ its own), all of them once per round, over several interleaved rounds (a slow sp
 machine hits all of them); the best round of each is kept. tokens_per_cpu_s counts the
 process's CPU seconds instead of wall time: steadier where other jobs share the cores. Ours is the reference model (untied
 output layer with bias, ReLU, sinusoidal positions) at `precision: auto` (bf16 autocast on CPUs
-with native bf16, else fp32) and fp32; Hugging Face and nanoGPT (tied embeddings, GELU, learned
+with native bf16, else fp32) and fp32, and, to show what padding the loss's output rows to a
+multiple of 64 gains, dot without it ("unpadded"); Hugging Face and nanoGPT (tied embeddings, GELU, learned
 positions) in fp32 and bf16 autocast.
 
 Needs `pip install transformers` beside attnscore for the Hugging Face rows, and for nanoGPT's a
@@ -36,8 +37,8 @@ from attnscore.runtime import autocast_dtype, device_name
 
 VOCAB, D_MODEL, LAYERS, HEADS, D_FF, DROPOUT = 50257, 512, 6, 8, 2048, 0.1
 MODELS = [
-    "ours dot auto", "ours euclid auto", "ours dot fp32", "huggingface fp32", "huggingface bf16",
-    "nanoGPT fp32", "nanoGPT bf16",
+    "ours dot auto", "ours euclid auto", "ours dot fp32", "ours dot unpadded auto", "huggingface fp32",
+    "huggingface bf16", "nanoGPT fp32", "nanoGPT bf16",
 ]  # fmt: skip
 
 
@@ -65,9 +66,12 @@ def make_step(name, batch, seq_len, nanogpt_dir):
     family, *variant, precision = name.split()
     torch.manual_seed(0)
     if family == "ours":
+        from attnscore import model
         from attnscore.model import ModelConfig
         from attnscore.train import TrainConfig, Trainer
 
+        if "unpadded" in variant:  # the loss's output rows as they were before padding (what it gained)
+            model.PAD_OUTPUTS_TO = 1
         model_cfg = ModelConfig(VOCAB, D_MODEL, LAYERS, HEADS, D_FF, DROPOUT, max_seq_len=seq_len, attention=variant[0])
         trainer = Trainer(model_cfg, TrainConfig(seq_len=seq_len, batch_size=batch, device="cpu", precision=precision))
         precision = "bf16" if trainer.dtype == torch.bfloat16 else "fp32"
