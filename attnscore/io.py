@@ -2,6 +2,7 @@
 a rename), JSON and CSV writers, job logs, and DataError for input files that cannot be used."""
 
 import errno
+import glob
 import json
 import os
 import secrets
@@ -12,6 +13,7 @@ from pathlib import Path
 # Below this much free space a failed write is taken for a full disk: the C++ writers behind
 # torch.save report it without errno ("basic_ios::clear: iostream error").
 DISK_FULL_BYTES = 1 << 20
+TMP_TOKEN_BYTES = 4  # a temporary file is .<name>.<8 hex digits>.tmp
 
 
 class Explained(Exception):
@@ -33,11 +35,15 @@ def atomic_path(path):
 
     The data and the rename are flushed to disk (fsync), so after a crash `path` holds either the
     old or the new file, never a torn one. The temporary file is created with the umask's mode,
-    like any new file, and the rename keeps it.
+    like any new file, and the rename keeps it. Temporary files of earlier writes of `path` that
+    were killed midway are removed first (each file has one writer: one job, or the process
+    holding its checkpoint folder's lock).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 2 * TMP_TOKEN_BYTES}.tmp"):
+        stale.unlink(missing_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(TMP_TOKEN_BYTES)}.tmp"
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield str(tmp)

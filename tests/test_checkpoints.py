@@ -246,6 +246,15 @@ def test_written_file_and_its_folder_entry_are_flushed_before_and_after_the_rena
     assert list(tmp_path.iterdir()) == [tmp_path / "out.json"]
 
 
+def test_a_write_removes_what_a_killed_write_of_the_same_file_left(tmp_path):
+    stale, other = tmp_path / ".model.pt.0badf00d.tmp", tmp_path / ".model.pt.json.0badf00d.tmp"
+    stale.write_text("half a model")
+    other.write_text("another file's write")
+    with io.atomic_path(tmp_path / "model.pt") as target:
+        Path(target).write_text("whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "model.pt"]
+
+
 @pytest.mark.parametrize(
     "error, free",
     [(OSError(errno.ENOSPC, "No space left on device"), 10**9), (RuntimeError("basic_ios::clear: iostream error"), 0)],
