@@ -7,6 +7,7 @@ live function's signature, by the same rule (``options_problem``).
 """
 
 import ast
+import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +65,10 @@ def _is_register(decorator: ast.expr) -> bool:
     return called == "register" and isinstance(name, ast.Constant) and isinstance(name.value, str)
 
 
+@functools.cache
 def declared_in(path: Path) -> dict[str, Kind]:
-    """The kinds a module's source registers, by name."""
+    """The kinds a module's source registers, by name (cached: the Snakefile's config check and
+    its code hashes both ask; callers copy before changing it)."""
     kinds = {}
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -87,7 +90,7 @@ def module_file(module: str) -> Path:
 
 def known_kinds(plugins=()) -> tuple[dict[str, Kind], list[str]]:
     """Every kind the package and the plugin modules declare, and the problems finding them."""
-    kinds, problems = declared_in(BUILT_IN), []
+    kinds, problems = dict(declared_in(BUILT_IN)), []
     for module in plugins:
         try:
             kinds.update(declared_in(module_file(module)))
