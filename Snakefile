@@ -37,7 +37,9 @@ os.environ.update(
 from attnscore import provenance
 from attnscore.config import (
     EVALUATION,
+    MEASUREMENT,
     TIMING,
+    benchmark_baseline,
     check,
     check_unique_keys,
     model_settings,
@@ -55,11 +57,14 @@ check(config)
 RESULTS = f"results/{config['experiment']}"
 VARIANTS = config["variants"]
 SEEDS = config["seeds"]
+BENCHMARKED = config["benchmark"]["variants"]
+ROUNDS = range(1, config["benchmark"]["rounds"] + 1)
 
 
 wildcard_constraints:
     variant=r"[a-z][a-z0-9_]*",
     seed=r"\d+",
+    round=r"\d+",
 
 
 # Before the first job, not in a dry run (which must not import torch): the GPUs that jobs holding

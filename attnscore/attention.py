@@ -99,6 +99,22 @@ def dot(q, k, v, causal=True, dropout_p=0.0):
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout_p)
 
 
+class Unsupported(ValueError):
+    """A kind that cannot run on these inputs here (e.g. a CUDA kernel on a CPU)."""
+
+
+@register("dot_triton")
+def dot_triton(q, k, v, causal=True, dropout_p=0.0):
+    """Scaled dot product through our Triton kernel, the one euclid runs on CUDA: the benchmark's
+    control for euclid (attnscore.kinds.CONTROLS). CUDA only."""
+    kernel = _triton_kernel() if q.is_cuda else None
+    if not (kernel and kernel.supports(q, k, v)):
+        raise Unsupported(
+            "dot_triton runs our Triton kernel: it needs a CUDA GPU with Triton and a shape the kernel takes"
+        )
+    return kernel.triton_attention(q, k, v, causal, dropout_p, "dot")
+
+
 @register("euclid_naive")
 def euclid_naive(q, k, v, causal=True, dropout_p=0.0, p=2.0):
     """Negative distance -||q - k||_p / sqrt(d_k) with an explicit score matrix (torch.cdist)."""

@@ -1,106 +1,179 @@
-"""Training-step throughput: warm-up steps, then timed, synchronised steps, one process per shape.
+"""What a kind costs: training steps and the attention op alone, timed in interleaved rounds.
 
-Each (variant, seq_len) runs in a fresh Python process, so peak memory is that shape's own and a
-shape that runs out of memory (or is killed for it) is recorded as such instead of ending the run.
+A round times every kind once per shape, in an order rotated by the round's number, so that a
+drift of the machine (another job, clocks, caches) falls on every kind alike; attnscore.stats
+pairs the rounds. Each (kind, shape) is measured in a fresh process: its peak memory is its own,
+and a shape that runs out of memory, or is killed for it, becomes a row that says so. The
+processes are forked from a server process that has imported torch and this package and run
+nothing else (multiprocessing's forkserver), so each starts in milliseconds, not seconds, and
+never inherits threads or a CUDA context. As with any multiprocessing start method but fork, a
+script that calls run_round must guard its own code with ``if __name__ == "__main__":``.
 """
 
-import json
+import importlib.metadata
+import multiprocessing
 import resource
 import statistics
-import subprocess
-import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, replace
 
 import torch
 
-from attnscore.model import ModelConfig, training_flops_per_token
+from attnscore.attention import Unsupported
+from attnscore.kinds import CONTROLS
+from attnscore.model import ModelConfig, SelfAttention, training_flops_per_token
 from attnscore.runtime import device_name, peak_flops
 from attnscore.train import TrainConfig, Trainer
 
+# What each measuring process needs imported, imported once: the first optimizer a process makes
+# imports torch._dynamo (2.5 s on a CPU).
+_FORKSERVER = multiprocessing.get_context("forkserver")
+_FORKSERVER.set_forkserver_preload(["attnscore.bench", "torch._dynamo"])
+try:
+    TRITON = importlib.metadata.version("triton")
+except importlib.metadata.PackageNotFoundError:
+    TRITON = None
+
+
+def round_order(kinds: list, round_number: int) -> list:
+    """The kinds in the order round `round_number` (from 1) times them: rotated by one a round."""
+    shift = (round_number - 1) % len(kinds)
+    return kinds[shift:] + kinds[:shift]
+
+
+def time_calls(fn, warmup: int, repeats: int, device: torch.device) -> list[float]:
+    """Seconds of each of `repeats` calls of fn() after `warmup` untimed ones (which compile and
+    autotune whatever the first calls do). On CUDA, CUDA events after a synchronise."""
+    for _ in range(warmup):
+        fn()
+    if device.type != "cuda":
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return times
+    torch.cuda.synchronize(device)
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+    for start, end in events:
+        start.record()
+        fn()
+        end.record()
+    torch.cuda.synchronize(device)
+    return [start.elapsed_time(end) / 1000 for start, end in events]
+
+
+def peak_memory(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process max RSS"
+
 
 def measure(model_cfg: ModelConfig, cfg: TrainConfig, warmup: int, steps: int, peak_tflops=None) -> dict:
-    """Time `steps` training steps on random tokens after `warmup` untimed ones, in this process."""
+    """Time `steps` training steps on random tokens after `warmup` untimed ones, then as many
+    calls of the first layer's attention op alone, in this process."""
     model_cfg = replace(model_cfg, max_seq_len=max(model_cfg.max_seq_len, cfg.seq_len))
     trainer = Trainer(model_cfg, cfg)
     device = trainer.device
     generator = torch.Generator().manual_seed(cfg.seed)
     tokens = torch.randint(model_cfg.vocab_size, (cfg.batch_size, cfg.seq_len + 1), generator=generator)
     x, y = trainer.to_device(tokens[:, :-1]), trainer.to_device(tokens[:, 1:])
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        trainer.step(x, y)
-    sync()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        trainer.step(x, y)
-        sync()
-        times.append(time.perf_counter() - start)
-    if device.type == "cuda":
-        peak_mib, memory_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
-    else:
-        peak_mib, memory_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process max RSS"
+    times = time_calls(lambda: trainer.step(x, y), warmup, steps, device)
+    peak_mib, memory_kind = peak_memory(device)  # the step's: the op below allocates less
     name, dtype = device_name(device), trainer.dtype or torch.float32
-    tokens_per_s = steps * cfg.batch_size * cfg.seq_len / sum(times)
+    step_s = statistics.median(times)
+    tokens_per_s = cfg.batch_size * cfg.seq_len / step_s
     peak = peak_flops(name, dtype, peak_tflops)
     return {
-        "tokens_per_s": tokens_per_s,
-        "iters_per_s": steps / sum(times),
-        "step_ms_median": 1000 * statistics.median(times),
+        "step_ms": 1000 * step_s,
         "step_ms_min": 1000 * min(times),
         "step_ms_max": 1000 * max(times),
+        "tokens_per_s": tokens_per_s,
         "mfu": training_flops_per_token(model_cfg, cfg.seq_len) * tokens_per_s / peak if peak else None,
         "peak_memory_mib": peak_mib,
         "memory_kind": memory_kind,
+        **measure_attention(trainer.model.blocks[0].attn, cfg, dtype, device, warmup, steps),
         "device": name,
         "dtype": str(dtype).removeprefix("torch."),
         "params": trainer.model.num_params(),
     }
 
 
-def benchmark(model_cfg: ModelConfig, cfg: TrainConfig, seq_lens, warmup=3, steps=10, peak_tflops=None) -> list[dict]:
-    """One row per seq_len, each measured in its own process; failures become rows that say why."""
+def measure_attention(attn: SelfAttention, cfg: TrainConfig, dtype, device, warmup: int, repeats: int) -> dict:
+    """Time an attention layer's op alone, forward and backward, at the training shape: q, k, v
+    as the model makes them (permuted views of one projection), its dropout, its dtype."""
+    b, t, heads = cfg.batch_size, cfg.seq_len, attn.n_heads
+    head_dim = attn.qkv.in_features // heads
+    generator = torch.Generator().manual_seed(cfg.seed)
+    qkv = torch.randn(b, t, 3, heads, head_dim, generator=generator).to(device, dtype).requires_grad_()
+    q, k, v = qkv.permute(2, 0, 3, 1, 4)
+    grad = torch.randn(b, heads, t, head_dim, generator=generator).to(qkv)
+    times = time_calls(
+        lambda: torch.autograd.grad(attn.attend(q, k, v, True, attn.dropout), qkv, grad), warmup, repeats, device
+    )
+    return {
+        "attention_ms": 1000 * statistics.median(times),
+        "attention_shape": f"{b}x{heads}x{t}x{head_dim}",
+        "attention_dropout": attn.dropout,
+    }
+
+
+def measure_job(job: dict) -> dict:
+    return measure(
+        ModelConfig(**job["model"]), TrainConfig(**job["train"]), job["warmup"], job["steps"], job["peak_tflops"]
+    )
+
+
+def in_fresh_process(job: dict, fn=measure_job) -> dict:
+    """fn(job) in a process of its own: a failure for lack of memory is a status, not a crash."""
+    try:
+        with ProcessPoolExecutor(1, mp_context=_FORKSERVER) as pool:
+            return {**pool.submit(fn, job).result(), "status": "ok"}
+    except BrokenProcessPool:
+        return {"status": "killed (likely out of memory)"}
+    except Unsupported:
+        return {"status": "not supported here"}
+    except (torch.OutOfMemoryError, RuntimeError) as err:
+        if isinstance(err, torch.OutOfMemoryError) or "not enough memory" in str(err) or "out of memory" in str(err):
+            return {"status": "out of memory"}
+        raise
+
+
+def with_controls(model_cfgs: dict, cfg: TrainConfig) -> dict:
+    """The kinds to time: those given, and on CUDA each one's control (CONTROLS) beside it."""
+    if cfg.device == "cpu" or not torch.cuda.device_count() or TRITON is None:  # NVML: CUDA stays uninitialised
+        return model_cfgs
+    controls = {
+        CONTROLS[kind]: replace(model_cfg, attention=CONTROLS[kind], attention_options={})
+        for kind, model_cfg in model_cfgs.items()
+        if kind in CONTROLS and CONTROLS[kind] not in model_cfgs
+    }
+    return {**model_cfgs, **controls}
+
+
+def run_round(
+    model_cfgs: dict, cfg: TrainConfig, seq_lens, round_number: int, warmup=3, steps=10, peak_tflops=None
+) -> list[dict]:
+    """One round: every kind of `model_cfgs` (kind -> ModelConfig) and its control at every
+    seq_len, in round_order, each in a fresh process. One row per (kind, seq_len)."""
+    model_cfgs = with_controls(model_cfgs, cfg)
     rows = []
     for seq_len in seq_lens:
-        job = {
-            "model": asdict(model_cfg),
-            "train": asdict(replace(cfg, seq_len=seq_len)),
-            "warmup": warmup,
-            "steps": steps,
-            "peak_tflops": peak_tflops,
-        }
-        row = {
-            "variant": model_cfg.attention,
-            "seq_len": seq_len,
-            "batch_size": cfg.batch_size,
-            "warmup_steps": warmup,
-            "timed_steps": steps,
-            "torch": torch.__version__,
-        }
-        done = subprocess.run(
-            [sys.executable, "-m", "attnscore.bench", json.dumps(job)], capture_output=True, text=True
-        )
-        sys.stderr.write(done.stderr)
-        if done.returncode == 0:
-            row.update(json.loads(done.stdout.splitlines()[-1]), status="ok")
-        elif "out of memory" in done.stderr.lower():
-            row["status"] = "out of memory"
-        elif done.returncode == -9:
-            row["status"] = "killed by SIGKILL (likely out of memory)"
-        else:
-            raise RuntimeError(
-                f"benchmark of {model_cfg.attention} at seq_len {seq_len} failed:\n{done.stderr[-2000:]}"
-            )
-        print(row, flush=True)
-        rows.append(row)
+        for position, kind in enumerate(round_order(list(model_cfgs), round_number)):
+            job = {
+                "model": asdict(model_cfgs[kind]),
+                "train": asdict(replace(cfg, seq_len=seq_len)),
+                "warmup": warmup,
+                "steps": steps,
+                "peak_tflops": peak_tflops,
+            }
+            row = {"round": round_number, "position": position, "kind": kind, "seq_len": seq_len}
+            row.update(batch_size=cfg.batch_size, warmup_steps=warmup, timed_steps=steps)
+            row.update(in_fresh_process(job), torch=torch.__version__, triton=TRITON)
+            print(row, flush=True)
+            rows.append(row)
     return rows
-
-
-if __name__ == "__main__":  # one shape, run by benchmark(): JSON job in, JSON row out
-    job = json.loads(sys.argv[1])
-    train_cfg = TrainConfig(**job["train"])
-    result = measure(ModelConfig(**job["model"]), train_cfg, job["warmup"], job["steps"], job["peak_tflops"])
-    print(json.dumps(result))

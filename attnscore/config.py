@@ -205,6 +205,15 @@ RUN_ONLY = ("checkpoint_every", "compile")
 # What evaluating a saved model, or timing a training step, depends on.
 EVALUATION = ("seq_len", "eval_batch_size", "device", "precision")
 TIMING = ("batch_size", "device", "precision", "compile")
+# The benchmark's settings that change its measurements; the others (rounds, margin) say how many
+# rounds to take and how to judge them.
+MEASUREMENT = ("seq_lens", "warmup_steps", "steps", "peak_tflops")
+
+
+def benchmark_baseline(config: dict) -> str:
+    """The kind every benchmarked kind is compared with: dot, else the first benchmarked."""
+    kinds = config["benchmark"]["variants"]
+    return "dot" if "dot" in kinds else kinds[0]
 
 
 def train_settings(config: dict) -> dict:

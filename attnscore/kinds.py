@@ -14,6 +14,10 @@ from pathlib import Path
 
 BUILT_IN = Path(__file__).with_name("attention.py")
 FIXED_ARGUMENTS = 5  # q, k, v, causal, dropout_p: every kind takes these first
+# Kinds the benchmark also times beside a kind, where they run: dot_triton is euclid's Triton
+# kernel with the dot-product score, so euclid against it is the score's cost, and dot_triton
+# against dot our kernel's gap to PyTorch's fused SDPA.
+CONTROLS = {"euclid": "dot_triton"}
 
 
 @dataclass(frozen=True)

@@ -22,19 +22,6 @@ REFERENCE_TOKENS_PER_ITER = 8 * 512
 LINESTYLES = ["-", "--", ":", "-."]
 
 
-def throughput_table(paths) -> pd.DataFrame:
-    """Benchmark rows of every variant and seq_len, with tokens/s relative to dot at the same
-    seq_len (vs_dot_pct: -16 means 16% slower) and peak memory relative to dot's."""
-    table = pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
-    for column in ("tokens_per_s", "peak_memory_mib", "mfu"):
-        if column not in table:
-            table[column] = float("nan")  # every shape of a variant failed
-    dot = table[table["variant"] == "dot"].set_index("seq_len")
-    table["vs_dot_pct"] = 100 * (table["tokens_per_s"] / table["seq_len"].map(dot["tokens_per_s"]) - 1)
-    table["memory_vs_dot_pct"] = 100 * (table["peak_memory_mib"] / table["seq_len"].map(dot["peak_memory_mib"]) - 1)
-    return table
-
-
 def save(fig, paths) -> None:
     for path in paths:
         with atomic_path(path) as tmp:
@@ -97,33 +84,59 @@ def plot_paired(differences: pd.DataFrame, summary: pd.DataFrame, paths, title: 
     save(fig, paths)
 
 
-def plot_throughput(table: pd.DataFrame, paths, title: str) -> None:
-    """Training tokens/s and peak memory per variant, grouped by seq_len; failed shapes marked."""
-    variants, seq_lens = list(dict.fromkeys(table["variant"])), sorted(set(table["seq_len"]))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    width = 0.8 / len(variants)
-    for i, variant in enumerate(variants):
-        rows = table[table["variant"] == variant].set_index("seq_len").reindex(seq_lens)
-        positions = [j + (i - (len(variants) - 1) / 2) * width for j in range(len(seq_lens))]
-        for ax, column in zip(axes, ("tokens_per_s", "peak_memory_mib"), strict=True):
-            bars = ax.bar(positions, rows[column].fillna(0), width, label=variant)
-            if column == "tokens_per_s":
-                labels = [
-                    "failed" if pd.isna(t) else f"{t:,.0f}\n{r:+.0f}%"
-                    for t, r in zip(rows[column], rows["vs_dot_pct"], strict=True)
-                ]
+def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
+    """Per kind and seq_len: training tokens/s and the attention op's time (geometric mean over
+    rounds, 95% interval as error bars, the verdict against the baseline written on each bar),
+    and the step's peak memory; failed shapes marked."""
+    costs = costs[costs["baseline"] == _baseline(costs)]  # control comparisons are in the summary
+    kinds, seq_lens = list(dict.fromkeys(costs["kind"])), sorted(set(costs["seq_len"]))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
+    width = 0.8 / len(kinds)
+    panels = [
+        ("step", "tokens_per_s", "training tokens/s"),
+        ("attention", "ms", "attention op, forward + backward (ms)"),
+        ("step", "peak_memory_mib", None),
+    ]
+    for i, kind in enumerate(kinds):
+        positions = [j + (i - (len(kinds) - 1) / 2) * width for j in range(len(seq_lens))]
+        for ax, (measure, column, _) in zip(axes, panels, strict=True):
+            rows = costs[(costs["kind"] == kind) & (costs["measure"] == measure)].set_index("seq_len").reindex(seq_lens)
+            values = rows[column]
+            error = None
+            if column != "peak_memory_mib":
+                low, high = rows[f"{column}_low"], rows[f"{column}_high"]
+                error = [(values - low).fillna(0).clip(lower=0), (high - values).fillna(0).clip(lower=0)]
+            bars = ax.bar(positions, values.fillna(0), width, yerr=error, capsize=3, label=kind, color=f"C{i}")
+            if column == "peak_memory_mib":
+                labels = ["" if pd.isna(m) else f"{m / 1024:.2f} GiB" for m in values]
             else:
-                labels = ["" if pd.isna(m) else f"{m / 1024:.1f} GiB" for m in rows[column]]
-            ax.bar_label(bars, labels=labels, fontsize="x-small")
-    first = table.dropna(subset=["device"]).iloc[0] if table["device"].notna().any() else table.iloc[0]
-    for ax, ylabel in zip(
-        axes, ("training tokens/s (vs dot)", f"peak memory, MiB ({first.get('memory_kind', '')})"), strict=True
-    ):
+                labels = [_bar_label(row) for row in rows.itertuples()]
+            ax.bar_label(bars, labels=labels, fontsize="x-small", padding=2)
+    first = costs.iloc[0]
+    for ax, (*_, ylabel) in zip(axes, panels, strict=True):
+        ylabel = ylabel or f"peak memory of the step, MiB ({first.get('memory_kind', 'process max RSS')})"
         ax.set(xticks=range(len(seq_lens)), xticklabels=[f"seq_len {t}" for t in seq_lens], ylabel=ylabel)
-        ax.margins(y=0.3)
-    axes[0].legend(loc="upper left", ncol=len(variants))
-    fig.suptitle(f"{title}: {first.get('device', '')}, {first.get('dtype', '')}, batch {first['batch_size']}")
+        ax.margins(y=0.35)
+    axes[0].legend(loc="upper left", ncol=len(kinds), fontsize="small")
+    rounds = int(costs["rounds"].max())
+    fig.suptitle(
+        f"{title}: {first['device']}, {first['dtype']}, batch {first['batch_size']}; geometric mean of {rounds} "
+        f"interleaved rounds, 95% CI; time vs {first['baseline']}, verdict at a ±{100 * first['margin']:g}% margin"
+    )
     save(fig, paths)
+
+
+def _baseline(costs: pd.DataFrame) -> str:
+    """The kind every other is compared with: the one compared with itself."""
+    return costs.loc[costs["kind"] == costs["baseline"], "kind"].iloc[0]
+
+
+def _bar_label(row) -> str:
+    if pd.isna(row.ms):
+        return "failed"
+    if row.verdict == "baseline":
+        return "baseline"
+    return f"{100 * (row.ratio - 1):+.0f}% time\n{row.verdict.replace('no measurable difference', 'no difference')}"
 
 
 def _fmt(value, digits=1, style=""):
@@ -148,13 +161,15 @@ def summary_markdown(
     epochs: pd.DataFrame,
     best: pd.DataFrame,
     paired: pd.DataFrame,
-    table: pd.DataFrame,
+    costs: pd.DataFrame,
     data_name: str,
     train_seq_len: int,
 ) -> str:
     """Our numbers (mean and 95% interval over seeds) beside the reference report's, the paired
-    verdicts against dot, then the full throughput table, as Markdown."""
-    at_train_shape = table[table["seq_len"] == train_seq_len].set_index("variant")
+    verdicts against the baseline, then what each kind costs (compare_timings' rows), as Markdown."""
+    baseline = _baseline(costs)
+    steps = costs[(costs["measure"] == "step") & (costs["baseline"] == baseline)]
+    at_train_shape = steps[steps["seq_len"] == train_seq_len].set_index("kind")
     first_epoch = epochs[epochs["epoch"] == 1].set_index(["variant", "split"])
     seeds = int(best["seeds"].max())
     lines = [
@@ -165,27 +180,26 @@ def summary_markdown(
         f"Ours: mean over {seeds} seed(s)"
         + (", [95% Student-t interval]" if seeds > 1 else "; one seed gives no interval")
         + ".",
-        f"Throughput is at the training shape (seq_len {train_seq_len}); 'vs dot' is tokens/s relative to dot's.",
+        f"Throughput is at the training shape (seq_len {train_seq_len}): geometric mean over the benchmark's rounds",
+        f"[95% interval]; 'step time vs {baseline}' is the paired ratio of step times (see What it costs).",
         "",
-        "| run | seeds | epochs | train ppl, epoch 1 | valid ppl, epoch 1 | test ppl, epoch 1 | test ppl (best) | it/s | tokens/s | vs dot |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| run | seeds | epochs | train ppl, epoch 1 | valid ppl, epoch 1 | test ppl, epoch 1 | test ppl (best) | tokens/s | step time vs {baseline} |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in best.itertuples():
         variant = row.variant
         first = {split: first_epoch.loc[(variant, split)] for split in ("train", "valid", "test")}
-        bench = at_train_shape.loc[variant] if variant in at_train_shape.index else pd.Series(dtype=float)
+        cost = at_train_shape.loc[variant] if variant in at_train_shape.index else None
         trained = epochs.loc[epochs["variant"] == variant, "epoch"].max()
         lines.append(
             f"| ours: {variant} | {row.seeds} | {trained} | {_with_interval(first['train'])} | {_with_interval(first['valid'])} "
-            f"| {_with_interval(first['test'])} | {_with_interval(row._asdict())} | {_fmt(bench.get('iters_per_s'), 2)} "
-            f"| {_fmt(bench.get('tokens_per_s'), 0)} | {_fmt(bench.get('vs_dot_pct'), 1, '%+')} |"
+            f"| {_with_interval(first['test'])} | {_with_interval(row._asdict())} | {_tokens_per_s(cost)} | {_time_change(cost)} |"
         )
     for variant, ref in REFERENCE.items():
-        relative = 100 * (ref["iters_per_s"] / REFERENCE["dot"]["iters_per_s"] - 1)
+        relative = REFERENCE["dot"]["iters_per_s"] / ref["iters_per_s"] - 1
         lines.append(
             f"| reference: {variant} | 1 | 20 | {ref['train_ppl_1']} | {ref['valid_ppl_1']} | {ref['test_ppl_1']} "
-            f"| {_fmt(ref['test_ppl_final'])} | {ref['iters_per_s']} | {ref['iters_per_s'] * REFERENCE_TOKENS_PER_ITER:,.0f} "
-            f"| {relative:+.1f}% |"
+            f"| {_fmt(ref['test_ppl_final'])} | {ref['iters_per_s'] * REFERENCE_TOKENS_PER_ITER:,.0f} | {100 * relative:+.1f}% (one run, no interval) |"
         )
     lines += ["", "Reference: 16 GB NVIDIA A4000, fp16 autocast, batch 8 x 512, WikiText-2, 20 epochs, one run.", ""]
     lines += ["## Paired comparison", ""]
@@ -195,29 +209,69 @@ def summary_markdown(
         lines += [f"- {stats.verdict(row)}" for _, row in paired.iterrows()]
     else:
         lines.append("No variant to pair with dot: add dot and another kind to `variants`.")
-    return "\n".join(lines) + "\n\n" + throughput_markdown(table)
+    return "\n".join(lines) + "\n\n" + costs_markdown(costs)
 
 
-def throughput_markdown(table: pd.DataFrame) -> str:
-    """The throughput table (from throughput_table) as a Markdown section."""
+def _tokens_per_s(cost) -> str:
+    if cost is None or pd.isna(cost["tokens_per_s"]):
+        return "–"
+    if pd.isna(cost["tokens_per_s_low"]):
+        return _fmt(cost["tokens_per_s"], 0)
+    return (
+        f"{_fmt(cost['tokens_per_s'], 0)} [{_fmt(cost['tokens_per_s_low'], 0)}, {_fmt(cost['tokens_per_s_high'], 0)}]"
+    )
+
+
+def _time_change(cost) -> str:
+    """'+4.1% [+2.0%, +6.3%]: slower' from a compare_timings row."""
+    if cost is None or pd.isna(cost["ratio"]):
+        return "–"
+    if cost["verdict"] == "baseline":
+        return "baseline"
+    change = _fmt(100 * (cost["ratio"] - 1), 1, "%+")
+    if pd.isna(cost["ratio_low"]):
+        return change
+    low, high = (_fmt(100 * (cost[key] - 1), 1, "%+") for key in ("ratio_low", "ratio_high"))
+    return f"{change} [{low}, {high}]: {cost['verdict']}"
+
+
+def costs_markdown(costs: pd.DataFrame) -> str:
+    """What each kind costs (compare_timings' rows) as a Markdown section: the verdict sentences,
+    then the table."""
+    first = costs.iloc[0]
+    rounds = int(costs["rounds"].max())
     lines = [
-        "## Training throughput",
+        "## What it costs",
         "",
-        "Mean over the timed steps after the warm-up steps (median, min and max step times in throughput.csv);",
-        "MFU uses model FLOPs (attnscore.model.training_flops_per_token) over the device's dense bf16/fp16 peak.",
+        f"Each of {rounds} rounds timed every kind once per shape, in a rotated order, each in a fresh process",
+        f"({first['warmup_steps']} warm-up and {first['timed_steps']} timed calls; the median of the timed ones); rounds pair the kinds.",
+        "Times are geometric means over rounds; a ratio's 95% interval is the Student-t interval of the mean log",
+        "ratio. Verdicts: 'slower'/'faster' when the interval excludes 1; 'no measurable difference' when it lies",
+        f"within ±{100 * first['margin']:g}% (benchmark.margin); else 'inconclusive'.",
         "",
-        "| variant | seq_len | tokens/s | vs dot | step ms (median) | MFU | peak memory MiB | memory vs dot | status |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in table.sort_values(["seq_len"], kind="stable").itertuples():
-        lines.append(
-            f"| {row.variant} | {row.seq_len} | {_fmt(row.tokens_per_s, 0)} | {_fmt(row.vs_dot_pct, 1, '%+')} "
-            f"| {_fmt(getattr(row, 'step_ms_median', None), 0)} | {_fmt(row.mfu * 100 if pd.notna(row.mfu) else None, 1, '%')} "
-            f"| {_fmt(row.peak_memory_mib, 0)} | {_fmt(row.memory_vs_dot_pct, 1, '%+')} | {row.status} |"
+    compared = costs[costs["kind"] != costs["baseline"]]
+    lines += [
+        f"- {stats.cost_sentence(row)}"
+        for _, row in compared.sort_values(["measure", "seq_len"], kind="stable").iterrows()
+    ]
+    lines += [
+        "",
+        "| kind | vs | seq_len | measure | ms [95% CI] | tokens/s | time vs [95% CI] | peak memory MiB | memory vs | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, row in costs.sort_values(["measure", "seq_len"], ascending=[False, True], kind="stable").iterrows():
+        ms = _with_interval(
+            {"seeds": row["rounds"], "mean": row["ms"], "ci_low": row["ms_low"], "ci_high": row["ms_high"]}, 2
         )
-    devices = table.dropna(subset=["device"]) if "device" in table else table.iloc[:0]
-    if len(devices):
-        first = devices.iloc[0]
-        lines += ["", f"Device: {first['device']}, {first['dtype']}, batch {first['batch_size']}, torch {first['torch']}; "
-                  f"{first['warmup_steps']} warm-up + {first['timed_steps']} timed steps; memory is {first['memory_kind']}."]  # fmt: skip
+        memory = _fmt(100 * (row["memory_ratio"] - 1), 1, "%+") if row["measure"] == "step" else "–"
+        lines.append(
+            f"| {row['kind']} | {row['baseline']} | {row['seq_len']} | {row['measure']} | {ms} "
+            f"| {_fmt(row.get('tokens_per_s'), 0)} | {_time_change(row)} "
+            f"| {_fmt(row['peak_memory_mib'] if row['measure'] == 'step' else None, 0)} | {memory} | {row['status']} |"
+        )
+    lines += ["", f"Device: {', '.join(map(str, costs['device'].dropna().unique()))}, {first['dtype']}, batch {first['batch_size']}, "
+              f"torch {first['torch']}, triton {first['triton']}; attention op at {first['attention_shape']} (batch x heads x "
+              f"seq_len x head_dim at seq_len {first['seq_len']}), attention dropout {first['attention_dropout']}; "
+              f"memory is {first['memory_kind']}."]  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -120,3 +120,126 @@ def verdict(row) -> str:
         return f"{head} ({interval}): no significant difference at this size."
     direction = "higher" if row["mean"] > 0 else "lower"
     return f"{head} ({interval}): {row['variant']} is significantly {direction} (p = {row['p_value']:.2g})."
+
+
+# Timings: rounds pair them as seeds pair runs. Each measurement is a median over timed calls
+# in a fresh process; across rounds, times are compared as ratios, on the log scale (a ratio's
+# natural scale: 0.8 and 1.25 are equally far from 1), with a Student-t interval over rounds.
+MEASURES = {"step": "step_ms", "attention": "attention_ms"}
+MEASURE_NAMES = {"step": "training step", "attention": "attention op (forward + backward)"}
+MAX_MORE_ROUNDS = 10_000
+# What every comparison row repeats from the measurements: how and where they were taken.
+LABELS = ("batch_size", "warmup_steps", "timed_steps", "device", "dtype", "torch", "triton", "memory_kind",
+          "attention_shape", "attention_dropout")  # fmt: skip
+
+
+def log_interval(values) -> dict:
+    """Geometric mean of positive values, with the 95% t interval of their mean log taken back
+    to the ratio scale (NaN bounds for fewer than 2 values)."""
+    logs = pd.Series(values, dtype=float).dropna().map(math.log)
+    n = len(logs)
+    mean, sd = (logs.mean(), logs.std()) if n else (math.nan, math.nan)
+    low = high = math.nan
+    if n >= 2:
+        half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n)
+        low, high = math.exp(mean - half), math.exp(mean + half)
+    return {"rounds": n, "center": math.exp(mean) if n else math.nan, "low": low, "high": high, "log_sd": sd}
+
+
+def cost_verdict(low: float, high: float, margin: float) -> str:
+    """'no measurable difference' when the whole ratio interval lies within 1 +/- margin (a
+    difference smaller than the margin counts as none, so two runs cannot read 'faster' and
+    'slower' for a negligible one), else 'slower' or 'faster' when it excludes 1, else
+    'inconclusive'."""
+    if math.isnan(low):
+        return "inconclusive"
+    if 1 - margin <= low and high <= 1 + margin:
+        return "no measurable difference"
+    if low > 1:
+        return "slower"
+    if high < 1:
+        return "faster"
+    return "inconclusive"
+
+
+def more_rounds(log_ratios, margin: float) -> int | None:
+    """For an inconclusive comparison: how many more rounds would likely decide it, were the
+    mean and spread of the log ratios so far to hold (None when that cannot be estimated)."""
+    logs = pd.Series(log_ratios, dtype=float).dropna()
+    n, mean, sd = len(logs), logs.mean(), logs.std()
+    if n < 2 or not sd > 0:
+        return None
+    # Decided once the half-width is below |mean| (excludes 1) or below the mean's distance to
+    # the nearer edge of the margin (fits inside it).
+    inside = min(math.log1p(margin) - mean, mean - math.log1p(-margin))
+    needed = max(abs(mean), inside)
+    for rounds in range(n + 1, n + MAX_MORE_ROUNDS):
+        if stats.t.ppf(0.5 + CONFIDENCE / 2, rounds - 1) * sd / math.sqrt(rounds) < needed:
+            return rounds - n
+    return None
+
+
+def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, controls: dict) -> pd.DataFrame:
+    """Per measure (step, attention), seq_len and kind: its time (geometric mean over the rounds
+    that ran it, 95% interval), and its ratio to the baseline's time in the same rounds, with
+    interval and verdict. `controls` maps a kind to another it is also compared with (euclid to
+    dot_triton: the same kernel with the dot-product score), where both ran."""
+    rows = []
+    ok = measurements[measurements["status"] == "ok"]
+    for (seq_len, kind), group in measurements.groupby(["seq_len", "kind"], sort=False):
+        done = ok[(ok["seq_len"] == seq_len) & (ok["kind"] == kind)].set_index("round")
+        failed = group.loc[group["status"] != "ok", "status"]
+        status = "ok" if failed.empty else f"{failed.iloc[0]} ({len(failed)} of {len(group)} rounds)"
+        for measure, column in MEASURES.items():
+            time_ = log_interval(done[column]) if len(done) else log_interval([])
+            control = controls.get(kind)
+            against = [baseline] + ([control] if control in set(ok["kind"]) else [])
+            for base in against:
+                other = ok[(ok["seq_len"] == seq_len) & (ok["kind"] == base)].set_index("round")
+                ratios = (done[column] / other[column]).dropna()
+                ratio = log_interval(ratios)
+                memory = (done["peak_memory_mib"] / other["peak_memory_mib"]).dropna()
+                row = {
+                    "measure": measure, "kind": kind, "baseline": base, "seq_len": seq_len,
+                    "rounds": ratio["rounds"], "ms": time_["center"], "ms_low": time_["low"], "ms_high": time_["high"],
+                    "ratio": ratio["center"], "ratio_low": ratio["low"], "ratio_high": ratio["high"],
+                    "verdict": "baseline" if kind == base else cost_verdict(ratio["low"], ratio["high"], margin),
+                    "more_rounds": None, "margin": margin,
+                    "peak_memory_mib": done["peak_memory_mib"].median() if len(done) else math.nan,
+                    "memory_ratio": memory.median() if len(memory) else math.nan, "status": status,
+                }  # fmt: skip
+                if row["verdict"] == "inconclusive":
+                    row["more_rounds"] = more_rounds(ratios.map(math.log), margin)
+                if measure == "step":  # tokens/s: the batch's tokens over the step time
+                    tokens = group["batch_size"].iloc[0] * seq_len * 1000
+                    row.update(tokens_per_s=tokens / row["ms"], tokens_per_s_low=tokens / row["ms_high"],
+                               tokens_per_s_high=tokens / row["ms_low"])  # fmt: skip
+                first = (done if len(done) else group).iloc[0]
+                row.update({key: first.get(key) for key in LABELS})
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cost_sentence(row) -> str:
+    """One quotable sentence for a compare_timings row, e.g. 'euclid vs dot, training step at
+    seq_len 64: +4.1% time (95% CI +2.0% to +6.3%, 7 rounds): slower'."""
+    head = f"{row['kind']} vs {row['baseline']}, {MEASURE_NAMES[row['measure']]} at seq_len {row['seq_len']}"
+    if row["rounds"] == 0:
+        return f"{head}: not measured ({row['status']})"
+    change = f"{100 * (row['ratio'] - 1):+.1f}% time"
+    if row["rounds"] < 2:
+        return f"{head}: {change} (1 round): no interval from one round; set benchmark.rounds to 3 or more"
+    interval = (
+        f"95% CI {100 * (row['ratio_low'] - 1):+.1f}% to {100 * (row['ratio_high'] - 1):+.1f}%, {row['rounds']} rounds"
+    )
+    verdict = row["verdict"]
+    if verdict == "no measurable difference":
+        verdict += f" (within ±{100 * row['margin']:g}%)"
+    elif verdict == "inconclusive":
+        more = row["more_rounds"]
+        verdict += (
+            f"; about {int(more)} more rounds would likely decide it"
+            if pd.notna(more)
+            else "; more rounds may decide it"
+        )
+    return f"{head}: {change} ({interval}): {verdict}"

@@ -1,5 +1,7 @@
 """The throughput benchmark, its FLOP count and the automatic precision choice."""
 
+import os
+import signal
 import time
 from dataclasses import replace
 
@@ -34,22 +36,57 @@ def test_flop_count_is_what_torch_counts_in_a_training_step():
     assert counter.get_total_flops() == training_flops_per_token(model_cfg, 16) * x.numel()
 
 
-def test_benchmark_measures_each_seq_len_in_its_own_process():
+def test_rounds_rotate_the_order_of_the_kinds():
+    kinds = ["dot", "euclid", "euclid_naive"]
+    orders = [bench.round_order(kinds, r) for r in (1, 2, 3, 4)]
+    assert orders[0] == kinds and orders[3] == kinds
+    assert orders[1] == ["euclid", "euclid_naive", "dot"] and orders[2] == ["euclid_naive", "dot", "euclid"]
+    for position in range(3):  # over a full rotation, each kind takes every position once
+        assert sorted(order[position] for order in orders[:3]) == sorted(kinds)
+
+
+def test_a_round_times_each_kind_and_shape_in_a_fresh_process():
     cfg = TrainConfig(batch_size=2, device="cpu", precision="fp32")
+    kinds = {kind: replace(TINY, attention=kind) for kind in ("dot", "euclid")}
     started = time.perf_counter()
-    rows = bench.benchmark(TINY, cfg, seq_lens=[8, 32], warmup=1, steps=2, peak_tflops=1.0)
+    rows = bench.run_round(kinds, cfg, seq_lens=[8, 32], round_number=2, warmup=1, steps=3, peak_tflops=1.0)
     wall_s = time.perf_counter() - started
-    assert [(r["variant"], r["seq_len"], r["status"]) for r in rows] == [("euclid", 8, "ok"), ("euclid", 32, "ok")]
+    assert [(r["round"], r["position"], r["kind"], r["seq_len"], r["status"]) for r in rows] == [
+        (2, 0, "euclid", 8, "ok"), (2, 1, "dot", 8, "ok"), (2, 0, "euclid", 32, "ok"), (2, 1, "dot", 32, "ok"),
+    ]  # fmt: skip
+    assert "dot_triton" not in {r["kind"] for r in rows}  # the control runs on CUDA only
     for row in rows:  # seq_len 32 exceeds the model's max_seq_len: the benchmark widens it
-        assert row["step_ms_min"] <= row["step_ms_median"] <= row["step_ms_max"]
-        # Tokens/s is the batch's tokens over the timed steps: it lies between the rates of the
-        # slowest and the fastest step, and the timed steps fit in the whole run's wall time.
-        tokens = 2 * row["seq_len"]
-        rate = row["tokens_per_s"] / 1000  # tokens per millisecond
-        assert tokens / row["step_ms_max"] * (1 - 1e-9) <= rate <= tokens / row["step_ms_min"] * (1 + 1e-9)
-        assert 2 * row["step_ms_min"] / 1000 < wall_s
+        assert row["step_ms_min"] <= row["step_ms"] <= row["step_ms_max"] and 3 * row["step_ms_min"] / 1000 < wall_s
+        assert row["tokens_per_s"] == pytest.approx(2 * row["seq_len"] / row["step_ms"] * 1000)
         assert 0 < row["mfu"] < 1  # against the 1 TFLOP/s given; a tiny model on a CPU does not reach it
         assert row["peak_memory_mib"] > 0 and row["dtype"] == "float32" and "threads" in row["device"]
+        assert row["attention_ms"] > 0 and row["attention_shape"] == f"2x2x{row['seq_len']}x8"
+        assert row["attention_dropout"] == TINY.dropout
+
+
+def _killed(job):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _out_of_memory(job):
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+def _pid(job):
+    return {"pid": os.getpid()}
+
+
+def _broken(job):
+    raise ValueError("a bug, not a lack of memory")
+
+
+def test_a_measurement_killed_or_out_of_memory_is_a_row_and_other_failures_raise():
+    assert bench.in_fresh_process({}, _killed) == {"status": "killed (likely out of memory)"}
+    assert bench.in_fresh_process({}, _out_of_memory) == {"status": "out of memory"}
+    pids = {bench.in_fresh_process({}, _pid)["pid"] for _ in range(2)}
+    assert len(pids) == 2 and os.getpid() not in pids
+    with pytest.raises(ValueError, match="a bug"):
+        bench.in_fresh_process({}, _broken)
 
 
 def test_mfu_needs_a_known_peak():

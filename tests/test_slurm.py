@@ -130,7 +130,8 @@ def test_demo_workflow_runs_through_slurm_and_matches_a_local_run(cluster, tmp_p
     assert result.returncode == 0, log[-5000:]
 
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log))
-    # Every job but the local `all`: tokenize, 4 train, 4 evaluate, 3 benchmark, compare, plot
+    # Every job but the local `all`: tokenize, 4 train, 4 evaluate, 2 benchmark rounds, compare,
+    # compare_timings, plot
     # (the demo corpus in resources/ is shared with the local run).
     assert len(submitted) == 14 and "15 of 15 steps (100%) done" in log, log[-3000:]
     train_jobs = re.findall(r"rule train:.*?jobid: (\d+)", log, flags=re.S)

@@ -17,10 +17,10 @@ OUTPUTS = [
     "data/train.npy", "data/tokenizer.json", "data/meta.json",
     *(f"train/{run}/{name}" for run in RUNS for name in ("metrics.csv", "model.pt", "provenance.json")),
     *(f"eval/{run}.json" for run in RUNS),
-    "bench/dot.csv", "bench/euclid.csv", "bench/euclid_naive.csv",
+    "bench/rounds/round1.csv", "bench/rounds/round2.csv", "bench/measurements.csv", "bench/comparisons.csv",
     "compare/runs.csv", "compare/epochs.csv", "compare/best.csv", "compare/paired.csv",
     *(f"figures/{name}.{ext}" for name in ("perplexity", "paired", "throughput") for ext in ("png", "svg")),
-    "throughput.csv", "summary.md",
+    "summary.md",
 ]  # fmt: skip
 
 
@@ -40,18 +40,27 @@ def finished(workdir):
 @pytest.mark.slow
 def test_tiny_workflow_end_to_end(workdir, finished):
     assert executed_rules(finished) == [
-        "all", "benchmark", "compare", "demo_corpus", "evaluate", "plot", "tokenize", "train",
+        "all", "benchmark", "compare", "compare_timings", "demo_corpus", "evaluate", "plot", "tokenize", "train",
     ]  # fmt: skip
     results = workdir / "results" / "tiny"
     for output in OUTPUTS:
         assert (results / output).stat().st_size > 0, output
     metrics = pd.read_csv(results / "train" / "euclid" / "seed1235" / "metrics.csv")
     assert list(metrics["epoch"]) == [1, 2] and {"train_ppl", "valid_ppl", "test_ppl", "tokens_per_s"} <= set(metrics)
-    table = pd.read_csv(results / "throughput.csv")
-    assert sorted(zip(table["variant"], table["seq_len"], strict=True)) == [
-        (v, t) for v in ("dot", "euclid", "euclid_naive") for t in (32, 64)
+    # Two interleaved rounds, each timing every kind at every shape in its own order; the
+    # comparisons pair them by round, each kind against dot.
+    timings = pd.read_csv(results / "bench" / "measurements.csv")
+    assert sorted(zip(timings["round"], timings["kind"], timings["seq_len"], strict=True)) == [
+        (r, v, t) for r in (1, 2) for v in ("dot", "euclid", "euclid_naive") for t in (32, 64)
     ]
-    assert (table["status"] == "ok").all() and (table.loc[table["variant"] == "dot", "vs_dot_pct"] == 0).all()
+    assert (timings["status"] == "ok").all() and (timings[["step_ms", "attention_ms"]] > 0).all().all()
+    first_kind = timings[timings["position"] == 0].groupby("round")["kind"].unique()
+    assert list(first_kind[1]) == ["dot"] and list(first_kind[2]) == ["euclid"]
+    comparisons = pd.read_csv(results / "bench" / "comparisons.csv")
+    assert len(comparisons) == 3 * 2 * 2 and set(comparisons["baseline"]) == {"dot"}  # kinds x shapes x measures
+    assert (comparisons["rounds"] == 2).all() and (comparisons["ratio_low"] <= comparisons["ratio_high"]).all()
+    assert set(comparisons.loc[comparisons["kind"] == "dot", "verdict"]) == {"baseline"}
+    assert set(comparisons["verdict"]) <= {"baseline", "slower", "faster", "no measurable difference", "inconclusive"}
 
     # The statistics are those of the runs: two seeds per variant, paired by seed.
     runs = pd.read_csv(results / "compare" / "runs.csv")
@@ -73,7 +82,11 @@ def test_tiny_workflow_end_to_end(workdir, finished):
     assert re.search(
         r"euclid - dot, test perplexity: [+-][\d.]+ \(95% CI [+-][\d.]+ to [+-][\d.]+, 2 paired seeds\)", summary
     )
-    assert "| euclid_naive | 64 |" in summary
+    assert re.search(
+        r"euclid_naive vs dot, training step at seq_len 64: [+-][\d.]+% time \(95% CI [+-][\d.]+% to [+-][\d.]+%, 2 rounds\): ",
+        summary,
+    )
+    assert "| euclid_naive | dot | 64 | attention |" in summary
     assert (results / "figures" / "perplexity.png").read_bytes()[:4] == b"\x89PNG"
 
     # Nothing changed: nothing runs.
@@ -105,7 +118,8 @@ def test_report_embeds_the_figures_tables_and_summary_with_captions(workdir, fin
     captions = {
         "figures/perplexity.png": "shaded band is its 95% Student-t",
         "figures/paired.png": "Paired differences against",
-        "figures/throughput.png": "Training throughput",
+        "figures/throughput.png": "What each kind costs",
+        "bench/comparisons.csv": "paired ratio of times",
         "compare/paired.csv": "paired t-test",
         "summary.md": "one quotable sentence",
         "train/euclid/seed1235/provenance.json": "What produced this run",
@@ -124,20 +138,28 @@ TINY = tiny_config(seeds=SEEDS)
 CACHING_TABLE = [
     ("data.name", {"data": {**TINY["data"], "name": "renamed"}}, None, ["plot"]),
     ("train.checkpoint_every", {"train": {**TINY["train"], "checkpoint_every": 7}}, None, []),
-    ("train.compile", {"train": {**TINY["train"], "compile": True}}, None, ["benchmark", "plot"]),
-    ("benchmark.steps", {"benchmark": {**TINY["benchmark"], "steps": 3}}, None, ["benchmark", "plot"]),
+    ("train.compile", {"train": {**TINY["train"], "compile": True}}, None, ["benchmark", "compare_timings", "plot"]),
+    ("benchmark.steps", {"benchmark": {**TINY["benchmark"], "steps": 3}}, None,
+     ["benchmark", "compare_timings", "plot"]),
+    ("benchmark.rounds + 1", {"benchmark": {**TINY["benchmark"], "rounds": 3}}, None,
+     ["benchmark", "compare_timings", "plot"]),
+    ("benchmark.rounds - 1", {"benchmark": {**TINY["benchmark"], "rounds": 1}}, None, ["compare_timings", "plot"]),
+    ("benchmark.margin", {"benchmark": {**TINY["benchmark"], "margin": 0.05}}, None, ["compare_timings", "plot"]),
+    ("benchmark.variants", {"benchmark": {**TINY["benchmark"], "variants": ["dot", "euclid"]}}, None,
+     ["benchmark", "compare_timings", "plot"]),
     ("train.eval_batch_size", {"train": {**TINY["train"], "eval_batch_size": 4}}, None,
      ["compare", "evaluate", "plot", "train"]),
     ("train.epochs", {"train": {**TINY["train"], "epochs": 3}}, None, ["compare", "evaluate", "plot", "train"]),
     ("train.lr", {"train": {**TINY["train"], "lr": 2e-3}}, None, ["compare", "evaluate", "plot", "train"]),
     ("seeds + 1", {"seeds": [*SEEDS, 7]}, None, ["compare", "evaluate", "plot", "train"]),
     ("attention_options.euclid", {"model": {**TINY["model"], "attention_options": {"euclid": {"p": 3}}}}, None,
-     ["benchmark", "compare", "evaluate", "plot", "train"]),
+     ["benchmark", "compare", "compare_timings", "evaluate", "plot", "train"]),
     ("tokenizer.vocab_size", {"tokenizer": {**TINY["tokenizer"], "vocab_size": 300}}, None,
-     ["benchmark", "compare", "evaluate", "plot", "tokenize", "train"]),
+     ["benchmark", "compare", "compare_timings", "evaluate", "plot", "tokenize", "train"]),
     ("attnscore/plots.py", {}, "attnscore/plots.py", ["plot"]),
-    ("attnscore/stats.py", {}, "attnscore/stats.py", ["compare", "plot"]),
-    ("attnscore/attention.py", {}, "attnscore/attention.py", ["benchmark", "compare", "evaluate", "plot", "train"]),
+    ("attnscore/stats.py", {}, "attnscore/stats.py", ["compare", "compare_timings", "plot"]),
+    ("attnscore/attention.py", {}, "attnscore/attention.py",
+     ["benchmark", "compare", "compare_timings", "evaluate", "plot", "train"]),
     ("workflow/scripts/compare.py", {}, "workflow/scripts/compare.py", ["compare", "plot"]),
 ]  # fmt: skip
 # Which (variant, seed) jobs of train each edit plans, where not all of them.
@@ -145,6 +167,8 @@ TRAIN_JOBS = {
     "seeds + 1": {("dot", "7"), ("euclid", "7")},
     "attention_options.euclid": {("euclid", "1234"), ("euclid", "1235")},
 }
+# Which rounds of the benchmark each edit plans, where not all of them: a new round only.
+BENCHMARK_ROUNDS = {"benchmark.rounds + 1": {"3"}}
 
 
 @pytest.mark.slow
@@ -164,6 +188,8 @@ def test_an_edit_reruns_exactly_what_it_changes(workdir, finished, edit, change,
     assert jobs == TRAIN_JOBS.get(
         edit, {(v, str(s)) for v in ("dot", "euclid") for s in SEEDS} if "train" in planned else set()
     )
+    rounds = set(re.findall(r"rule benchmark:.*?wildcards: round=(\d+)", log, flags=re.S))
+    assert rounds == BENCHMARK_ROUNDS.get(edit, {"1", "2"} if "benchmark" in planned else set())
 
 
 def test_default_config_dry_run_plans_the_whole_chain_with_gpu_tags():
@@ -183,6 +209,7 @@ def test_default_config_dry_run_plans_the_whole_chain_with_gpu_tags():
         "evaluate",
         "benchmark",
         "compare",
+        "compare_timings",
         "plot",
         "all",
     }
@@ -232,16 +259,16 @@ def test_a_kind_registered_in_a_plugin_module_trains_through_the_workflow(tmp_pa
         json.loads((results / "eval" / "dot_temperature" / "seed1234.json").read_text())["attention"]
         == "dot_temperature"
     )
-    bench = pd.read_csv(results / "bench" / "dot_temperature.csv")
-    assert list(bench["status"]) == ["ok"]
+    timings = pd.read_csv(results / "bench" / "measurements.csv")
+    assert list(timings.loc[timings["kind"] == "dot_temperature", "status"]) == ["ok", "ok"]  # two rounds
     assert "| ours: dot_temperature | 1 | 2 |" in (results / "summary.md").read_text()
 
     # Editing the plugin re-runs the jobs of its kind, and only those.
     with open(work / "toy_kinds.py", "a") as f:
         f.write("# edited\n")
     log = snakemake(work, "--configfile", "config/toy.yaml", "--dry-run").log
-    assert executed_rules(log) == ["all", "benchmark", "compare", "evaluate", "plot", "train"]
-    assert set(re.findall(r"wildcards: variant=(\w+)", log)) == {"dot_temperature"}
+    assert executed_rules(log) == ["all", "benchmark", "compare", "compare_timings", "evaluate", "plot", "train"]
+    assert set(re.findall(r"wildcards: variant=(\w+)", log)) == {"dot_temperature"}  # the benchmark times all kinds
 
     # A config naming a kind no module registers fails before any job, naming the known kinds.
     config["model"]["attention_plugins"] = []

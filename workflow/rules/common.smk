@@ -5,14 +5,15 @@ KIND_SOURCES = {
 }
 
 
-def code_version(script, variant=None):
+def code_version(script, *variants):
     """A hash of the package modules a script imports (found by reading its imports), passed as
     a param so that Snakemake re-runs a job when that code changes (its own code tracking sees
-    only the script file). With a variant, also the module registering that attention kind,
-    which may be a plugin. Each distinct (script, module) pair is hashed once per run.
+    only the script file). With variants, also the modules registering those attention kinds,
+    which may be plugins. Each distinct (script, modules) set is hashed once per run.
     """
     script = Path(workflow.basedir, "workflow", "scripts", script)
-    return provenance.code_version(script, (KIND_SOURCES[variant],) if variant else ())
+    sources = tuple(sorted({str(KIND_SOURCES[variant]) for variant in variants}))
+    return provenance.code_version(script, sources)
 
 
 # CPU threads of the torch rules: capped at --cores locally, --cpus-per-task on Slurm.

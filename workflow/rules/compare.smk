@@ -34,13 +34,39 @@ rule compare:
         "../scripts/compare.py"
 
 
+rule compare_timings:
+    input:
+        expand(rules.benchmark.output[0], round=ROUNDS),
+    output:
+        measurements=report(
+            f"{RESULTS}/bench/measurements.csv",
+            caption="../report/measurements.rst",
+            category="Tables",
+        ),
+        comparisons=report(
+            f"{RESULTS}/bench/comparisons.csv",
+            caption="../report/comparisons.rst",
+            category="Tables",
+        ),
+    log:
+        f"{RESULTS}/logs/compare_timings.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        baseline=benchmark_baseline(config),
+        margin=config["benchmark"]["margin"],
+        code=code_version("compare_timings.py"),
+    script:
+        "../scripts/compare_timings.py"
+
+
 rule plot:
     input:
         runs=rules.compare.output.runs,
         epochs=rules.compare.output.epochs,
         best=rules.compare.output.best,
         paired=rules.compare.output.paired,
-        bench=expand(rules.benchmark.output[0], variant=config["benchmark"]["variants"]),
+        comparisons=rules.compare_timings.output.comparisons,
     output:
         perplexity_png=report(
             f"{RESULTS}/figures/perplexity.png",
@@ -60,11 +86,6 @@ rule plot:
             category="Figures",
         ),
         throughput_svg=f"{RESULTS}/figures/throughput.svg",
-        throughput_csv=report(
-            f"{RESULTS}/throughput.csv",
-            caption="../report/throughput_table.rst",
-            category="Tables",
-        ),
         summary=report(
             f"{RESULTS}/summary.md",
             caption="../report/summary.rst",

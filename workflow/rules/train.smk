@@ -54,22 +54,24 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
+# One interleaved round of timings per job: every benchmarked kind at every shape (attnscore.bench).
+# Rounds are jobs of their own, so more rounds measure only the new ones, and fewer measure nothing.
 rule benchmark:
     input:
         meta=rules.tokenize.output.meta,
     output:
-        f"{RESULTS}/bench/{{variant}}.csv",
+        f"{RESULTS}/bench/rounds/round{{round}}.csv",
     log:
-        f"{RESULTS}/logs/benchmark_{{variant}}.log",
+        f"{RESULTS}/logs/benchmark_round{{round}}.log",
     conda:
         "../../envs/torch.yaml"
     threads: TORCH_THREADS
     resources:
         gpu=EVAL_GPUS,
     params:
-        model=lambda wildcards: model_settings(config, wildcards.variant),
+        models={kind: model_settings(config, kind) for kind in BENCHMARKED},
         timing=subset(config["train"], TIMING),
-        benchmark=config["benchmark"],
-        code=lambda wildcards: code_version("benchmark.py", wildcards.variant),
+        measurement=subset(config["benchmark"], MEASUREMENT),
+        code=code_version("benchmark.py", *BENCHMARKED),
     script:
         "../scripts/benchmark.py"

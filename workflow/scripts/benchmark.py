@@ -1,22 +1,26 @@
-from attnscore.bench import benchmark
+from attnscore.bench import run_round
 from attnscore.io import log_to, write_csv
 from attnscore.model import ModelConfig
 from attnscore.tokens import read_vocab_size
 from attnscore.train import TrainConfig
 
-settings = snakemake.params.benchmark
-with log_to(snakemake.log[0]):
-    model_cfg = ModelConfig(
-        vocab_size=read_vocab_size(snakemake.input.meta),
-        attention=snakemake.wildcards.variant,
-        **snakemake.params.model,
-    )
-    rows = benchmark(
-        model_cfg,
-        TrainConfig(**snakemake.params.timing),
-        settings["seq_lens"],
-        settings["warmup_steps"],
-        settings["steps"],
-        settings["peak_tflops"],
-    )
-    write_csv(rows, snakemake.output[0])
+# The measuring processes re-import this file (multiprocessing's forkserver): the guard keeps them
+# from running it.
+if __name__ == "__main__":
+    measurement = snakemake.params.measurement
+    with log_to(snakemake.log[0]):
+        vocab_size = read_vocab_size(snakemake.input.meta)
+        models = {
+            kind: ModelConfig(vocab_size=vocab_size, attention=kind, **settings)
+            for kind, settings in snakemake.params.models.items()
+        }
+        rows = run_round(
+            models,
+            TrainConfig(**snakemake.params.timing),
+            measurement["seq_lens"],
+            int(snakemake.wildcards.round),
+            measurement["warmup_steps"],
+            measurement["steps"],
+            measurement["peak_tflops"],
+        )
+        write_csv(rows, snakemake.output[0])

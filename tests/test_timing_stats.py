@@ -1,0 +1,108 @@
+"""The benchmark's statistics on synthetic timings: paired log ratios over rounds, their interval,
+and the three-way verdict with a margin."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from attnscore import stats
+
+
+def rounds_of(ratios: dict, rounds: int, noise: float, seed=0) -> pd.DataFrame:
+    """Measurements of kinds whose step and attention times are `ratios` times dot's, each with
+    lognormal noise of sd `noise`, plus a drift of the machine shared by all kinds of a round."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r in range(1, rounds + 1):
+        drift = math.exp(rng.normal(0, 0.3))  # large, and cancelled by the pairing
+        for kind, ratio in {"dot": 1.0, **ratios}.items():
+            times = {
+                column: 50 * ratio * drift * math.exp(rng.normal(0, noise)) for column in ("step_ms", "attention_ms")
+            }
+            rows.append({"round": r, "kind": kind, "seq_len": 64, "batch_size": 16, "status": "ok",
+                         "peak_memory_mib": 100 * ratio, **times})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def compared(measurements, margin=0.03) -> pd.DataFrame:
+    table = stats.compare_timings(measurements, "dot", margin, {})
+    return table[(table["measure"] == "step")].set_index("kind")
+
+
+def test_a_known_slowdown_is_slower_with_an_interval_covering_it():
+    row = compared(rounds_of({"slow": 1.2}, rounds=7, noise=0.03)).loc["slow"]
+    assert row["verdict"] == "slower" and row["ratio_low"] < 1.2 < row["ratio_high"] and row["ratio_low"] > 1
+    assert row["memory_ratio"] == pytest.approx(1.2)
+    assert stats.cost_sentence(row.to_dict() | {"kind": "slow"}).startswith(
+        "slow vs dot, training step at seq_len 64: +"
+    )
+
+
+def test_a_known_speedup_is_faster():
+    assert compared(rounds_of({"fast": 0.8}, rounds=7, noise=0.03)).at["fast", "verdict"] == "faster"
+
+
+def test_identical_kinds_show_no_measurable_difference_given_enough_rounds():
+    row = compared(rounds_of({"same": 1.0}, rounds=40, noise=0.02)).loc["same"]
+    assert row["verdict"] == "no measurable difference"
+    assert 0.97 <= row["ratio_low"] <= 1 <= row["ratio_high"] <= 1.03
+    assert "no measurable difference (within ±3%)" in stats.cost_sentence(row.to_dict() | {"kind": "same"})
+
+
+def test_few_noisy_rounds_are_inconclusive_and_say_how_many_more_would_decide():
+    row = compared(rounds_of({"same": 1.0}, rounds=3, noise=0.1)).loc["same"]
+    assert row["verdict"] == "inconclusive" and row["more_rounds"] > 0
+    assert f"about {int(row['more_rounds'])} more rounds would likely decide it" in stats.cost_sentence(
+        row.to_dict() | {"kind": "same"}
+    )
+
+
+def test_more_rounds_is_the_fewest_whose_interval_would_decide_at_the_spread_so_far():
+    logs = [math.log(r) for r in (1.02, 1.10, 0.99, 1.07)]  # mean log 0.044, sd 0.050: inconclusive
+    mean, sd = np.mean(logs), np.std(logs, ddof=1)
+    more = stats.more_rounds(logs, 0.03)
+
+    def half_width(rounds):
+        return stats.stats.t.ppf(0.975, rounds - 1) * sd / math.sqrt(rounds)
+
+    assert half_width(4) > mean  # undecided now
+    assert half_width(4 + more) < mean <= half_width(4 + more - 1)  # the interval then excludes 1, not before
+    assert stats.more_rounds([0.0, 0.0], 0.03) is None  # no spread to go by
+
+
+def test_verdict_cases_and_the_margin():
+    assert stats.cost_verdict(1.01, 1.02, 0.03) == "no measurable difference"  # inside the margin wins
+    assert stats.cost_verdict(1.01, 1.05, 0.03) == "slower"
+    assert stats.cost_verdict(0.90, 0.98, 0.03) == "faster"
+    assert stats.cost_verdict(0.98, 1.05, 0.03) == "inconclusive"
+    assert stats.cost_verdict(math.nan, math.nan, 0.03) == "inconclusive"
+
+
+def test_log_interval_is_the_t_interval_of_the_mean_log():
+    values = [1.0, 2.0, 4.0]
+    result = stats.log_interval(values)
+    assert result["center"] == pytest.approx(2.0)
+    half = 4.302652729911275 * math.log(2) / math.sqrt(3)  # t(0.975, 2) * sd of (0, log 2, log 4) / sqrt(3)
+    assert result["low"] == pytest.approx(2 * math.exp(-half)) and result["high"] == pytest.approx(2 * math.exp(half))
+    one = stats.log_interval([3.0])
+    assert one["rounds"] == 1 and one["center"] == pytest.approx(3.0) and math.isnan(one["low"])
+
+
+def test_failed_rounds_are_left_out_of_the_pairs_and_named_in_the_status():
+    measurements = rounds_of({"big": 1.1}, rounds=4, noise=0.01)
+    oom = (measurements["kind"] == "big") & (measurements["round"] == 2)
+    measurements.loc[oom, ["step_ms", "attention_ms"]] = math.nan
+    measurements.loc[oom, "status"] = "out of memory"
+    row = compared(measurements).loc["big"]
+    assert row["rounds"] == 3 and row["status"] == "out of memory (1 of 4 rounds)"
+
+
+def test_a_control_is_compared_where_it_ran():
+    measurements = rounds_of({"euclid": 1.3, "dot_triton": 1.2}, rounds=5, noise=0.01)
+    table = stats.compare_timings(measurements, "dot", 0.03, {"euclid": "dot_triton"})
+    pairs = set(zip(table["kind"], table["baseline"], strict=True))
+    assert pairs == {("dot", "dot"), ("euclid", "dot"), ("dot_triton", "dot"), ("euclid", "dot_triton")}
+    row = table[(table["kind"] == "euclid") & (table["baseline"] == "dot_triton") & (table["measure"] == "step")]
+    assert row["ratio"].iloc[0] == pytest.approx(1.3 / 1.2, rel=0.02)
