@@ -253,7 +253,7 @@ def costs_markdown(costs: pd.DataFrame) -> str:
     compared = costs[costs["kind"] != costs["baseline"]]
     lines += [
         f"- {stats.cost_sentence(row)}"
-        for _, row in compared.sort_values(["measure", "seq_len"], kind="stable").iterrows()
+        for _, row in compared.sort_values(["measure", "seq_len"], ascending=[False, True], kind="stable").iterrows()
     ]
     lines += [
         "",
