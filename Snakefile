@@ -48,7 +48,7 @@ from attnscore.config import (
     typed_overrides,
 )
 from attnscore.corpora import SPLITS
-from attnscore.kinds import known_kinds
+from attnscore.kinds import CONTROLS, known_kinds
 
 check_unique_keys(workflow.configfiles)
 update_config(config, typed_overrides(workflow.config_settings.config))
@@ -58,6 +58,12 @@ RESULTS = f"results/{config['experiment']}"
 VARIANTS = config["variants"]
 SEEDS = config["seeds"]
 BENCHMARKED = config["benchmark"]["variants"]
+# Controls the benchmark times beside a kind where they run (dot_triton beside euclid, on CUDA).
+CONTROLLED = [
+    CONTROLS[kind]
+    for kind in BENCHMARKED
+    if kind in CONTROLS and CONTROLS[kind] not in BENCHMARKED
+]
 ROUNDS = range(1, config["benchmark"]["rounds"] + 1)
 
 

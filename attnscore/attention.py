@@ -27,6 +27,7 @@ import inspect
 import math
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +58,12 @@ def load_plugins(modules) -> None:
     """Import modules that register kinds of their own (``model.attention_plugins``)."""
     for module in modules:
         importlib.import_module(module)
+
+
+def source_of(kind: str, plugins=()) -> Path:
+    """The file of the module that registers a kind (attention.py, or a plugin's)."""
+    load_plugins(plugins)
+    return Path(inspect.getsourcefile(get(kind)))
 
 
 def get(kind: str) -> Callable:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from attnscore import attention, provenance
 from attnscore.io import Explained, atomic_path, write_json
 from attnscore.runtime import all_gather, barrier, rank_and_world
 
@@ -32,7 +33,7 @@ START = {"epoch": 0, "step": 0, "nll_sum": 0.0, "count": 0, "epoch_seconds": 0.0
 # Training settings that leave the weights alone: the epoch budget (raising it continues a run,
 # lowering it cuts one), checkpoint spacing, compile, and the evaluation batch.
 NOT_IN_RUN_ID = ("epochs", "checkpoint_every", "compile", "eval_batch_size")
-MODEL_KEYS = ("run_id", "epoch", "model_config", "model")
+MODEL_KEYS = ("run_id", "epoch", "model_config", "code", "model")
 STATE_KEYS = (*MODEL_KEYS, *START, "eval_batch_size", "optimizer", "scaler", "rng_cpu", "rng_cuda")
 
 
@@ -44,20 +45,46 @@ class CheckpointsInUse(Explained, RuntimeError):
     """Another job is training into the same checkpoint folder."""
 
 
+def canonical(value):
+    """JSON-able settings with every number a float: 0 and 0.0 (or 8 and 8.0) are one setting
+    however a config wrote it, so they make one run."""
+    if isinstance(value, dict):
+        return {str(key): canonical(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [canonical(item) for item in value]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def fingerprint(*parts) -> str:
-    """A short hash of JSON-able settings and files, to tell whether a checkpoint is ours."""
+    """A short hash of JSON-able settings (key order and number types aside) and files, to tell
+    whether a checkpoint is ours."""
     digest = hashlib.sha256()
     for part in parts:
         if isinstance(part, Path):
             digest.update(part.read_bytes())
         else:
-            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+            digest.update(json.dumps(canonical(part), sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
 
 
 def run_settings(model_cfg, cfg) -> dict:
-    """The settings that make a run: the model's and those of training that change the weights."""
-    return {"model": vars(model_cfg), "train": {k: v for k, v in vars(cfg).items() if k not in NOT_IN_RUN_ID}}
+    """What makes a run: the model's settings, those of training that change the weights, and
+    the code that computes them (attnscore.provenance.run_code: training's modules and the kind's
+    own code), so that a code edit starts a new run instead of publishing the old one's numbers."""
+    return {
+        "model": vars(model_cfg),
+        "train": {k: v for k, v in vars(cfg).items() if k not in NOT_IN_RUN_ID},
+        "code": run_code(model_cfg),
+    }
+
+
+def run_code(model_cfg) -> dict:
+    """The code that makes this model's weights now (attnscore.provenance.run_code)."""
+    return provenance.run_code(
+        model_cfg.attention, attention.source_of(model_cfg.attention, model_cfg.attention_plugins)
+    )
 
 
 def run_folder(checkpoint_dir, model_cfg, cfg, token_files: dict) -> Path:
@@ -90,8 +117,21 @@ def claim(checkpoint_dir, log):
 
 
 def model_state(trainer, run: str, epoch: int) -> dict:
-    """What evaluation needs of a checkpoint: the model, its config, its run and epoch."""
-    return {"run_id": run, "epoch": epoch, "model_config": vars(trainer.model.cfg), "model": trainer.model.state_dict()}
+    """What evaluation needs of a checkpoint: the model, its config and code, its run and epoch."""
+    cfg = trainer.model.cfg
+    return {
+        "run_id": run, "epoch": epoch, "model_config": vars(cfg), "code": run_code(cfg),
+        "model": trainer.model.state_dict(),
+    }  # fmt: skip
+
+
+def code_changes(old: dict, new: dict) -> list[str]:
+    """What differs between two run_code records, in words: "the code of kind 'euclid'",
+    "the code of attnscore/model.py"."""
+    names = sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+    return [
+        f"the code of {f'kind {name[5:]!r}' if name.startswith('kind ') else f'attnscore/{name}'}" for name in names
+    ]
 
 
 def save(trainer, state: dict, run: str, path) -> None:
@@ -148,27 +188,41 @@ def load_epoch(folder: Path, epoch: int) -> dict:
         ) from None
 
 
-def find_resumable(folder: Path, log) -> tuple[dict | None, Path | None]:
+def find_resumable(folder: Path, log, settings: dict) -> tuple[dict | None, Path | None]:
     """The state to go on from and its file: last.pt, or best.pt if last.pt is unusable; (None,
-    None) when the run has no usable checkpoint (its settings.json is written then)."""
+    None) when the run has no usable checkpoint (its settings.json is written then). A new run
+    whose settings differ from another's in code only says which code changed."""
     for path in (folder / "last.pt", folder / "best.pt"):
         if path.exists():
             try:
                 return load(path, STATE_KEYS, folder.name), path
             except UnreadableCheckpoint as err:
                 log(str(err))
+    others = sorted(p.parent for p in folder.parent.glob("*/last.pt") if p.parent != folder)
+    for other in others:
+        try:
+            saved = json.loads((other / "settings.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if {**saved, "code": None, "token_files": None} == {**settings, "code": None, "token_files": None}:
+            changed = " and ".join(code_changes(saved.get("code", {}), settings["code"]))
+            log(f"{changed} changed since {other} was trained; training a new run")
     log(f"training from the start in {folder}")
-    others = sorted(str(p.parent) for p in folder.parent.glob("*/last.pt") if p.parent != folder)
     if others:
-        log(f"the checkpoints of other settings or data stay in {', '.join(others)}")
+        log(f"the checkpoints of other settings, data or code stay in {', '.join(map(str, others))}")
     return None, None
 
 
-def write_settings(model_cfg, cfg, token_files: dict, folder: Path) -> None:
+def settings_record(model_cfg, cfg, token_files: dict) -> dict:
+    """What a run's settings.json holds: run_settings and the token files."""
+    files = {split: str(path) for split, path in token_files.items()}
+    return json.loads(json.dumps({**run_settings(model_cfg, cfg), "token_files": files}, default=str))
+
+
+def write_settings(record: dict, folder: Path) -> None:
     """settings.json of a run folder (process 0)."""
     if rank_and_world()[0] == 0:
-        files = {split: str(path) for split, path in token_files.items()}
-        write_json({**run_settings(model_cfg, cfg), "token_files": files}, folder / "settings.json")
+        write_json(record, folder / "settings.json")
 
 
 def restore(trainer, saved: dict) -> dict:

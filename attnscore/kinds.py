@@ -60,13 +60,16 @@ def _signature(args: ast.arguments, source: Path) -> Kind:
     )
 
 
-def _is_register(decorator: ast.expr) -> bool:
-    """``@register("name")`` or ``@<module>.register("name")`` with a literal name."""
-    if not isinstance(decorator, ast.Call) or len(decorator.args) != 1:
-        return False
+def registers(decorator: ast.expr) -> str | None:
+    """The kind a decorator registers: ``@register("name")`` or ``@<module>.register("name")``
+    with a literal name; None for any other decorator."""
+    if not isinstance(decorator, ast.Call) or not decorator.args:
+        return None
     func, name = decorator.func, decorator.args[0]
     called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-    return called == "register" and isinstance(name, ast.Constant) and isinstance(name.value, str)
+    if called == "register" and isinstance(name, ast.Constant) and isinstance(name.value, str):
+        return name.value
+    return None
 
 
 @functools.cache
@@ -76,8 +79,8 @@ def declared_in(path: Path) -> dict[str, Kind]:
     kinds = {}
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            for decorator in filter(_is_register, node.decorator_list):
-                kinds[decorator.args[0].value] = _signature(node.args, path)
+            for name in filter(None, map(registers, node.decorator_list)):
+                kinds[name] = _signature(node.args, path)
     return kinds
 
 

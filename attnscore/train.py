@@ -145,9 +145,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoin
     last, run = folder / "last.pt", folder.name
     with checkpoints.claim(checkpoint_dir, log) if main else nullcontext():
         trainer = Trainer(model_cfg, cfg)
-        state, kept = resume(trainer, folder, eval_splits, log)
+        settings = checkpoints.settings_record(model_cfg, cfg, token_files)
+        state, kept = resume(trainer, folder, eval_splits, log, settings)
         if kept is None:
-            checkpoints.write_settings(model_cfg, cfg, token_files, folder)
+            checkpoints.write_settings(settings, folder)
 
         def save(path=last):  # by every process together; a checkpoint holds the totals over all of them
             nonlocal kept
@@ -175,10 +176,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoin
     return state["history"][: cfg.epochs]
 
 
-def resume(trainer: Trainer, folder: Path, eval_splits: dict, log) -> tuple[dict, str | None]:
+def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dict) -> tuple[dict, str | None]:
     """Restore the trainer from the run's resumable checkpoint, if any. Returns the loop's position
-    to go on from, and the checkpoint it came from (None for a fresh start)."""
-    saved, path = checkpoints.find_resumable(folder, log)
+    to go on from, and the checkpoint it came from (None for a fresh start); `settings` (the run's
+    settings.json record) say, for a fresh start, what differs from the runs before it."""
+    saved, path = checkpoints.find_resumable(folder, log, settings)
     if saved is None:
         return {**checkpoints.START, "history": []}, None
     cfg = trainer.cfg
@@ -314,6 +316,12 @@ def evaluate_checkpoint(model_path, token_file, cfg: TrainConfig) -> dict:
         raise checkpoints.UnreadableCheckpoint(f"{err}; delete it, and the workflow exports it again") from None
     model_cfg = ModelConfig(**saved["model_config"])
     trainer = Trainer(model_cfg, cfg)
+    changed = checkpoints.code_changes(saved["code"], checkpoints.run_code(model_cfg))
+    if changed:
+        raise checkpoints.UnreadableCheckpoint(
+            f"{model_path} was trained by other code ({' and '.join(changed)} changed since), so this code does "
+            "not evaluate it; run the workflow again: train starts a run with the current code"
+        )
     trainer.model.load_state_dict(saved["model"])
     nll, count = trainer.evaluate(batchify(load_tokens(token_file, model_cfg.vocab_size), cfg.eval_batch_size))
     return {

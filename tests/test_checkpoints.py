@@ -82,7 +82,7 @@ def test_other_settings_train_in_their_own_folder_and_leave_the_old_one_alone(fi
     new = tiny_run_folder(token_files, checkpoint_dir, lr=1e-3)
     assert new != folder and (new / "last.pt").exists() and snapshot(folder) == before
     assert f"training from the start in {new}" in messages
-    assert f"the checkpoints of other settings or data stay in {folder}" in messages
+    assert f"the checkpoints of other settings, data or code stay in {folder}" in messages
     monkeypatch.setattr(train.Trainer, "step", lambda *_: pytest.fail("trained a step"))
     assert tiny_run(token_files, checkpoint_dir, epochs=3) == history  # back to the old settings
 

@@ -120,7 +120,7 @@ def test_other_settings_train_anew_and_keep_the_old_checkpoints(work):
     before = {p: p.read_bytes() for p in old.iterdir()}
     run(work, "other", lr=2e-3)
     assert (
-        f"the checkpoints of other settings or data stay in results/other/checkpoints/dot/seed1234/{old.name}"
+        f"the checkpoints of other settings, data or code stay in results/other/checkpoints/dot/seed1234/{old.name}"
         in log_of(folder)
     )
     assert "epoch 2," in log_of(folder) and {p: p.read_bytes() for p in old.iterdir()} == before

@@ -6,14 +6,17 @@ KIND_SOURCES = {
 
 
 def code_version(script, *variants):
-    """A hash of the package modules a script imports (found by reading its imports), passed as
-    a param so that Snakemake re-runs a job when that code changes (its own code tracking sees
-    only the script file). With variants, also the modules registering those attention kinds,
-    which may be plugins. Each distinct (script, modules) set is hashed once per run.
+    """A hash of the code a script runs (attnscore.provenance.code_parts: the package modules it
+    imports, found by reading its imports, and of the kinds' module only each variant's own
+    code, which may be a plugin's), passed as a param so that Snakemake re-runs a job when that
+    code changes (its own code tracking sees only the script file): editing one kind re-runs
+    that kind's jobs. Each distinct (script, variants) is hashed once per run.
     """
     script = Path(workflow.basedir, "workflow", "scripts", script)
-    sources = tuple(sorted({str(KIND_SOURCES[variant]) for variant in variants}))
-    return provenance.code_version(script, sources)
+    return provenance.code_version(
+        script,
+        tuple((variant, str(KIND_SOURCES[variant])) for variant in sorted(variants)),
+    )
 
 
 # CPU threads of the torch rules: capped at --cores locally, --cpus-per-task on Slurm.

@@ -72,6 +72,6 @@ rule benchmark:
         models={kind: model_settings(config, kind) for kind in BENCHMARKED},
         timing=subset(config["train"], TIMING),
         measurement=subset(config["benchmark"], MEASUREMENT),
-        code=code_version("benchmark.py", *BENCHMARKED),
+        code=code_version("benchmark.py", *BENCHMARKED, *CONTROLLED),
     script:
         "../scripts/benchmark.py"
