@@ -9,12 +9,25 @@ the output and one log-sum-exp per row, and the backward recomputes the weights 
 - The distance comes from q.k accumulated in float32 plus ||q||^2 and ||k||^2 in float32
   (computed once per row, O(T)), clamped at 0 before the square root. At distance 0 the
   gradient is taken as 0, the subgradient, like the other Euclidean paths (q == k stays finite).
+- Logits are kept in base 2: log2(e) / sqrt(d) is one compile-time constant, and the softmax
+  runs on exp2. Key tiles that every query of a block sees in full run without masks; only the
+  diagonal (causal) and tail tiles are masked.
 - Dropout masks come from Triton's Philox generator, keyed by a seed drawn from torch's CPU
   generator (so runs are reproducible and resumable with torch's RNG state) and the (batch,
   head, query, key) position; the backward regenerates them, nothing is stored.
 - Gradients, with W = dL/dlogits * scale / distance (Euclid):
   dq = W k - q rowsum(W), dk = W^T q - k colsum(W); for dot, W = dL/dlogits * scale,
   dq = W k, dk = W^T q. dv = (dropped weights)^T dO.
+- q, k, v, dO are read through their strides (the model's q, k, v are permuted views of one
+  projection: no copies), and the output is written in (batch, time, heads, head_dim) order, so
+  the model's merge of the heads after attention is a view, not a copy.
+
+The kernels take few, named arguments: each (batch, heads, T, head_dim) tensor as one ``Rows``
+(storage and strides), the per-row float32 vectors as one ``RowStats``, and everything that
+selects the computation as one compile-time ``Spec``; the launches pass them by keyword.
+
+Launch sizes (BLOCK_M, BLOCK_N, warps, stages) per kernel are ``CONFIGS``, chosen by
+benchmarks/gpu_check.py's sweep on an H200 (benchmarks/results/); the interpreter tests run them.
 
 Block sizes follow the rules of the GPU compiler (powers of two, ``tl.dot`` tiles of at least
 16), so the kernels that pass the interpreter tests (TRITON_INTERPRET=1) compile on a GPU.
@@ -22,57 +35,192 @@ Block sizes follow the rules of the GPU compiler (powers of two, ``tl.dot`` tile
 
 import math
 import os
+from typing import NamedTuple
 
 import torch
 import triton
 import triton.language as tl
 
 HEAD_DIMS = (16, 32, 64, 128)
-LOG2E = math.log2(math.e)
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+_LOG2E = tl.constexpr(math.log2(math.e))
 # Triton's CPU interpreter runs tl.dot through numpy, which has no bfloat16 and misreads such
 # tiles; there, and only there, bf16 operands are widened to float32 first (exactly). On a GPU
 # they go to the tensor cores as they are.
-_WIDEN_BF16 = tl.constexpr(os.environ.get("TRITON_INTERPRET") == "1")
+_WIDEN_BF16 = tl.constexpr(INTERPRET)
 
-# Block sizes and launch settings per kernel: (BLOCK_M queries, BLOCK_N keys, warps, stages).
-# Chosen by benchmarks/gpu_check.py's sweep on an H200 (benchmarks/results/); the interpreter
-# tests run these.
+
+class Launch(NamedTuple):
+    """One kernel's launch sizes: BLOCK_M queries by BLOCK_N keys a tile, warps, pipeline stages."""
+
+    block_m: int
+    block_n: int
+    warps: int
+    stages: int
+
+
+# Chosen by benchmarks/gpu_check.py's sweep on an H200 (benchmarks/results/h200-2.11.0-2026-11-28-*).
 CONFIGS = {
-    "forward": (64, 32, 4, 4),
-    "dkdv": (32, 64, 4, 3),
-    "dq": (64, 64, 4, 2),
+    "forward": Launch(64, 32, 4, 4),
+    "dkdv": Launch(32, 64, 4, 3),
+    "dq": Launch(64, 64, 4, 2),
 }
 
 
+class Rows(NamedTuple):
+    """A (batch, heads, T, head_dim) tensor as the kernels read or write it: its storage and its
+    strides, in elements, along batch, heads and time (along head_dim it is 1)."""
+
+    data: torch.Tensor
+    batch: int
+    head: int
+    time: int
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> "Rows":
+        return cls(x, *x.stride()[:3])
+
+
+class RowStats(NamedTuple):
+    """Float32 vectors of one value per (batch, head, row), contiguous: the squared norms of q and
+    k, each query's log-sum-exp of its base-2 logits (written by the forward) and delta =
+    rowsum(dO * O) (the backward's; None in the forward)."""
+
+    q_norm: torch.Tensor
+    k_norm: torch.Tensor
+    lse: torch.Tensor
+    delta: torch.Tensor | None
+
+
+class Spec(NamedTuple):
+    """What a launch computes, as compile-time constants: each combination is its own kernel."""
+
+    EUCLID: bool  # the score: -||q - k|| (True) or q.k (False), over sqrt(HEAD_DIM)
+    CAUSAL: bool
+    DROPOUT_P: float  # 0.0: no dropout
+    HEAD_DIM: int
+
+
+class Head(NamedTuple):
+    """In a kernel: the (batch, head) a program works on, its index (batch * heads + head: the
+    Philox key's offset), the offset of its rows in RowStats, its length T and the dropout seed."""
+
+    batch: tl.tensor
+    head: tl.tensor
+    index: tl.tensor
+    first: tl.tensor
+    T: tl.tensor
+    seed: tl.tensor
+
+
+class _Keys(NamedTuple):
+    """In a kernel: a block of keys from `start`: k, v and their squared norms (zero beyond T)."""
+
+    start: tl.tensor
+    k: tl.tensor
+    v: tl.tensor
+    norm: tl.tensor
+
+
+class _Queries(NamedTuple):
+    """In the backward: a block of queries from `start`: q, dO, squared norms, log-sum-exp (+inf
+    beyond T, so padding rows weigh 0) and delta."""
+
+    start: tl.tensor
+    q: tl.tensor
+    do: tl.tensor
+    norm: tl.tensor
+    lse: tl.tensor
+    delta: tl.tensor
+
+
 @triton.jit
-def _keep(seed, bh, rows, start_n, T, keep_p, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _head(T, seed):
+    """The (batch, head) of this program: the grid is (row blocks, heads, batch)."""
+    h = tl.program_id(1)
+    b = tl.program_id(2)
+    index = b * tl.num_programs(1) + h
+    return Head(b.to(tl.int64), h.to(tl.int64), index, index.to(tl.int64) * T, T, seed)
+
+
+@triton.jit
+def _reader(x: Rows, head: Head):
+    """What `_read` reads this head's (T x HEAD_DIM) rows of x through: the first row and its stride."""
+    return x.data + head.batch * x.batch + head.head * x.head, x.time
+
+
+@triton.jit
+def _read(reader, start, head: Head, BLOCK: tl.constexpr, S: tl.constexpr):
+    """BLOCK rows from `start` (zeros beyond T)."""
+    base, stride = reader
+    rows = start + tl.arange(0, BLOCK)
+    offsets = rows[:, None] * stride + tl.arange(0, S.HEAD_DIM)[None, :]
+    return tl.load(base + offsets, mask=rows[:, None] < head.T, other=0.0)
+
+
+@triton.jit
+def _write(x: Rows, start, value, head: Head, BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """value, BLOCK rows of float32, into x's rows from `start` (those before T) in x's dtype."""
+    rows = start + tl.arange(0, BLOCK)
+    offsets = head.batch * x.batch + head.head * x.head + rows[:, None] * x.time + tl.arange(0, HEAD_DIM)[None, :]
+    tl.store(x.data + offsets, value.to(x.data.dtype.element_ty), mask=rows[:, None] < head.T)
+
+
+@triton.jit
+def _per_row(vector, rows, head: Head, other):
+    """A RowStats vector's values at `rows` of this head; `other` beyond T."""
+    return tl.load(vector + head.first + rows, mask=rows < head.T, other=other)
+
+
+@triton.jit
+def _load_keys(keys, values, stats: RowStats, start, head: Head, BLOCK_N: tl.constexpr, S: tl.constexpr):
+    k = _read(keys, start, head, BLOCK_N, S)
+    v = _read(values, start, head, BLOCK_N, S)
+    return _Keys(start, k, v, _per_row(stats.k_norm, start + tl.arange(0, BLOCK_N), head, 0.0))
+
+
+@triton.jit
+def _load_queries(queries, grads, stats: RowStats, start, head: Head, BLOCK_M: tl.constexpr, S: tl.constexpr):
+    rows = start + tl.arange(0, BLOCK_M)
+    q = _read(queries, start, head, BLOCK_M, S)
+    do = _read(grads, start, head, BLOCK_M, S)
+    norm = _per_row(stats.q_norm, rows, head, 0.0)
+    lse = _per_row(stats.lse, rows, head, float("inf"))
+    return _Queries(start, q, do, norm, lse, _per_row(stats.delta, rows, head, 0.0))
+
+
+@triton.jit
+def _keep(head: Head, rows, start_n, DROPOUT_P: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """The dropout mask of a (BLOCK_M x BLOCK_N) tile: True where a weight is kept.
 
     One Philox call gives four numbers, for four neighbouring keys of a row; the counter is the
     (row, group of four keys) position within the head, the key is seed + batch-head index.
     """
     groups = start_n // 4 + tl.arange(0, BLOCK_N // 4)
-    counter = rows[:, None] * ((T + 3) // 4) + groups[None, :]
-    u0, u1, u2, u3 = tl.rand4x(seed + bh, counter)
+    counter = rows[:, None] * ((head.T + 3) // 4) + groups[None, :]
+    u0, u1, u2, u3 = tl.rand4x(head.seed + head.index, counter)
     u = tl.reshape(tl.join(tl.join(u0, u1), tl.join(u2, u3)), (BLOCK_M, BLOCK_N))
-    return u < keep_p
+    return u >= DROPOUT_P
 
 
 @triton.jit
-def _dot(a, b, PRECISION: tl.constexpr):
-    """a @ b accumulated in float32."""
+def _dot(a, b):
+    """a @ b accumulated in float32; float32 operands in full precision (not TF32)."""
     if _WIDEN_BF16 and a.dtype == tl.bfloat16:
         a, b = a.to(tl.float32), b.to(tl.float32)
-    return tl.dot(a, b, input_precision=PRECISION)
+    if a.dtype == tl.float32:
+        return tl.dot(a, b, input_precision="ieee")
+    return tl.dot(a, b)
 
 
 @triton.jit
-def _scores(q, k, q_norm, k_norm, scale_log2, EUCLID: tl.constexpr, PRECISION: tl.constexpr):
+def _scores(q, q_norm, keys: _Keys, S: tl.constexpr):
     """A tile's logits in base 2 (times log2 e) from q.k accumulated in float32, and for Euclid
     the squared distances they came from."""
-    qk = _dot(q, tl.trans(k), PRECISION)
-    if EUCLID:
-        squared = tl.maximum(q_norm[:, None] + k_norm[None, :] - 2.0 * qk, 0.0)
+    scale_log2: tl.constexpr = S.HEAD_DIM**-0.5 * _LOG2E
+    qk = _dot(q, tl.trans(keys.k))
+    if S.EUCLID:
+        squared = tl.maximum(q_norm[:, None] + keys.norm[None, :] - 2.0 * qk, 0.0)
         return -tl.sqrt(squared) * scale_log2, squared
     return qk * scale_log2, qk
 
@@ -84,27 +232,6 @@ def _visible(rows, cols, T, CAUSAL: tl.constexpr):
     if CAUSAL:
         visible &= cols[None, :] <= rows[:, None]
     return visible
-
-
-@triton.jit
-def _load_keys(K, V, KN, head, cols, T, HEAD_DIM: tl.constexpr):
-    """A block of keys: their offsets, k, v and squared norms (zero beyond T)."""
-    offsets = (head + cols[:, None]) * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
-    k = tl.load(K + offsets, mask=cols[:, None] < T, other=0.0)
-    v = tl.load(V + offsets, mask=cols[:, None] < T, other=0.0)
-    return offsets, k, v, tl.load(KN + head + cols, mask=cols < T, other=0.0)
-
-
-@triton.jit
-def _load_queries(Q, DO, QN, LSE, DELTA, head, rows, T, HEAD_DIM: tl.constexpr):
-    """A block of queries for the backward: offsets, q, dO, squared norms, log-sum-exp (+inf beyond
-    T, so padding rows weigh 0) and delta."""
-    offsets = (head + rows[:, None]) * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
-    q = tl.load(Q + offsets, mask=rows[:, None] < T, other=0.0)
-    do = tl.load(DO + offsets, mask=rows[:, None] < T, other=0.0)
-    q_norm = tl.load(QN + head + rows, mask=rows < T, other=0.0)
-    lse = tl.load(LSE + head + rows, mask=rows < T, other=float("inf"))
-    return offsets, q, do, q_norm, lse, tl.load(DELTA + head + rows, mask=rows < T, other=0.0)
 
 
 @triton.jit
@@ -122,80 +249,83 @@ def _key_bounds(start_m, T, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N
 
 @triton.jit
 def _forward_tiles(
-    acc, m, total, q, q_norm, K, V, KN, head, bh, rows, lo, hi, seed, T, scale_log2, keep_p, inv_keep_p,
-    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, MASKED: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+    state, q, q_norm, rows, keys, values, stats: RowStats, head: Head, lo, hi,
+    S: tl.constexpr, MASKED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    """Online softmax over the keys [lo, hi); MASKED tiles apply the causal and tail masks."""
+    """Online softmax over the keys [lo, hi); MASKED tiles apply the causal and tail masks.
+    state: the output accumulator, the running max of the base-2 logits and the running sum of
+    exp2(logits - max)."""
+    acc, m, total = state
     for start_n in range(lo, hi, BLOCK_N):
-        cols = start_n + tl.arange(0, BLOCK_N)
-        _, k, v, k_norm = _load_keys(K, V, KN, head, cols, T, HEAD_DIM)
-        z, _ = _scores(q, k, q_norm, k_norm, scale_log2, EUCLID, PRECISION)
+        key_block = _load_keys(keys, values, stats, start_n, head, BLOCK_N, S)
+        z, _ = _scores(q, q_norm, key_block, S)
         if MASKED:
-            z = tl.where(_visible(rows, cols, T, CAUSAL), z, float("-inf"))
+            z = tl.where(_visible(rows, start_n + tl.arange(0, BLOCK_N), head.T, S.CAUSAL), z, float("-inf"))
         m_new = tl.maximum(m, tl.max(z, 1))
         alpha = tl.exp2(m - m_new)
         p = tl.exp2(z - m_new[:, None])
         total = total * alpha + tl.sum(p, 1)
-        if DROPOUT:  # normalised later by `total`, which counts every weight, kept or not
-            p = tl.where(_keep(seed, bh, rows, start_n, T, keep_p, BLOCK_M, BLOCK_N), p * inv_keep_p, 0.0)
-        acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, PRECISION)
+        if S.DROPOUT_P > 0:  # normalised later by `total`, which counts every weight, kept or not
+            keep = _keep(head, rows, start_n, S.DROPOUT_P, BLOCK_M, BLOCK_N)
+            p = tl.where(keep, p * (1.0 / (1.0 - S.DROPOUT_P)), 0.0)
+        acc = acc * alpha[:, None] + _dot(p.to(key_block.v.dtype), key_block.v)
         m = m_new
     return acc, m, total
 
 
 @triton.jit
 def _forward(
-    Q, K, V, QN, KN, OUT, LSE, seed, T, scale_log2, keep_p, inv_keep_p,
-    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+    q: Rows, k: Rows, v: Rows, out: Rows, stats: RowStats, seed, T,
+    S: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
+    """The output and log-sum-exp of one block of queries, streaming over the keys they see."""
+    head = _head(T, seed)
     start_m = tl.program_id(0) * BLOCK_M
-    bh = tl.program_id(1)
-    head = bh.to(tl.int64) * T  # first row of this (batch, head)
     rows = start_m + tl.arange(0, BLOCK_M)
-    q_offsets = (head + rows[:, None]) * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
-    q = tl.load(Q + q_offsets, mask=rows[:, None] < T, other=0.0)
-    q_norm = tl.load(QN + head + rows, mask=rows < T, other=0.0)
-    m = tl.full([BLOCK_M], float("-inf"), tl.float32)  # running max of the base-2 logits
-    total = tl.zeros([BLOCK_M], tl.float32)  # running sum of exp2(logits - m)
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
-    full_end, end = _key_bounds(start_m, T, CAUSAL, BLOCK_M, BLOCK_N)
-    acc, m, total = _forward_tiles(
-        acc, m, total, q, q_norm, K, V, KN, head, bh, rows, 0, full_end, seed, T, scale_log2, keep_p, inv_keep_p,
-        EUCLID, CAUSAL, False, DROPOUT, HEAD_DIM, BLOCK_M, BLOCK_N, PRECISION,
+    q_tile = _read(_reader(q, head), start_m, head, BLOCK_M, S)
+    q_norm = _per_row(stats.q_norm, rows, head, 0.0)
+    keys, values = _reader(k, head), _reader(v, head)
+    state = (
+        tl.zeros([BLOCK_M, S.HEAD_DIM], tl.float32),
+        tl.full([BLOCK_M], float("-inf"), tl.float32),
+        tl.zeros([BLOCK_M], tl.float32),
+    )
+    full_end, end = _key_bounds(start_m, T, S.CAUSAL, BLOCK_M, BLOCK_N)
+    state = _forward_tiles(
+        state, q_tile, q_norm, rows, keys, values, stats, head, lo=0, hi=full_end,
+        S=S, MASKED=False, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
     )  # fmt: skip
     acc, m, total = _forward_tiles(
-        acc, m, total, q, q_norm, K, V, KN, head, bh, rows, full_end, end, seed, T, scale_log2, keep_p, inv_keep_p,
-        EUCLID, CAUSAL, True, DROPOUT, HEAD_DIM, BLOCK_M, BLOCK_N, PRECISION,
+        state, q_tile, q_norm, rows, keys, values, stats, head, lo=full_end, hi=end,
+        S=S, MASKED=True, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
     )  # fmt: skip
-    acc = acc / total[:, None]
-    tl.store(OUT + q_offsets, acc.to(OUT.dtype.element_ty), mask=rows[:, None] < T)
-    tl.store(LSE + head + rows, m + tl.log2(total), mask=rows < T)
+    _write(out, start_m, acc / total[:, None], head, BLOCK_M, S.HEAD_DIM)
+    tl.store(stats.lse + head.first + rows, m + tl.log2(total), mask=rows < T)
 
 
 @triton.jit
 def _weights_grad(
-    q, k, v, do, q_norm, k_norm, lse, delta, rows, start_n, seed, bh, T, scale, scale_log2, keep_p, inv_keep_p,
-    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, MASKED: tl.constexpr, DROPOUT: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+    queries: _Queries, keys: _Keys, head: Head,
+    S: tl.constexpr, MASKED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """Recompute a tile's weights; return the dropped weights and W (see the module docstring)."""
-    cols = start_n + tl.arange(0, BLOCK_N)
-    z, squared = _scores(q, k, q_norm, k_norm, scale_log2, EUCLID, PRECISION)
-    p = tl.exp2(z - lse[:, None])  # padding rows have lse = inf, so weight 0
+    rows = queries.start + tl.arange(0, BLOCK_M)
+    z, squared = _scores(queries.q, queries.norm, keys, S)
+    p = tl.exp2(z - queries.lse[:, None])  # padding rows have lse = inf, so weight 0
     if MASKED:
-        p = tl.where(_visible(rows, cols, T, CAUSAL), p, 0.0)
-    grad_dropped = _dot(do, tl.trans(v), PRECISION)  # dL/d(dropped weights)
-    if DROPOUT:
-        keep = _keep(seed, bh, rows, start_n, T, keep_p, BLOCK_M, BLOCK_N)
-        dropped = tl.where(keep, p * inv_keep_p, 0.0)
-        grad_p = tl.where(keep, grad_dropped * inv_keep_p, 0.0)
+        p = tl.where(_visible(rows, keys.start + tl.arange(0, BLOCK_N), head.T, S.CAUSAL), p, 0.0)
+    grad_dropped = _dot(queries.do, tl.trans(keys.v))  # dL/d(dropped weights)
+    if S.DROPOUT_P > 0:
+        keep = _keep(head, rows, keys.start, S.DROPOUT_P, BLOCK_M, BLOCK_N)
+        inv_keep: tl.constexpr = 1.0 / (1.0 - S.DROPOUT_P)
+        dropped = tl.where(keep, p * inv_keep, 0.0)
+        grad_p = tl.where(keep, grad_dropped * inv_keep, 0.0)
     else:
         dropped = p
         grad_p = grad_dropped
-    grad_logits = p * (grad_p - delta[:, None])
-    if EUCLID:  # W = dL/dlogits * scale / distance, 0 at distance 0 (the subgradient)
+    grad_logits = p * (grad_p - queries.delta[:, None])
+    scale: tl.constexpr = S.HEAD_DIM**-0.5
+    if S.EUCLID:  # W = dL/dlogits * scale / distance, 0 at distance 0 (the subgradient)
         inv_distance = tl.where(squared > 0.0, tl.rsqrt(tl.maximum(squared, 1e-30)), 0.0)
         w = grad_logits * (inv_distance * scale)
     else:
@@ -214,115 +344,102 @@ def _to_input_dtype(w, dtype: tl.constexpr):
 
 @triton.jit
 def _dkdv_tiles(
-    dk, dv, w_colsum, k, v, k_norm, Q, DO, QN, LSE, DELTA, head, bh, start_n, lo, hi,
-    seed, T, scale, scale_log2, keep_p, inv_keep_p,
-    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, MASKED: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+    state, keys: _Keys, queries, grads, stats: RowStats, head: Head, lo, hi,
+    S: tl.constexpr, MASKED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
+    """state (dk, dv, colsum(W)) accumulated over the query blocks [lo, hi)."""
+    dk, dv, w_colsum = state
     for start_m in range(lo, hi, BLOCK_M):
-        rows = start_m + tl.arange(0, BLOCK_M)
-        _, q, do, q_norm, lse, delta = _load_queries(Q, DO, QN, LSE, DELTA, head, rows, T, HEAD_DIM)
-        dropped, w = _weights_grad(
-            q, k, v, do, q_norm, k_norm, lse, delta, rows, start_n, seed, bh, T, scale, scale_log2, keep_p,
-            inv_keep_p, EUCLID, CAUSAL, MASKED, DROPOUT, BLOCK_M, BLOCK_N, PRECISION,
-        )  # fmt: skip
-        dv += _dot(tl.trans(dropped.to(do.dtype)), do, PRECISION)
-        w = _to_input_dtype(w, q.dtype)  # rounded once: the colsum below cancels what the product holds
-        dk += _dot(tl.trans(w), q, PRECISION)
-        if EUCLID:
+        query_block = _load_queries(queries, grads, stats, start_m, head, BLOCK_M, S)
+        dropped, w = _weights_grad(query_block, keys, head, S, MASKED, BLOCK_M, BLOCK_N)
+        dv += _dot(tl.trans(dropped.to(query_block.do.dtype)), query_block.do)
+        w = _to_input_dtype(w, query_block.q.dtype)  # rounded once: the colsum below cancels what the product holds
+        dk += _dot(tl.trans(w), query_block.q)
+        if S.EUCLID:
             w_colsum += tl.sum(w.to(tl.float32), 0)
     return dk, dv, w_colsum
 
 
 @triton.jit
 def _backward_dkdv(
-    Q, K, V, QN, KN, DO, LSE, DELTA, DK, DV, seed, T, scale, scale_log2, keep_p, inv_keep_p,
-    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+    q: Rows, k: Rows, v: Rows, do: Rows, dk: Rows, dv: Rows, stats: RowStats, seed, T,
+    S: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """dk and dv of one block of keys, streaming over the queries that see them."""
+    head = _head(T, seed)
     start_n = tl.program_id(0) * BLOCK_N
-    bh = tl.program_id(1)
-    head = bh.to(tl.int64) * T
-    cols = start_n + tl.arange(0, BLOCK_N)
-    kv_offsets, k, v, k_norm = _load_keys(K, V, KN, head, cols, T, HEAD_DIM)
-    dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
-    dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
-    w_colsum = tl.zeros([BLOCK_N], tl.float32)
-    if CAUSAL:  # query tiles on the diagonal need the mask; those below it see every key here
+    key_block = _load_keys(_reader(k, head), _reader(v, head), stats, start_n, head, BLOCK_N, S)
+    queries, grads = _reader(q, head), _reader(do, head)
+    state = (
+        tl.zeros([BLOCK_N, S.HEAD_DIM], tl.float32),
+        tl.zeros([BLOCK_N, S.HEAD_DIM], tl.float32),
+        tl.zeros([BLOCK_N], tl.float32),
+    )
+    if S.CAUSAL:  # query tiles on the diagonal need the mask; those below it see every key here
         begin = (start_n // BLOCK_M) * BLOCK_M
         diagonal_end = tl.minimum(tl.cdiv(start_n + BLOCK_N, BLOCK_M) * BLOCK_M, T)
     else:  # only the tail block of keys needs the mask, in every query tile
         begin = 0
         diagonal_end = T if start_n + BLOCK_N > T else 0
-    dk, dv, w_colsum = _dkdv_tiles(
-        dk, dv, w_colsum, k, v, k_norm, Q, DO, QN, LSE, DELTA, head, bh, start_n, begin, diagonal_end,
-        seed, T, scale, scale_log2, keep_p, inv_keep_p,
-        EUCLID, CAUSAL, True, DROPOUT, HEAD_DIM, BLOCK_M, BLOCK_N, PRECISION,
+    state = _dkdv_tiles(
+        state, key_block, queries, grads, stats, head, lo=begin, hi=diagonal_end,
+        S=S, MASKED=True, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
     )  # fmt: skip
-    dk, dv, w_colsum = _dkdv_tiles(
-        dk, dv, w_colsum, k, v, k_norm, Q, DO, QN, LSE, DELTA, head, bh, start_n, diagonal_end, T,
-        seed, T, scale, scale_log2, keep_p, inv_keep_p,
-        EUCLID, CAUSAL, False, DROPOUT, HEAD_DIM, BLOCK_M, BLOCK_N, PRECISION,
+    dk_acc, dv_acc, w_colsum = _dkdv_tiles(
+        state, key_block, queries, grads, stats, head, lo=diagonal_end, hi=T,
+        S=S, MASKED=False, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
     )  # fmt: skip
-    if EUCLID:
-        dk -= k.to(tl.float32) * w_colsum[:, None]
-    tl.store(DK + kv_offsets, dk.to(DK.dtype.element_ty), mask=cols[:, None] < T)
-    tl.store(DV + kv_offsets, dv.to(DV.dtype.element_ty), mask=cols[:, None] < T)
+    if S.EUCLID:
+        dk_acc -= key_block.k.to(tl.float32) * w_colsum[:, None]
+    _write(dk, start_n, dk_acc, head, BLOCK_N, S.HEAD_DIM)
+    _write(dv, start_n, dv_acc, head, BLOCK_N, S.HEAD_DIM)
 
 
 @triton.jit
 def _dq_tiles(
-    dq, w_rowsum, q, do, q_norm, lse, delta, K, V, KN, head, bh, rows, lo, hi,
-    seed, T, scale, scale_log2, keep_p, inv_keep_p,
-    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, MASKED: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+    state, query_block: _Queries, keys, values, stats: RowStats, head: Head, lo, hi,
+    S: tl.constexpr, MASKED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
+    """state (dq, rowsum(W)) accumulated over the key blocks [lo, hi)."""
+    dq, w_rowsum = state
     for start_n in range(lo, hi, BLOCK_N):
-        _, k, v, k_norm = _load_keys(K, V, KN, head, start_n + tl.arange(0, BLOCK_N), T, HEAD_DIM)
-        _, w = _weights_grad(
-            q, k, v, do, q_norm, k_norm, lse, delta, rows, start_n, seed, bh, T, scale, scale_log2, keep_p,
-            inv_keep_p, EUCLID, CAUSAL, MASKED, DROPOUT, BLOCK_M, BLOCK_N, PRECISION,
-        )  # fmt: skip
-        w = _to_input_dtype(w, k.dtype)  # rounded once: the rowsum below cancels what the product holds
-        dq += _dot(w, k, PRECISION)
-        if EUCLID:
+        key_block = _load_keys(keys, values, stats, start_n, head, BLOCK_N, S)
+        _, w = _weights_grad(query_block, key_block, head, S, MASKED, BLOCK_M, BLOCK_N)
+        w = _to_input_dtype(w, key_block.k.dtype)  # rounded once: the rowsum below cancels what the product holds
+        dq += _dot(w, key_block.k)
+        if S.EUCLID:
             w_rowsum += tl.sum(w.to(tl.float32), 1)
     return dq, w_rowsum
 
 
 @triton.jit
 def _backward_dq(
-    Q, K, V, QN, KN, DO, LSE, DELTA, DQ, seed, T, scale, scale_log2, keep_p, inv_keep_p,
-    EUCLID: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+    q: Rows, k: Rows, v: Rows, do: Rows, dq: Rows, stats: RowStats, seed, T,
+    S: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """dq of one block of queries, streaming over the keys they see."""
+    head = _head(T, seed)
     start_m = tl.program_id(0) * BLOCK_M
-    bh = tl.program_id(1)
-    head = bh.to(tl.int64) * T
-    rows = start_m + tl.arange(0, BLOCK_M)
-    q_offsets, q, do, q_norm, lse, delta = _load_queries(Q, DO, QN, LSE, DELTA, head, rows, T, HEAD_DIM)
-    dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
-    w_rowsum = tl.zeros([BLOCK_M], tl.float32)
-    full_end, end = _key_bounds(start_m, T, CAUSAL, BLOCK_M, BLOCK_N)
-    dq, w_rowsum = _dq_tiles(
-        dq, w_rowsum, q, do, q_norm, lse, delta, K, V, KN, head, bh, rows, 0, full_end,
-        seed, T, scale, scale_log2, keep_p, inv_keep_p,
-        EUCLID, CAUSAL, False, DROPOUT, HEAD_DIM, BLOCK_M, BLOCK_N, PRECISION,
+    query_block = _load_queries(_reader(q, head), _reader(do, head), stats, start_m, head, BLOCK_M, S)
+    keys, values = _reader(k, head), _reader(v, head)
+    state = (tl.zeros([BLOCK_M, S.HEAD_DIM], tl.float32), tl.zeros([BLOCK_M], tl.float32))
+    full_end, end = _key_bounds(start_m, T, S.CAUSAL, BLOCK_M, BLOCK_N)
+    state = _dq_tiles(
+        state, query_block, keys, values, stats, head, lo=0, hi=full_end,
+        S=S, MASKED=False, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
     )  # fmt: skip
-    dq, w_rowsum = _dq_tiles(
-        dq, w_rowsum, q, do, q_norm, lse, delta, K, V, KN, head, bh, rows, full_end, end,
-        seed, T, scale, scale_log2, keep_p, inv_keep_p,
-        EUCLID, CAUSAL, True, DROPOUT, HEAD_DIM, BLOCK_M, BLOCK_N, PRECISION,
+    dq_acc, w_rowsum = _dq_tiles(
+        state, query_block, keys, values, stats, head, lo=full_end, hi=end,
+        S=S, MASKED=True, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
     )  # fmt: skip
-    if EUCLID:
-        dq -= q.to(tl.float32) * w_rowsum[:, None]
-    tl.store(DQ + q_offsets, dq.to(DQ.dtype.element_ty), mask=rows[:, None] < T)
+    if S.EUCLID:
+        dq_acc -= query_block.q.to(tl.float32) * w_rowsum[:, None]
+    _write(dq, start_m, dq_acc, head, BLOCK_M, S.HEAD_DIM)
 
 
+KERNELS = {"forward": _forward, "dkdv": _backward_dkdv, "dq": _backward_dq}
 MAX_T = 92_000  # the Philox counter, row * ceil(T / 4) + key group, stays below 2^31
-MAX_BATCH_HEADS = 65_535  # the launch grid's second axis
+MAX_GRID = 65_535  # the launch grid's second and third axes: heads and batch
 
 
 def supports(q, k, v) -> bool:
@@ -335,7 +452,7 @@ def supports(q, k, v) -> bool:
         and q.dtype in (torch.float16, torch.bfloat16, torch.float32)
         and d in HEAD_DIMS
         and t <= MAX_T
-        and b * h <= MAX_BATCH_HEADS
+        and max(b, h) <= MAX_GRID
     )
 
 
@@ -345,70 +462,70 @@ def dropout_seed() -> int:
     return int(torch.randint(2**62, (), dtype=torch.int64))
 
 
-def _launch(kernel, name, grid_size, t, *args, configs, **constexprs):
-    block_m, block_n, warps, stages = configs[name]
-    grid = (triton.cdiv(t, block_n if name == "dkdv" else block_m), grid_size)
-    kernel[grid](*args, BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps, num_stages=stages, **constexprs)
+def _readable(x: torch.Tensor) -> torch.Tensor:
+    """x itself where the kernels can read it through its strides, else a contiguous copy."""
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+def _launch(name: str, shape, spec: Spec, launches: dict, **args):
+    """Launch a kernel over (row blocks, heads, batch) at `launches[name]`."""
+    b, h, t, _ = shape
+    launch = launches[name]
+    sizes = dict(BLOCK_M=launch.block_m, BLOCK_N=launch.block_n)
+    grid = (triton.cdiv(t, sizes["BLOCK_N" if name == "dkdv" else "BLOCK_M"]), h, b)  # the rows one program owns
+    KERNELS[name][grid](**args, S=spec, **sizes, num_warps=launch.warps, num_stages=launch.stages)
 
 
 class TritonAttention(torch.autograd.Function):
     """Autograd wrapper: the forward keeps q, k, v, the output and the log-sum-exp, nothing (T x T)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, causal: bool, dropout_p: float, score: str, configs: dict):
+    def forward(ctx, q, k, v, causal: bool, dropout_p: float, score: str, launches: dict):
         b, h, t, d = q.shape
         if not supports(q, k, v):
             raise ValueError(
                 f"the Triton attention kernel takes q, k, v of one shape and dtype (fp16, bf16, fp32), head_dim in"
-                f" {HEAD_DIMS}, T <= {MAX_T} and batch x heads <= {MAX_BATCH_HEADS}; got {q.shape}, {k.shape},"
+                f" {HEAD_DIMS}, T <= {MAX_T} and batch, heads <= {MAX_GRID}; got {q.shape}, {k.shape},"
                 f" {v.shape} in {q.dtype}"
             )
         if not 0 <= dropout_p < 1:
             raise ValueError(f"dropout_p must be in [0, 1), not {dropout_p}")
-        q, k, v = (x.contiguous() for x in (q, k, v))
+        q, k, v = (_readable(x) for x in (q, k, v))
         seed = dropout_seed() if dropout_p > 0 else 0
-        out = torch.empty_like(q)
-        lse = torch.empty(b, h, t, device=q.device, dtype=torch.float32)
+        out = q.new_empty(b, t, h, d).transpose(1, 2)  # (batch, time, heads): merging the heads is a view
+        lse = q.new_empty(b, h, t, dtype=torch.float32)
         q_norm, k_norm = (x.float().square().sum(-1) for x in (q, k))  # O(T) each, kept for the backward
-        scale = 1 / math.sqrt(d)
-        constexprs = dict(
-            EUCLID=score == "euclid",
-            CAUSAL=causal,
-            DROPOUT=dropout_p > 0,
-            HEAD_DIM=d,
-            PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
-        )
+        spec = Spec(EUCLID=score == "euclid", CAUSAL=causal, DROPOUT_P=float(dropout_p), HEAD_DIM=d)
+        stats = RowStats(q_norm=q_norm, k_norm=k_norm, lse=lse, delta=None)
         _launch(
-            _forward, "forward", b * h, t, q, k, v, q_norm, k_norm, out, lse, seed, t, scale * LOG2E, 1 - dropout_p,
-            1 / (1 - dropout_p),
-            configs=configs, **constexprs,
+            "forward", q.shape, spec, launches,
+            q=Rows.of(q), k=Rows.of(k), v=Rows.of(v), out=Rows.of(out), stats=stats, seed=seed, T=t,
         )  # fmt: skip
         ctx.save_for_backward(q, k, v, q_norm, k_norm, out, lse)
-        ctx.args = (seed, scale, 1 - dropout_p, configs, constexprs)
+        ctx.args = (seed, spec, launches)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, q_norm, k_norm, out, lse = ctx.saved_tensors
-        seed, scale, keep_p, configs, constexprs = ctx.args
-        b, h, t, _ = q.shape
-        grad_out = grad_out.to(q.dtype).contiguous()
+        seed, spec, launches = ctx.args
+        grad_out = _readable(grad_out.to(q.dtype))
         delta = (out.float() * grad_out.float()).sum(-1)  # rowsum(dO * O) = rowsum(dropped * dL/d(dropped))
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        common = (seed, t, scale, scale * LOG2E, keep_p, 1 / keep_p)
-        _launch(
-            _backward_dkdv, "dkdv", b * h, t, q, k, v, q_norm, k_norm, grad_out, lse, delta, dk, dv, *common,
-            configs=configs, **constexprs,
-        )  # fmt: skip
-        _launch(
-            _backward_dq, "dq", b * h, t, q, k, v, q_norm, k_norm, grad_out, lse, delta, dq, *common,
-            configs=configs, **constexprs,
-        )  # fmt: skip
+        stats = RowStats(q_norm=q_norm, k_norm=k_norm, lse=lse, delta=delta)
+        inputs = dict(
+            q=Rows.of(q), k=Rows.of(k), v=Rows.of(v), do=Rows.of(grad_out), stats=stats, seed=seed, T=q.shape[2]
+        )
+        _launch("dkdv", q.shape, spec, launches, **inputs, dk=Rows.of(dk), dv=Rows.of(dv))
+        _launch("dq", q.shape, spec, launches, **inputs, dq=Rows.of(dq))
         return dq, dk, dv, None, None, None, None
 
 
-def triton_attention(q, k, v, causal=True, dropout_p=0.0, score="euclid", configs=None):
-    """Attention of (batch, heads, time, head_dim) tensors through the Triton kernels."""
+def triton_attention(q, k, v, causal=True, dropout_p=0.0, score="euclid", launches=None):
+    """Attention of (batch, heads, time, head_dim) tensors through the Triton kernels.
+
+    launches: {"forward", "dkdv", "dq"} -> Launch to run those sizes instead of CONFIGS.
+    """
     if score not in ("euclid", "dot"):
         raise ValueError(f"unknown score {score!r} for the Triton kernel; choose 'euclid' or 'dot'")
-    return TritonAttention.apply(q, k, v, causal, dropout_p, score, configs or CONFIGS)
+    return TritonAttention.apply(q, k, v, causal, dropout_p, score, launches or CONFIGS)

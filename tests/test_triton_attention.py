@@ -6,6 +6,7 @@ so a kernel that passes here is the one that compiles there (and a slow test com
 sm_90). Shapes are small; most T are not multiples of the block sizes, so tails are masked.
 """
 
+import inspect
 import os
 import subprocess
 import sys
@@ -22,12 +23,20 @@ from attnscore import triton_attention as ta  # noqa: E402
 from attnscore.reference import reference, rel_err  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+HOPPER = triton.backends.compiler.GPUTarget("cuda", 90, 32)
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
 
 
 def random_qkv(shape, seed=0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(shape, generator=g).to(DEVICE, dtype).requires_grad_() for _ in range(3)]
+
+
+def model_views(b, h, t, d, seed=0):
+    """q, k, v as the model makes them: permuted views of one (batch, time, 3, heads, head_dim)
+    projection, and that projection (the leaf)."""
+    qkv = torch.randn(b, t, 3, h, d, generator=torch.Generator().manual_seed(seed)).to(DEVICE).requires_grad_()
+    return qkv, qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
 
 def as_float64(*tensors):
@@ -47,28 +56,30 @@ def assert_matches(out, ref, inputs, inputs64, tolerance):
 
 
 @triton.jit
-def _mask_kernel(M, seed, T, keep_p, BLOCK: tl.constexpr):
+def _mask_kernel(M, seed, T, DROPOUT_P: tl.constexpr, BLOCK: tl.constexpr):
     """Test only: the kernels' dropout mask for one head, written out from the same Philox stream."""
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     start_n = tl.program_id(1) * BLOCK
     cols = start_n + tl.arange(0, BLOCK)
     bh = tl.program_id(2)
-    keep = ta._keep(seed, bh, rows, start_n, T, keep_p, BLOCK, BLOCK)
+    head = ta.Head(0, 0, bh, 0, T, seed)  # the mask depends on the (batch, head) index alone
+    keep = ta._keep(head, rows, start_n, DROPOUT_P, BLOCK, BLOCK)
     tl.store(M + bh * T * T + rows[:, None] * T + cols[None, :], keep, mask=(rows[:, None] < T) & (cols[None, :] < T))
 
 
 def dropout_mask(seed, batch_heads, t, dropout_p) -> torch.Tensor:
     mask = torch.zeros(batch_heads, t, t, dtype=torch.bool, device=DEVICE)
     block = 16
-    _mask_kernel[(triton.cdiv(t, block), triton.cdiv(t, block), batch_heads)](mask, seed, t, 1 - dropout_p, BLOCK=block)
+    grid = (triton.cdiv(t, block), triton.cdiv(t, block), batch_heads)
+    _mask_kernel[grid](mask, seed, t, DROPOUT_P=dropout_p, BLOCK=block)
     return mask
 
 
-def test_configs_obey_the_gpu_compilers_rules():
-    for name, (block_m, block_n, warps, stages) in ta.CONFIGS.items():
+def test_launch_sizes_obey_the_gpu_compilers_rules():
+    for block_m, block_n, warps, stages in ta.CONFIGS.values():
         for size in (block_m, block_n, warps):
-            assert size & (size - 1) == 0, f"{name}: {size} is not a power of two"
-        assert min(block_m, block_n) >= 16 and stages >= 1, name
+            assert size & (size - 1) == 0, f"{size} is not a power of two"
+        assert min(block_m, block_n) >= 16 and stages >= 1
 
 
 @pytest.mark.parametrize("score", ["euclid", "dot"])
@@ -102,18 +113,19 @@ def test_causal_mask_hides_the_future():
 
 
 # Launch sizes unlike CONFIGS: BLOCK_M below, equal to and above BLOCK_N in every launch.
-UNEQUAL_CONFIGS = [
-    {"forward": (16, 64, 4, 1), "dkdv": (64, 16, 4, 1), "dq": (16, 32, 4, 1)},
-    {"forward": (32, 16, 4, 1), "dkdv": (16, 32, 4, 1), "dq": (32, 16, 4, 1)},
+L = ta.Launch
+UNEQUAL_LAUNCHES = [
+    {"forward": L(16, 64, 4, 1), "dkdv": L(64, 16, 4, 1), "dq": L(16, 32, 4, 1)},
+    {"forward": L(32, 16, 4, 1), "dkdv": L(16, 32, 4, 1), "dq": L(32, 16, 4, 1)},
 ]
 
 
-@pytest.mark.parametrize("configs", UNEQUAL_CONFIGS)
+@pytest.mark.parametrize("launches", UNEQUAL_LAUNCHES)
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("t", [5, 50])
-def test_loop_bounds_hold_for_any_block_sizes(configs, causal, t):
+def test_loop_bounds_hold_for_any_block_sizes(launches, causal, t):
     q, k, v = random_qkv((1, 2, t, 16), seed=7)
-    out = ta.triton_attention(q, k, v, causal, 0.0, "euclid", configs)
+    out = ta.triton_attention(q, k, v, causal, 0.0, "euclid", launches)
     inputs64 = as_float64(q, k, v)
     assert_matches(out, reference(*inputs64, "euclid", causal), (q, k, v), inputs64, TOLERANCE[torch.float32])
 
@@ -158,6 +170,68 @@ def test_dropout_is_reproducible_from_torchs_generator():
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
+@pytest.mark.parametrize("score", ["euclid", "dot"])
+def test_permuted_views_are_read_through_their_strides(score, monkeypatch):
+    """The model's q, k, v and its gradient of the output reach the kernels as they are (no copy),
+    the output is laid out so that merging the heads is a view, and values and gradients match
+    the reference."""
+    b, h, t, d = 2, 3, 45, 32
+    qkv, (q, k, v) = model_views(b, h, t, d, seed=8)
+    seen = {}
+
+    def spy(name, shape, spec, launches, **args):
+        seen[name] = args
+        return launch(name, shape, spec, launches, **args)
+
+    launch = ta._launch
+    monkeypatch.setattr(ta, "_launch", spy)
+    out = ta.triton_attention(q, k, v, True, 0.0, score)
+    merged = out.transpose(1, 2).reshape(b, t, h * d)  # the model's merge of the heads
+    assert merged.data_ptr() == out.data_ptr() and out.transpose(1, 2).is_contiguous()
+    qkv64 = qkv.detach().double().requires_grad_()
+    ref = reference(*qkv64.permute(2, 0, 3, 1, 4).unbind(0), score)
+    assert rel_err(out, ref) <= TOLERANCE[torch.float32]
+    grad = torch.randn(merged.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    (grad_qkv,) = torch.autograd.grad(merged, qkv, grad.float())
+    (grad_ref,) = torch.autograd.grad(ref.transpose(1, 2).reshape(b, t, h * d), qkv64, grad)
+    assert rel_err(grad_qkv, grad_ref) <= TOLERANCE[torch.float32]
+    for name, args in seen.items():
+        for rows, view in zip((args["q"], args["k"], args["v"]), (q, k, v), strict=True):
+            assert rows.data.data_ptr() == view.data_ptr() and (rows.batch, rows.head, rows.time) == view.stride()[:3]
+        if name != "forward":  # dO: the gradient of the merged heads, seen through the output's layout
+            assert args["do"].data.stride() == out.stride() and not args["do"].data.is_contiguous()
+    assert set(seen) == {"forward", "dkdv", "dq"}
+
+
+def test_kernels_take_few_named_arguments():
+    """Tensors as Rows (storage and strides), the per-row vectors as one RowStats, the computation
+    as one compile-time Spec (the scale comes from its HEAD_DIM, the keep probability from its
+    DROPOUT_P); launches pass them by keyword, so a misspelt or stale argument fails."""
+    expected = {
+        "forward": ["q", "k", "v", "out", "stats", "seed", "T"],
+        "dkdv": ["q", "k", "v", "do", "dk", "dv", "stats", "seed", "T"],
+        "dq": ["q", "k", "v", "do", "dq", "stats", "seed", "T"],
+    }
+    for name, kernel in ta.KERNELS.items():
+        params = inspect.signature(kernel.fn).parameters
+        assert list(params) == expected[name] + ["S", "BLOCK_M", "BLOCK_N"]
+        assert [params[p].annotation for p in ("S", "BLOCK_M", "BLOCK_N")] == [tl.constexpr] * 3
+        assert {params[p].annotation for p in expected[name][:-3]} == {ta.Rows}
+    q, k, v = random_qkv((1, 1, 16, 16))
+    stats = ta.RowStats(*(torch.zeros(1, 1, 16, device=DEVICE) for _ in range(3)), delta=None)
+    launch = ta.CONFIGS["forward"]
+    args = dict(q=ta.Rows.of(q), k=ta.Rows.of(k), v=ta.Rows.of(v), out=ta.Rows.of(q.detach().clone()), stats=stats)
+    spec = ta.Spec(EUCLID=True, CAUSAL=True, DROPOUT_P=0.0, HEAD_DIM=16)
+    sizes = dict(BLOCK_M=launch.block_m, BLOCK_N=launch.block_n)
+    bind_for_hopper(ta._forward, dict(args, seed=0, T=16, S=spec, **sizes))  # what a GPU launch binds
+    with pytest.raises(KeyError, match="scale"):  # the old separate scale is no argument any more
+        bind_for_hopper(ta._forward, dict(args, seed=0, T=16, S=spec, **sizes, scale=0.25))
+    with pytest.raises(TypeError, match="seed"):
+        bind_for_hopper(ta._forward, dict(args, T=16, S=spec, **sizes))
+    with pytest.raises(Exception, match="q_norm"):  # Rows where RowStats belongs
+        ta._forward[(1, 1, 1)](**{**args, "stats": args["k"]}, seed=0, T=16, S=spec, **sizes)
+
+
 def test_zero_distance_gives_finite_gradients():
     q, _, v = random_qkv((1, 2, 40, 32), seed=6)
     k = q.detach().clone().requires_grad_()  # q == k: every diagonal distance is zero
@@ -180,27 +254,45 @@ def test_unsupported_inputs_are_refused():
         ta.triton_attention(q, k, v, True, 1.0)
 
 
+def bind_for_hopper(kernel, kwargs):
+    """A launch's arguments bound and specialised for an sm_90 GPU as Triton's launcher does it (its
+    options, signature, constants and attributes), without a GPU: unknown or missing arguments
+    fail here as they would there."""
+    from triton.compiler import make_backend
+    from triton.runtime.jit import JITFunction, create_function_from_signature
+
+    kernel = kernel if isinstance(kernel, JITFunction) else JITFunction(kernel.fn)  # the interpreter's too
+    backend = make_backend(HOPPER)
+    bound, specialization, options = create_function_from_signature(kernel.signature, kernel.params, backend)(**kwargs)
+    return kernel._pack_args(backend, kwargs, bound, specialization, options)
+
+
 def compile_for_hopper():
-    """Compile the training path's kernels (Euclid, causal, dropout, bf16, head_dim 64, CONFIGS'
-    block sizes) through Triton's GPU compiler and ptxas for sm_90, no GPU needed."""
-    from triton.backends.compiler import GPUTarget
+    """Compile the training path's kernels (Euclid, causal, dropout, bf16, head_dim 64, the model's
+    permuted views, CONFIGS' launch sizes) through Triton's GPU compiler and ptxas for sm_90; no
+    GPU needed. The arguments are bound and specialised as a launch would (Triton's binder), then
+    compiled for the target."""
     from triton.compiler import ASTSource
 
-    def arg_type(arg):
-        if arg in ("seed", "T"):
-            return {"seed": "i64", "T": "i32"}[arg]
-        if arg in ("QN", "KN", "LSE", "DELTA"):
-            return "*fp32"
-        return "*bf16" if arg.isupper() else "fp32"
-
-    for name, fn in {"forward": ta._forward, "dkdv": ta._backward_dkdv, "dq": ta._backward_dq}.items():
-        block_m, block_n, warps, stages = ta.CONFIGS[name]
-        constexprs = dict(EUCLID=True, CAUSAL=True, DROPOUT=True, HEAD_DIM=64, PRECISION="tf32")
-        constexprs.update(BLOCK_M=block_m, BLOCK_N=block_n)
-        signature = {arg: "constexpr" if arg in constexprs else arg_type(arg) for arg in fn.arg_names}
-        source = ASTSource(fn=fn, signature=signature, constexprs=constexprs)
-        options = dict(num_warps=warps, num_stages=stages)
-        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
+    b, h, t, d = 2, 4, 256, 64
+    q, k, v = (ta.Rows.of(x) for x in torch.empty(b, t, 3, h, d, dtype=torch.bfloat16).permute(2, 0, 3, 1, 4))
+    rows = ta.Rows.of(torch.empty(b, t, h, d, dtype=torch.bfloat16).transpose(1, 2))
+    vector = torch.empty(b, h, t)
+    stats = ta.RowStats(vector, vector, vector, vector)
+    common = dict(q=q, k=k, v=v, stats=stats, seed=2**40, T=t)
+    args = {
+        "forward": dict(common, out=rows, stats=stats._replace(delta=None)),
+        "dkdv": dict(common, do=rows, dk=rows, dv=rows),
+        "dq": dict(common, do=rows, dq=rows),
+    }
+    spec = ta.Spec(EUCLID=True, CAUSAL=True, DROPOUT_P=0.1, HEAD_DIM=d)
+    for name, kernel in ta.KERNELS.items():
+        launch = ta.CONFIGS[name]
+        kwargs = dict(args[name], S=spec, BLOCK_M=launch.block_m, BLOCK_N=launch.block_n)
+        kwargs.update(num_warps=launch.warps, num_stages=launch.stages)
+        options, signature, constexprs, attrs = bind_for_hopper(kernel, kwargs)
+        source = ASTSource(kernel, signature, constexprs, attrs)
+        compiled = triton.compile(source, target=HOPPER, options=options.__dict__)
         print(name, "compiled,", compiled.metadata.shared, "bytes of shared memory")
 
 
