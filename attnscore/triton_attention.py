@@ -26,13 +26,18 @@ The kernels take few, named arguments: each (batch, heads, T, head_dim) tensor a
 (storage and strides), the per-row float32 vectors as one ``RowStats``, and everything that
 selects the computation as one compile-time ``Spec``; the launches pass them by keyword.
 
-Launch sizes (BLOCK_M, BLOCK_N, warps, stages) per kernel are ``CONFIGS``, chosen by
-benchmarks/gpu_check.py's sweep on an H200 (benchmarks/results/); the interpreter tests run them.
+Launch sizes (BLOCK_M, BLOCK_N, warps, stages) are autotuned per kernel from a few candidates
+(``CANDIDATES``, pruned to those that fit the GPU's shared memory and the sequence length),
+once per GPU architecture, sequence-length bucket (T rounded up to a power of two), dtype and
+``Spec`` (score, causal, dropout, head_dim), and cached for the process. Under Triton's CPU
+interpreter (TRITON_INTERPRET=1) there is one candidate per kernel, ``CONFIGS``, so nothing is
+timed there.
 
 Block sizes follow the rules of the GPU compiler (powers of two, ``tl.dot`` tiles of at least
 16), so the kernels that pass the interpreter tests (TRITON_INTERPRET=1) compile on a GPU.
 """
 
+import functools
 import math
 import os
 from typing import NamedTuple
@@ -59,11 +64,24 @@ class Launch(NamedTuple):
     stages: int
 
 
-# Chosen by benchmarks/gpu_check.py's sweep on an H200 (benchmarks/results/h200-2.11.0-2026-11-28-*).
+# The interpreter's launch sizes, and the first candidate of each kernel on a GPU: the best of
+# the tuning sweep of the first H200 run (benchmarks/results/h200-2.11.0-2026-11-28-*).
 CONFIGS = {
     "forward": Launch(64, 32, 4, 4),
     "dkdv": Launch(32, 64, 4, 3),
     "dq": Launch(64, 64, 4, 2),
+}
+# What the autotuner tries on a GPU: CONFIGS first, then that sweep's runners-up and the
+# tutorial's larger tiles; on compute capability 9+ one more, deeper-pipelined, each.
+CANDIDATES = {
+    "forward": [CONFIGS["forward"], Launch(64, 64, 4, 3), Launch(128, 32, 4, 3), Launch(128, 64, 8, 3)],
+    "dkdv": [CONFIGS["dkdv"], Launch(64, 64, 4, 2), Launch(32, 128, 8, 2), Launch(64, 128, 8, 2)],
+    "dq": [CONFIGS["dq"], Launch(64, 32, 4, 3), Launch(128, 64, 8, 2), Launch(128, 32, 4, 3)],
+}
+HOPPER_CANDIDATES = {
+    "forward": [Launch(128, 64, 8, 5)],
+    "dkdv": [Launch(64, 128, 8, 4)],
+    "dq": [Launch(128, 64, 8, 4)],
 }
 
 
@@ -467,20 +485,94 @@ def _readable(x: torch.Tensor) -> torch.Tensor:
     return x if x.stride(-1) == 1 else x.contiguous()
 
 
-def _launch(name: str, shape, spec: Spec, launches: dict, **args):
-    """Launch a kernel over (row blocks, heads, batch) at `launches[name]`."""
+def _shared_memory(name: str, launch: Launch, head_dim: int, element_size: int) -> int:
+    """A rough upper bound of a launch's shared memory in bytes: the tiles that stay (a block of
+    queries, or of keys and values) plus, per pipeline stage, the two tiles that stream."""
+    if name == "forward":  # q stays; k and v stream
+        resident, streamed = launch.block_m, 2 * launch.block_n
+    elif name == "dkdv":  # k and v stay; q and dO stream
+        resident, streamed = 2 * launch.block_n, 2 * launch.block_m
+    else:  # dq: q and dO stay; k and v stream
+        resident, streamed = 2 * launch.block_m, 2 * launch.block_n
+    return (resident + launch.stages * streamed) * head_dim * element_size
+
+
+def fitting(name: str, launches: list[Launch], head_dim: int, element_size: int, t: int, limit: int) -> list[Launch]:
+    """The launches worth timing: those whose tiles fit `limit` bytes of shared memory and are no
+    longer than the sequence-length bucket; at least the smallest."""
+    bucket = max(triton.next_power_of_2(t), 16)
+    kept = [
+        launch
+        for launch in launches
+        if _shared_memory(name, launch, head_dim, element_size) <= limit
+        and max(launch.block_m, launch.block_n) <= bucket
+    ]
+    return kept or [min(launches, key=lambda launch: _shared_memory(name, launch, head_dim, element_size))]
+
+
+def _as_launch(config: triton.Config) -> Launch:
+    return Launch(config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.num_warps, config.num_stages)
+
+
+def _shared_memory_limit(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).shared_memory_per_block_optin
+
+
+def _prune(name: str, configs, named_args, **kwargs):
+    """The autotuner's early pruning (`fitting`) of a launch's candidates."""
+    by_launch = {_as_launch(config): config for config in configs}
+    x = kwargs["q"].data
+    kept = fitting(
+        name, list(by_launch), kwargs["S"].HEAD_DIM, x.element_size(), kwargs["T"], _shared_memory_limit(x.device)
+    )
+    return [by_launch[launch] for launch in kept]
+
+
+def _capability(device: torch.device) -> tuple[int, int] | None:
+    """The GPU's compute capability; None under Triton's CPU interpreter."""
+    return None if INTERPRET else torch.cuda.get_device_capability(device)
+
+
+def candidates(name: str, capability: tuple[int, int] | None) -> list[Launch]:
+    """The launch sizes the autotuner tries for a kernel on a GPU of this compute capability (None:
+    Triton's CPU interpreter, which runs CONFIGS alone)."""
+    if capability is None:
+        return [CONFIGS[name]]
+    return CANDIDATES[name] + (HOPPER_CANDIDATES[name] if capability >= (9, 0) else [])
+
+
+@functools.cache
+def tuner(name: str, capability: tuple[int, int] | None, bucket: int, dtype: torch.dtype):
+    """The autotuned kernel for one GPU architecture, sequence-length bucket and dtype; within it,
+    Triton tunes once per Spec (its key) and caches the choice for the process."""
+    configs = [
+        triton.Config({"BLOCK_M": c.block_m, "BLOCK_N": c.block_n}, num_warps=c.warps, num_stages=c.stages)
+        for c in candidates(name, capability)
+    ]
+    prune = {"early_config_prune": functools.partial(_prune, name)}
+    return triton.autotune(configs, key=["S"], prune_configs_by=prune)(KERNELS[name])
+
+
+def _launch(name: str, shape, spec: Spec, launches: dict | None, **args):
+    """Launch a kernel over (row blocks, heads, batch): autotuned, or at `launches[name]`."""
     b, h, t, _ = shape
-    launch = launches[name]
-    sizes = dict(BLOCK_M=launch.block_m, BLOCK_N=launch.block_n)
-    grid = (triton.cdiv(t, sizes["BLOCK_N" if name == "dkdv" else "BLOCK_M"]), h, b)  # the rows one program owns
-    KERNELS[name][grid](**args, S=spec, **sizes, num_warps=launch.warps, num_stages=launch.stages)
+    block = "BLOCK_N" if name == "dkdv" else "BLOCK_M"  # the rows one program owns
+    if launches is None:
+        x = args["q"].data
+        kernel = tuner(name, _capability(x.device), triton.next_power_of_2(t), x.dtype)
+        kernel[lambda meta: (triton.cdiv(t, meta[block]), h, b)](**args, S=spec)
+    else:
+        launch = launches[name]
+        sizes = dict(BLOCK_M=launch.block_m, BLOCK_N=launch.block_n)
+        grid = (triton.cdiv(t, sizes[block]), h, b)
+        KERNELS[name][grid](**args, S=spec, **sizes, num_warps=launch.warps, num_stages=launch.stages)
 
 
 class TritonAttention(torch.autograd.Function):
     """Autograd wrapper: the forward keeps q, k, v, the output and the log-sum-exp, nothing (T x T)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, causal: bool, dropout_p: float, score: str, launches: dict):
+    def forward(ctx, q, k, v, causal: bool, dropout_p: float, score: str, launches: dict | None):
         b, h, t, d = q.shape
         if not supports(q, k, v):
             raise ValueError(
@@ -524,8 +616,8 @@ class TritonAttention(torch.autograd.Function):
 def triton_attention(q, k, v, causal=True, dropout_p=0.0, score="euclid", launches=None):
     """Attention of (batch, heads, time, head_dim) tensors through the Triton kernels.
 
-    launches: {"forward", "dkdv", "dq"} -> Launch to run those sizes instead of CONFIGS.
+    launches: {"forward", "dkdv", "dq"} -> Launch to run those sizes instead of the autotuned ones.
     """
     if score not in ("euclid", "dot"):
         raise ValueError(f"unknown score {score!r} for the Triton kernel; choose 'euclid' or 'dot'")
-    return TritonAttention.apply(q, k, v, causal, dropout_p, score, launches or CONFIGS)
+    return TritonAttention.apply(q, k, v, causal, dropout_p, score, launches)

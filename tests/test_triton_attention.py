@@ -1,8 +1,9 @@
 """The Triton attention kernels against the float64 reference, on the CPU through Triton's interpreter.
 
 TRITON_INTERPRET=1 (set here when no GPU is present, before triton is imported) runs the kernels
-with numpy, Philox included, at the block sizes the GPU path uses (attnscore.triton_attention.CONFIGS),
-so a kernel that passes here is the one that compiles there (and a slow test compiles it for
+with numpy, Philox included, at block sizes the GPU path uses: the autotuned launch, which the
+interpreter gives one candidate per kernel (attnscore.triton_attention.CONFIGS), and explicit
+launches. A kernel that passes here is the one that compiles there (a slow test compiles it for
 sm_90). Shapes are small; most T are not multiples of the block sizes, so tails are masked.
 """
 
@@ -76,10 +77,13 @@ def dropout_mask(seed, batch_heads, t, dropout_p) -> torch.Tensor:
 
 
 def test_launch_sizes_obey_the_gpu_compilers_rules():
-    for block_m, block_n, warps, stages in ta.CONFIGS.values():
+    every = [*ta.CONFIGS.values(), *sum(ta.CANDIDATES.values(), []), *sum(ta.HOPPER_CANDIDATES.values(), [])]
+    for block_m, block_n, warps, stages in every:
         for size in (block_m, block_n, warps):
             assert size & (size - 1) == 0, f"{size} is not a power of two"
         assert min(block_m, block_n) >= 16 and stages >= 1
+    for name, config in ta.CONFIGS.items():  # the interpreter runs what a GPU tries first
+        assert ta.candidates(name, None) == [config] == ta.CANDIDATES[name][:1]
 
 
 @pytest.mark.parametrize("score", ["euclid", "dot"])
@@ -230,6 +234,50 @@ def test_kernels_take_few_named_arguments():
         bind_for_hopper(ta._forward, dict(args, T=16, S=spec, **sizes))
     with pytest.raises(Exception, match="q_norm"):  # Rows where RowStats belongs
         ta._forward[(1, 1, 1)](**{**args, "stats": args["k"]}, seed=0, T=16, S=spec, **sizes)
+
+
+def test_autotuning_candidates_are_pruned_to_what_fits():
+    h200 = 232_448  # bytes of shared memory one block may use on an H200 (and H100)
+    hopper = ta.candidates("forward", (9, 0))
+    assert ta.candidates("forward", (8, 0)) == ta.CANDIDATES["forward"] == hopper[:-1]
+    assert ta.fitting("forward", hopper, 64, 2, 4096, h200) == hopper  # bf16, head_dim 64: all fit
+    fp32 = ta.fitting("forward", hopper, 128, 4, 4096, h200)  # fp32, head_dim 128: the largest do not
+    assert fp32 == [L(64, 32, 4, 4), L(64, 64, 4, 3), L(128, 32, 4, 3)]
+    assert ta.fitting("dq", ta.CANDIDATES["dq"], 64, 2, 40, h200) == [L(64, 64, 4, 2), L(64, 32, 4, 3)]
+    assert ta.fitting("dq", ta.CANDIDATES["dq"], 64, 2, 20, h200) == [L(64, 32, 4, 3)]  # none shorter: the smallest
+
+
+def test_tuned_launches_time_the_candidates_once_per_spec(monkeypatch):
+    """The GPU's autotuned path on the interpreter: a Hopper's candidates, pruned, timed by a
+    stand-in for do_bench (the last candidate "fastest"); the winner runs, right, and is kept for
+    the next call of the same Spec."""
+    from triton.runtime.autotuner import Autotuner
+
+    timed = []
+
+    def bench(kernel_call, quantiles):
+        timed.append(kernel_call)
+        return [1000.0 - len(timed)] * len(quantiles)
+
+    monkeypatch.setattr(ta, "_capability", lambda device: (9, 0))
+    monkeypatch.setattr(ta, "_shared_memory_limit", lambda device: 232_448)
+    monkeypatch.setattr(Autotuner, "do_bench", property(lambda self: bench))
+    ta.tuner.cache_clear()
+    try:
+        q, k, v = random_qkv((1, 2, 100, 16), seed=9)
+        out = ta.triton_attention(q, k, v, True, 0.0, "euclid")
+        inputs64 = as_float64(q, k, v)
+        assert_matches(out, reference(*inputs64, "euclid"), (q, k, v), inputs64, TOLERANCE[torch.float32])
+        assert len(timed) == sum(len(ta.candidates(name, (9, 0))) for name in ta.KERNELS)  # 100 rows: none pruned
+        for name in ta.KERNELS:
+            best = ta.tuner(name, (9, 0), 128, torch.float32).best_config
+            assert ta._as_launch(best) == ta.HOPPER_CANDIDATES[name][-1]
+        ta.triton_attention(q, k, v, True, 0.0, "euclid").sum().backward()
+        assert len(timed) == 15  # the same Spec: cached
+        ta.triton_attention(q, k, v, False, 0.0, "euclid")
+        assert len(timed) == 20  # another Spec (not causal): the forward is tuned for it
+    finally:
+        ta.tuner.cache_clear()
 
 
 def test_zero_distance_gives_finite_gradients():
