@@ -29,9 +29,13 @@ selects the computation as one compile-time ``Spec``; the launches pass them by 
 Launch sizes (BLOCK_M, BLOCK_N, warps, stages) are autotuned per kernel from a few candidates
 (``CANDIDATES``, pruned to those that fit the GPU's shared memory and the sequence length),
 once per GPU architecture, sequence-length bucket (T rounded up to a power of two), dtype and
-``Spec`` (score, causal, dropout, head_dim), and cached for the process. Under Triton's CPU
-interpreter (TRITON_INTERPRET=1) there is one candidate per kernel, ``CONFIGS``, so nothing is
-timed there.
+``Spec`` (score, causal, dropout, head_dim, TMA), and cached for the process. Under Triton's
+CPU interpreter (TRITON_INTERPRET=1) there is one candidate per kernel, ``CONFIGS``, so nothing
+is timed there. ``tma=True`` reads q, k, v and dO through tensor descriptors (TMA, compute
+capability 9+; the kernels make them, in global memory that Triton asks of the allocator this
+module sets, ``triton.set_allocator``); it is off by default until a GPU run has measured it
+against the plain loads (``benchmarks/gpu_check.py`` compares the two). The interpreter runs
+the descriptor path too, so the tests cover its indexing.
 
 Block sizes follow the rules of the GPU compiler (powers of two, ``tl.dot`` tiles of at least
 16), so the kernels that pass the interpreter tests (TRITON_INTERPRET=1) compile on a GPU.
@@ -117,6 +121,7 @@ class Spec(NamedTuple):
     CAUSAL: bool
     DROPOUT_P: float  # 0.0: no dropout
     HEAD_DIM: int
+    TMA: bool  # read q, k, v and dO through tensor descriptors (compute capability 9+)
 
 
 class Head(NamedTuple):
@@ -162,18 +167,30 @@ def _head(T, seed):
 
 
 @triton.jit
-def _reader(x: Rows, head: Head):
-    """What `_read` reads this head's (T x HEAD_DIM) rows of x through: the first row and its stride."""
-    return x.data + head.batch * x.batch + head.head * x.head, x.time
+def _reader(x: Rows, head: Head, BLOCK: tl.constexpr, S: tl.constexpr):
+    """What `_read` reads this head's (T x HEAD_DIM) rows of x through, BLOCK rows at a time: a
+    tensor descriptor (S.TMA; rows beyond T read as zeros), else the first row and its stride."""
+    base = x.data + head.batch * x.batch + head.head * x.head
+    if S.TMA:  # one return statement: the compiler checks every return of a function, taken or not
+        reader = tl.make_tensor_descriptor(
+            base, shape=[head.T, S.HEAD_DIM], strides=[x.time, 1], block_shape=[BLOCK, S.HEAD_DIM]
+        )
+    else:
+        reader = base, x.time
+    return reader
 
 
 @triton.jit
 def _read(reader, start, head: Head, BLOCK: tl.constexpr, S: tl.constexpr):
     """BLOCK rows from `start` (zeros beyond T)."""
-    base, stride = reader
-    rows = start + tl.arange(0, BLOCK)
-    offsets = rows[:, None] * stride + tl.arange(0, S.HEAD_DIM)[None, :]
-    return tl.load(base + offsets, mask=rows[:, None] < head.T, other=0.0)
+    if S.TMA:
+        block = reader.load([start, 0])
+    else:
+        base, stride = reader
+        rows = start + tl.arange(0, BLOCK)
+        offsets = rows[:, None] * stride + tl.arange(0, S.HEAD_DIM)[None, :]
+        block = tl.load(base + offsets, mask=rows[:, None] < head.T, other=0.0)
+    return block
 
 
 @triton.jit
@@ -300,9 +317,9 @@ def _forward(
     head = _head(T, seed)
     start_m = tl.program_id(0) * BLOCK_M
     rows = start_m + tl.arange(0, BLOCK_M)
-    q_tile = _read(_reader(q, head), start_m, head, BLOCK_M, S)
+    q_tile = _read(_reader(q, head, BLOCK_M, S), start_m, head, BLOCK_M, S)
     q_norm = _per_row(stats.q_norm, rows, head, 0.0)
-    keys, values = _reader(k, head), _reader(v, head)
+    keys, values = _reader(k, head, BLOCK_N, S), _reader(v, head, BLOCK_N, S)
     state = (
         tl.zeros([BLOCK_M, S.HEAD_DIM], tl.float32),
         tl.full([BLOCK_M], float("-inf"), tl.float32),
@@ -386,8 +403,8 @@ def _backward_dkdv(
     """dk and dv of one block of keys, streaming over the queries that see them."""
     head = _head(T, seed)
     start_n = tl.program_id(0) * BLOCK_N
-    key_block = _load_keys(_reader(k, head), _reader(v, head), stats, start_n, head, BLOCK_N, S)
-    queries, grads = _reader(q, head), _reader(do, head)
+    key_block = _load_keys(_reader(k, head, BLOCK_N, S), _reader(v, head, BLOCK_N, S), stats, start_n, head, BLOCK_N, S)
+    queries, grads = _reader(q, head, BLOCK_M, S), _reader(do, head, BLOCK_M, S)
     state = (
         tl.zeros([BLOCK_N, S.HEAD_DIM], tl.float32),
         tl.zeros([BLOCK_N, S.HEAD_DIM], tl.float32),
@@ -438,8 +455,10 @@ def _backward_dq(
     """dq of one block of queries, streaming over the keys they see."""
     head = _head(T, seed)
     start_m = tl.program_id(0) * BLOCK_M
-    query_block = _load_queries(_reader(q, head), _reader(do, head), stats, start_m, head, BLOCK_M, S)
-    keys, values = _reader(k, head), _reader(v, head)
+    query_block = _load_queries(
+        _reader(q, head, BLOCK_M, S), _reader(do, head, BLOCK_M, S), stats, start_m, head, BLOCK_M, S
+    )
+    keys, values = _reader(k, head, BLOCK_N, S), _reader(v, head, BLOCK_N, S)
     state = (tl.zeros([BLOCK_M, S.HEAD_DIM], tl.float32), tl.zeros([BLOCK_M], tl.float32))
     full_end, end = _key_bounds(start_m, T, S.CAUSAL, BLOCK_M, BLOCK_N)
     state = _dq_tiles(
@@ -480,9 +499,17 @@ def dropout_seed() -> int:
     return int(torch.randint(2**62, (), dtype=torch.int64))
 
 
-def _readable(x: torch.Tensor) -> torch.Tensor:
+def _tma_ready(x: torch.Tensor) -> bool:
+    """Whether tensor descriptors can read x's rows: 16-byte aligned start and strides, rows apart."""
+    size = x.element_size()
+    return x.data_ptr() % 16 == 0 and x.stride(2) > 0 and all(s * size % 16 == 0 for s in x.stride()[:3])
+
+
+def _readable(x: torch.Tensor, tma: bool) -> torch.Tensor:
     """x itself where the kernels can read it through its strides, else a contiguous copy."""
-    return x if x.stride(-1) == 1 else x.contiguous()
+    if x.stride(-1) == 1 and (not tma or _tma_ready(x)):
+        return x
+    return x.clone(memory_format=torch.contiguous_format)  # a new allocation: aligned even where x was contiguous
 
 
 def _shared_memory(name: str, launch: Launch, head_dim: int, element_size: int) -> int:
@@ -553,10 +580,17 @@ def tuner(name: str, capability: tuple[int, int] | None, bucket: int, dtype: tor
     return triton.autotune(configs, key=["S"], prune_configs_by=prune)(KERNELS[name])
 
 
+def _scratch(size: int, alignment: int, stream):
+    """Global memory for the tensor descriptors a kernel makes (Triton asks for it at launch)."""
+    return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
 def _launch(name: str, shape, spec: Spec, launches: dict | None, **args):
     """Launch a kernel over (row blocks, heads, batch): autotuned, or at `launches[name]`."""
     b, h, t, _ = shape
     block = "BLOCK_N" if name == "dkdv" else "BLOCK_M"  # the rows one program owns
+    if spec.TMA and not INTERPRET:
+        triton.set_allocator(_scratch)
     if launches is None:
         x = args["q"].data
         kernel = tuner(name, _capability(x.device), triton.next_power_of_2(t), x.dtype)
@@ -572,7 +606,7 @@ class TritonAttention(torch.autograd.Function):
     """Autograd wrapper: the forward keeps q, k, v, the output and the log-sum-exp, nothing (T x T)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, causal: bool, dropout_p: float, score: str, launches: dict | None):
+    def forward(ctx, q, k, v, causal: bool, dropout_p: float, score: str, launches: dict | None, tma: bool):
         b, h, t, d = q.shape
         if not supports(q, k, v):
             raise ValueError(
@@ -582,12 +616,15 @@ class TritonAttention(torch.autograd.Function):
             )
         if not 0 <= dropout_p < 1:
             raise ValueError(f"dropout_p must be in [0, 1), not {dropout_p}")
-        q, k, v = (_readable(x) for x in (q, k, v))
+        capability = _capability(q.device)
+        if tma and capability is not None and capability < (9, 0):
+            raise ValueError("tma=True needs a GPU of compute capability 9 or more (tensor descriptors)")
+        q, k, v = (_readable(x, tma) for x in (q, k, v))
         seed = dropout_seed() if dropout_p > 0 else 0
         out = q.new_empty(b, t, h, d).transpose(1, 2)  # (batch, time, heads): merging the heads is a view
         lse = q.new_empty(b, h, t, dtype=torch.float32)
         q_norm, k_norm = (x.float().square().sum(-1) for x in (q, k))  # O(T) each, kept for the backward
-        spec = Spec(EUCLID=score == "euclid", CAUSAL=causal, DROPOUT_P=float(dropout_p), HEAD_DIM=d)
+        spec = Spec(EUCLID=score == "euclid", CAUSAL=causal, DROPOUT_P=float(dropout_p), HEAD_DIM=d, TMA=tma)
         stats = RowStats(q_norm=q_norm, k_norm=k_norm, lse=lse, delta=None)
         _launch(
             "forward", q.shape, spec, launches,
@@ -601,7 +638,7 @@ class TritonAttention(torch.autograd.Function):
     def backward(ctx, grad_out):
         q, k, v, q_norm, k_norm, out, lse = ctx.saved_tensors
         seed, spec, launches = ctx.args
-        grad_out = _readable(grad_out.to(q.dtype))
+        grad_out = _readable(grad_out.to(q.dtype), spec.TMA)
         delta = (out.float() * grad_out.float()).sum(-1)  # rowsum(dO * O) = rowsum(dropped * dL/d(dropped))
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         stats = RowStats(q_norm=q_norm, k_norm=k_norm, lse=lse, delta=delta)
@@ -610,14 +647,15 @@ class TritonAttention(torch.autograd.Function):
         )
         _launch("dkdv", q.shape, spec, launches, **inputs, dk=Rows.of(dk), dv=Rows.of(dv))
         _launch("dq", q.shape, spec, launches, **inputs, dq=Rows.of(dq))
-        return dq, dk, dv, None, None, None, None
+        return dq, dk, dv, None, None, None, None, None
 
 
-def triton_attention(q, k, v, causal=True, dropout_p=0.0, score="euclid", launches=None):
+def triton_attention(q, k, v, causal=True, dropout_p=0.0, score="euclid", launches=None, tma=False):
     """Attention of (batch, heads, time, head_dim) tensors through the Triton kernels.
 
-    launches: {"forward", "dkdv", "dq"} -> Launch to run those sizes instead of the autotuned ones.
+    launches: {"forward", "dkdv", "dq"} -> Launch to run those sizes instead of the autotuned ones;
+    tma: read the inputs through tensor descriptors (compute capability 9+; off by default).
     """
     if score not in ("euclid", "dot"):
         raise ValueError(f"unknown score {score!r} for the Triton kernel; choose 'euclid' or 'dot'")
-    return TritonAttention.apply(q, k, v, causal, dropout_p, score, launches)
+    return TritonAttention.apply(q, k, v, causal, dropout_p, score, launches, tma)

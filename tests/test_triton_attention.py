@@ -4,7 +4,8 @@ TRITON_INTERPRET=1 (set here when no GPU is present, before triton is imported) 
 with numpy, Philox included, at block sizes the GPU path uses: the autotuned launch, which the
 interpreter gives one candidate per kernel (attnscore.triton_attention.CONFIGS), and explicit
 launches. A kernel that passes here is the one that compiles there (a slow test compiles it for
-sm_90). Shapes are small; most T are not multiples of the block sizes, so tails are masked.
+sm_90, with and without tensor descriptors). Shapes are small; most T are not multiples of the
+block sizes, so tails are masked.
 """
 
 import inspect
@@ -174,11 +175,12 @@ def test_dropout_is_reproducible_from_torchs_generator():
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
+@pytest.mark.parametrize("tma", [False, True])
 @pytest.mark.parametrize("score", ["euclid", "dot"])
-def test_permuted_views_are_read_through_their_strides(score, monkeypatch):
+def test_permuted_views_are_read_through_their_strides(score, tma, monkeypatch):
     """The model's q, k, v and its gradient of the output reach the kernels as they are (no copy),
     the output is laid out so that merging the heads is a view, and values and gradients match
-    the reference."""
+    the reference; with tensor descriptors too (tma)."""
     b, h, t, d = 2, 3, 45, 32
     qkv, (q, k, v) = model_views(b, h, t, d, seed=8)
     seen = {}
@@ -189,7 +191,7 @@ def test_permuted_views_are_read_through_their_strides(score, monkeypatch):
 
     launch = ta._launch
     monkeypatch.setattr(ta, "_launch", spy)
-    out = ta.triton_attention(q, k, v, True, 0.0, score)
+    out = ta.triton_attention(q, k, v, True, 0.0, score, tma=tma)
     merged = out.transpose(1, 2).reshape(b, t, h * d)  # the model's merge of the heads
     assert merged.data_ptr() == out.data_ptr() and out.transpose(1, 2).is_contiguous()
     qkv64 = qkv.detach().double().requires_grad_()
@@ -205,6 +207,18 @@ def test_permuted_views_are_read_through_their_strides(score, monkeypatch):
         if name != "forward":  # dO: the gradient of the merged heads, seen through the output's layout
             assert args["do"].data.stride() == out.stride() and not args["do"].data.is_contiguous()
     assert set(seen) == {"forward", "dkdv", "dq"}
+
+
+def test_tensor_descriptors_need_alignment_and_a_hopper(monkeypatch):
+    """tma=True reads what tensor descriptors can (16-byte aligned start and strides) as it is,
+    copies the rest, and is refused below compute capability 9."""
+    _, (q, _, _) = model_views(1, 2, 8, 16)
+    shifted = torch.randn(1 * 2 * 8 * 16 + 1, device=DEVICE)[1:].view(1, 2, 8, 16)  # starts 4 bytes in
+    assert ta._readable(q, True) is q and ta._readable(shifted, False) is shifted
+    assert ta._readable(shifted, True).is_contiguous() and ta._readable(shifted, True).data_ptr() % 16 == 0
+    monkeypatch.setattr(ta, "_capability", lambda device: (8, 0))
+    with pytest.raises(ValueError, match="compute capability 9"):
+        ta.triton_attention(*random_qkv((1, 1, 8, 16)), tma=True)
 
 
 def test_kernels_take_few_named_arguments():
@@ -225,7 +239,7 @@ def test_kernels_take_few_named_arguments():
     stats = ta.RowStats(*(torch.zeros(1, 1, 16, device=DEVICE) for _ in range(3)), delta=None)
     launch = ta.CONFIGS["forward"]
     args = dict(q=ta.Rows.of(q), k=ta.Rows.of(k), v=ta.Rows.of(v), out=ta.Rows.of(q.detach().clone()), stats=stats)
-    spec = ta.Spec(EUCLID=True, CAUSAL=True, DROPOUT_P=0.0, HEAD_DIM=16)
+    spec = ta.Spec(EUCLID=True, CAUSAL=True, DROPOUT_P=0.0, HEAD_DIM=16, TMA=False)
     sizes = dict(BLOCK_M=launch.block_m, BLOCK_N=launch.block_n)
     bind_for_hopper(ta._forward, dict(args, seed=0, T=16, S=spec, **sizes))  # what a GPU launch binds
     with pytest.raises(KeyError, match="scale"):  # the old separate scale is no argument any more
@@ -317,9 +331,9 @@ def bind_for_hopper(kernel, kwargs):
 
 def compile_for_hopper():
     """Compile the training path's kernels (Euclid, causal, dropout, bf16, head_dim 64, the model's
-    permuted views, CONFIGS' launch sizes) through Triton's GPU compiler and ptxas for sm_90; no
-    GPU needed. The arguments are bound and specialised as a launch would (Triton's binder), then
-    compiled for the target."""
+    permuted views, CONFIGS' launch sizes) through Triton's GPU compiler and ptxas for sm_90, with
+    plain loads and with tensor descriptors; no GPU needed. The arguments are bound and
+    specialised as a launch would (Triton's binder), then compiled for the target."""
     from triton.compiler import ASTSource
 
     b, h, t, d = 2, 4, 256, 64
@@ -333,15 +347,17 @@ def compile_for_hopper():
         "dkdv": dict(common, do=rows, dk=rows, dv=rows),
         "dq": dict(common, do=rows, dq=rows),
     }
-    spec = ta.Spec(EUCLID=True, CAUSAL=True, DROPOUT_P=0.1, HEAD_DIM=d)
-    for name, kernel in ta.KERNELS.items():
-        launch = ta.CONFIGS[name]
-        kwargs = dict(args[name], S=spec, BLOCK_M=launch.block_m, BLOCK_N=launch.block_n)
-        kwargs.update(num_warps=launch.warps, num_stages=launch.stages)
-        options, signature, constexprs, attrs = bind_for_hopper(kernel, kwargs)
-        source = ASTSource(kernel, signature, constexprs, attrs)
-        compiled = triton.compile(source, target=HOPPER, options=options.__dict__)
-        print(name, "compiled,", compiled.metadata.shared, "bytes of shared memory")
+    for tma in (False, True):
+        spec = ta.Spec(EUCLID=True, CAUSAL=True, DROPOUT_P=0.1, HEAD_DIM=d, TMA=tma)
+        for name, kernel in ta.KERNELS.items():
+            launch = ta.CONFIGS[name]
+            kwargs = dict(args[name], S=spec, BLOCK_M=launch.block_m, BLOCK_N=launch.block_n)
+            kwargs.update(num_warps=launch.warps, num_stages=launch.stages)
+            options, signature, constexprs, attrs = bind_for_hopper(kernel, kwargs)
+            source = ASTSource(kernel, signature, constexprs, attrs)
+            compiled = triton.compile(source, target=HOPPER, options=options.__dict__)
+            loads = "tensor descriptors" if tma else "plain loads"
+            print(name, f"({loads}) compiled,", compiled.metadata.shared, "bytes of shared memory")
 
 
 @pytest.mark.slow
@@ -351,7 +367,7 @@ def test_kernels_compile_for_a_hopper_gpu():
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("compiled") == 3
+    assert done.stdout.count("compiled") == 6
 
 
 if __name__ == "__main__":
