@@ -171,9 +171,10 @@ def _reader(x: Rows, head: Head, BLOCK: tl.constexpr, S: tl.constexpr):
     """What `_read` reads this head's (T x HEAD_DIM) rows of x through, BLOCK rows at a time: a
     tensor descriptor (S.TMA; rows beyond T read as zeros), else the first row and its stride."""
     base = x.data + head.batch * x.batch + head.head * x.head
+    HEAD_DIM: tl.constexpr = S.HEAD_DIM  # shapes take constexprs, not a Spec's plain ints (Triton 3.6)
     if S.TMA:  # one return statement: the compiler checks every return of a function, taken or not
         reader = tl.make_tensor_descriptor(
-            base, shape=[head.T, S.HEAD_DIM], strides=[x.time, 1], block_shape=[BLOCK, S.HEAD_DIM]
+            base, shape=[head.T, HEAD_DIM], strides=[x.time, 1], block_shape=[BLOCK, HEAD_DIM]
         )
     else:
         reader = base, x.time
@@ -314,6 +315,7 @@ def _forward(
     S: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """The output and log-sum-exp of one block of queries, streaming over the keys they see."""
+    HEAD_DIM: tl.constexpr = S.HEAD_DIM
     head = _head(T, seed)
     start_m = tl.program_id(0) * BLOCK_M
     rows = start_m + tl.arange(0, BLOCK_M)
@@ -321,7 +323,7 @@ def _forward(
     q_norm = _per_row(stats.q_norm, rows, head, 0.0)
     keys, values = _reader(k, head, BLOCK_N, S), _reader(v, head, BLOCK_N, S)
     state = (
-        tl.zeros([BLOCK_M, S.HEAD_DIM], tl.float32),
+        tl.zeros([BLOCK_M, HEAD_DIM], tl.float32),
         tl.full([BLOCK_M], float("-inf"), tl.float32),
         tl.zeros([BLOCK_M], tl.float32),
     )
@@ -334,7 +336,7 @@ def _forward(
         state, q_tile, q_norm, rows, keys, values, stats, head, lo=full_end, hi=end,
         S=S, MASKED=True, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
     )  # fmt: skip
-    _write(out, start_m, acc / total[:, None], head, BLOCK_M, S.HEAD_DIM)
+    _write(out, start_m, acc / total[:, None], head, BLOCK_M, HEAD_DIM)
     tl.store(stats.lse + head.first + rows, m + tl.log2(total), mask=rows < T)
 
 
@@ -401,13 +403,14 @@ def _backward_dkdv(
     S: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """dk and dv of one block of keys, streaming over the queries that see them."""
+    HEAD_DIM: tl.constexpr = S.HEAD_DIM
     head = _head(T, seed)
     start_n = tl.program_id(0) * BLOCK_N
     key_block = _load_keys(_reader(k, head, BLOCK_N, S), _reader(v, head, BLOCK_N, S), stats, start_n, head, BLOCK_N, S)
     queries, grads = _reader(q, head, BLOCK_M, S), _reader(do, head, BLOCK_M, S)
     state = (
-        tl.zeros([BLOCK_N, S.HEAD_DIM], tl.float32),
-        tl.zeros([BLOCK_N, S.HEAD_DIM], tl.float32),
+        tl.zeros([BLOCK_N, HEAD_DIM], tl.float32),
+        tl.zeros([BLOCK_N, HEAD_DIM], tl.float32),
         tl.zeros([BLOCK_N], tl.float32),
     )
     if S.CAUSAL:  # query tiles on the diagonal need the mask; those below it see every key here
@@ -426,8 +429,8 @@ def _backward_dkdv(
     )  # fmt: skip
     if S.EUCLID:
         dk_acc -= key_block.k.to(tl.float32) * w_colsum[:, None]
-    _write(dk, start_n, dk_acc, head, BLOCK_N, S.HEAD_DIM)
-    _write(dv, start_n, dv_acc, head, BLOCK_N, S.HEAD_DIM)
+    _write(dk, start_n, dk_acc, head, BLOCK_N, HEAD_DIM)
+    _write(dv, start_n, dv_acc, head, BLOCK_N, HEAD_DIM)
 
 
 @triton.jit
@@ -453,13 +456,14 @@ def _backward_dq(
     S: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """dq of one block of queries, streaming over the keys they see."""
+    HEAD_DIM: tl.constexpr = S.HEAD_DIM
     head = _head(T, seed)
     start_m = tl.program_id(0) * BLOCK_M
     query_block = _load_queries(
         _reader(q, head, BLOCK_M, S), _reader(do, head, BLOCK_M, S), stats, start_m, head, BLOCK_M, S
     )
     keys, values = _reader(k, head, BLOCK_N, S), _reader(v, head, BLOCK_N, S)
-    state = (tl.zeros([BLOCK_M, S.HEAD_DIM], tl.float32), tl.zeros([BLOCK_M], tl.float32))
+    state = (tl.zeros([BLOCK_M, HEAD_DIM], tl.float32), tl.zeros([BLOCK_M], tl.float32))
     full_end, end = _key_bounds(start_m, T, S.CAUSAL, BLOCK_M, BLOCK_N)
     state = _dq_tiles(
         state, query_block, keys, values, stats, head, lo=0, hi=full_end,
@@ -471,7 +475,7 @@ def _backward_dq(
     )  # fmt: skip
     if S.EUCLID:
         dq_acc -= query_block.q.to(tl.float32) * w_rowsum[:, None]
-    _write(dq, start_m, dq_acc, head, BLOCK_M, S.HEAD_DIM)
+    _write(dq, start_m, dq_acc, head, BLOCK_M, HEAD_DIM)
 
 
 KERNELS = {"forward": _forward, "dkdv": _backward_dkdv, "dq": _backward_dq}
