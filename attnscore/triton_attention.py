@@ -75,12 +75,13 @@ CONFIGS = {
     "dkdv": Launch(32, 64, 4, 3),
     "dq": Launch(64, 64, 4, 2),
 }
-# What the autotuner tries on a GPU: CONFIGS first, then that sweep's runners-up and the
-# tutorial's larger tiles; on compute capability 9+ one more, deeper-pipelined, each.
+# What the autotuner tries on a GPU: CONFIGS first, a runner-up of that sweep and a larger tile
+# in the tutorial's style; on compute capability 9+ also that tile deeper pipelined. Few, since
+# each candidate is compiled for each Spec and dtype (about 2 s apiece on the H200's host).
 CANDIDATES = {
-    "forward": [CONFIGS["forward"], Launch(64, 64, 4, 3), Launch(128, 32, 4, 3), Launch(128, 64, 8, 3)],
-    "dkdv": [CONFIGS["dkdv"], Launch(64, 64, 4, 2), Launch(32, 128, 8, 2), Launch(64, 128, 8, 2)],
-    "dq": [CONFIGS["dq"], Launch(64, 32, 4, 3), Launch(128, 64, 8, 2), Launch(128, 32, 4, 3)],
+    "forward": [CONFIGS["forward"], Launch(64, 64, 4, 3), Launch(128, 64, 8, 3)],
+    "dkdv": [CONFIGS["dkdv"], Launch(64, 64, 4, 2), Launch(64, 128, 8, 2)],
+    "dq": [CONFIGS["dq"], Launch(64, 32, 4, 3), Launch(128, 64, 8, 2)],
 }
 HOPPER_CANDIDATES = {
     "forward": [Launch(128, 64, 8, 5)],
@@ -309,7 +310,7 @@ def _forward_tiles(
     return acc, m, total
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a random seed: not one compile per seed % 16
 def _forward(
     q: Rows, k: Rows, v: Rows, out: Rows, stats: RowStats, seed, T,
     S: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -397,7 +398,7 @@ def _dkdv_tiles(
     return dk, dv, w_colsum
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a random seed: not one compile per seed % 16
 def _backward_dkdv(
     q: Rows, k: Rows, v: Rows, do: Rows, dk: Rows, dv: Rows, stats: RowStats, seed, T,
     S: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -450,7 +451,7 @@ def _dq_tiles(
     return dq, w_rowsum
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a random seed: not one compile per seed % 16
 def _backward_dq(
     q: Rows, k: Rows, v: Rows, do: Rows, dq: Rows, stats: RowStats, seed, T,
     S: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -501,6 +502,28 @@ def dropout_seed() -> int:
     """A fresh Philox seed from torch's CPU generator: no GPU synchronisation, and a run replays
     exactly from a checkpoint's RNG state."""
     return int(torch.randint(2**62, (), dtype=torch.int64))
+
+
+@triton.jit
+def _mask_kernel(M, seed, T, DROPOUT_P: tl.constexpr, BLOCK: tl.constexpr):
+    """The dropout mask of one (batch, head), BLOCK x BLOCK at a time, from the kernels' Philox stream."""
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    start_n = tl.program_id(1) * BLOCK
+    cols = start_n + tl.arange(0, BLOCK)
+    bh = tl.program_id(2)
+    keep = _keep(Head(0, 0, bh, 0, T, seed), rows, start_n, DROPOUT_P, BLOCK, BLOCK)
+    tl.store(M + bh * T * T + rows[:, None] * T + cols[None, :], keep, mask=(rows[:, None] < T) & (cols[None, :] < T))
+
+
+def dropout_mask(seed: int, batch: int, heads: int, t: int, dropout_p: float, device) -> torch.Tensor:
+    """The weights the kernels keep under dropout with this seed: (batch, heads, t, t), True where
+    kept. For checks: with the seed a call draws (`dropout_seed` after the same torch.manual_seed),
+    the forward's output and the backward's gradients follow from it, if both regenerate it."""
+    mask = torch.zeros(batch * heads, t, t, dtype=torch.bool, device=device)
+    block = 16
+    grid = (triton.cdiv(t, block), triton.cdiv(t, block), batch * heads)
+    _mask_kernel[grid](mask, seed, t, DROPOUT_P=dropout_p, BLOCK=block)
+    return mask.view(batch, heads, t, t)
 
 
 def _tma_ready(x: torch.Tensor) -> bool:
@@ -572,16 +595,31 @@ def candidates(name: str, capability: tuple[int, int] | None) -> list[Launch]:
     return CANDIDATES[name] + (HOPPER_CANDIDATES[name] if capability >= (9, 0) else [])
 
 
-@functools.cache
+TUNERS: dict[tuple, triton.runtime.Autotuner] = {}  # the autotuned kernels made so far, by `tuner`'s arguments
+
+
 def tuner(name: str, capability: tuple[int, int] | None, bucket: int, dtype: torch.dtype):
     """The autotuned kernel for one GPU architecture, sequence-length bucket and dtype; within it,
     Triton tunes once per Spec (its key) and caches the choice for the process."""
-    configs = [
-        triton.Config({"BLOCK_M": c.block_m, "BLOCK_N": c.block_n}, num_warps=c.warps, num_stages=c.stages)
-        for c in candidates(name, capability)
-    ]
-    prune = {"early_config_prune": functools.partial(_prune, name)}
-    return triton.autotune(configs, key=["S"], prune_configs_by=prune)(KERNELS[name])
+    key = (name, capability, bucket, dtype)
+    if key not in TUNERS:
+        configs = [
+            triton.Config({"BLOCK_M": c.block_m, "BLOCK_N": c.block_n}, num_warps=c.warps, num_stages=c.stages)
+            for c in candidates(name, capability)
+        ]
+        prune = {"early_config_prune": functools.partial(_prune, name)}
+        TUNERS[key] = triton.autotune(configs, key=["S"], prune_configs_by=prune)(KERNELS[name])
+    return TUNERS[key]
+
+
+def tuned_launches() -> list[dict]:
+    """What the autotuner chose so far: one row per kernel, capability, bucket, dtype and Spec."""
+    rows = []
+    for (name, capability, bucket, dtype), kernel in TUNERS.items():
+        for (spec,), config in kernel.cache.items():
+            where = dict(kernel=name, capability=capability, t_bucket=bucket, dtype=str(dtype).removeprefix("torch."))
+            rows.append({**where, **spec._asdict(), **_as_launch(config)._asdict()})
+    return rows
 
 
 def _scratch(size: int, alignment: int, stream):

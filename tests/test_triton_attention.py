@@ -57,26 +57,6 @@ def assert_matches(out, ref, inputs, inputs64, tolerance):
         assert rel_err(g, g_ref) <= tolerance, f"d{name}"
 
 
-@triton.jit
-def _mask_kernel(M, seed, T, DROPOUT_P: tl.constexpr, BLOCK: tl.constexpr):
-    """Test only: the kernels' dropout mask for one head, written out from the same Philox stream."""
-    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    start_n = tl.program_id(1) * BLOCK
-    cols = start_n + tl.arange(0, BLOCK)
-    bh = tl.program_id(2)
-    head = ta.Head(0, 0, bh, 0, T, seed)  # the mask depends on the (batch, head) index alone
-    keep = ta._keep(head, rows, start_n, DROPOUT_P, BLOCK, BLOCK)
-    tl.store(M + bh * T * T + rows[:, None] * T + cols[None, :], keep, mask=(rows[:, None] < T) & (cols[None, :] < T))
-
-
-def dropout_mask(seed, batch_heads, t, dropout_p) -> torch.Tensor:
-    mask = torch.zeros(batch_heads, t, t, dtype=torch.bool, device=DEVICE)
-    block = 16
-    grid = (triton.cdiv(t, block), triton.cdiv(t, block), batch_heads)
-    _mask_kernel[grid](mask, seed, t, DROPOUT_P=dropout_p, BLOCK=block)
-    return mask
-
-
 def test_launch_sizes_obey_the_gpu_compilers_rules():
     every = [*ta.CONFIGS.values(), *sum(ta.CANDIDATES.values(), []), *sum(ta.HOPPER_CANDIDATES.values(), [])]
     for block_m, block_n, warps, stages in every:
@@ -144,23 +124,21 @@ def test_dropout_forward_and_backward_use_the_kernels_own_mask(score, causal):
     torch.manual_seed(11)
     out = ta.triton_attention(q, k, v, causal, p, score)
     torch.manual_seed(11)
-    keep = dropout_mask(ta.dropout_seed(), b * h, t, p).view(b, h, t, t)
-    q64, k64, v64 = as_float64(q, k, v)
-    eye = torch.eye(t, dtype=torch.float64, device=DEVICE).expand(b, h, t, t)
-    weights = reference(q64, k64, eye, score, causal)  # softmax(logits) @ I: the weights themselves
-    ref = (weights * keep / (1 - p)) @ v64
-    assert_matches(out, ref, (q, k, v), (q64, k64, v64), TOLERANCE[torch.float32])
+    keep = ta.dropout_mask(ta.dropout_seed(), b, h, t, p, DEVICE)
+    inputs64 = as_float64(q, k, v)
+    ref = reference(*inputs64, score, causal, keep=keep, dropout_p=p)
+    assert_matches(out, ref, (q, k, v), inputs64, TOLERANCE[torch.float32])
 
 
 def test_dropout_keeps_the_expected_fraction_and_seeds_differ():
     b_h, t, p = 4, 96, 0.1
-    first, second = dropout_mask(1234, b_h, t, p), dropout_mask(5678, b_h, t, p)
+    first, second = (ta.dropout_mask(seed, 1, b_h, t, p, DEVICE) for seed in (1234, 5678))
     n = first.numel()
     sigma = (p * (1 - p) / n) ** 0.5
     for mask in (first, second):
         assert abs(mask.float().mean().item() - (1 - p)) <= 5 * sigma
     assert (first != second).float().mean().item() > 0.1  # independent masks differ in ~2p(1-p) = 18%
-    assert torch.equal(first, dropout_mask(1234, b_h, t, p))
+    assert torch.equal(first, ta.dropout_mask(1234, 1, b_h, t, p, DEVICE))
     heads = first.view(b_h, -1)
     assert not torch.equal(heads[0], heads[1])  # each (batch, head) has its own stream
 
@@ -256,7 +234,7 @@ def test_autotuning_candidates_are_pruned_to_what_fits():
     assert ta.candidates("forward", (8, 0)) == ta.CANDIDATES["forward"] == hopper[:-1]
     assert ta.fitting("forward", hopper, 64, 2, 4096, h200) == hopper  # bf16, head_dim 64: all fit
     fp32 = ta.fitting("forward", hopper, 128, 4, 4096, h200)  # fp32, head_dim 128: the largest do not
-    assert fp32 == [L(64, 32, 4, 4), L(64, 64, 4, 3), L(128, 32, 4, 3)]
+    assert fp32 == [L(64, 32, 4, 4), L(64, 64, 4, 3)]
     assert ta.fitting("dq", ta.CANDIDATES["dq"], 64, 2, 40, h200) == [L(64, 64, 4, 2), L(64, 32, 4, 3)]
     assert ta.fitting("dq", ta.CANDIDATES["dq"], 64, 2, 20, h200) == [L(64, 32, 4, 3)]  # none shorter: the smallest
 
@@ -276,22 +254,24 @@ def test_tuned_launches_time_the_candidates_once_per_spec(monkeypatch):
     monkeypatch.setattr(ta, "_capability", lambda device: (9, 0))
     monkeypatch.setattr(ta, "_shared_memory_limit", lambda device: 232_448)
     monkeypatch.setattr(Autotuner, "do_bench", property(lambda self: bench))
-    ta.tuner.cache_clear()
-    try:
-        q, k, v = random_qkv((1, 2, 100, 16), seed=9)
-        out = ta.triton_attention(q, k, v, True, 0.0, "euclid")
-        inputs64 = as_float64(q, k, v)
-        assert_matches(out, reference(*inputs64, "euclid"), (q, k, v), inputs64, TOLERANCE[torch.float32])
-        assert len(timed) == sum(len(ta.candidates(name, (9, 0))) for name in ta.KERNELS)  # 100 rows: none pruned
-        for name in ta.KERNELS:
-            best = ta.tuner(name, (9, 0), 128, torch.float32).best_config
-            assert ta._as_launch(best) == ta.HOPPER_CANDIDATES[name][-1]
-        ta.triton_attention(q, k, v, True, 0.0, "euclid").sum().backward()
-        assert len(timed) == 15  # the same Spec: cached
-        ta.triton_attention(q, k, v, False, 0.0, "euclid")
-        assert len(timed) == 20  # another Spec (not causal): the forward is tuned for it
-    finally:
-        ta.tuner.cache_clear()
+    monkeypatch.setattr(ta, "TUNERS", {})
+    q, k, v = random_qkv((1, 2, 100, 16), seed=9)
+    out = ta.triton_attention(q, k, v, True, 0.0, "euclid")
+    inputs64 = as_float64(q, k, v)
+    assert_matches(out, reference(*inputs64, "euclid"), (q, k, v), inputs64, TOLERANCE[torch.float32])
+    assert len(timed) == sum(len(ta.candidates(name, (9, 0))) for name in ta.KERNELS)  # 100 rows: none pruned
+    chosen = {
+        row["kernel"]: ta.Launch(row["block_m"], row["block_n"], row["warps"], row["stages"])
+        for row in ta.tuned_launches()
+    }
+    assert chosen == {name: ta.HOPPER_CANDIDATES[name][-1] for name in ta.KERNELS}
+    assert {row["t_bucket"] for row in ta.tuned_launches()} == {128}
+    everything = len(timed)
+    ta.triton_attention(q, k, v, True, 0.0, "euclid").sum().backward()
+    assert len(timed) == everything  # the same Spec: cached
+    ta.triton_attention(q, k, v, False, 0.0, "euclid")
+    assert len(timed) == everything + len(ta.candidates("forward", (9, 0)))  # another Spec: the forward re-tuned
+    assert len(ta.tuned_launches()) == 4
 
 
 def test_zero_distance_gives_finite_gradients():
