@@ -568,7 +568,8 @@ def _as_launch(config: triton.Config) -> Launch:
     return Launch(config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.num_warps, config.num_stages)
 
 
-def _shared_memory_limit(device: torch.device) -> int:
+def shared_memory_limit(device: torch.device) -> int:
+    """Bytes of shared memory one block may use on the GPU."""
     return torch.cuda.get_device_properties(device).shared_memory_per_block_optin
 
 
@@ -577,7 +578,7 @@ def _prune(name: str, configs, named_args, **kwargs):
     by_launch = {_as_launch(config): config for config in configs}
     x = kwargs["q"].data
     kept = fitting(
-        name, list(by_launch), kwargs["S"].HEAD_DIM, x.element_size(), kwargs["T"], _shared_memory_limit(x.device)
+        name, list(by_launch), kwargs["S"].HEAD_DIM, x.element_size(), kwargs["T"], shared_memory_limit(x.device)
     )
     return [by_launch[launch] for launch in kept]
 

@@ -252,7 +252,7 @@ def test_tuned_launches_time_the_candidates_once_per_spec(monkeypatch):
         return [1000.0 - len(timed)] * len(quantiles)
 
     monkeypatch.setattr(ta, "_capability", lambda device: (9, 0))
-    monkeypatch.setattr(ta, "_shared_memory_limit", lambda device: 232_448)
+    monkeypatch.setattr(ta, "shared_memory_limit", lambda device: 232_448)
     monkeypatch.setattr(Autotuner, "do_bench", property(lambda self: bench))
     monkeypatch.setattr(ta, "TUNERS", {})
     q, k, v = random_qkv((1, 2, 100, 16), seed=9)
