@@ -18,6 +18,9 @@ the output and one log-sum-exp per row, and the backward recomputes the weights 
 - Gradients, with W = dL/dlogits * scale / distance (Euclid):
   dq = W k - q rowsum(W), dk = W^T q - k colsum(W); for dot, W = dL/dlogits * scale,
   dq = W k, dk = W^T q. dv = (dropped weights)^T dO.
+- The backward is two launches, dk and dv per block of keys and dq per block of queries, each
+  tuned on its own. The Triton tutorial's one launch for both (which also evens out the causal
+  work per program) would force one block size on both halves: left until a GPU can measure it.
 - q, k, v, dO are read through their strides (the model's q, k, v are permuted views of one
   projection: no copies), and the output is written in (batch, time, heads, head_dim) order, so
   the model's merge of the heads after attention is a view, not a copy.
@@ -617,7 +620,8 @@ def tuned_launches() -> list[dict]:
     """What the autotuner chose so far: one row per kernel, capability, bucket, dtype and Spec."""
     rows = []
     for (name, capability, bucket, dtype), kernel in TUNERS.items():
-        for (spec,), config in kernel.cache.items():
+        for key, config in kernel.cache.items():  # key: the Spec, then whatever else Triton adds
+            spec = key[0]
             where = dict(kernel=name, capability=capability, t_bucket=bucket, dtype=str(dtype).removeprefix("torch."))
             rows.append({**where, **spec._asdict(), **_as_launch(config)._asdict()})
     return rows
