@@ -25,11 +25,13 @@ def _distance_logits(q, k, p=2.0):
 LOGITS = {"dot": _dot_logits, "euclid": _distance_logits, "euclid_naive": _distance_logits}
 
 
-def reference(q, k, v, kind, causal=True, **options):
+def reference(q, k, v, kind, causal=True, keep=None, dropout_p=0.0, **options):
     """softmax(logits) v in float64 for tensors shaped (batch, heads, time, head_dim).
 
     The causal mask hides key j from query i when j > i + t_k - t_q (aligned at the end, as
-    PyTorch's SDPA does). No dropout: compare implementations with dropout_p = 0.
+    PyTorch's SDPA does). Dropout only as an implementation drew it: `keep`, the mask (batch,
+    heads, t_q, t_k) of the weights kept, each scaled by 1 / (1 - dropout_p); otherwise compare
+    implementations with dropout_p = 0.
     """
     if kind not in LOGITS:
         raise ValueError(f"no float64 reference for attention kind {kind!r}; defined: {sorted(LOGITS)}")
@@ -39,7 +41,10 @@ def reference(q, k, v, kind, causal=True, **options):
         t_q, t_k = q.shape[-2], k.shape[-2]
         future = torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).triu(t_k - t_q + 1)
         logits = logits.masked_fill(future, float("-inf"))
-    return torch.softmax(logits, -1) @ v
+    weights = torch.softmax(logits, -1)
+    if keep is not None:
+        weights = weights * keep / (1 - dropout_p)
+    return weights @ v
 
 
 def rel_err(a, b) -> float:

@@ -1,37 +1,51 @@
-"""GPU checks and benchmarks in one run: every attention kind against the float64 reference, the
-Triton kernel's block sizes tuned, then attention forward + backward and whole training steps of
-the reference model at seq_len 512, 2048 and 4096, with attention dropout 0.1 and 0.
+"""GPU checks and benchmarks of the attention implementations, in one run within a time budget.
 
-    python benchmarks/gpu_check.py --out benchmarks/results/<card>-<torch>-<date>   # on a CUDA machine
-    python benchmarks/gpu_check.py --smoke --out /tmp/smoke   # CPU, tiny shapes, Triton's interpreter
+    python benchmarks/gpu_check.py --out DIR [--budget 450]   # on a CUDA GPU (benchmarks/gpu_session.sh)
+    python benchmarks/gpu_check.py --smoke --out DIR          # CPU, tiny shapes, Triton's interpreter
 
-Kinds: every registered kind (attnscore.attention.KINDS) plus two registered here for the
-benchmark only: ``dot_triton`` (the Triton kernel with the dot-product score: the control that
-separates the scoring function from the implementation) and ``euclid_function`` (the
-hand-written autograd Function that ``euclid`` runs on CPUs).
+Implementations, by name (none is registered as an attention kind, and nothing of the library
+is changed): ``dot``, PyTorch's SDPA; ``dot_triton``, the Triton kernel with the dot-product
+score (the control that separates the scoring function from the implementation); ``euclid``
+(on CUDA the Triton kernel, autotuned, as training calls it); ``euclid_naive``;
+``euclid_function``, the autograd Function that euclid runs on CPUs; ``dot_triton_tma`` and
+``euclid_tma``, the kernel reading through tensor descriptors (compute capability 9+ only).
 
-1. Tuning: for each of the kernel's three launches (forward, dk/dv, dq), candidate (BLOCK_M,
-   BLOCK_N, warps, stages) timed on Euclidean forward + backward at seq_len 4096, batch 8,
-   8 heads, head_dim 64, bf16, with and without dropout; the best (least total time) is used for
-   the rest of the run and printed for attnscore.triton_attention.CONFIGS.
-2. Correctness, at the tuned launch sizes: values and the gradients of q, k, v against
-   attnscore.reference, causal, several shapes, float32 (relative error <= 1e-5), bf16 and fp16
-   (<= 1e-2); finite gradients at q == k.
-3. Attention alone: forward + backward milliseconds (median of timed calls) and the memory it
-   allocates above its inputs, per kind, seq_len and dropout, bf16, batch 8, 8 heads, head_dim 64.
-4. Training steps: the reference model (d_model 512, 6 layers, 8 heads, vocab 50,257, batch 8,
-   precision auto) through attnscore.bench.measure, in this process (peak memory is reset per
-   shape), tokens/s and peak memory per kind, seq_len and attention dropout.
+Stages, in this order (``--stages`` picks some); each writes its CSV when it ends, and the rows
+the budget leaves no time for are written as skipped:
+0. compile: every Triton kernel the chosen stages launch, each autotuning candidate, compiled in
+   ``--compile-workers`` processes into Triton's on-disk cache, which the run then reads
+   (Triton compiles one kernel at a time, about 2-4 s apiece on the H200's host).
+1. checks (checks.csv): values and the gradients of q, k, v against attnscore.reference in float64,
+   relative error <= 1e-5 in fp32, <= 1e-2 in bf16 and fp16; head_dim 16 to 128, causal and not;
+   the kernel autotuned at the training path's dtype (bf16, causal, head_dim 64 and 128) and at
+   CONFIGS' launch sizes elsewhere (one compile per case instead of one per candidate; odd T, so
+   tails are masked); q == k (finite gradients, values within 1e-3); dropout 0.1 against the
+   float64 weights times the mask the kernel's Philox stream gives, which holds only if the
+   backward regenerates the forward's mask.
+2. attention (attention.csv): forward + backward, bf16, batch 8, 8 heads, causal, head_dim 64, seq_len
+   512, 2048, 4096, 8192, attention dropout 0.1 and 0: milliseconds (triton.testing.do_bench's
+   median: CUDA events, L2 flushed before each call), TFLOPS by the Triton tutorial's count
+   (forward 4 B H T^2 D, halved for causal; backward 2.5x forward) and the memory allocated
+   above the inputs.
+3. training (training.csv): the reference model's training step (d_model 512, 6 layers, 8 heads,
+   vocab 50,257, batch 8, precision auto), dot and euclid, seq_len 512, 2048, 4096, attention
+   dropout 0.1 and 0: tokens/s and peak memory (attnscore.bench.measure, in this process).
+4. tma (attention.csv): the kernel through tensor descriptors beside plain loads, head_dim 64, dropout 0.
+5. head_dim_128 (attention.csv): stage 2 at head_dim 128.
+autotune.csv (what the autotuner chose), environment.json (card, driver, torch, triton, CUDA,
+date, seconds) and summary.md (the tables and the issue's targets) end the run.
 """
 
 import argparse
 import datetime
+import functools
 import json
-import math
+import multiprocessing
 import os
-import statistics
+import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 if "--smoke" in sys.argv:
@@ -39,6 +53,7 @@ if "--smoke" in sys.argv:
 
 import pandas as pd
 import torch
+import triton
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -50,268 +65,491 @@ from attnscore.model import ModelConfig  # noqa: E402
 from attnscore.reference import reference, rel_err  # noqa: E402
 from attnscore.train import TrainConfig  # noqa: E402
 
+STAGES = ("checks", "attention", "training", "tma", "head_dim_128")
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
-REFERENCE_OF = {"dot_triton": "dot", "euclid_function": "euclid"}
-# The first run on an H200 tried six per launch; these are its three best of each.
-CANDIDATES = {
-    "forward": [(64, 32, 4, 4), (64, 64, 4, 3), (128, 32, 4, 3)],
-    "dkdv": [(32, 64, 4, 3), (64, 64, 4, 2), (32, 128, 8, 2)],
-    "dq": [(64, 64, 4, 2), (64, 32, 4, 3), (128, 64, 8, 2)],
+KERNEL_KINDS = {"dot_triton": ("dot", False), "euclid": ("euclid", False)}  # kind: (score, tma)
+TMA_KINDS = {"dot_triton_tma": ("dot", True), "euclid_tma": ("euclid", True)}
+OTHER_KINDS = {
+    "dot": attention.dot,
+    "euclid": attention.euclid,  # off CUDA: the autograd Function
+    "euclid_naive": attention.euclid_naive,
+    "euclid_function": attention.EuclideanAttention.apply,
 }
-TIMED_KINDS = ("dot", "euclid", "dot_triton", "euclid_function", "euclid_naive")
+TIMED_KINDS = ("dot", "dot_triton", "euclid", "euclid_naive")
+TRAINED_KINDS = ("dot", "euclid")
 
 
-@attention.register("dot_triton")
-def dot_triton(q, k, v, causal=True, dropout_p=0.0):
-    return kernel.triton_attention(q, k, v, causal, dropout_p, "dot")
+class Run:
+    """What this run measures, where, and until when."""
 
+    def __init__(self, smoke: bool, budget_s: float):
+        self.smoke, self.started = smoke, time.monotonic()
+        self.deadline = self.started + budget_s
+        self.device = "cpu" if smoke else "cuda"
+        capability = None if smoke else torch.cuda.get_device_capability()
+        self.tma = smoke or capability >= (9, 0)  # the interpreter runs the descriptor path too
+        self.kernel_kinds = {**KERNEL_KINDS, **(TMA_KINDS if self.tma else {})}
+        self.capability = capability
+        self.batch, self.heads = (1, 2) if smoke else (8, 8)
+        self.seq_lens = [32] if smoke else [512, 2048, 4096, 8192]
+        self.train_seq_lens = [32] if smoke else [512, 2048, 4096]
+        self.head_dim = 16 if smoke else 64
+        self.train_batch = 2 if smoke else 8
 
-@attention.register("euclid_function")
-def euclid_function(q, k, v, causal=True, dropout_p=0.0):
-    return attention.EuclideanAttention.apply(q, k, v, causal, dropout_p)
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def out_of_time(self, row: dict) -> bool:
+        """Marks the row skipped once the budget is spent."""
+        if time.monotonic() > self.deadline:
+            row["status"] = SKIPPED
+            return True
+        return False
+
+    def is_kernel(self, kind: str) -> bool:
+        return kind in self.kernel_kinds and (kind != "euclid" or not self.smoke)  # euclid runs the kernel on CUDA
+
+    def attend(self, kind: str, launches=None):
+        """The implementation as fn(q, k, v, causal, dropout_p); the kernel's at `launches` (None: autotuned)."""
+        if self.is_kernel(kind):
+            score, tma = self.kernel_kinds[kind]
+            return functools.partial(kernel.triton_attention, score=score, launches=launches, tma=tma)
+        return OTHER_KINDS[kind]
 
 
 def failure(err: Exception) -> str:
     return f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
 
 
-def check_kinds(device, shapes, dtypes) -> list[dict]:
-    """Max relative error of output and gradients per kind, dtype and shape, then q == k."""
-    rows = []
-    for kind in sorted(attention.KINDS):
-        ref_kind = REFERENCE_OF.get(kind, kind)
-        for dtype in dtypes:
-            for shape in shapes:
-                g = torch.Generator().manual_seed(0)
-                q, k, v = (torch.randn(shape, generator=g).to(device, dtype).requires_grad_() for _ in range(3))
-                q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
-                row = {"kind": kind, "dtype": str(dtype).removeprefix("torch."), "shape": "x".join(map(str, shape))}
-                try:
-                    ref = reference(q64, k64, v64, ref_kind)
-                    out = attention.attention(q, k, v, kind)
-                    grad_out = torch.randn_like(ref)
-                    grads = torch.autograd.grad(out, (q, k, v), grad_out.to(dtype))
-                    grads_ref = torch.autograd.grad(ref, (q64, k64, v64), grad_out)
-                    errors = [rel_err(out, ref)] + [rel_err(a, b) for a, b in zip(grads, grads_ref, strict=True)]
-                    row.update(zip(("out_err", "dq_err", "dk_err", "dv_err"), errors, strict=True))
-                    passed = all(error <= TOLERANCE[dtype] for error in errors)  # False for a NaN too
-                    row.update(max_rel_err=max(errors) if passed else math.nan, passed=passed)
-                except Exception as err:  # a kind that cannot run here is a failure to report, not a crash
-                    row.update(max_rel_err=math.nan, passed=False, error=failure(err))
-                rows.append(row)
-                print(row, flush=True)
-        if ref_kind == "euclid":  # q == k: every diagonal distance is exactly zero
-            q = torch.randn(1, 2, 256, 64, device=device, requires_grad=True)
-            k, v = q.detach().clone().requires_grad_(), torch.randn_like(q, requires_grad=True)
-            row = {"kind": kind, "dtype": "float32", "shape": "1x2x256x64, q == k"}
-            try:
-                out = attention.attention(q, k, v, kind)
-                grads = torch.autograd.grad(out.square().sum(), (q, k, v))
-                row["passed"] = all(torch.isfinite(t).all().item() for t in (out, *grads))
-            except Exception as err:
-                row.update(passed=False, error=failure(err))
-            rows.append(row)
-            print(row, flush=True)
+# ---- the rows of each stage ----
+
+
+def check_rows(run: Run) -> list[dict]:
+    """Correctness cases: check, kind, dtype, shape, causal and launch sizes (None: autotuned). On a
+    GPU the training path's dtype (bf16, causal) runs autotuned at T 256, a multiple of 16 like
+    training's; other dtypes and head_dims and the non-causal case at CONFIGS with T 300 (tails
+    masked), one compile each. The tensor-descriptor kernels at head_dim 64, causal."""
+    kinds = ["dot", "dot_triton", "euclid", "euclid_naive", "euclid_function", *TMA_KINDS]
+    kinds = [kind for kind in kinds if kind in run.kernel_kinds or kind in OTHER_KINDS]  # TMA: capability 9+
+    f32, f16, bf16 = torch.float32, torch.float16, torch.bfloat16
+    if run.smoke:
+        cases = [(f32, 16, causal, (1, 2, 40, 16), None) for causal in (True, False)]
+        special = [dict(dtype=f32, shape=(1, 2, 40, 16), launches=None)]
+    else:
+        fixed = [(f32, d, True) for d in kernel.HEAD_DIMS] + [(f32, 64, False), (f16, 64, True), (f16, 128, True)]
+        fixed += [(bf16, 16, True), (bf16, 32, True), (bf16, 64, False)]
+        cases = [(bf16, d, True, (2, 4, 256, d), None) for d in (64, 128)]
+        cases += [(dtype, d, causal, (2, 2, 300, d), kernel.CONFIGS) for dtype, d, causal in fixed]
+        special = [dict(dtype=f32, shape=(1, 2, 300, 64), launches=kernel.CONFIGS)]
+        special += [dict(dtype=bf16, shape=(2, 4, 256, 64), launches=None)]  # dropout as training runs it
+    rows = [
+        dict(check="values", kind=kind, dtype=dtype, shape=shape, causal=causal, launches=launches)
+        for dtype, head_dim, causal, shape, launches in cases
+        for kind in kinds
+        if kind not in TMA_KINDS or run.smoke or (head_dim == 64 and causal)
+    ]
+    rows += [dict(check="q == k", kind=kind, causal=True, **special[0]) for kind in kinds if kind.startswith("euclid")]
+    rows += [  # the mask is the kernel's own
+        dict(check="dropout 0.1", kind=kind, causal=True, **case)
+        for case in special
+        for kind in kinds
+        if run.is_kernel(kind)
+    ]
     return rows
 
 
-def median_ms(fn, device, reps, warmup=3) -> float:
-    """Median wall time of fn() in milliseconds, synchronised around each call."""
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+def attention_rows(run: Run, stage: str) -> list[dict]:
+    if stage == "tma":  # beside the same kernels' plain loads
+        kinds, dropouts, head_dim = ["dot_triton", "euclid", *TMA_KINDS] if run.tma else [], (0.0,), run.head_dim
+    else:
+        kinds, dropouts = TIMED_KINDS, (0.1, 0.0)
+        head_dim = run.head_dim if stage == "attention" else (32 if run.smoke else 128)
+    return [
+        dict(stage=stage, kind=kind, head_dim=head_dim, seq_len=t, dropout=p)
+        for p in dropouts
+        for t in run.seq_lens
+        for kind in kinds
+    ]
 
 
-def forward_backward(fn, shape, dtype, device, dropout_p):
-    """A closure running fn forward and backward on fixed random inputs."""
-    q, k, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
-    grad_out = torch.randn(shape, device=device, dtype=dtype)
+def training_rows(run: Run) -> list[dict]:
+    return [
+        dict(kind=kind, seq_len=t, attention_dropout=p)
+        for p in (0.1, 0.0)
+        for t in run.train_seq_lens
+        for kind in TRAINED_KINDS
+    ]
 
-    def run():
-        fn(q, k, v, True, dropout_p).backward(grad_out)
+
+# ---- stage 0: compile ahead, in parallel ----
+
+
+def kernel_cases(run: Run, plan: dict[str, list[dict]]) -> list[tuple]:
+    """Every Triton compile the planned rows need, as (score, tma, dtype, head_dim, causal,
+    dropout_p, T, launches) with launch sizes per kernel: for autotuned rows one per candidate
+    the autotuner keeps for that T (Triton specialises on T % 16, so a short T of the same
+    class stands in for it)."""
+    wanted = set()
+    for row in plan.get("checks", []):
+        if run.is_kernel(row["kind"]):
+            dropout = 0.1 if row["check"].startswith("dropout") else 0.0
+            b, h, t, d = row["shape"]
+            wanted.add((row["kind"], row["dtype"], d, row["causal"], dropout, t, row["launches"] is None))
+    for stage in ("attention", "tma", "head_dim_128"):
+        for row in plan.get(stage, []):
+            if run.is_kernel(row["kind"]):
+                wanted.add((row["kind"], torch.bfloat16, row["head_dim"], True, row["dropout"], row["seq_len"], True))
+    for row in plan.get("training", []):
+        if run.is_kernel(row["kind"]):  # the model's heads: d_model 512 / 8
+            wanted.add((row["kind"], torch.bfloat16, 64, True, row["attention_dropout"], row["seq_len"], True))
+    cases = set()
+    for kind, dtype, head_dim, causal, dropout, t, tuned in wanted:
+        score, tma = run.kernel_kinds[kind]
+        short_t = 64 if t % 16 == 0 else 50
+        if not tuned:
+            cases.add((score, tma, dtype, head_dim, causal, dropout, short_t, tuple(kernel.CONFIGS.items())))
+            continue
+        size = torch.empty((), dtype=dtype).element_size()
+        limit = None if run.smoke else kernel.shared_memory_limit(torch.device("cuda"))
+        kept = {
+            name: kernel.candidates(name, run.capability)
+            if run.smoke
+            else kernel.fitting(name, kernel.candidates(name, run.capability), head_dim, size, t, limit)
+            for name in kernel.KERNELS
+        }
+        for i in range(max(map(len, kept.values()))):
+            launches = tuple((name, options[min(i, len(options) - 1)]) for name, options in kept.items())
+            cases.add((score, tma, dtype, head_dim, causal, dropout, short_t, launches))
+    return sorted(cases, key=str)
+
+
+def compile_case(case: tuple) -> str | None:
+    """In a worker process: run the kernels once at these launch sizes, so that Triton compiles them
+    into its on-disk cache; a failure is returned, not raised."""
+    score, tma, dtype, head_dim, causal, dropout, t, launches = case
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        q, k, v = (torch.randn(1, 2, t, head_dim, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
+        out = kernel.triton_attention(q, k, v, causal, dropout, score, dict(launches), tma)
+        out.backward(torch.randn_like(out))
+    except Exception as err:  # reported; the run compiles it again, or reports the same failure itself
+        return f"{case}: {failure(err)}"
+    return None
+
+
+def compile_ahead(run: Run, plan: dict[str, list[dict]], workers: int) -> dict:
+    cases = kernel_cases(run, plan)
+    context = multiprocessing.get_context("spawn")  # a fresh CUDA context per worker
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        failures = [f for f in pool.map(compile_case, cases) if f]
+    for line in failures:
+        print("compile failed:", line, flush=True)
+    return dict(compile_cases=len(cases), compile_failures=len(failures), compile_s=round(run.elapsed()))
+
+
+# ---- stage 1: correctness ----
+
+
+def run_check(run: Run, row: dict) -> dict:
+    kind, dtype, shape, causal = row["kind"], row["dtype"], row["shape"], row["causal"]
+    reference_kind = "dot" if kind.startswith("dot") else "euclid"
+    result = dict(
+        check=row["check"], kind=kind, dtype=str(dtype).removeprefix("torch."), shape="x".join(map(str, shape)),
+        causal=causal, launches=("CONFIGS" if row["launches"] else "autotuned") if run.is_kernel(kind) else "",
+    )  # fmt: skip
+    if run.out_of_time(result):
+        return result
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(shape, generator=g).to(run.device, dtype).requires_grad_() for _ in range(3))
+    fn = run.attend(kind, row["launches"])
+    try:
+        if row["check"] == "q == k":  # every diagonal distance exactly zero
+            k = q.detach().clone().requires_grad_()
+            out = fn(q, k, v, causal, 0.0)
+            grads = torch.autograd.grad(out.float().square().sum(), (q, k, v))
+            error = rel_err(out, reference(*(t.detach().double() for t in (q, q, v)), "euclid", causal))
+            finite = all(torch.isfinite(t).all().item() for t in (out, *grads))
+            result.update(out_err=error, passed=finite and error <= 1e-3)
+            return result
+        dropout = 0.1 if row["check"].startswith("dropout") else 0.0
+        torch.manual_seed(11)
+        out = fn(q, k, v, causal, dropout)
+        keep = None
+        if dropout:
+            torch.manual_seed(11)  # the seed the call drew
+            keep = kernel.dropout_mask(kernel.dropout_seed(), *shape[:3], dropout, run.device)
+        inputs64 = [t.detach().double().requires_grad_() for t in (q, k, v)]
+        ref = reference(*inputs64, reference_kind, causal, keep=keep, dropout_p=dropout)
+        grad_out = torch.randn(shape, generator=g, dtype=torch.float64).to(run.device)
+        grads = torch.autograd.grad(out, (q, k, v), grad_out.to(dtype))
+        grads_ref = torch.autograd.grad(ref, inputs64, grad_out)
+        errors = [rel_err(out, ref)] + [rel_err(a, b) for a, b in zip(grads, grads_ref, strict=True)]
+        result.update(zip(("out_err", "dq_err", "dk_err", "dv_err"), errors, strict=True))
+        result["passed"] = all(error <= TOLERANCE[dtype] for error in errors)  # False for a NaN too
+    except Exception as err:  # a kind that cannot run here is a failure to report, not a crash
+        result.update(passed=False, error=failure(err))
+    return result
+
+
+# ---- stages 2, 4, 5: attention alone ----
+
+
+def attention_tflops(batch, heads, t, head_dim, causal=True) -> float:
+    """Forward + backward FLOPs in TFLOP, by the Triton tutorial's count."""
+    forward = 4 * batch * heads * t * t * head_dim * (0.5 if causal else 1.0)
+    return 3.5 * forward / 1e12
+
+
+def time_ms(fn, device: str) -> float:
+    """fn's milliseconds: triton.testing.do_bench's median on CUDA; on the CPU (--smoke, where timings
+    mean nothing) one timed call, to check the script."""
+    if device == "cuda":
+        return triton.testing.do_bench(fn, return_mode="median")
+    started = time.perf_counter()
+    fn()
+    return 1000 * (time.perf_counter() - started)
+
+
+def run_attention(run: Run, row: dict) -> dict:
+    result = dict(row)
+    if run.out_of_time(result):
+        return result
+    shape = (run.batch, run.heads, row["seq_len"], row["head_dim"])
+    q, k, v = (torch.randn(shape, device=run.device, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    grad_out = torch.randn(shape, device=run.device, dtype=torch.bfloat16)
+    fn = run.attend(row["kind"])
+
+    def forward_backward():
+        fn(q, k, v, True, row["dropout"]).backward(grad_out)
         q.grad = k.grad = v.grad = None
 
-    return run
+    try:
+        forward_backward()  # compiles, tunes
+        if run.device == "cuda":  # one call alone: do_bench's cache flush would count
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            forward_backward()
+            torch.cuda.synchronize()
+            result["extra_memory_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+        result["fwd_bwd_ms"] = time_ms(forward_backward, run.device)
+        result["tflops"] = attention_tflops(*shape) / (result["fwd_bwd_ms"] / 1000)
+    except torch.OutOfMemoryError:
+        result["status"] = "out of memory"
+    except Exception as err:
+        result["status"] = failure(err)
+    return result
 
 
-def tune(device, seq_lens, shape_of, reps) -> tuple[dict, list[dict]]:
-    """Each launch's candidates in turn, the others held at the best so far; least total time wins."""
-    best, rows = dict(kernel.CONFIGS), []
-    for launch, candidates in CANDIDATES.items():
-        totals = {}
-        for candidate in candidates:
-            configs = {**best, launch: candidate}
-            total = 0.0
-            for seq_len in seq_lens:
-                for dropout_p in (0.1, 0.0):
-
-                    def euclid_kernel(q, k, v, causal, p, configs=configs):
-                        return kernel.triton_attention(q, k, v, causal, p, "euclid", configs)
-
-                    try:
-                        run = forward_backward(euclid_kernel, shape_of(seq_len), torch.bfloat16, device, dropout_p)
-                        ms = median_ms(run, device, reps=reps)
-                    except Exception as err:  # e.g. out of shared memory for this tile size
-                        ms = math.inf
-                        print(f"{launch} {candidate}: {failure(err)}", flush=True)
-                    total += ms
-                    rows.append(dict(launch=launch, config=str(candidate), seq_len=seq_len, dropout=dropout_p, ms=ms))
-            totals[candidate] = total
-            print(f"tune {launch} {candidate}: {total:.3f} ms in all", flush=True)
-        best[launch] = min(totals, key=totals.get)
-    return best, rows
+# ---- stage 3: training steps ----
 
 
-def time_attention(device, kinds, seq_lens, shape_of, reps) -> list[dict]:
+def run_training(run: Run, row: dict, steps: int) -> dict:
+    result = dict(row)
+    if run.out_of_time(result):
+        return result
+    shape = dict(d_model=32, n_layers=1, n_heads=2, d_ff=64) if run.smoke else {}
+    model_cfg = ModelConfig(
+        vocab_size=512 if run.smoke else 50257,
+        attention=row["kind"],
+        attention_dropout=row["attention_dropout"],
+        max_seq_len=row["seq_len"],
+        **shape,
+    )
+    cfg = TrainConfig(batch_size=run.train_batch, seq_len=row["seq_len"], device=run.device, precision="auto")
+    try:
+        result.update(measure(model_cfg, cfg, 1 if run.smoke else 3, steps))
+    except torch.OutOfMemoryError:
+        result["status"] = "out of memory"
+    except Exception as err:  # a kind that cannot train here is reported, not a crash
+        result["status"] = failure(err)
+    return result
+
+
+# ---- results ----
+
+
+def environment(run: Run) -> dict:
+    if run.smoke:
+        card, driver = "CPU smoke run (Triton interpreter)", None
+    else:
+        card = torch.cuda.get_device_name()
+        try:
+            query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
+            driver = subprocess.run(query, capture_output=True, text=True, timeout=30).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            driver = None
+    return dict(
+        card=card, driver=driver, torch=torch.__version__, triton=triton.__version__, cuda=torch.version.cuda,
+        capability=run.capability, python=sys.version.split()[0], date=str(datetime.date.today()),
+    )  # fmt: skip
+
+
+SKIPPED = "skipped: time budget"
+
+
+def measured(rows: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The rows with a value in `column` (neither skipped nor failed)."""
+    if column not in rows:
+        return rows.iloc[0:0].reindex(columns=[*rows.columns, column])
+    return rows[rows[column].notna()]
+
+
+def markdown(table: pd.DataFrame) -> str:
+    return table.to_markdown(index=False, floatfmt=".3g") + "\n"
+
+
+def attention_table(attn: pd.DataFrame, stage: str) -> pd.DataFrame | None:
+    """ms and TFLOPS per kind, with dot_triton against SDPA's dot, euclid against dot_triton and the
+    tensor-descriptor kernels against the plain ones."""
+    rows = measured(attn, "fwd_bwd_ms")
+    rows = rows[rows["stage"] == stage]
+    if rows.empty:
+        return None
+    index = ["head_dim", "dropout", "seq_len"]
+    ms = rows.pivot_table(index=index, columns="kind", values="fwd_bwd_ms", sort=False)
+    tflops = rows.pivot_table(index=index, columns="kind", values="tflops", sort=False)
+    table = ms.add_suffix(" ms").join(tflops.add_suffix(" TFLOPS"))
+    if {"dot", "dot_triton"} <= set(ms.columns):
+        table["dot_triton speed / SDPA's"] = ms["dot"] / ms["dot_triton"]
+    for kind, base in (("euclid", "dot_triton"), ("dot_triton_tma", "dot_triton"), ("euclid_tma", "euclid")):
+        if {kind, base} <= set(ms.columns):
+            table[f"{kind} time / {base}'s"] = ms[kind] / ms[base]
+    return table.reset_index()
+
+
+def targets(checks, attn, steps) -> pd.DataFrame:
+    """The issue's targets against this run's numbers."""
     rows = []
-    for dropout_p in (0.1, 0.0):
-        for seq_len in seq_lens:
-            for kind in kinds:
-                row, run = dict(kind=kind, seq_len=seq_len, dropout=dropout_p), None
-                try:
-                    run = forward_backward(attention.get(kind), shape_of(seq_len), torch.bfloat16, device, dropout_p)
-                    if device == "cuda":
-                        torch.cuda.synchronize()
-                        base = torch.cuda.memory_allocated()
-                        torch.cuda.reset_peak_memory_stats()
-                    row["fwd_bwd_ms"] = median_ms(run, device, reps=reps)
-                    if device == "cuda":
-                        row["extra_memory_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
-                except torch.OutOfMemoryError:
-                    row["status"] = "out of memory"
-                except Exception as err:
-                    row["status"] = failure(err)
-                del run
-                if device == "cuda":
-                    torch.cuda.empty_cache()
-                rows.append(row)
-                print(row, flush=True)
-    return rows
+
+    def add(target: str, value: str, met) -> None:
+        rows.append(dict(target=target, measured=value, met=bool(met)))
+
+    passed = measured(checks, "passed")["passed"].astype(bool)
+    if len(passed):
+        add("every correctness check passes", f"{int(passed.sum())} of {len(passed)} run", passed.all())
+    timed, ms = measured(attn, "fwd_bwd_ms"), pd.DataFrame()
+    if len(timed):
+        timed = timed[timed["stage"] != "tma"]
+        ms = timed.pivot_table(index=["head_dim", "dropout", "seq_len"], columns="kind", values="fwd_bwd_ms")
+    if {"dot", "dot_triton"} <= set(ms.columns):
+        for t in (2048, 4096):
+            if (64, 0.0, t) in ms.index:
+                speed = ms.loc[(64, 0.0, t), "dot"] / ms.loc[(64, 0.0, t), "dot_triton"]
+                add(f"dot_triton >= 0.8x SDPA's speed, T {t}, head_dim 64, no dropout", f"{speed:.2f}x", speed >= 0.8)
+    if {"euclid", "dot_triton"} <= set(ms.columns) and len(ratio := (ms["euclid"] / ms["dot_triton"]).dropna()):
+        span = f"{ratio.min():.2f}-{ratio.max():.2f}x at {len(ratio)} shapes"
+        add("euclid <= 1.15x dot_triton's time at every shape", span, (ratio <= 1.15).all())
+    done = measured(steps, "tokens_per_s")
+    if len(done) and set(TRAINED_KINDS) <= set(done["kind"]):
+        index = ["attention_dropout", "seq_len"]
+        speed = done.pivot_table(index=index, columns="kind", values="tokens_per_s")
+        memory = done.pivot_table(index=index, columns="kind", values="peak_memory_mib")
+        slower = (1 - speed["euclid"] / speed["dot"]).dropna()
+        more = (memory["euclid"] / memory["dot"] - 1).dropna()
+        if len(slower):
+            span = f"{100 * slower.min():+.1f}% to {100 * slower.max():+.1f}% slower"
+            add("training step with euclid within 5% of dot's tokens/s", span, (slower <= 0.05).all())
+            add("peak memory within 10% of dot's", f"{100 * more.max():+.1f}% at most", (more <= 0.10).all())
+    return pd.DataFrame(rows, columns=["target", "measured", "met"])
 
 
-def time_training(device, kinds, seq_lens, steps, smoke) -> list[dict]:
-    rows = []
-    for dropout_p in (0.1, 0.0):
-        for seq_len in seq_lens:
-            for kind in kinds:
-                shape = dict(d_model=32, n_layers=1, n_heads=2, d_ff=64) if smoke else {}
-                options = {"p": 2.0} if kind in ("euclid", "euclid_naive") else {}
-                model_cfg = ModelConfig(
-                    vocab_size=512 if smoke else 50257,
-                    attention=kind,
-                    attention_options=options,
-                    attention_dropout=dropout_p,
-                    max_seq_len=seq_len,
-                    **shape,
-                )
-                cfg = TrainConfig(batch_size=2 if smoke else 8, seq_len=seq_len, device=device, precision="auto")
-                row = dict(kind=kind, seq_len=seq_len, attention_dropout=dropout_p)
-                try:
-                    row.update(measure(model_cfg, cfg, 1 if smoke else 3, steps))
-                except torch.OutOfMemoryError:
-                    row["status"] = "out of memory"
-                except Exception as err:  # a kind that cannot train here is reported, not a crash
-                    row["status"] = failure(err)
-                if device == "cuda":
-                    torch.cuda.empty_cache()
-                rows.append(row)
-                print(row, flush=True)
-    return rows
-
-
-def versus(rows: pd.DataFrame, value: str, by: list[str]) -> pd.DataFrame:
-    """A pivot of `value` by kind, with each kind's change against dot in percent (for times and
-    memory, + is more; for tokens/s, + is faster)."""
-    table = rows.pivot_table(index=by, columns="kind", values=value, sort=False)
-    for kind in table.columns.drop("dot"):
-        table[f"{kind} vs dot %"] = 100 * (table[kind] / table["dot"] - 1)
-    return table.round(2).reset_index()
+def summary(env: dict, seconds: float, checks, attn, steps, tuned) -> str:
+    ran = measured(checks, "passed")
+    failed = ran[~ran["passed"].astype(bool)]
+    skipped = sum(int(df["status"].eq(SKIPPED).sum()) for df in (checks, attn, steps) if "status" in df)
+    parts = [
+        f"# GPU check: {env['card']}, driver {env['driver']}, torch {env['torch']}, triton {env['triton']}, {env['date']}\n",
+        f"{seconds:.0f} s; rows skipped for the time budget: {skipped}.\n",
+        "## Targets (issue 17)\n",
+        markdown(targets(checks, attn, steps)),
+        f"## Correctness: {len(ran) - len(failed)} of {len(ran)} checks passed\n",
+        markdown(failed.drop(columns=[c for c in ("status",) if c in failed])) if len(failed) else "",
+    ]
+    titles = {
+        "attention": "Attention forward + backward, bf16, causal, batch x heads = {}",
+        "tma": "Tensor descriptors (TMA) against plain loads, bf16, causal, dropout 0",
+        "head_dim_128": "Attention forward + backward at head_dim 128",
+    }
+    for stage, title in titles.items():
+        table = attention_table(attn, stage) if len(attn) else None
+        if table is not None:
+            parts += [f"## {title.format(env.get('batch_heads'))}\n", markdown(table)]
+    done = measured(steps, "tokens_per_s")
+    if len(done):
+        index = ["attention_dropout", "seq_len"]
+        table = done.pivot_table(index=index, columns="kind", values=["tokens_per_s", "peak_memory_mib"], sort=False)
+        table.columns = [f"{kind} {value}" for value, kind in table.columns]
+        title = f"## Training step, reference model, batch {env['train_batch']}, precision auto\n"
+        parts += [title, markdown(table.reset_index())]
+    if len(tuned):
+        parts += ["## Launch sizes the autotuner chose\n", markdown(tuned)]
+    return "\n".join(parts)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="folder for the CSV files and summary.md")
+    parser.add_argument("--out", required=True, help="folder for the CSV files, environment.json and summary.md")
     parser.add_argument(
         "--smoke", action="store_true", help="CPU, tiny shapes, Triton's interpreter: checks the script"
     )
+    parser.add_argument("--budget", type=float, default=450, help="seconds; rows after that are skipped (default 450)")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per shape")
-    parser.add_argument("--kinds", default=",".join(TIMED_KINDS), help="kinds to time, comma-separated")
+    parser.add_argument(
+        "--compile-workers", type=int, default=min(8, os.cpu_count() or 1), help="0: compile as the run goes"
+    )
     args = parser.parse_args()
+    stages = [stage for stage in args.stages.split(",") if stage]
+    if unknown := set(stages) - set(STAGES):
+        sys.exit(f"unknown stages {sorted(unknown)}; choose from {', '.join(STAGES)}")
+    if not args.smoke and not torch.cuda.is_available():
+        sys.exit("no CUDA device: run with --smoke to check the script on the CPU")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    if args.smoke:
-        device, dtypes, seq_lens, reps = "cpu", [torch.float32], [32], 1
-        shapes = [(1, 2, 40, 16)]
-        shape_of = lambda t: (1, 2, t, 16)  # noqa: E731
-        CANDIDATES.update({name: options[:2] for name, options in CANDIDATES.items()})
-        tune_lens = [32]
-    else:
-        if not torch.cuda.is_available():
-            sys.exit("no CUDA device: run with --smoke to check the script on CPU")
-        device, dtypes, seq_lens, reps = "cuda", list(TOLERANCE), [512, 2048, 4096], 20
-        shapes = [(2, 4, 128, 64), (1, 8, 512, 64), (2, 2, 1000, 32), (1, 2, 300, 128)]
-        shape_of = lambda t: (8, 8, t, 64)  # noqa: E731
-        tune_lens = [4096]
-
-    kinds = args.kinds.split(",")
-
-    def stage(name):
-        print(f"--- {name} at {time.time() - started:.0f} s", flush=True)
-
-    stage("tuning")
-    best, tuning = tune(device, tune_lens, shape_of, reps)
-    pd.DataFrame(tuning).to_csv(out / "tuning.csv", index=False)
-    kernel.CONFIGS.update(best)
-    print(f"tuned CONFIGS = {best}", flush=True)
-    stage("correctness")  # of the launch sizes that are then timed
-    checks = pd.DataFrame(check_kinds(device, shapes, dtypes))
-    checks.to_csv(out / "checks.csv", index=False)
-    stage("attention")
-    attn = pd.DataFrame(time_attention(device, kinds, seq_lens, shape_of, reps))
-    attn.to_csv(out / "attention.csv", index=False)
-    stage("training")
-    steps = pd.DataFrame(
-        time_training(device, [k for k in kinds if k != "euclid_function"], seq_lens, args.steps, args.smoke)
+    run = Run(args.smoke, args.budget)
+    env = environment(run)
+    env.update(
+        batch_heads=f"{run.batch} x {run.heads}", train_batch=run.train_batch, budget_s=args.budget, stages=stages
     )
-    steps.to_csv(out / "training.csv", index=False)
-    stage("done")
+    print(env, flush=True)
 
-    card = torch.cuda.get_device_name() if device == "cuda" else "CPU smoke run (Triton interpreter)"
-    import triton
+    plan = {"checks": check_rows(run), "training": training_rows(run)}
+    plan.update({stage: attention_rows(run, stage) for stage in ("attention", "tma", "head_dim_128")})
+    plan = {stage: rows for stage, rows in plan.items() if stage in stages}
+    if args.compile_workers > 0:
+        print(f"--- compile at {run.elapsed():.0f} s", flush=True)
+        env.update(compile_ahead(run, plan, args.compile_workers))
 
-    environment = {"card": card, "torch": torch.__version__, "triton": triton.__version__}
-    environment.update(date=str(datetime.date.today()), seconds=round(time.time() - started), configs=best)
-    failed = checks[~checks["passed"]]
-    sections = [
-        f"# GPU check: {card}, torch {torch.__version__}, triton {triton.__version__}, {environment['date']}\n",
-        f"Correctness: {len(checks) - len(failed)} of {len(checks)} checks passed.\n",
-        *([failed.to_markdown(index=False) + "\n"] if len(failed) else []),
-        f"Tuned kernel launches (BLOCK_M, BLOCK_N, warps, stages): {best}\n",
-        "## Attention forward + backward, bf16, batch 8 x 8 heads x head_dim 64: milliseconds\n",
-        versus(attn, "fwd_bwd_ms", ["dropout", "seq_len"]).to_markdown(index=False) + "\n",
-        "## ... memory allocated above the inputs (MiB)\n",
-        versus(attn, "extra_memory_mib", ["dropout", "seq_len"]).to_markdown(index=False) + "\n"
-        if "extra_memory_mib" in attn
-        else "(not measured on CPU)\n",
-        "## Training step, reference model, batch 8, precision auto: tokens/s\n",
-        versus(steps, "tokens_per_s", ["attention_dropout", "seq_len"]).to_markdown(index=False) + "\n",
-        "## ... peak memory (MiB)\n",
-        versus(steps, "peak_memory_mib", ["attention_dropout", "seq_len"]).to_markdown(index=False) + "\n",
-    ]
-    summary = "\n".join(sections)
-    (out / "summary.md").write_text(summary)
-    (out / "environment.json").write_text(json.dumps(environment, indent=2) + "\n")
-    print("\n" + summary)
-    sys.exit(1 if len(failed) else 0)
+    results = {name: [] for name in ("checks", "attention", "training")}
+    files = {"checks": "checks.csv", "attention": "attention.csv", "training": "training.csv"}
+    for stage in stages:
+        print(f"--- {stage} at {run.elapsed():.0f} s", flush=True)
+        name = stage if stage in ("checks", "training") else "attention"
+        for row in plan[stage]:
+            if stage == "checks":
+                result = run_check(run, row)
+            elif stage == "training":
+                result = run_training(run, row, args.steps)
+            else:
+                result = run_attention(run, row)
+            results[name].append(result)
+            print(result, flush=True)
+            if run.device == "cuda":
+                torch.cuda.empty_cache()
+        pd.DataFrame(results[name]).to_csv(out / files[name], index=False)
+    print(f"--- done at {run.elapsed():.0f} s", flush=True)
+
+    checks, attn, steps = (pd.DataFrame(results[name]) for name in ("checks", "attention", "training"))
+    tuned = pd.DataFrame(kernel.tuned_launches())
+    tuned.to_csv(out / "autotune.csv", index=False)
+    env["seconds"] = round(run.elapsed())
+    (out / "environment.json").write_text(json.dumps(env, indent=2, default=str) + "\n")
+    text = summary(env, run.elapsed(), checks, attn, steps, tuned)
+    (out / "summary.md").write_text(text)
+    print("\n" + text)
+    ran = measured(checks, "passed")
+    sys.exit(1 if len(ran) and not ran["passed"].astype(bool).all() else 0)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """The throughput benchmark, its FLOP count and the automatic precision choice."""
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import replace
 
@@ -13,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from attnscore import bench, runtime
 from attnscore.model import DecoderLM, ModelConfig, training_flops_per_token
 from attnscore.train import TrainConfig
+from helpers import ROOT
 
 TINY = ModelConfig(vocab_size=64, d_model=16, n_layers=1, n_heads=2, d_ff=32, max_seq_len=16, attention="euclid")
 
@@ -113,25 +117,43 @@ def test_attention_dropout_defaults_to_dropout_and_can_be_set_apart():
     assert no_attention_dropout.blocks[0].attn.dropout == 0.0 and no_attention_dropout.blocks[0].drop.p == 0.1
 
 
+def gpu_check(out, *args) -> subprocess.CompletedProcess:
+    script = ROOT / "benchmarks" / "gpu_check.py"
+    return subprocess.run(
+        [sys.executable, script, "--smoke", "--out", out, *args], capture_output=True, text=True, timeout=600
+    )
+
+
 @pytest.mark.slow
 def test_gpu_check_script_runs_on_cpu_in_smoke_mode(tmp_path):
     """The GPU script is run rarely and on borrowed time: make sure it works before a GPU is at hand."""
-    import subprocess
-    import sys
-
-    from helpers import ROOT
-
-    done = subprocess.run(
-        [sys.executable, ROOT / "benchmarks" / "gpu_check.py", "--smoke", "--steps", "2", "--out", tmp_path],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = gpu_check(tmp_path, "--steps", "2", "--compile-workers", "1")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     checks = pd.read_csv(tmp_path / "checks.csv")
-    assert checks["passed"].all() and {"euclid", "dot_triton", "euclid_function", "euclid_naive"} <= set(checks["kind"])
+    kinds = {"dot", "euclid", "dot_triton", "euclid_function", "euclid_naive", "dot_triton_tma", "euclid_tma"}
+    assert checks["passed"].all() and set(checks["kind"]) == kinds
+    assert {"values", "q == k", "dropout 0.1"} == set(checks["check"]) and set(checks["causal"]) == {True, False}
+    attention = pd.read_csv(tmp_path / "attention.csv")
+    assert set(attention["stage"]) == {"attention", "tma", "head_dim_128"} and attention["tflops"].gt(0).all()
+    assert set(attention["kind"]) == {"dot", "dot_triton", "euclid", "euclid_naive", "dot_triton_tma", "euclid_tma"}
     training = pd.read_csv(tmp_path / "training.csv")
-    assert set(training["kind"]) == {"dot", "euclid", "dot_triton", "euclid_naive"}
-    assert training["tokens_per_s"].gt(0).all() and set(training["attention_dropout"]) == {0.0, 0.1}
+    assert set(training["kind"]) == {"dot", "euclid"} and set(training["attention_dropout"]) == {0.0, 0.1}
+    assert training["tokens_per_s"].gt(0).all() and training["peak_memory_mib"].gt(0).all()
+    environment = json.loads((tmp_path / "environment.json").read_text())
+    assert {"card", "driver", "torch", "triton", "date", "seconds"} <= set(environment)
+    assert environment["compile_cases"] > 0 and environment["compile_failures"] == 0
+    assert (tmp_path / "autotune.csv").exists()
     summary = (tmp_path / "summary.md").read_text()
-    assert f"Correctness: {len(checks)} of {len(checks)} checks passed" in summary and "dot_triton vs dot %" in summary
+    assert f"Correctness: {len(checks)} of {len(checks)} checks passed" in summary and "## Targets" in summary
+    assert "euclid time / dot_triton's" in summary and "dot_triton_tma time / dot_triton's" in summary
+
+
+@pytest.mark.slow
+def test_gpu_check_skips_what_the_time_budget_leaves_no_time_for(tmp_path):
+    done = gpu_check(tmp_path, "--budget", "0", "--stages", "checks,training", "--compile-workers", "0")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for name in ("checks.csv", "training.csv"):
+        assert pd.read_csv(tmp_path / name)["status"].eq("skipped: time budget").all()
+    assert not (tmp_path / "attention.csv").exists()
+    rows = len(pd.read_csv(tmp_path / "checks.csv")) + len(pd.read_csv(tmp_path / "training.csv"))
+    assert f"rows skipped for the time budget: {rows}" in (tmp_path / "summary.md").read_text()

@@ -1,11 +1,14 @@
 """The Triton attention kernels against the float64 reference, on the CPU through Triton's interpreter.
 
 TRITON_INTERPRET=1 (set here when no GPU is present, before triton is imported) runs the kernels
-with numpy, Philox included, at the block sizes the GPU path uses (attnscore.triton_attention.CONFIGS),
-so a kernel that passes here is the one that compiles there (and a slow test compiles it for
-sm_90). Shapes are small; most T are not multiples of the block sizes, so tails are masked.
+with numpy, Philox included, at block sizes the GPU path uses: the autotuned launch, which the
+interpreter gives one candidate per kernel (attnscore.triton_attention.CONFIGS), and explicit
+launches. A kernel that passes here is the one that compiles there (a slow test compiles it for
+sm_90, with and without tensor descriptors). Shapes are small; most T are not multiples of the
+block sizes, so tails are masked.
 """
 
+import inspect
 import os
 import subprocess
 import sys
@@ -22,12 +25,20 @@ from attnscore import triton_attention as ta  # noqa: E402
 from attnscore.reference import reference, rel_err  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+HOPPER = triton.backends.compiler.GPUTarget("cuda", 90, 32)
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
 
 
 def random_qkv(shape, seed=0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(shape, generator=g).to(DEVICE, dtype).requires_grad_() for _ in range(3)]
+
+
+def model_views(b, h, t, d, seed=0):
+    """q, k, v as the model makes them: permuted views of one (batch, time, 3, heads, head_dim)
+    projection, and that projection (the leaf)."""
+    qkv = torch.randn(b, t, 3, h, d, generator=torch.Generator().manual_seed(seed)).to(DEVICE).requires_grad_()
+    return qkv, qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
 
 def as_float64(*tensors):
@@ -46,29 +57,14 @@ def assert_matches(out, ref, inputs, inputs64, tolerance):
         assert rel_err(g, g_ref) <= tolerance, f"d{name}"
 
 
-@triton.jit
-def _mask_kernel(M, seed, T, keep_p, BLOCK: tl.constexpr):
-    """Test only: the kernels' dropout mask for one head, written out from the same Philox stream."""
-    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    start_n = tl.program_id(1) * BLOCK
-    cols = start_n + tl.arange(0, BLOCK)
-    bh = tl.program_id(2)
-    keep = ta._keep(seed, bh, rows, start_n, T, keep_p, BLOCK, BLOCK)
-    tl.store(M + bh * T * T + rows[:, None] * T + cols[None, :], keep, mask=(rows[:, None] < T) & (cols[None, :] < T))
-
-
-def dropout_mask(seed, batch_heads, t, dropout_p) -> torch.Tensor:
-    mask = torch.zeros(batch_heads, t, t, dtype=torch.bool, device=DEVICE)
-    block = 16
-    _mask_kernel[(triton.cdiv(t, block), triton.cdiv(t, block), batch_heads)](mask, seed, t, 1 - dropout_p, BLOCK=block)
-    return mask
-
-
-def test_configs_obey_the_gpu_compilers_rules():
-    for name, (block_m, block_n, warps, stages) in ta.CONFIGS.items():
+def test_launch_sizes_obey_the_gpu_compilers_rules():
+    every = [*ta.CONFIGS.values(), *sum(ta.CANDIDATES.values(), []), *sum(ta.HOPPER_CANDIDATES.values(), [])]
+    for block_m, block_n, warps, stages in every:
         for size in (block_m, block_n, warps):
-            assert size & (size - 1) == 0, f"{name}: {size} is not a power of two"
-        assert min(block_m, block_n) >= 16 and stages >= 1, name
+            assert size & (size - 1) == 0, f"{size} is not a power of two"
+        assert min(block_m, block_n) >= 16 and stages >= 1
+    for name, config in ta.CONFIGS.items():  # the interpreter runs what a GPU tries first
+        assert ta.candidates(name, None) == [config] == ta.CANDIDATES[name][:1]
 
 
 @pytest.mark.parametrize("score", ["euclid", "dot"])
@@ -102,18 +98,19 @@ def test_causal_mask_hides_the_future():
 
 
 # Launch sizes unlike CONFIGS: BLOCK_M below, equal to and above BLOCK_N in every launch.
-UNEQUAL_CONFIGS = [
-    {"forward": (16, 64, 4, 1), "dkdv": (64, 16, 4, 1), "dq": (16, 32, 4, 1)},
-    {"forward": (32, 16, 4, 1), "dkdv": (16, 32, 4, 1), "dq": (32, 16, 4, 1)},
+L = ta.Launch
+UNEQUAL_LAUNCHES = [
+    {"forward": L(16, 64, 4, 1), "dkdv": L(64, 16, 4, 1), "dq": L(16, 32, 4, 1)},
+    {"forward": L(32, 16, 4, 1), "dkdv": L(16, 32, 4, 1), "dq": L(32, 16, 4, 1)},
 ]
 
 
-@pytest.mark.parametrize("configs", UNEQUAL_CONFIGS)
+@pytest.mark.parametrize("launches", UNEQUAL_LAUNCHES)
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("t", [5, 50])
-def test_loop_bounds_hold_for_any_block_sizes(configs, causal, t):
+def test_loop_bounds_hold_for_any_block_sizes(launches, causal, t):
     q, k, v = random_qkv((1, 2, t, 16), seed=7)
-    out = ta.triton_attention(q, k, v, causal, 0.0, "euclid", configs)
+    out = ta.triton_attention(q, k, v, causal, 0.0, "euclid", launches)
     inputs64 = as_float64(q, k, v)
     assert_matches(out, reference(*inputs64, "euclid", causal), (q, k, v), inputs64, TOLERANCE[torch.float32])
 
@@ -127,23 +124,21 @@ def test_dropout_forward_and_backward_use_the_kernels_own_mask(score, causal):
     torch.manual_seed(11)
     out = ta.triton_attention(q, k, v, causal, p, score)
     torch.manual_seed(11)
-    keep = dropout_mask(ta.dropout_seed(), b * h, t, p).view(b, h, t, t)
-    q64, k64, v64 = as_float64(q, k, v)
-    eye = torch.eye(t, dtype=torch.float64, device=DEVICE).expand(b, h, t, t)
-    weights = reference(q64, k64, eye, score, causal)  # softmax(logits) @ I: the weights themselves
-    ref = (weights * keep / (1 - p)) @ v64
-    assert_matches(out, ref, (q, k, v), (q64, k64, v64), TOLERANCE[torch.float32])
+    keep = ta.dropout_mask(ta.dropout_seed(), b, h, t, p, DEVICE)
+    inputs64 = as_float64(q, k, v)
+    ref = reference(*inputs64, score, causal, keep=keep, dropout_p=p)
+    assert_matches(out, ref, (q, k, v), inputs64, TOLERANCE[torch.float32])
 
 
 def test_dropout_keeps_the_expected_fraction_and_seeds_differ():
     b_h, t, p = 4, 96, 0.1
-    first, second = dropout_mask(1234, b_h, t, p), dropout_mask(5678, b_h, t, p)
+    first, second = (ta.dropout_mask(seed, 1, b_h, t, p, DEVICE) for seed in (1234, 5678))
     n = first.numel()
     sigma = (p * (1 - p) / n) ** 0.5
     for mask in (first, second):
         assert abs(mask.float().mean().item() - (1 - p)) <= 5 * sigma
     assert (first != second).float().mean().item() > 0.1  # independent masks differ in ~2p(1-p) = 18%
-    assert torch.equal(first, dropout_mask(1234, b_h, t, p))
+    assert torch.equal(first, ta.dropout_mask(1234, 1, b_h, t, p, DEVICE))
     heads = first.view(b_h, -1)
     assert not torch.equal(heads[0], heads[1])  # each (batch, head) has its own stream
 
@@ -156,6 +151,127 @@ def test_dropout_is_reproducible_from_torchs_generator():
     again = ta.triton_attention(q, k, v, True, 0.2)
     other = ta.triton_attention(q, k, v, True, 0.2)
     assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+@pytest.mark.parametrize("tma", [False, True])
+@pytest.mark.parametrize("score", ["euclid", "dot"])
+def test_permuted_views_are_read_through_their_strides(score, tma, monkeypatch):
+    """The model's q, k, v and its gradient of the output reach the kernels as they are (no copy),
+    the output is laid out so that merging the heads is a view, and values and gradients match
+    the reference; with tensor descriptors too (tma)."""
+    b, h, t, d = 2, 3, 45, 32
+    qkv, (q, k, v) = model_views(b, h, t, d, seed=8)
+    seen = {}
+
+    def spy(name, shape, spec, launches, **args):
+        seen[name] = args
+        return launch(name, shape, spec, launches, **args)
+
+    launch = ta._launch
+    monkeypatch.setattr(ta, "_launch", spy)
+    out = ta.triton_attention(q, k, v, True, 0.0, score, tma=tma)
+    merged = out.transpose(1, 2).reshape(b, t, h * d)  # the model's merge of the heads
+    assert merged.data_ptr() == out.data_ptr() and out.transpose(1, 2).is_contiguous()
+    qkv64 = qkv.detach().double().requires_grad_()
+    ref = reference(*qkv64.permute(2, 0, 3, 1, 4).unbind(0), score)
+    assert rel_err(out, ref) <= TOLERANCE[torch.float32]
+    grad = torch.randn(merged.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    (grad_qkv,) = torch.autograd.grad(merged, qkv, grad.float())
+    (grad_ref,) = torch.autograd.grad(ref.transpose(1, 2).reshape(b, t, h * d), qkv64, grad)
+    assert rel_err(grad_qkv, grad_ref) <= TOLERANCE[torch.float32]
+    for name, args in seen.items():
+        for rows, view in zip((args["q"], args["k"], args["v"]), (q, k, v), strict=True):
+            assert rows.data.data_ptr() == view.data_ptr() and (rows.batch, rows.head, rows.time) == view.stride()[:3]
+        if name != "forward":  # dO: the gradient of the merged heads, seen through the output's layout
+            assert args["do"].data.stride() == out.stride() and not args["do"].data.is_contiguous()
+    assert set(seen) == {"forward", "dkdv", "dq"}
+
+
+def test_tensor_descriptors_need_alignment_and_a_hopper(monkeypatch):
+    """tma=True reads what tensor descriptors can (16-byte aligned start and strides) as it is,
+    copies the rest, and is refused below compute capability 9."""
+    _, (q, _, _) = model_views(1, 2, 8, 16)
+    shifted = torch.randn(1 * 2 * 8 * 16 + 1, device=DEVICE)[1:].view(1, 2, 8, 16)  # starts 4 bytes in
+    assert ta._readable(q, True) is q and ta._readable(shifted, False) is shifted
+    assert ta._readable(shifted, True).is_contiguous() and ta._readable(shifted, True).data_ptr() % 16 == 0
+    monkeypatch.setattr(ta, "_capability", lambda device: (8, 0))
+    with pytest.raises(ValueError, match="compute capability 9"):
+        ta.triton_attention(*random_qkv((1, 1, 8, 16)), tma=True)
+
+
+def test_kernels_take_few_named_arguments():
+    """Tensors as Rows (storage and strides), the per-row vectors as one RowStats, the computation
+    as one compile-time Spec (the scale comes from its HEAD_DIM, the keep probability from its
+    DROPOUT_P); launches pass them by keyword, so a misspelt or stale argument fails."""
+    expected = {
+        "forward": ["q", "k", "v", "out", "stats", "seed", "T"],
+        "dkdv": ["q", "k", "v", "do", "dk", "dv", "stats", "seed", "T"],
+        "dq": ["q", "k", "v", "do", "dq", "stats", "seed", "T"],
+    }
+    for name, kernel in ta.KERNELS.items():
+        params = inspect.signature(kernel.fn).parameters
+        assert list(params) == expected[name] + ["S", "BLOCK_M", "BLOCK_N"]
+        assert [params[p].annotation for p in ("S", "BLOCK_M", "BLOCK_N")] == [tl.constexpr] * 3
+        assert {params[p].annotation for p in expected[name][:-3]} == {ta.Rows}
+    q, k, v = random_qkv((1, 1, 16, 16))
+    stats = ta.RowStats(*(torch.zeros(1, 1, 16, device=DEVICE) for _ in range(3)), delta=None)
+    launch = ta.CONFIGS["forward"]
+    args = dict(q=ta.Rows.of(q), k=ta.Rows.of(k), v=ta.Rows.of(v), out=ta.Rows.of(q.detach().clone()), stats=stats)
+    spec = ta.Spec(EUCLID=True, CAUSAL=True, DROPOUT_P=0.0, HEAD_DIM=16, TMA=False)
+    sizes = dict(BLOCK_M=launch.block_m, BLOCK_N=launch.block_n)
+    bind_for_hopper(ta._forward, dict(args, seed=0, T=16, S=spec, **sizes))  # what a GPU launch binds
+    with pytest.raises(KeyError, match="scale"):  # the old separate scale is no argument any more
+        bind_for_hopper(ta._forward, dict(args, seed=0, T=16, S=spec, **sizes, scale=0.25))
+    with pytest.raises(TypeError, match="seed"):
+        bind_for_hopper(ta._forward, dict(args, T=16, S=spec, **sizes))
+    with pytest.raises(Exception, match="q_norm"):  # Rows where RowStats belongs
+        ta._forward[(1, 1, 1)](**{**args, "stats": args["k"]}, seed=0, T=16, S=spec, **sizes)
+
+
+def test_autotuning_candidates_are_pruned_to_what_fits():
+    h200 = 232_448  # bytes of shared memory one block may use on an H200 (and H100)
+    hopper = ta.candidates("forward", (9, 0))
+    assert ta.candidates("forward", (8, 0)) == ta.CANDIDATES["forward"] == hopper[:-1]
+    assert ta.fitting("forward", hopper, 64, 2, 4096, h200) == hopper  # bf16, head_dim 64: all fit
+    fp32 = ta.fitting("forward", hopper, 128, 4, 4096, h200)  # fp32, head_dim 128: the largest do not
+    assert fp32 == [L(64, 32, 4, 4), L(64, 64, 4, 3)]
+    assert ta.fitting("dq", ta.CANDIDATES["dq"], 64, 2, 40, h200) == [L(64, 64, 4, 2), L(64, 32, 4, 3)]
+    assert ta.fitting("dq", ta.CANDIDATES["dq"], 64, 2, 20, h200) == [L(64, 32, 4, 3)]  # none shorter: the smallest
+
+
+def test_tuned_launches_time_the_candidates_once_per_spec(monkeypatch):
+    """The GPU's autotuned path on the interpreter: a Hopper's candidates, pruned, timed by a
+    stand-in for do_bench (the last candidate "fastest"); the winner runs, right, and is kept for
+    the next call of the same Spec."""
+    from triton.runtime.autotuner import Autotuner
+
+    timed = []
+
+    def bench(kernel_call, quantiles):
+        timed.append(kernel_call)
+        return [1000.0 - len(timed)] * len(quantiles)
+
+    monkeypatch.setattr(ta, "_capability", lambda device: (9, 0))
+    monkeypatch.setattr(ta, "shared_memory_limit", lambda device: 232_448)
+    monkeypatch.setattr(Autotuner, "do_bench", property(lambda self: bench))
+    monkeypatch.setattr(ta, "TUNERS", {})
+    q, k, v = random_qkv((1, 2, 100, 16), seed=9)
+    out = ta.triton_attention(q, k, v, True, 0.0, "euclid")
+    inputs64 = as_float64(q, k, v)
+    assert_matches(out, reference(*inputs64, "euclid"), (q, k, v), inputs64, TOLERANCE[torch.float32])
+    assert len(timed) == sum(len(ta.candidates(name, (9, 0))) for name in ta.KERNELS)  # 100 rows: none pruned
+    chosen = {
+        row["kernel"]: ta.Launch(row["block_m"], row["block_n"], row["warps"], row["stages"])
+        for row in ta.tuned_launches()
+    }
+    assert chosen == {name: ta.HOPPER_CANDIDATES[name][-1] for name in ta.KERNELS}
+    assert {row["t_bucket"] for row in ta.tuned_launches()} == {128}
+    everything = len(timed)
+    ta.triton_attention(q, k, v, True, 0.0, "euclid").sum().backward()
+    assert len(timed) == everything  # the same Spec: cached
+    ta.triton_attention(q, k, v, False, 0.0, "euclid")
+    assert len(timed) == everything + len(ta.candidates("forward", (9, 0)))  # another Spec: the forward re-tuned
+    assert len(ta.tuned_launches()) == 4
 
 
 def test_zero_distance_gives_finite_gradients():
@@ -180,28 +296,48 @@ def test_unsupported_inputs_are_refused():
         ta.triton_attention(q, k, v, True, 1.0)
 
 
+def bind_for_hopper(kernel, kwargs):
+    """A launch's arguments bound and specialised for an sm_90 GPU as Triton's launcher does it (its
+    options, signature, constants and attributes), without a GPU: unknown or missing arguments
+    fail here as they would there."""
+    from triton.compiler import make_backend
+    from triton.runtime.jit import JITFunction, create_function_from_signature
+
+    kernel = kernel if isinstance(kernel, JITFunction) else JITFunction(kernel.fn)  # the interpreter's too
+    backend = make_backend(HOPPER)
+    bound, specialization, options = create_function_from_signature(kernel.signature, kernel.params, backend)(**kwargs)
+    return kernel._pack_args(backend, kwargs, bound, specialization, options)
+
+
 def compile_for_hopper():
-    """Compile the training path's kernels (Euclid, causal, dropout, bf16, head_dim 64, CONFIGS'
-    block sizes) through Triton's GPU compiler and ptxas for sm_90, no GPU needed."""
-    from triton.backends.compiler import GPUTarget
+    """Compile the training path's kernels (Euclid, causal, dropout, bf16, head_dim 64, the model's
+    permuted views, CONFIGS' launch sizes) through Triton's GPU compiler and ptxas for sm_90, with
+    plain loads and with tensor descriptors; no GPU needed. The arguments are bound and
+    specialised as a launch would (Triton's binder), then compiled for the target."""
     from triton.compiler import ASTSource
 
-    def arg_type(arg):
-        if arg in ("seed", "T"):
-            return {"seed": "i64", "T": "i32"}[arg]
-        if arg in ("QN", "KN", "LSE", "DELTA"):
-            return "*fp32"
-        return "*bf16" if arg.isupper() else "fp32"
-
-    for name, fn in {"forward": ta._forward, "dkdv": ta._backward_dkdv, "dq": ta._backward_dq}.items():
-        block_m, block_n, warps, stages = ta.CONFIGS[name]
-        constexprs = dict(EUCLID=True, CAUSAL=True, DROPOUT=True, HEAD_DIM=64, PRECISION="tf32")
-        constexprs.update(BLOCK_M=block_m, BLOCK_N=block_n)
-        signature = {arg: "constexpr" if arg in constexprs else arg_type(arg) for arg in fn.arg_names}
-        source = ASTSource(fn=fn, signature=signature, constexprs=constexprs)
-        options = dict(num_warps=warps, num_stages=stages)
-        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
-        print(name, "compiled,", compiled.metadata.shared, "bytes of shared memory")
+    b, h, t, d = 2, 4, 256, 64
+    q, k, v = (ta.Rows.of(x) for x in torch.empty(b, t, 3, h, d, dtype=torch.bfloat16).permute(2, 0, 3, 1, 4))
+    rows = ta.Rows.of(torch.empty(b, t, h, d, dtype=torch.bfloat16).transpose(1, 2))
+    vector = torch.empty(b, h, t)
+    stats = ta.RowStats(vector, vector, vector, vector)
+    common = dict(q=q, k=k, v=v, stats=stats, seed=2**40, T=t)
+    args = {
+        "forward": dict(common, out=rows, stats=stats._replace(delta=None)),
+        "dkdv": dict(common, do=rows, dk=rows, dv=rows),
+        "dq": dict(common, do=rows, dq=rows),
+    }
+    for tma in (False, True):
+        spec = ta.Spec(EUCLID=True, CAUSAL=True, DROPOUT_P=0.1, HEAD_DIM=d, TMA=tma)
+        for name, kernel in ta.KERNELS.items():
+            launch = ta.CONFIGS[name]
+            kwargs = dict(args[name], S=spec, BLOCK_M=launch.block_m, BLOCK_N=launch.block_n)
+            kwargs.update(num_warps=launch.warps, num_stages=launch.stages)
+            options, signature, constexprs, attrs = bind_for_hopper(kernel, kwargs)
+            source = ASTSource(kernel, signature, constexprs, attrs)
+            compiled = triton.compile(source, target=HOPPER, options=options.__dict__)
+            loads = "tensor descriptors" if tma else "plain loads"
+            print(name, f"({loads}) compiled,", compiled.metadata.shared, "bytes of shared memory")
 
 
 @pytest.mark.slow
@@ -211,7 +347,7 @@ def test_kernels_compile_for_a_hopper_gpu():
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("compiled") == 3
+    assert done.stdout.count("compiled") == 6
 
 
 if __name__ == "__main__":
