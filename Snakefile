@@ -73,15 +73,22 @@ wildcard_constraints:
     round=r"\d+",
 
 
-# Before the first job, not in a dry run (which must not import torch): the GPUs that jobs holding
-# one will use, where jobs run on this machine (a cluster's jobs find theirs on other machines).
+# Before the first job, not in a dry run (which must not import torch), where jobs run on this
+# machine (a cluster's jobs check on theirs): that the plugin modules import, and the GPUs that
+# jobs holding one will use.
 onstart:
-    if workflow.local_exec and any(
-        job.resources.get("gpu") for job in workflow.dag.needrun_jobs()
-    ):
-        from attnscore.runtime import check_device
+    if workflow.local_exec:
+        jobs = list(workflow.dag.needrun_jobs())
+        if config["model"]["attention_plugins"] and any(
+            job.rule.name in ("train", "evaluate", "benchmark") for job in jobs
+        ):
+            from attnscore.attention import load_plugins
 
-        check_device(config["train"]["device"], config["train"]["processes"])
+            load_plugins(config["model"]["attention_plugins"])
+        if any(job.resources.get("gpu") for job in jobs):
+            from attnscore.runtime import check_device
+
+            check_device(config["train"]["device"], config["train"]["processes"])
 
 
 include: "workflow/rules/common.smk"

@@ -32,17 +32,25 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from attnscore.io import Explained
 from attnscore.kinds import FIXED_ARGUMENTS, Kind, options_problem
 
 KINDS: dict[str, Callable] = {}
 
 
-def register(name: str):
-    """Decorator: make ``fn(q, k, v, causal, dropout_p, **options)`` the attention kind ``name``."""
+def register(name: str, options: dict | None = None):
+    """Decorator: make ``fn(q, k, v, causal, dropout_p, **options)`` the attention kind ``name``.
+
+    ``options`` declares the range of the kind's options as JSON-schema bounds, written as a
+    literal (the config check reads it from source): e.g. ``{"p": {"exclusiveMinimum": 0}}``. A
+    number option (one with a number default, or annotated float or int) also takes only finite
+    numbers.
+    """
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"attention kind name {name!r}: use lower-case letters, digits and _ (a config name)")
 
     def add(fn):
+        fn.option_ranges = options or {}
         known = KINDS.get(name)
         if known is not None and (known.__module__, known.__qualname__) != (fn.__module__, fn.__qualname__):
             raise ValueError(
@@ -54,10 +62,20 @@ def register(name: str):
     return add
 
 
+class PluginError(Explained, ImportError):
+    """A module of model.attention_plugins that cannot be imported."""
+
+
 def load_plugins(modules) -> None:
     """Import modules that register kinds of their own (``model.attention_plugins``)."""
     for module in modules:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except Exception as err:
+            raise PluginError(
+                f"model.attention_plugins: importing {module!r} failed ({type(err).__name__}: {err}); "
+                "fix the module or take it out of the list"
+            ) from err
 
 
 def source_of(kind: str, plugins=()) -> Path:
@@ -80,12 +98,58 @@ def check_options(kind: str, options: dict) -> None:
     takes = Kind(
         options=tuple(p.name for p in named),
         required=tuple(p.name for p in named if p.default is p.empty),
-        numeric=tuple(p.name for p in named if type(p.default) in (int, float)),  # bool is no number here
+        numeric=tuple(  # bool is no number here
+            p.name for p in named if type(p.default) in (int, float) or p.annotation in (int, float, "int", "float")
+        ),
         any_option=any(p.kind is p.VAR_KEYWORD for p in params),
+        ranges=getattr(get(kind), "option_ranges", {}),
     )
     problem = options_problem(kind, takes, options)
     if problem:
         raise ValueError(problem)
+
+
+class KindCheckFailed(Explained, ValueError):
+    """A kind whose function lacks a property every kind must have (attnscore.attention.check_kind)."""
+
+
+def check_kind(kind: str, attend: Callable, device="cpu", dtype=torch.float32, dropout_p=0.0) -> None:
+    """Check an attention function before training with it, on a small random input on `device`:
+    its output has v's shape and is finite; without dropout it is deterministic; under
+    causal=True no output position depends on a later one (the future is perturbed, the past
+    compared); with the model's dropout_p > 0 it applies dropout. `attend` is the function as the
+    model calls it, ``attend(q, k, v, causal, dropout_p)``. Draws from torch's RNG are undone."""
+    how = f"to see it, call attnscore.attention.check_kind({kind!r}, <its function with its options>, {str(device)!r})"
+
+    def fail(problem: str):
+        raise KindCheckFailed(f"attention kind {kind!r} fails a check before training: {problem}; {how}")
+
+    generator = torch.Generator().manual_seed(0)
+    b, h, t, d = 2, 3, 7, 16  # all different, so a transposed output cannot pass for v's shape
+
+    def inputs():
+        return [torch.randn(b, h, t, d, generator=generator).to(device, dtype) for _ in range(3)]
+
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-2
+    q, k, v = inputs()
+    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        out = attend(q, k, v, True, 0.0)
+        if not isinstance(out, torch.Tensor) or out.shape != v.shape:
+            fail(f"its output has shape {tuple(getattr(out, 'shape', ()))} for inputs of shape {(b, h, t, d)}, not v's")
+        if not torch.isfinite(out).all():
+            fail("its output is not finite (NaN or inf) on random inputs")
+        if not torch.equal(attend(q, k, v, True, 0.0), out):
+            fail("two calls with dropout_p=0 on the same input differ; without dropout it must be deterministic")
+        past = t // 2
+        changed = [x.clone() for x in (q, k, v)]
+        for x, new in zip(changed, inputs(), strict=True):
+            x[..., past + 1 :, :] = new[..., past + 1 :, :]
+        later = attend(*changed, True, 0.0)
+        if not torch.allclose(later[..., : past + 1, :], out[..., : past + 1, :], rtol=tolerance, atol=tolerance):
+            fail(f"under causal=True its outputs at positions 0-{past} change when only later positions change")
+        if dropout_p > 0 and torch.equal(attend(q, k, v, True, dropout_p), out):
+            fail(f"with dropout_p={dropout_p} (the model's attention dropout) its output equals dropout_p=0's")
 
 
 def _causal_mask(t_q: int, t_k: int, device) -> torch.Tensor:
@@ -122,7 +186,7 @@ def dot_triton(q, k, v, causal=True, dropout_p=0.0):
     return kernel.triton_attention(q, k, v, causal, dropout_p, "dot")
 
 
-@register("euclid_naive")
+@register("euclid_naive", options={"p": {"exclusiveMinimum": 0}})
 def euclid_naive(q, k, v, causal=True, dropout_p=0.0, p=2.0):
     """Negative distance -||q - k||_p / sqrt(d_k) with an explicit score matrix (torch.cdist)."""
     logits = -torch.cdist(q, k, p=p) / math.sqrt(q.shape[-1])
@@ -184,7 +248,7 @@ class EuclideanAttention(torch.autograd.Function):
         return *grads, None, None
 
 
-@register("euclid")
+@register("euclid", options={"p": {"exclusiveMinimum": 0}})
 def euclid(q, k, v, causal=True, dropout_p=0.0, p=2.0):
     """Negative Euclidean distance -||q - k||_2 / sqrt(d_k) by the fastest exact path available."""
     if p != 2:

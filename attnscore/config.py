@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from attnscore.kinds import known_kinds, options_problem
+from attnscore.kinds import known_kinds, options_problem, plugins_of
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -194,9 +194,15 @@ def cross_field_problems(config: dict) -> list[str]:
 
 
 def model_settings(config: dict, kind: str) -> dict:
-    """config['model'] for one variant: only that kind's own attention options, so changing one
-    kind's options re-runs that kind's jobs and no others."""
-    return {**config["model"], "attention_options": config["model"]["attention_options"].get(kind, {})}
+    """config['model'] for one variant: only that kind's own attention options and the plugin
+    modules that register it, so changing one kind's options, or adding a plugin, re-runs that
+    kind's jobs and no others."""
+    model = config["model"]
+    return {
+        **model,
+        "attention_options": model["attention_options"].get(kind, {}),
+        "attention_plugins": plugins_of(kind, model["attention_plugins"]),
+    }
 
 
 # How a training run proceeds, not what it computes: changing these re-runs nothing finished.

@@ -17,7 +17,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from attnscore import checkpoints
+from attnscore import attention, checkpoints
 from attnscore.io import Explained
 from attnscore.model import DecoderLM, ModelConfig
 from attnscore.runtime import all_sum, autocast_dtype, pick_device, rank_and_world, shard_rows
@@ -145,6 +145,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoin
     last, run = folder / "last.pt", folder.name
     with checkpoints.claim(checkpoint_dir, log) if main else nullcontext():
         trainer = Trainer(model_cfg, cfg)
+        attn = trainer.model.blocks[0].attn
+        attention.check_kind(
+            model_cfg.attention, attn.attend, trainer.device, trainer.dtype or torch.float32, attn.dropout
+        )
         settings = checkpoints.settings_record(model_cfg, cfg, token_files)
         state, kept = resume(trainer, folder, eval_splits, log, settings)
         if kept is None:

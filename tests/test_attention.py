@@ -212,3 +212,59 @@ def test_the_same_seed_gives_every_kind_the_same_initial_weights():
             all(torch.equal(dot[name], tensor) for name, tensor in weights(kind).items())
             and weights(kind).keys() == dot.keys()
         )
+
+
+def _sees_the_future(q, k, v, causal, dropout_p):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)  # is_causal forgotten
+
+
+def _transposed(q, k, v, causal, dropout_p):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal).transpose(1, 2)
+
+
+def _transposed_and_reshaped(q, k, v, causal, dropout_p):  # right size and shape, wrong layout: a causality break
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal).transpose(1, 2).reshape(v.shape)
+
+
+def _not_finite(q, k, v, causal, dropout_p):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal) / 0
+
+
+def _random(q, k, v, causal, dropout_p):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal) + torch.rand(1)
+
+
+def _no_dropout(q, k, v, causal, dropout_p):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+
+@pytest.mark.parametrize(
+    "fn, dropout_p, problem",
+    [
+        (
+            _sees_the_future,
+            0.0,
+            r"under causal=True its outputs at positions 0-3 change when only later positions change",
+        ),
+        (_transposed, 0.0, r"its output has shape \(2, 7, 3, 16\) for inputs of shape \(2, 3, 7, 16\), not v's"),
+        (_transposed_and_reshaped, 0.0, r"under causal=True its outputs"),
+        (_not_finite, 0.0, r"its output is not finite"),
+        (_random, 0.0, r"two calls with dropout_p=0 on the same input differ"),
+        (_no_dropout, 0.1, r"with dropout_p=0.1 \(the model's attention dropout\) its output equals dropout_p=0's"),
+    ],
+)
+def test_a_kind_lacking_a_property_fails_its_check_naming_it(fn, dropout_p, problem):
+    with pytest.raises(
+        attention_module.KindCheckFailed, match="attention kind 'mine' fails a check before training: " + problem
+    ):
+        attention_module.check_kind("mine", fn, dropout_p=dropout_p)
+    if fn is _no_dropout:  # where the model has no attention dropout, ignoring it is no fault
+        attention_module.check_kind("mine", fn, dropout_p=0.0)
+
+
+@pytest.mark.parametrize("kind", REGISTERED)
+def test_every_kind_passes_its_check_and_leaves_the_random_stream_alone(kind):
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    attention_module.check_kind(kind, attention_module.get(kind), dropout_p=0.1)
+    assert torch.equal(torch.get_rng_state(), before)

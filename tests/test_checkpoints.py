@@ -3,6 +3,7 @@ stops saying which good checkpoint is kept, unusable files are never used, anoth
 is refused, and writes are whole, flushed, readable as the umask says, and report a full disk."""
 
 import errno
+import json
 import math
 import os
 import re
@@ -290,3 +291,39 @@ def test_full_disk_for_real_on_a_small_filesystem(tmp_path):
     assert result.stderr.strip().endswith(
         f"DiskFull: {mount}/big.pt was not written: the disk is full; free some space and re-run"
     )
+
+
+def test_a_model_trained_by_other_code_is_not_evaluated(finished, tmp_path):
+    token_files, _, folder, _ = finished
+    saved = torch.load(folder / "epoch1.pt", weights_only=True)
+    saved["code"] = {**saved["code"], "kind dot": "0123456789abcdef"}  # as if dot's function changed since
+    torch.save(saved, tmp_path / "model.pt")
+    cfg = TrainConfig(seq_len=16, eval_batch_size=4, device="cpu", precision="fp32")
+    with pytest.raises(
+        UnreadableCheckpoint, match=r"was trained by other code \(the code of kind 'dot' changed since\)"
+    ):
+        train.evaluate_checkpoint(tmp_path / "model.pt", token_files["test"], cfg)
+    assert train.evaluate_checkpoint(folder / "epoch1.pt", token_files["test"], cfg)["tokens"] > 0
+
+
+def test_a_new_run_says_which_code_changed_since_the_run_of_the_same_settings(finished):
+    _, checkpoint_dir, folder, _ = finished
+    settings = json.loads((folder / "settings.json").read_text())
+    edited = {**settings, "code": {**settings["code"], "model.py": "changed", "kind dot": "changed"}}
+    messages = []
+    assert checkpoints.find_resumable(checkpoint_dir / "new", messages.append, edited) == (None, None)
+    assert (
+        f"the code of kind 'dot' and the code of attnscore/model.py changed since {folder} was trained; training a new run"
+        in messages
+    )
+    other = {**edited, "train": {**settings["train"], "lr": 1.0}}  # other settings too: not a code change alone
+    messages.clear()
+    checkpoints.find_resumable(checkpoint_dir / "new", messages.append, other)
+    assert not any("changed since" in m for m in messages)
+
+
+def test_run_ids_ignore_how_a_number_was_written():
+    assert checkpoints.fingerprint({"dropout": 0, "betas": [0.9, 1]}) == checkpoints.fingerprint(
+        {"betas": [0.9, 1.0], "dropout": 0.0}
+    )
+    assert checkpoints.fingerprint({"dropout": 0}) != checkpoints.fingerprint({"dropout": 0.1})

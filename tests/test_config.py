@@ -132,6 +132,22 @@ def test_nested_command_line_values_are_typed_like_a_config_file():
         (["benchmark", "variants"], ["no_such_kind"], "benchmark.variants: unknown attention kind\\(s\\)"),
         (["model", "attention_options"], {"euclid": {"q": 3}}, "euclid: attention kind 'euclid' takes no option"),
         (["model", "attention_options"], {"no_such_kind": {}}, "attention_options.no_such_kind: no attention kind"),
+        (["model", "attention_options"], {"euclid": {"p": 0}}, "option p: 0 is less than or equal to the minimum of 0"),
+        (
+            ["model", "attention_options"],
+            {"euclid": {"p": -1}},
+            "option p: -1 is less than or equal to the minimum of 0",
+        ),
+        (
+            ["model", "attention_options"],
+            {"euclid": {"p": float("nan")}},
+            "takes a finite number for option p, not nan",
+        ),
+        (
+            ["model", "attention_options"],
+            {"euclid_naive": {"p": float("inf")}},
+            "a finite number for option p, not inf",
+        ),
         (
             ["model", "attention_plugins"],
             ["no_such_module"],
@@ -182,3 +198,54 @@ def test_attention_kinds_read_from_source_match_the_registered_functions():
             attention.check_options(name, {option: 2} | {required: 1 for required in kind.required})
         with pytest.raises(ValueError, match="takes no option"):
             attention.check_options(name, {"no_such_option": 1})
+        assert kind.ranges == attention.KINDS[name].option_ranges and kind.numeric == tuple(
+            option for option in kind.options if not _takes_text(attention, name, option, kind)
+        )
+
+
+def _takes_text(attention, name, option, kind) -> bool:
+    try:
+        attention.check_options(name, {option: "2"} | {required: 1 for required in kind.required if required != option})
+    except ValueError:
+        return False
+    return True
+
+
+PLUGIN = """
+from attnscore.attention import register
+
+
+@register("scaled", options={"temperature": {"exclusiveMinimum": 0}})
+def scaled(q, k, v, causal, dropout_p, temperature: float):
+    return q
+"""
+
+
+@pytest.mark.parametrize(
+    "source, options, message",
+    [
+        (
+            PLUGIN,
+            {"scaled": {"temperature": "2"}},
+            "attention kind 'scaled' takes a number for option temperature, not '2'",
+        ),
+        (PLUGIN, {"scaled": {"temperature": 0.0}}, "option temperature: 0.0 is less than or equal to the minimum of 0"),
+        (PLUGIN, {"scaled": {"temperature": 2.0}}, None),
+        (
+            PLUGIN.replace('"scaled"', '"dot"'),
+            {},
+            "'{module}' registers 'dot', a kind attnscore.attention \\(built in\\) registers already",
+        ),
+    ],
+)
+def test_a_plugins_options_and_name_are_checked_before_any_job(tmp_path, monkeypatch, source, options, message):
+    module = f"plugin_{abs(hash((source, str(options))))}"
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(tmp_path)
+    config = load("config.yaml")
+    config["model"].update(attention_plugins=[module], attention_options=options)
+    if message is None:
+        check(config)
+    else:
+        with pytest.raises(ConfigError, match=message.format(module=module)):
+            check(config)
