@@ -40,6 +40,7 @@ from attnscore.config import (
     MEASUREMENT,
     TIMING,
     benchmark_baseline,
+    canonical,
     check,
     check_unique_keys,
     model_settings,
@@ -53,6 +54,10 @@ from attnscore.kinds import CONTROLS, known_kinds
 check_unique_keys(workflow.configfiles)
 update_config(config, typed_overrides(workflow.config_settings.config))
 check(config)
+# Keys sorted, numbers typed by the schema: key order and 0 for 0.0 never re-run a job.
+canonical_config = canonical(config)
+config.clear()
+config.update(canonical_config)
 
 RESULTS = f"results/{config['experiment']}"
 VARIANTS = config["variants"]

@@ -4,6 +4,7 @@ is one line naming the key or file and what to do. Also the settings each rule's
 Imports no torch: the Snakefile runs this on every dry run."""
 
 import difflib
+import functools
 import itertools
 from pathlib import Path
 
@@ -123,9 +124,37 @@ def _is_number(text: str) -> bool:
     return True
 
 
+@functools.cache
+def _schema(schema_path) -> dict:
+    return yaml.safe_load(Path(schema_path).read_text())
+
+
+def canonical(config: dict, schema_path=SCHEMA) -> dict:
+    """The config with its keys sorted and each number typed as the schema says (1 becomes 1.0
+    where a number is asked for): one experiment however its file orders its keys or writes its
+    numbers, so that rule params (Snakemake compares their repr) and run ids stay the same."""
+    root = _schema(schema_path)
+
+    def walk(value, schema):
+        while "$ref" in schema:  # "#/definitions/<name>"
+            schema = root["definitions"][schema["$ref"].rsplit("/", 1)[1]]
+        if isinstance(value, dict):
+            properties = schema.get("properties", {})
+            return {key: walk(value[key], properties.get(key, {})) for key in sorted(value)}
+        if isinstance(value, list):
+            return [walk(item, schema.get("items", {})) for item in value]
+        types = schema.get("type", [])
+        types = [types] if isinstance(types, str) else types
+        if "number" in types and "integer" not in types and type(value) is int:
+            return float(value)
+        return value
+
+    return walk(config, root)
+
+
 def schema_problems(config: dict, schema_path=SCHEMA) -> list[str]:
     """The schema's verdict on a config, one line per problem, sorted by key."""
-    validator = _strict_validator(yaml.safe_load(Path(schema_path).read_text()))
+    validator = _strict_validator(_schema(schema_path))
     return sorted({line for error in validator.iter_errors(config) for line in _describe(error)})
 
 

@@ -4,10 +4,12 @@ then dry-run and lint of the default config."""
 
 import base64
 import json
+import os
 import re
 
 import pandas as pd
 import pytest
+import yaml
 
 from helpers import ROOT, copy_workflow, executed_rules, snakemake, tiny_config, write_config
 
@@ -133,8 +135,11 @@ def test_report_embeds_the_figures_tables_and_summary_with_captions(workdir, fin
 
 
 # Edits of config or code on a finished workflow, and the rules a dry run then plans ("all"
-# is left out). A label re-runs only the figures; how a run proceeds re-runs nothing.
+# is left out). A label re-runs only the figures; how a run proceeds re-runs nothing. A code
+# edit is (file, text replaced or None to append, new text).
 TINY = tiny_config(seeds=SEEDS)
+CODE = "\n_EDITED = True\n"  # a statement: comments and docstrings are not code
+KEY_ORDER = "the same config, keys in reverse order, train.weight_decay written 0"
 CACHING_TABLE = [
     ("data.name", {"data": {**TINY["data"], "name": "renamed"}}, None, ["plot"]),
     ("train.checkpoint_every", {"train": {**TINY["train"], "checkpoint_every": 7}}, None, []),
@@ -156,16 +161,21 @@ CACHING_TABLE = [
      ["benchmark", "compare", "compare_timings", "evaluate", "plot", "train"]),
     ("tokenizer.vocab_size", {"tokenizer": {**TINY["tokenizer"], "vocab_size": 300}}, None,
      ["benchmark", "compare", "compare_timings", "evaluate", "plot", "tokenize", "train"]),
-    ("attnscore/plots.py", {}, "attnscore/plots.py", ["plot"]),
-    ("attnscore/stats.py", {}, "attnscore/stats.py", ["compare", "compare_timings", "plot"]),
-    ("attnscore/attention.py", {}, "attnscore/attention.py",
+    ("attnscore/plots.py", {}, ("attnscore/plots.py", None, CODE), ["plot"]),
+    ("attnscore/stats.py", {}, ("attnscore/stats.py", None, CODE), ["compare", "compare_timings", "plot"]),
+    ("attnscore/model.py", {}, ("attnscore/model.py", None, CODE),
      ["benchmark", "compare", "compare_timings", "evaluate", "plot", "train"]),
-    ("workflow/scripts/compare.py", {}, "workflow/scripts/compare.py", ["compare", "plot"]),
+    ("kind euclid's function", {}, ("attnscore/attention.py", "    if p != 2:\n", "    if p != 2.0:\n"),
+     ["benchmark", "compare", "compare_timings", "evaluate", "plot", "train"]),
+    ("a comment in attention.py", {}, ("attnscore/attention.py", None, "\n# a comment computes nothing\n"), []),
+    ("workflow/scripts/compare.py", {}, ("workflow/scripts/compare.py", None, "\n# edited\n"), ["compare", "plot"]),
+    ("key order, 0 for 0.0", KEY_ORDER, None, []),
 ]  # fmt: skip
 # Which (variant, seed) jobs of train each edit plans, where not all of them.
 TRAIN_JOBS = {
     "seeds + 1": {("dot", "7"), ("euclid", "7")},
     "attention_options.euclid": {("euclid", "1234"), ("euclid", "1235")},
+    "kind euclid's function": {("euclid", "1234"), ("euclid", "1235")},
 }
 # Which rounds of the benchmark each edit plans, where not all of them: a new round only.
 BENCHMARK_ROUNDS = {"benchmark.rounds + 1": {"3"}}
@@ -174,15 +184,29 @@ BENCHMARK_ROUNDS = {"benchmark.rounds + 1": {"3"}}
 @pytest.mark.slow
 @pytest.mark.parametrize("edit, change, source, planned", CACHING_TABLE, ids=[row[0] for row in CACHING_TABLE])
 def test_an_edit_reruns_exactly_what_it_changes(workdir, finished, edit, change, source, planned):
-    config = write_config(workdir, "edited.yaml", {**TINY, **change})
-    original = (workdir / source).read_text() if source else None
+    if change == KEY_ORDER:
+        config = "config/edited.yaml"
+
+        def reversed_keys(value):
+            return {key: reversed_keys(value[key]) for key in reversed(value)} if isinstance(value, dict) else value
+
+        edited = reversed_keys(TINY)
+        edited["train"]["weight_decay"] = 0
+        (workdir / config).write_text(yaml.safe_dump(edited, sort_keys=False))
+        assert list(edited) != sorted(edited) and list(edited["train"]) != sorted(edited["train"])
+    else:
+        config = write_config(workdir, "edited.yaml", {**TINY, **change})
+    path, old, new = source or (None, None, None)
+    original, stat = ((workdir / path).read_text(), (workdir / path).stat()) if path else (None, None)
     try:
-        if source:
-            (workdir / source).write_text(original + "\n# edited\n")
+        if path:
+            assert old is None or old in original, old
+            (workdir / path).write_text(original.replace(old, new, 1) if old else original + new)
         log = snakemake(workdir, "--configfile", config, "--dry-run").log
     finally:
-        if source:
-            (workdir / source).write_text(original)
+        if path:  # as it was, time included: Snakemake takes a rewritten script for changed code
+            (workdir / path).write_text(original)
+            os.utime(workdir / path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert [rule for rule in executed_rules(log) if rule != "all"] == planned, log[-3000:]
     jobs = set(re.findall(r"rule train:.*?wildcards: variant=(\w+), seed=(\d+)", log, flags=re.S))
     assert jobs == TRAIN_JOBS.get(
