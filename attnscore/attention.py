@@ -36,10 +36,17 @@ from attnscore.kinds import FIXED_ARGUMENTS, Kind, options_problem
 KINDS: dict[str, Callable] = {}
 
 
-def register(name: str):
-    """Decorator: make ``fn(q, k, v, causal, dropout_p, **options)`` the attention kind ``name``."""
+def register(name: str, parameters: dict[str, float] | None = None):
+    """Decorator: make ``fn(q, k, v, causal, dropout_p, **options)`` the attention kind ``name``.
+
+    ``parameters``: learnable per-head parameters of the kind, by name, with their initial value
+    (a literal dict, so that the config check can read their names from the source). The model
+    makes each an ``nn.Parameter`` of shape (n_heads,) filled with that value and passes it to
+    the kind as a keyword argument of that name; they are no config options.
+    """
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"attention kind name {name!r}: use lower-case letters, digits and _ (a config name)")
+    parameters = {key: float(value) for key, value in (parameters or {}).items()}
 
     def add(fn):
         known = KINDS.get(name)
@@ -47,6 +54,7 @@ def register(name: str):
             raise ValueError(
                 f"attention kind {name!r} is already registered by {known.__module__}.{known.__qualname__}"
             )
+        fn.head_parameters = parameters
         KINDS[name] = fn
         return fn
 
@@ -66,9 +74,18 @@ def get(kind: str) -> Callable:
     return KINDS[kind]
 
 
+def head_parameters(kind: str) -> dict[str, float]:
+    """The learnable per-head parameters of a kind, by name, with their initial value (see register)."""
+    return dict(getattr(get(kind), "head_parameters", {}))
+
+
 def check_options(kind: str, options: dict) -> None:
-    """Fail unless the kind's function takes these options and needs no others."""
-    params = list(inspect.signature(get(kind)).parameters.values())[FIXED_ARGUMENTS:]
+    """Fail unless the kind's function takes these options and needs no others (its learnable
+    parameters are no options)."""
+    learned = head_parameters(kind)
+    params = [
+        p for p in list(inspect.signature(get(kind)).parameters.values())[FIXED_ARGUMENTS:] if p.name not in learned
+    ]
     named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     takes = Kind(
         options=tuple(p.name for p in named),
@@ -199,5 +216,9 @@ def _triton_kernel():
 
 
 def attention(q, k, v, kind="dot", causal=True, dropout_p=0.0, **options):
-    """Attention of a registered kind for tensors shaped (batch, heads, time, head_dim)."""
+    """Attention of a registered kind for tensors shaped (batch, heads, time, head_dim). A
+    learnable parameter of the kind that is not given takes its initial value in every head."""
+    for name, initial in head_parameters(kind).items():
+        if name not in options:
+            options[name] = torch.full((q.shape[1],), initial, dtype=torch.float32, device=q.device)
     return get(kind)(q, k, v, causal, dropout_p, **options)

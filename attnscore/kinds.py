@@ -27,6 +27,7 @@ class Kind:
     numeric: tuple[str, ...] = ()  # those whose default is a number: they take numbers only
     any_option: bool = False  # **options: it takes any
     source: Path | None = None  # the module that registers it
+    parameters: tuple[str, ...] = ()  # its learnable per-head parameters (register's parameters=): no options
 
 
 def options_problem(name: str, kind: Kind, given: dict) -> str | None:
@@ -42,11 +43,11 @@ def options_problem(name: str, kind: Kind, given: dict) -> str | None:
     return None
 
 
-def _signature(args: ast.arguments, source: Path) -> Kind:
+def _signature(args: ast.arguments, source: Path, parameters: tuple[str, ...] = ()) -> Kind:
     positional = [*args.posonlyargs, *args.args]
     defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
     params = list(zip(positional, defaults, strict=True)) + list(zip(args.kwonlyargs, args.kw_defaults, strict=True))
-    params = params[FIXED_ARGUMENTS:]
+    params = [(arg, default) for arg, default in params[FIXED_ARGUMENTS:] if arg.arg not in parameters]
     return Kind(
         options=tuple(arg.arg for arg, _ in params),
         required=tuple(arg.arg for arg, default in params if default is None),
@@ -57,16 +58,29 @@ def _signature(args: ast.arguments, source: Path) -> Kind:
         ),
         any_option=args.kwarg is not None,
         source=source,
+        parameters=parameters,
     )
 
 
 def _is_register(decorator: ast.expr) -> bool:
-    """``@register("name")`` or ``@<module>.register("name")`` with a literal name."""
+    """``@register("name")`` or ``@<module>.register("name")`` with a literal name (and perhaps
+    ``parameters=``)."""
     if not isinstance(decorator, ast.Call) or len(decorator.args) != 1:
         return False
     func, name = decorator.func, decorator.args[0]
     called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
     return called == "register" and isinstance(name, ast.Constant) and isinstance(name.value, str)
+
+
+def _parameter_names(decorator: ast.Call) -> tuple[str, ...]:
+    """The names of the learnable parameters ``@register("name", parameters={...})`` declares:
+    the literal keys of its dict."""
+    for keyword in decorator.keywords:
+        if keyword.arg == "parameters" and isinstance(keyword.value, ast.Dict):
+            return tuple(
+                key.value for key in keyword.value.keys if isinstance(key, ast.Constant) and isinstance(key.value, str)
+            )
+    return ()
 
 
 @functools.cache
@@ -77,7 +91,7 @@ def declared_in(path: Path) -> dict[str, Kind]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             for decorator in filter(_is_register, node.decorator_list):
-                kinds[decorator.args[0].value] = _signature(node.args, path)
+                kinds[decorator.args[0].value] = _signature(node.args, path, _parameter_names(decorator))
     return kinds
 
 
