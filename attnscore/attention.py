@@ -116,6 +116,22 @@ def dot(q, k, v, causal=True, dropout_p=0.0):
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout_p)
 
 
+# Swin Transformer V2 (Liu et al. 2022, "Swin Transformer V2: Scaling Up Capacity and
+# Resolution"): the logit scale of cosine attention starts at 10 and is clamped at 1 / 0.01.
+COSINE_MAX_LOG_SCALE = math.log(1 / 0.01)
+
+
+@register("cosine", parameters={"logit_scale": math.log(10.0)})
+def cosine(q, k, v, causal=True, dropout_p=0.0, *, logit_scale):
+    """Scaled cosine similarity s_h cos(q, k), s_h = exp(min(logit_scale_h, log 100)) learned per
+    head from 10, as in Swin Transformer V2 (Liu et al. 2022). Through SDPA on q and k made unit
+    vectors, q times s_h and scale 1, so it runs on the fused kernels wherever dot does."""
+    scale = logit_scale.clamp(max=COSINE_MAX_LOG_SCALE).exp().view(-1, 1, 1)
+    q = (F.normalize(q, dim=-1) * scale.to(q.dtype)).to(v.dtype)  # normalize may promote under autocast
+    k = F.normalize(k, dim=-1).to(v.dtype)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout_p, scale=1.0)
+
+
 class Unsupported(ValueError):
     """A kind that cannot run on these inputs here (e.g. a CUDA kernel on a CPU)."""
 

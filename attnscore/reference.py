@@ -20,16 +20,27 @@ def _distance_logits(q, k, p=2.0):
     return -diff.abs().pow(p).sum(-1).pow(1 / p) / math.sqrt(q.shape[-1])
 
 
-# The logits of each kind, and the options each takes. euclid and euclid_naive are two
-# implementations of one definition.
-LOGITS = {"dot": _dot_logits, "euclid": _distance_logits, "euclid_naive": _distance_logits}
+def _cosine_logits(q, k, logit_scale=None):
+    """Swin Transformer V2 (Liu et al. 2022): exp(min(logit_scale, log(1/0.01))) cos(q, k), the
+    log-scale one per head (a tensor of n_heads) or one for all; None: its initial value, log 10."""
+    log_scale = torch.as_tensor(math.log(10) if logit_scale is None else logit_scale).to(q.dtype)
+    scale = log_scale.clamp(max=math.log(1 / 0.01)).exp().reshape(-1, 1, 1)
+    cos = (q / q.norm(dim=-1, keepdim=True)) @ (k / k.norm(dim=-1, keepdim=True)).transpose(-1, -2)
+    return scale * cos
 
 
-def reference(q, k, v, kind, causal=True, **options):
+# The logits of each kind, and the options (and learnable parameters) each takes. euclid and
+# euclid_naive are two implementations of one definition.
+LOGITS = {"dot": _dot_logits, "euclid": _distance_logits, "euclid_naive": _distance_logits, "cosine": _cosine_logits}
+
+
+def reference(q, k, v, kind, causal=True, dropout_mask=None, **options):
     """softmax(logits) v in float64 for tensors shaped (batch, heads, time, head_dim).
 
     The causal mask hides key j from query i when j > i + t_k - t_q (aligned at the end, as
-    PyTorch's SDPA does). No dropout: compare implementations with dropout_p = 0.
+    PyTorch's SDPA does). dropout_mask, shaped (..., t_q, t_k): the factor by which dropout
+    multiplies each weight (0 where dropped, 1 / (1 - p) where kept), as an implementation drew
+    it; None: no dropout.
     """
     if kind not in LOGITS:
         raise ValueError(f"no float64 reference for attention kind {kind!r}; defined: {sorted(LOGITS)}")
@@ -39,7 +50,10 @@ def reference(q, k, v, kind, causal=True, **options):
         t_q, t_k = q.shape[-2], k.shape[-2]
         future = torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).triu(t_k - t_q + 1)
         logits = logits.masked_fill(future, float("-inf"))
-    return torch.softmax(logits, -1) @ v
+    weights = torch.softmax(logits, -1)
+    if dropout_mask is not None:
+        weights = weights * dropout_mask.double()
+    return weights @ v
 
 
 def rel_err(a, b) -> float:

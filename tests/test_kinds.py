@@ -2,11 +2,13 @@
 the config check and the model treat them."""
 
 import inspect
+import math
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from attnscore import attention as attention_module
 from attnscore.attention import KINDS, attention, head_parameters, register
@@ -113,3 +115,105 @@ def test_the_kind_sees_the_value_given_per_head(learned_scale):
     scale = torch.tensor([0.0, 1.0])
     out = attention(q, k, v, learned_scale, log_scale=scale)
     assert rel_err(out, reference(q * scale.exp().view(-1, 1, 1), k, v, "dot")) <= 1e-5
+
+
+# cosine: Swin Transformer V2's scaled cosine similarity, a learnable log-scale per head
+
+LOG_100 = math.log(100)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("dropout_p", [0.0, 0.3])
+def test_cosine_with_a_scale_per_head_matches_float64_reference(causal, dropout_p):
+    """Heads with different scales, the last beyond the clamp: values and gradients of q, k, v
+    and the log-scale (0 for the clamped head, as torch.clamp takes it) against the formula."""
+    g = torch.Generator().manual_seed(20)
+    q, k, v = (torch.randn(2, 3, 11, 8, generator=g).requires_grad_() for _ in range(3))
+    logit_scale = torch.tensor([0.0, math.log(10), math.log(1000)], requires_grad=True)
+    torch.manual_seed(21)
+    out = attention(q, k, v, "cosine", causal, dropout_p, logit_scale=logit_scale)
+    torch.manual_seed(21)
+    mask = F.dropout(torch.ones(2, 3, 11, 11), dropout_p)
+    leaves = [t.detach().double().requires_grad_() for t in (q, k, v, logit_scale)]
+    ref = reference(*leaves[:3], "cosine", causal, dropout_mask=mask, logit_scale=leaves[3])
+    assert rel_err(out, ref) <= 1e-5
+    grad_out = torch.randn_like(ref)
+    grads = torch.autograd.grad(out, (q, k, v, logit_scale), grad_out.float())
+    grads_ref = torch.autograd.grad(ref, leaves, grad_out)
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        assert rel_err(g, g_ref) <= 1e-5
+    assert grads[3][2] == 0 and grads[3][:2].abs().min() > 0
+
+
+def test_cosine_scale_is_clamped_at_100():
+    g = torch.Generator().manual_seed(22)
+    q, k, v = (torch.randn(1, 2, 9, 8, generator=g) for _ in range(3))
+    at_clamp = attention(q, k, v, "cosine", logit_scale=torch.full((2,), LOG_100))
+    beyond = attention(q, k, v, "cosine", logit_scale=torch.full((2,), 2 * LOG_100))
+    torch.testing.assert_close(beyond, at_clamp, rtol=0, atol=0)
+    below = attention(q, k, v, "cosine", logit_scale=torch.full((2,), LOG_100 - 0.5))
+    assert not torch.allclose(below, at_clamp)
+    # logits s cos(q, k) with s = 100 and q == k: the diagonal is 100, as far from the rest as cos allows
+    q = F.normalize(q, dim=-1)
+    weights = attention(q, q, torch.eye(9).expand(1, 2, 9, 9), "cosine", False, logit_scale=torch.full((2,), 9.0))
+    logits = 100 * q @ q.transpose(-1, -2)
+    torch.testing.assert_close(weights, torch.softmax(logits, -1), rtol=1e-5, atol=1e-6)
+
+
+def test_cosine_starts_at_scale_10_in_every_head_and_learns_it():
+    assert head_parameters("cosine") == {"logit_scale": math.log(10)}
+    torch.manual_seed(0)
+    model = DecoderLM(ModelConfig(attention="cosine", **SMALL))
+    scales = [block.attn.head_parameters["logit_scale"] for block in model.blocks]
+    assert all(torch.equal(scale, torch.full((2,), math.log(10))) for scale in scales)
+    idx = torch.randint(50, (3, 12))
+    model(idx, idx).backward()
+    assert all(scale.grad is not None and scale.grad.abs().min() > 0 for scale in scales)
+
+
+def test_a_cosine_model_saves_and_loads_its_learned_scales(tmp_path):
+    """The scales are model parameters: the checkpoints hold them, and a model loads them strictly."""
+    from attnscore import checkpoints
+    from attnscore.train import TrainConfig, train
+    from helpers import SETTINGS, TINY, write_token_files
+
+    files = write_token_files(tmp_path)
+    model_cfg = ModelConfig(vocab_size=64, **{**TINY, "attention": "cosine"})
+    cfg = TrainConfig(**{**SETTINGS, "epochs": 1, "max_steps_per_epoch": 8})
+    train(model_cfg, cfg, files, tmp_path / "checkpoints", log=lambda *_: None)
+    saved = checkpoints.load_epoch(checkpoints.run_folder(tmp_path / "checkpoints", model_cfg, cfg, files), 1)
+    model = DecoderLM(ModelConfig(**saved["model_config"]))
+    model.load_state_dict(saved["model"])
+    for i, block in enumerate(model.blocks):
+        scale = block.attn.head_parameters["logit_scale"]
+        assert torch.equal(scale, saved["model"][f"blocks.{i}.attn.head_parameters.logit_scale"])
+        assert not torch.allclose(scale, torch.full_like(scale, math.log(10)))  # trained: moved from the start
+
+
+def runs_without_options_here(kind):
+    try:
+        attention_module.check_options(kind, {})
+        attention(*(torch.randn(1, 1, 4, 16) for _ in range(3)), kind)
+    except (ValueError, attention_module.Unsupported):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("kind", [kind for kind in sorted(KINDS) if runs_without_options_here(kind)])
+@pytest.mark.parametrize("autocast", [None, torch.bfloat16])
+def test_the_small_model_takes_training_steps_with_every_kind(kind, autocast):
+    """Dropout on, two Adam steps, fp32 and under bf16 autocast (precision: bf16 on a CPU): the
+    loss and every parameter's gradient are finite."""
+    torch.manual_seed(0)
+    model = DecoderLM(ModelConfig(attention=kind, dropout=0.1, **SMALL)).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    idx = torch.randint(50, (4, 16))
+    for _ in range(2):
+        with torch.autocast("cpu", dtype=autocast, enabled=autocast is not None):
+            loss = model(idx[:, :-1], idx[:, 1:]) / idx[:, 1:].numel()
+        loss.backward()
+        assert torch.isfinite(loss)
+        for name, param in model.named_parameters():
+            assert param.grad is not None and torch.isfinite(param.grad).all(), name
+        optimizer.step()
+        optimizer.zero_grad()
