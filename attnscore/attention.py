@@ -132,6 +132,22 @@ def cosine(q, k, v, causal=True, dropout_p=0.0, *, logit_scale):
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout_p, scale=1.0)
 
 
+@register("euclid_sq")
+def euclid_sq(q, k, v, causal=True, dropout_p=0.0):
+    """Negative squared distance -||q - k||^2 / sqrt(d_k), as dot-product attention: ||q||^2 is
+    the same along a softmax row, so the logits may be (2 q.k - ||k||^2) / sqrt(d_k), the dot
+    product of q' = [2q, -1] and k' = [k, ||k||^2]. Through SDPA on those heads, zero-padded (v
+    too) to one width, a multiple of 8, as the fused kernels want; the zeros add exactly 0."""
+    d, d_v = q.shape[-1], v.shape[-1]
+    width = -(-max(d + 1, d_v) // 8) * 8
+    q = F.pad(torch.cat([q * 2, q.new_full((*q.shape[:-1], 1), -1.0)], -1), (0, width - d - 1))
+    k = F.pad(torch.cat([k, k.square().sum(-1, keepdim=True)], -1), (0, width - d - 1))
+    out = F.scaled_dot_product_attention(
+        q, k, F.pad(v, (0, width - d_v)), is_causal=causal, dropout_p=dropout_p, scale=1 / math.sqrt(d)
+    )
+    return out[..., :d_v]
+
+
 class Unsupported(ValueError):
     """A kind that cannot run on these inputs here (e.g. a CUDA kernel on a CPU)."""
 

@@ -29,9 +29,20 @@ def _cosine_logits(q, k, logit_scale=None):
     return scale * cos
 
 
+def _squared_distance_logits(q, k):
+    diff = q.unsqueeze(-2) - k.unsqueeze(-3)  # (..., t_q, t_k, d)
+    return -diff.square().sum(-1) / math.sqrt(q.shape[-1])
+
+
 # The logits of each kind, and the options (and learnable parameters) each takes. euclid and
 # euclid_naive are two implementations of one definition.
-LOGITS = {"dot": _dot_logits, "euclid": _distance_logits, "euclid_naive": _distance_logits, "cosine": _cosine_logits}
+LOGITS = {
+    "dot": _dot_logits,
+    "euclid": _distance_logits,
+    "euclid_naive": _distance_logits,
+    "cosine": _cosine_logits,
+    "euclid_sq": _squared_distance_logits,
+}
 
 
 def reference(q, k, v, kind, causal=True, dropout_mask=None, **options):

@@ -217,3 +217,59 @@ def test_the_small_model_takes_training_steps_with_every_kind(kind, autocast):
             assert param.grad is not None and torch.isfinite(param.grad).all(), name
         optimizer.step()
         optimizer.zero_grad()
+
+
+# euclid_sq: the squared distance, dot-product attention with a bias per key
+
+
+@pytest.mark.parametrize("head_dim", [4, 7, 8, 64])  # q' and k' padded to 8, 8, 16 and 72 columns
+@pytest.mark.parametrize("causal", [True, False])
+def test_euclid_sq_matches_the_naive_squared_distance_at_every_padding(head_dim, causal):
+    g = torch.Generator().manual_seed(23)
+    q, k, v = (torch.randn(2, 2, 13, head_dim, generator=g).requires_grad_() for _ in range(3))
+    out = attention(q, k, v, "euclid_sq", causal)
+    leaves = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    ref = reference(*leaves, "euclid_sq", causal)
+    assert out.shape == v.shape and rel_err(out, ref) <= 1e-5
+    grad_out = torch.randn_like(ref)
+    grads = torch.autograd.grad(out, (q, k, v), grad_out.float())
+    for g, g_ref in zip(grads, torch.autograd.grad(ref, leaves, grad_out), strict=True):
+        assert rel_err(g, g_ref) <= 1e-5
+
+
+@pytest.mark.skipif(not hasattr(torch, "_fused_sdp_choice"), reason="needs torch._fused_sdp_choice")
+@pytest.mark.parametrize("kind", ["cosine", "euclid_sq"])
+@pytest.mark.parametrize("dropout_p", [0.0, 0.1])
+def test_sdpa_kinds_reach_the_same_sdpa_backend_as_dot(kind, dropout_p, monkeypatch):
+    """What SDPA is handed decides its kernel: cosine's and euclid_sq's heads get the one dot
+    gets (on this CPU the fused flash kernel without dropout; with a q/k width other than v's,
+    euclid_sq's unpadded [2q, -1] would fall back to the unfused math path)."""
+    calls = []
+
+    def recording(q, k, v, **kwargs):
+        calls.append(torch._fused_sdp_choice(q, k, v, **kwargs))
+        return sdpa(q, k, v, **kwargs)
+
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(attention_module.F, "scaled_dot_product_attention", recording)
+    q, k, v = (torch.randn(2, 4, 64, 64) for _ in range(3))
+    attention(q, k, v, "dot", dropout_p=dropout_p)
+    attention(q, k, v, kind, dropout_p=dropout_p)
+    assert calls[0] == calls[1]
+
+
+@pytest.mark.parametrize("kind", ["cosine", "euclid_sq"])
+def test_new_kinds_under_bf16_autocast_are_within_2e_2(kind):
+    """bf16 heads into SDPA: measured 4e-3 to 1e-2 here, about twice dot's error, as cosine's
+    unit vectors times 10 and euclid_sq's ||k||^2 column are rounded to bf16 too."""
+    g = torch.Generator().manual_seed(24)
+    q, k, v = (torch.randn(2, 3, 33, 16, generator=g).requires_grad_() for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attention(*(t.to(torch.bfloat16) for t in (q, k, v)), kind)
+    leaves = [t.detach().to(torch.bfloat16).double().requires_grad_() for t in (q, k, v)]
+    ref = reference(*leaves, kind)
+    assert out.dtype == torch.bfloat16 and rel_err(out, ref) <= 2e-2
+    grad_out = torch.randn_like(ref)
+    grads = torch.autograd.grad(out, (q, k, v), grad_out.to(torch.bfloat16))
+    for g, g_ref in zip(grads, torch.autograd.grad(ref, leaves, grad_out), strict=True):
+        assert rel_err(g, g_ref) <= 2e-2
