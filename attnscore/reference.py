@@ -34,6 +34,11 @@ def _squared_distance_logits(q, k):
     return -diff.square().sum(-1) / math.sqrt(q.shape[-1])
 
 
+def _manhattan_logits(q, k):
+    diff = q.unsqueeze(-2) - k.unsqueeze(-3)  # (..., t_q, t_k, d)
+    return -diff.abs().sum(-1) / math.sqrt(q.shape[-1])
+
+
 # The logits of each kind, and the options (and learnable parameters) each takes. euclid and
 # euclid_naive are two implementations of one definition.
 LOGITS = {
@@ -42,6 +47,7 @@ LOGITS = {
     "euclid_naive": _distance_logits,
     "cosine": _cosine_logits,
     "euclid_sq": _squared_distance_logits,
+    "manhattan": _manhattan_logits,
 }
 
 

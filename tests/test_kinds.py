@@ -273,3 +273,91 @@ def test_new_kinds_under_bf16_autocast_are_within_2e_2(kind):
     grads = torch.autograd.grad(out, (q, k, v), grad_out.to(torch.bfloat16))
     for g, g_ref in zip(grads, torch.autograd.grad(ref, leaves, grad_out), strict=True):
         assert rel_err(g, g_ref) <= 2e-2
+
+
+# manhattan: -||q - k||_1 / sqrt(d_k), memory-bounded
+
+
+@pytest.mark.parametrize("t_q, t_k", [(17, 17), (6, 11)])
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("dropout_p", [0.0, 0.3])
+def test_manhattan_in_small_chunks_matches_float64_reference(t_q, t_k, causal, dropout_p, monkeypatch):
+    """Chunks of 4 query rows (the last one short), and under the causal mask only the keys a
+    chunk sees: values and gradients as the formula's, dropout mask for mask."""
+    batch, heads, d = 2, 3, 8
+    monkeypatch.setattr(attention_module, "MANHATTAN_CHUNK_ELEMENTS", 4 * batch * heads * t_k * d)
+    g = torch.Generator().manual_seed(25)
+    q = torch.randn(batch, heads, t_q, d, generator=g).requires_grad_()
+    k, v = (torch.randn(batch, heads, t_k, d, generator=g).requires_grad_() for _ in range(2))
+    torch.manual_seed(26)
+    out = attention(q, k, v, "manhattan", causal, dropout_p)
+    torch.manual_seed(26)
+    mask = F.dropout(torch.ones(batch, heads, t_q, t_k), dropout_p)
+    leaves = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    ref = reference(*leaves, "manhattan", causal, dropout_mask=mask)
+    assert rel_err(out, ref) <= 1e-5
+    grad_out = torch.randn_like(ref)
+    grads = torch.autograd.grad(out, (q, k, v), grad_out.float())
+    for g, g_ref in zip(grads, torch.autograd.grad(ref, leaves, grad_out), strict=True):
+        assert rel_err(g, g_ref) <= 1e-5
+
+
+def test_manhattan_with_dropout_passes_gradcheck_in_float64(monkeypatch):
+    monkeypatch.setattr(attention_module, "MANHATTAN_CHUNK_ELEMENTS", 2 * 2 * 6 * 4)  # 2 rows a chunk
+    g = torch.Generator().manual_seed(27)
+    q, k, v = (torch.randn(1, 2, 6, 4, generator=g, dtype=torch.float64).requires_grad_() for _ in range(3))
+
+    def seeded(q, k, v):  # the same dropout mask at every evaluation
+        torch.manual_seed(28)
+        return attention_module.ManhattanAttention.apply(q, k, v, True, 0.2)
+
+    assert torch.autograd.gradcheck(seeded, (q, k, v))
+
+
+def test_manhattan_at_zero_difference_takes_the_subgradient_0_like_torch():
+    """q == k, and coordinates equal across pairs: sign(0) = 0, the gradient torch's abs gives."""
+    g = torch.Generator().manual_seed(29)
+    q = torch.randn(1, 2, 8, 4, generator=g).round().requires_grad_()  # few values: many zero differences
+    k, v = q.detach().clone().requires_grad_(), torch.randn(1, 2, 8, 4, generator=g).requires_grad_()
+    out = attention(q, k, v, "manhattan")
+    leaves = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    ref = reference(*leaves, "manhattan")
+    grad_out = torch.randn_like(ref)
+    grads = torch.autograd.grad(out, (q, k, v), grad_out.float())
+    for g, g_ref in zip(grads, torch.autograd.grad(ref, leaves, grad_out), strict=True):
+        assert torch.isfinite(g).all() and rel_err(g, g_ref) <= 1e-5
+
+
+def largest_allocation(fn) -> int:
+    """The most bytes any one op allocated on the CPU while fn ran (torch's profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return max(event.self_cpu_memory_usage for event in prof.events())
+
+
+def test_manhattan_forward_and_backward_never_hold_a_difference_tensor(monkeypatch):
+    """No (t_q x t_k x d) tensor per batch element and head, the one a broadcast difference
+    needs (and torch.cdist's CUDA backward allocates): nothing larger than a chunk of 4 query
+    rows, at a shape where the whole difference is 16 times that."""
+    batch, heads, t, d = 2, 2, 64, 32
+    chunk = 4 * batch * heads * t * d
+    monkeypatch.setattr(attention_module, "MANHATTAN_CHUNK_ELEMENTS", chunk)
+    q, k, v = (torch.randn(batch, heads, t, d, requires_grad=True) for _ in range(3))
+
+    def forward_backward():
+        out = attention(q, k, v, "manhattan", dropout_p=0.1)
+        torch.autograd.grad(out.square().sum(), (q, k, v))
+
+    difference = batch * heads * t * t * d * 4  # bytes in float32
+    assert largest_allocation(lambda: (q.unsqueeze(-2) - k.unsqueeze(-3)).abs().sum(-1)) >= difference  # seen
+    assert largest_allocation(forward_backward) <= chunk * 4 == difference // 16
+
+
+def test_manhattan_chunks_fit_the_budget_at_the_reference_shape():
+    """At batch 8, 8 heads, seq_len 512, head_dim 64 a chunk is 8 query rows, 64 MiB in float32,
+    where the whole difference tensor would be 4 GiB per layer."""
+    batch, heads, t, d = 8, 8, 512, 64
+    rows = attention_module.MANHATTAN_CHUNK_ELEMENTS // (batch * heads * t * d)
+    assert rows == 8 and rows * batch * heads * t * d * 4 == 64 * 2**20
