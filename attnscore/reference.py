@@ -39,6 +39,11 @@ def _manhattan_logits(q, k):
     return -diff.abs().sum(-1) / math.sqrt(q.shape[-1])
 
 
+def _sigmoid_logits(q, k, bias=None):
+    """Ramapuram et al. 2024: q.k / sqrt(d) + b, b = -log(n) for n keys unless given."""
+    return _dot_logits(q, k) + (-math.log(k.shape[-2]) if bias is None else bias)
+
+
 # The logits of each kind, and the options (and learnable parameters) each takes. euclid and
 # euclid_naive are two implementations of one definition.
 LOGITS = {
@@ -48,11 +53,15 @@ LOGITS = {
     "cosine": _cosine_logits,
     "euclid_sq": _squared_distance_logits,
     "manhattan": _manhattan_logits,
+    "sigmoid": _sigmoid_logits,
 }
+# The kinds whose weights are no softmax of their logits: elementwise, each weight alone.
+WEIGHTS = {"sigmoid": torch.sigmoid}
 
 
 def reference(q, k, v, kind, causal=True, dropout_mask=None, **options):
-    """softmax(logits) v in float64 for tensors shaped (batch, heads, time, head_dim).
+    """weights v in float64 for tensors shaped (batch, heads, time, head_dim): the weights are
+    softmax(logits) over the keys, or the kind's own function of them (WEIGHTS).
 
     The causal mask hides key j from query i when j > i + t_k - t_q (aligned at the end, as
     PyTorch's SDPA does). dropout_mask, shaped (..., t_q, t_k): the factor by which dropout
@@ -67,7 +76,7 @@ def reference(q, k, v, kind, causal=True, dropout_mask=None, **options):
         t_q, t_k = q.shape[-2], k.shape[-2]
         future = torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).triu(t_k - t_q + 1)
         logits = logits.masked_fill(future, float("-inf"))
-    weights = torch.softmax(logits, -1)
+    weights = WEIGHTS[kind](logits) if kind in WEIGHTS else torch.softmax(logits, -1)
     if dropout_mask is not None:
         weights = weights * dropout_mask.double()
     return weights @ v
