@@ -396,3 +396,17 @@ def test_sigmoid_bias_defaults_to_minus_log_of_the_number_of_keys(causal):
         out = attention(q, k, v, "sigmoid", causal, bias=bias)
         assert rel_err(out, reference(q, k, v, "sigmoid", causal, bias=bias)) <= 1e-5
     attention_module.check_options("sigmoid", {"bias": -1.0})
+
+
+def test_the_config_check_takes_the_new_kinds_and_refuses_a_parameter_as_an_option():
+    """The Snakefile's check (no torch): the new kinds, sigmoid's bias, and cosine's scale refused
+    as a setting (it is learned)."""
+    from attnscore.config import check_attention
+
+    variants = ["dot", "cosine", "euclid_sq", "manhattan", "sigmoid"]
+    model = {"attention_plugins": [], "attention_options": {"sigmoid": {"bias": -2.0}}}
+    assert check_attention(model, [("variants", variants)]) == []
+    model["attention_options"]["cosine"] = {"logit_scale": 1.0}
+    assert check_attention(model, [("variants", variants)]) == [
+        "model.attention_options.cosine: attention kind 'cosine' takes no option(s) ['logit_scale']; its options: []"
+    ]
