@@ -125,10 +125,12 @@ COSINE_MAX_LOG_SCALE = math.log(1 / 0.01)
 def cosine(q, k, v, causal=True, dropout_p=0.0, *, logit_scale):
     """Scaled cosine similarity s_h cos(q, k), s_h = exp(min(logit_scale_h, log 100)) learned per
     head from 10, as in Swin Transformer V2 (Liu et al. 2022). Through SDPA on q and k made unit
-    vectors, q times s_h and scale 1, so it runs on the fused kernels wherever dot does."""
-    scale = logit_scale.clamp(max=COSINE_MAX_LOG_SCALE).exp().view(-1, 1, 1)
-    q = (F.normalize(q, dim=-1) * scale.to(q.dtype)).to(v.dtype)  # normalize may promote under autocast
-    k = F.normalize(k, dim=-1).to(v.dtype)
+    vectors, q times s_h and scale 1, so it runs on the fused kernels wherever dot does. The
+    heads are made in float32 at least and rounded once to v's dtype (bf16 under autocast)."""
+    compute = torch.promote_types(q.dtype, torch.float32)
+    scale = logit_scale.clamp(max=COSINE_MAX_LOG_SCALE).exp().to(compute).view(-1, 1, 1)
+    q = (F.normalize(q.to(compute), dim=-1) * scale).to(v.dtype)
+    k = F.normalize(k.to(compute), dim=-1).to(v.dtype)
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout_p, scale=1.0)
 
 
@@ -136,12 +138,17 @@ def cosine(q, k, v, causal=True, dropout_p=0.0, *, logit_scale):
 def euclid_sq(q, k, v, causal=True, dropout_p=0.0):
     """Negative squared distance -||q - k||^2 / sqrt(d_k), as dot-product attention: ||q||^2 is
     the same along a softmax row, so the logits may be (2 q.k - ||k||^2) / sqrt(d_k), the dot
-    product of q' = [2q, -1] and k' = [k, ||k||^2]. Through SDPA on those heads, zero-padded (v
-    too) to one width, a multiple of 8, as the fused kernels want; the zeros add exactly 0."""
+    product of q' = [2q, -1, -1] and k' = [k, hi, lo], hi + lo = ||k||^2: two columns in k's
+    dtype, so that in bf16 the bias keeps about 16 bits, not 8 (in float32 lo is 0). Through SDPA
+    on those heads, zero-padded (v too) to one width, a multiple of 8, as the fused kernels want;
+    the zeros add exactly 0."""
     d, d_v = q.shape[-1], v.shape[-1]
-    width = -(-max(d + 1, d_v) // 8) * 8
-    q = F.pad(torch.cat([q * 2, q.new_full((*q.shape[:-1], 1), -1.0)], -1), (0, width - d - 1))
-    k = F.pad(torch.cat([k, k.square().sum(-1, keepdim=True)], -1), (0, width - d - 1))
+    width = -(-max(d + 2, d_v) // 8) * 8
+    squared = k.to(torch.promote_types(k.dtype, torch.float32)).square().sum(-1, keepdim=True)
+    hi = squared.to(k.dtype)
+    lo = (squared - hi).to(k.dtype)
+    q = F.pad(torch.cat([q * 2, q.new_full((*q.shape[:-1], 2), -1.0)], -1), (0, width - d - 2))
+    k = F.pad(torch.cat([k, hi, lo], -1), (0, width - d - 2))
     out = F.scaled_dot_product_attention(
         q, k, F.pad(v, (0, width - d_v)), is_causal=causal, dropout_p=dropout_p, scale=1 / math.sqrt(d)
     )

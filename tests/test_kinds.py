@@ -222,7 +222,7 @@ def test_the_small_model_takes_training_steps_with_every_kind(kind, autocast):
 # euclid_sq: the squared distance, dot-product attention with a bias per key
 
 
-@pytest.mark.parametrize("head_dim", [4, 7, 8, 64])  # q' and k' padded to 8, 8, 16 and 72 columns
+@pytest.mark.parametrize("head_dim", [4, 6, 8, 64])  # q' and k' (d + 2 columns) padded to 8, 8, 16 and 72
 @pytest.mark.parametrize("causal", [True, False])
 def test_euclid_sq_matches_the_naive_squared_distance_at_every_padding(head_dim, causal):
     g = torch.Generator().manual_seed(23)
@@ -243,7 +243,7 @@ def test_euclid_sq_matches_the_naive_squared_distance_at_every_padding(head_dim,
 def test_sdpa_kinds_reach_the_same_sdpa_backend_as_dot(kind, dropout_p, monkeypatch):
     """What SDPA is handed decides its kernel: cosine's and euclid_sq's heads get the one dot
     gets (on this CPU the fused flash kernel without dropout; with a q/k width other than v's,
-    euclid_sq's unpadded [2q, -1] would fall back to the unfused math path)."""
+    euclid_sq's unpadded [2q, -1, -1] would fall back to the unfused math path)."""
     calls = []
 
     def recording(q, k, v, **kwargs):
@@ -258,24 +258,22 @@ def test_sdpa_kinds_reach_the_same_sdpa_backend_as_dot(kind, dropout_p, monkeypa
     assert calls[0] == calls[1]
 
 
-@pytest.mark.parametrize(
-    "kind, tolerance", [("cosine", 2e-2), ("euclid_sq", 2e-2), ("manhattan", 1e-2), ("sigmoid", 1e-2)]
-)
-def test_new_kinds_under_bf16_autocast_are_close_to_float64(kind, tolerance):
-    """Within 1e-2 like euclid; cosine and euclid_sq within 2e-2 (measured 4e-3 to 9e-3 here,
-    about twice dot's error): they hand SDPA bf16 heads that hold more than q and k, cosine's
-    unit vectors times 10 and euclid_sq's ||k||^2 column, rounded to bf16 too."""
+@pytest.mark.parametrize("kind", ["cosine", "euclid_sq", "manhattan", "sigmoid"])
+def test_new_kinds_under_bf16_autocast_are_within_1e_2(kind):
+    """Like euclid. cosine's unit heads and euclid_sq's ||k||^2 columns are made in float32 and
+    rounded once (||k||^2 as two bf16 numbers): rounded more often they measured up to 1.3e-2 at
+    head_dim 128, against 4e-3 for dot."""
     g = torch.Generator().manual_seed(24)
     q, k, v = (torch.randn(2, 3, 33, 16, generator=g).requires_grad_() for _ in range(3))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = attention(*(t.to(torch.bfloat16) for t in (q, k, v)), kind)
     leaves = [t.detach().to(torch.bfloat16).double().requires_grad_() for t in (q, k, v)]
     ref = reference(*leaves, kind)
-    assert out.dtype == torch.bfloat16 and rel_err(out, ref) <= tolerance
+    assert out.dtype == torch.bfloat16 and rel_err(out, ref) <= 1e-2
     grad_out = torch.randn(ref.shape, generator=g, dtype=ref.dtype)
     grads = torch.autograd.grad(out, (q, k, v), grad_out.to(torch.bfloat16))
     for g, g_ref in zip(grads, torch.autograd.grad(ref, leaves, grad_out), strict=True):
-        assert rel_err(g, g_ref) <= tolerance
+        assert rel_err(g, g_ref) <= 1e-2
 
 
 # manhattan: -||q - k||_1 / sqrt(d_k), memory-bounded
