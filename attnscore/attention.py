@@ -19,6 +19,11 @@ Euclidean attention, logits -||q - k||_2 / sqrt(d_k), has three implementations:
 - ``euclid_naive``: torch.cdist, then mask, softmax and dropout as separate autograd ops, the
   way the reference did it. Kept as a benchmark baseline and for norms other than p = 2.
 Their speed is measured in README.md (Attention implementations and speed).
+
+The other scores: ``cosine`` (SDPA on unit vectors, with a learnable scale per head: a kind's
+parameters, see ``register``), ``euclid_sq`` (SDPA on augmented heads), ``manhattan``
+(``ManhattanAttention``, its backward in chunks) and ``sigmoid`` (plain autograd ops); README.md's
+table of kinds lists them all.
 """
 
 import functools
@@ -54,6 +59,10 @@ def register(name: str, parameters: dict[str, float] | None = None):
             raise ValueError(
                 f"attention kind {name!r} is already registered by {known.__module__}.{known.__qualname__}"
             )
+        takes = inspect.signature(fn).parameters
+        untaken = [key for key in parameters if key not in takes]
+        if untaken and not any(p.kind is p.VAR_KEYWORD for p in takes.values()):
+            raise ValueError(f"attention kind {name!r}: its function takes no argument(s) {untaken} for its parameters")
         fn.head_parameters = parameters
         KINDS[name] = fn
         return fn

@@ -56,6 +56,16 @@ def test_a_learnable_parameter_is_no_option(learned_scale):
         attention_module.check_options(learned_scale, {"log_scale": 1.0})
 
 
+def test_a_parameter_the_function_does_not_take_is_refused(registry):
+    with pytest.raises(ValueError, match="'dot_no_scale': its function takes no argument\\(s\\) \\['scale'\\]"):
+
+        @register("dot_no_scale", parameters={"scale": 1.0})
+        def dot_no_scale(q, k, v, causal, dropout_p):
+            return v
+
+    assert "dot_no_scale" not in registry
+
+
 def test_the_config_check_reads_the_parameters_from_the_source(learned_scale):
     """The Snakefile reads kinds without importing them: the parameters' names come from the
     decorator's literal dict, and they are not taken for options."""
