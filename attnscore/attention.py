@@ -19,6 +19,11 @@ Euclidean attention, logits -||q - k||_2 / sqrt(d_k), has three implementations:
 - ``euclid_naive``: torch.cdist, then mask, softmax and dropout as separate autograd ops, the
   way the reference did it. Kept as a benchmark baseline and for norms other than p = 2.
 Their speed is measured in README.md (Attention implementations and speed).
+
+The other scores: ``cosine`` (SDPA on unit vectors, with a learnable scale per head: a kind's
+parameters, see ``register``), ``euclid_sq`` (SDPA on augmented heads), ``manhattan``
+(``ManhattanAttention``, its backward in chunks) and ``sigmoid`` (plain autograd ops); README.md's
+table of kinds lists them all.
 """
 
 import functools
@@ -38,16 +43,22 @@ from attnscore.kinds import FIXED_ARGUMENTS, Kind, options_problem
 KINDS: dict[str, Callable] = {}
 
 
-def register(name: str, options: dict | None = None):
+def register(name: str, options: dict | None = None, parameters: dict[str, float] | None = None):
     """Decorator: make ``fn(q, k, v, causal, dropout_p, **options)`` the attention kind ``name``.
 
     ``options`` declares the range of the kind's options as JSON-schema bounds, written as a
     literal (the config check reads it from source): e.g. ``{"p": {"exclusiveMinimum": 0}}``. A
     number option (one with a number default, or annotated float or int) also takes only finite
     numbers.
+
+    ``parameters``: learnable per-head parameters of the kind, by name, with their initial value
+    (a literal dict, so that the config check can read their names from the source). The model
+    makes each an ``nn.Parameter`` of shape (n_heads,) filled with that value and passes it to
+    the kind as a keyword argument of that name; they are no config options.
     """
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"attention kind name {name!r}: use lower-case letters, digits and _ (a config name)")
+    parameters = {key: float(value) for key, value in (parameters or {}).items()}
 
     def add(fn):
         fn.option_ranges = options or {}
@@ -56,6 +67,11 @@ def register(name: str, options: dict | None = None):
             raise ValueError(
                 f"attention kind {name!r} is already registered by {known.__module__}.{known.__qualname__}"
             )
+        takes = inspect.signature(fn).parameters
+        untaken = [key for key in parameters if key not in takes]
+        if untaken and not any(p.kind is p.VAR_KEYWORD for p in takes.values()):
+            raise ValueError(f"attention kind {name!r}: its function takes no argument(s) {untaken} for its parameters")
+        fn.head_parameters = parameters
         KINDS[name] = fn
         return fn
 
@@ -91,9 +107,18 @@ def get(kind: str) -> Callable:
     return KINDS[kind]
 
 
+def head_parameters(kind: str) -> dict[str, float]:
+    """The learnable per-head parameters of a kind, by name, with their initial value (see register)."""
+    return dict(getattr(get(kind), "head_parameters", {}))
+
+
 def check_options(kind: str, options: dict) -> None:
-    """Fail unless the kind's function takes these options and needs no others."""
-    params = list(inspect.signature(get(kind)).parameters.values())[FIXED_ARGUMENTS:]
+    """Fail unless the kind's function takes these options and needs no others (its learnable
+    parameters are no options)."""
+    learned = head_parameters(kind)
+    params = [
+        p for p in list(inspect.signature(get(kind)).parameters.values())[FIXED_ARGUMENTS:] if p.name not in learned
+    ]
     named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     takes = Kind(
         options=tuple(p.name for p in named),
@@ -113,19 +138,23 @@ class KindCheckFailed(Explained, ValueError):
     """A kind whose function lacks a property every kind must have (attnscore.attention.check_kind)."""
 
 
-def check_kind(kind: str, attend: Callable, device="cpu", dtype=torch.float32, dropout_p=0.0) -> None:
+def check_kind(
+    kind: str, attend: Callable, device="cpu", dtype=torch.float32, dropout_p=0.0, heads=3, head_dim=16
+) -> None:
     """Check an attention function before training with it, on a small random input on `device`:
     its output has v's shape and is finite; without dropout it is deterministic; under
     causal=True no output position depends on a later one (the future is perturbed, the past
     compared); with the model's dropout_p > 0 it applies dropout. `attend` is the function as the
-    model calls it, ``attend(q, k, v, causal, dropout_p)``. Draws from torch's RNG are undone."""
+    model calls it, ``attend(q, k, v, causal, dropout_p)``, for `heads` heads of `head_dim`.
+    Draws from torch's RNG are undone."""
     how = f"to see it, call attnscore.attention.check_kind({kind!r}, <its function with its options>, {str(device)!r})"
 
     def fail(problem: str):
         raise KindCheckFailed(f"attention kind {kind!r} fails a check before training: {problem}; {how}")
 
     generator = torch.Generator().manual_seed(0)
-    b, h, t, d = 2, 3, 7, 16  # all different, so a transposed output cannot pass for v's shape
+    b, h, d = 2, heads, head_dim  # the model's heads and head size (a kind may hold one parameter a head)
+    t = max(b, h, d) + 3  # unlike the others, so that a transposed output cannot pass for v's shape
 
     def inputs():
         return [torch.randn(b, h, t, d, generator=generator).to(device, dtype) for _ in range(3)]
@@ -168,6 +197,62 @@ def _causal_bias(t_q: int, t_k: int, device, dtype) -> torch.Tensor:
 def dot(q, k, v, causal=True, dropout_p=0.0):
     """Scaled dot product q.k / sqrt(d_k), through PyTorch's fused SDPA kernels."""
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout_p)
+
+
+# Swin Transformer V2 (Liu et al. 2022, "Swin Transformer V2: Scaling Up Capacity and
+# Resolution"): the logit scale of cosine attention starts at 10 and is clamped at 1 / 0.01.
+COSINE_MAX_LOG_SCALE = math.log(1 / 0.01)
+
+
+@register("cosine", parameters={"logit_scale": math.log(10.0)})
+def cosine(q, k, v, causal=True, dropout_p=0.0, *, logit_scale):
+    """Scaled cosine similarity s_h cos(q, k), s_h = exp(min(logit_scale_h, log 100)) learned per
+    head from 10, as in Swin Transformer V2 (Liu et al. 2022). Through SDPA on q and k made unit
+    vectors, q times s_h and scale 1, so it runs on the fused kernels wherever dot does. The
+    heads are made in float32 at least and rounded once to v's dtype (bf16 under autocast)."""
+    compute = torch.promote_types(q.dtype, torch.float32)
+    scale = logit_scale.clamp(max=COSINE_MAX_LOG_SCALE).exp().to(compute).view(-1, 1, 1)
+    q = (F.normalize(q.to(compute), dim=-1) * scale).to(v.dtype)
+    k = F.normalize(k.to(compute), dim=-1).to(v.dtype)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout_p, scale=1.0)
+
+
+@register("euclid_sq")
+def euclid_sq(q, k, v, causal=True, dropout_p=0.0):
+    """Negative squared distance -||q - k||^2 / sqrt(d_k), as dot-product attention: ||q||^2 is
+    the same along a softmax row, so the logits may be (2 q.k - ||k||^2) / sqrt(d_k), the dot
+    product of q' = [2q, -1, -1] and k' = [k, hi, lo], hi + lo = ||k||^2: two columns in k's
+    dtype, so that in bf16 the bias keeps about 16 bits, not 8 (in float32 lo is 0). Through SDPA
+    on those heads, zero-padded (v too) to one width, a multiple of 8, as the fused kernels want;
+    the zeros add exactly 0."""
+    d, d_v = q.shape[-1], v.shape[-1]
+    width = -(-max(d + 2, d_v) // 8) * 8
+    squared = k.to(torch.promote_types(k.dtype, torch.float32)).square().sum(-1, keepdim=True)
+    hi = squared.to(k.dtype)
+    lo = (squared - hi).to(k.dtype)
+    q = F.pad(torch.cat([q * 2, q.new_full((*q.shape[:-1], 2), -1.0)], -1), (0, width - d - 2))
+    k = F.pad(torch.cat([k, hi, lo], -1), (0, width - d - 2))
+    out = F.scaled_dot_product_attention(
+        q, k, F.pad(v, (0, width - d_v)), is_causal=causal, dropout_p=dropout_p, scale=1 / math.sqrt(d)
+    )
+    return out[..., :d_v]
+
+
+@register("sigmoid", options={"bias": {"type": ["number", "null"]}})
+def sigmoid(q, k, v, causal=True, dropout_p=0.0, bias=None):
+    """Sigmoid attention (Ramapuram et al. 2024, "Theory, Analysis, and Best Practices for
+    Sigmoid Self-Attention"): weights sigmoid(q.k / sqrt(d_k) + b), not normalised over the keys,
+    b = -log(number of keys) unless ``bias`` is given. Hidden keys get weight exactly 0. Plain
+    autograd ops on the (t_q x t_k) matrix, in float32 at least, like euclid_naive."""
+    b = -math.log(k.shape[-2]) if bias is None else bias
+    compute = torch.promote_types(q.dtype, torch.float32)
+    logits = (q @ k.transpose(-1, -2)).to(compute) * (1 / math.sqrt(q.shape[-1])) + b
+    if causal:
+        logits = logits + _causal_bias(q.shape[-2], k.shape[-2], q.device, compute)  # sigmoid(-inf) = 0
+    weights = torch.sigmoid(logits).to(v.dtype)
+    if dropout_p > 0:
+        weights = F.dropout(weights, p=dropout_p)
+    return weights @ v
 
 
 class Unsupported(ValueError):
@@ -259,6 +344,72 @@ def euclid(q, k, v, causal=True, dropout_p=0.0, p=2.0):
     return EuclideanAttention.apply(q, k, v, causal, dropout_p)
 
 
+# Elements of one chunk of ManhattanAttention's backward, a (rows x t_k x head_dim) sign tensor
+# per batch element and head: 2**24 is 64 MiB in float32 (8 query rows at the reference shape,
+# batch 8, 8 heads, 512 keys, head_dim 64).
+MANHATTAN_CHUNK_ELEMENTS = 2**24
+
+
+class ManhattanAttention(torch.autograd.Function):
+    """softmax(-||q - k||_1 / sqrt(d)) v with dropout on the weights, in memory O(t_q t_k), not
+    O(t_q t_k d).
+
+    Forward: torch.cdist(p=1) sums |q - k| into the (t_q x t_k) distances directly. Backward:
+    with G = dL/dlogits (softmax and dropout backward folded as in EuclideanAttention) and
+    W = -s G the gradient by the distance D (s = 1/sqrt(d)), since dD_ij/dq_i = sign(q_i - k_j)
+    = -dD_ij/dk_j: dq_i = sum_j W_ij sign(q_i - k_j), dk_j = -sum_i W_ij sign(q_i - k_j). The
+    sign tensor is built for a chunk of query rows at a time, at most MANHATTAN_CHUNK_ELEMENTS
+    elements, and under the causal mask only for the keys the chunk sees. sign(0) = 0: the
+    subgradient torch takes for |x| at 0. (torch.cdist's own backward on CUDA allocates a
+    (batch x t_k x t_q x d) buffer: 4 GiB per call at the reference shape.)
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, causal: bool, dropout_p: float):
+        ctx.dtypes = (q.dtype, k.dtype, v.dtype)
+        compute = torch.promote_types(q.dtype, torch.float32)
+        with torch.autocast(q.device.type, enabled=False):
+            q, k, v = q.to(compute), k.to(compute), v.to(compute)
+            scale = 1 / math.sqrt(q.shape[-1])
+            logits = torch.cdist(q, k, p=1.0).mul_(-scale)
+            if causal:
+                logits.add_(_causal_bias(q.shape[-2], k.shape[-2], q.device, compute))
+            weights = torch.softmax(logits, dim=-1)
+            dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
+            out = dropped @ v
+        ctx.scale, ctx.causal = scale, causal
+        ctx.save_for_backward(q, k, v, weights, dropped)
+        return out.to(ctx.dtypes[2])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, weights, dropped = ctx.saved_tensors
+        with torch.autocast(q.device.type, enabled=False):
+            grad_out = grad_out.to(q.dtype)
+            grad_v = dropped.transpose(-1, -2) @ grad_out
+            # W = -s dL/dlogits; -s applied to grad_out, the small side (all of it is linear in it)
+            w = ((grad_out * -ctx.scale) @ v.transpose(-1, -2)).mul_(dropped)
+            w.addcmul_(weights, w.sum(-1, keepdim=True), value=-1)
+            grad_q, grad_k = torch.empty_like(q), torch.zeros_like(k)
+            t_q, t_k, d = q.shape[-2], k.shape[-2], q.shape[-1]
+            rows = max(1, MANHATTAN_CHUNK_ELEMENTS // (q.numel() // (t_q * d) * t_k * d))
+            for start in range(0, t_q, rows):
+                chunk = slice(start, min(start + rows, t_q))
+                seen = max(0, min(t_k, chunk.stop + t_k - t_q)) if ctx.causal else t_k  # later keys: hidden
+                sign = (q[..., chunk, None, :] - k[..., None, :seen, :]).sign_()  # (..., rows, seen, d)
+                w_chunk = w[..., chunk, :seen]
+                grad_q[..., chunk, :] = (w_chunk.unsqueeze(-2) @ sign).squeeze(-2)
+                grad_k[..., :seen, :] -= sign.mul_(w_chunk.unsqueeze(-1)).sum(-3)
+        grads = (grad.to(dtype) for grad, dtype in zip((grad_q, grad_k, grad_v), ctx.dtypes, strict=True))
+        return *grads, None, None
+
+
+@register("manhattan")
+def manhattan(q, k, v, causal=True, dropout_p=0.0):
+    """Negative Manhattan distance -||q - k||_1 / sqrt(d_k), memory-bounded (ManhattanAttention)."""
+    return ManhattanAttention.apply(q, k, v, causal, dropout_p)
+
+
 @functools.cache
 def _triton_kernel():
     """attnscore.triton_attention, or None where Triton is not installed (it comes with CUDA torch)."""
@@ -270,5 +421,9 @@ def _triton_kernel():
 
 
 def attention(q, k, v, kind="dot", causal=True, dropout_p=0.0, **options):
-    """Attention of a registered kind for tensors shaped (batch, heads, time, head_dim)."""
+    """Attention of a registered kind for tensors shaped (batch, heads, time, head_dim). A
+    learnable parameter of the kind that is not given takes its initial value in every head."""
+    for name, initial in head_parameters(kind).items():
+        if name not in options:
+            options[name] = torch.full((q.shape[1],), initial, dtype=torch.float32, device=q.device)
     return get(kind)(q, k, v, causal, dropout_p, **options)

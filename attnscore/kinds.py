@@ -31,6 +31,7 @@ class Kind:
     any_option: bool = False  # **options: it takes any
     source: Path | None = None  # the module that registers it
     ranges: dict = field(default_factory=dict)  # option -> JSON-schema bounds, from @register(..., options=)
+    parameters: tuple[str, ...] = ()  # its learnable per-head parameters (register's parameters=): no options
 
 
 def options_problem(name: str, kind: Kind, given: dict) -> str | None:
@@ -60,11 +61,11 @@ def _is_number_annotation(annotation) -> bool:
     return isinstance(annotation, ast.Name) and annotation.id in ("float", "int")
 
 
-def _signature(args: ast.arguments, source: Path, ranges: dict) -> Kind:
+def _signature(args: ast.arguments, source: Path, ranges: dict, parameters: tuple[str, ...] = ()) -> Kind:
     positional = [*args.posonlyargs, *args.args]
     defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
     params = list(zip(positional, defaults, strict=True)) + list(zip(args.kwonlyargs, args.kw_defaults, strict=True))
-    params = params[FIXED_ARGUMENTS:]
+    params = [(arg, default) for arg, default in params[FIXED_ARGUMENTS:] if arg.arg not in parameters]
     return Kind(
         options=tuple(arg.arg for arg, _ in params),
         required=tuple(arg.arg for arg, default in params if default is None),
@@ -78,6 +79,7 @@ def _signature(args: ast.arguments, source: Path, ranges: dict) -> Kind:
         any_option=args.kwarg is not None,
         source=source,
         ranges=ranges,
+        parameters=parameters,
     )
 
 
@@ -92,14 +94,25 @@ def declared_ranges(decorator: ast.Call) -> dict:
 
 def registers(decorator: ast.expr) -> str | None:
     """The kind a decorator registers: ``@register("name")`` or ``@<module>.register("name")``
-    with a literal name; None for any other decorator."""
-    if not isinstance(decorator, ast.Call) or not decorator.args:
+    with a literal name (and perhaps ``options=``, ``parameters=``); None for any other decorator."""
+    if not isinstance(decorator, ast.Call) or len(decorator.args) != 1:
         return None
     func, name = decorator.func, decorator.args[0]
     called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
     if called == "register" and isinstance(name, ast.Constant) and isinstance(name.value, str):
         return name.value
     return None
+
+
+def _parameter_names(decorator: ast.Call) -> tuple[str, ...]:
+    """The names of the learnable parameters ``@register("name", parameters={...})`` declares:
+    the literal keys of its dict."""
+    for keyword in decorator.keywords:
+        if keyword.arg == "parameters" and isinstance(keyword.value, ast.Dict):
+            return tuple(
+                key.value for key in keyword.value.keys if isinstance(key, ast.Constant) and isinstance(key.value, str)
+            )
+    return ()
 
 
 @functools.cache
@@ -111,7 +124,9 @@ def declared_in(path: Path) -> dict[str, Kind]:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             for decorator in node.decorator_list:
                 if registers(decorator):
-                    kinds[registers(decorator)] = _signature(node.args, path, declared_ranges(decorator))
+                    kinds[registers(decorator)] = _signature(
+                        node.args, path, declared_ranges(decorator), _parameter_names(decorator)
+                    )
     return kinds
 
 

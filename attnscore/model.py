@@ -52,8 +52,20 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
         self.n_heads = cfg.n_heads
-        self.attend = functools.partial(attention.get(cfg.attention), **cfg.attention_options)
+        self.kind = functools.partial(attention.get(cfg.attention), **cfg.attention_options)
+        # The kind's learnable parameters (attention.register), one value per head, filled with
+        # their initial value: no random numbers drawn, so a seed gives every kind the same weights.
+        self.head_parameters = nn.ParameterDict(
+            {
+                name: nn.Parameter(torch.full((cfg.n_heads,), initial))
+                for name, initial in attention.head_parameters(cfg.attention).items()
+            }
+        )
         self.dropout = cfg.dropout if cfg.attention_dropout is None else cfg.attention_dropout
+
+    def attend(self, q, k, v, causal, dropout_p):
+        """The kind on q, k, v shaped (batch, heads, time, head_dim), with its options and parameters."""
+        return self.kind(q, k, v, causal, dropout_p, **dict(self.head_parameters.items()))
 
     def forward(self, x):
         b, t, d = x.shape

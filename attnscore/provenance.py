@@ -144,7 +144,9 @@ def kind_code(source: Path, kind: str) -> tuple[str, frozenset[Path]]:
         return _normalized(tree), frozenset(_imported_modules_of(tree) - {Path(source)})
     parts, modules, seen = [], set(), set()
     todo = [copy.copy(function)]
-    todo[0].decorator_list = []
+    todo[0].decorator_list = []  # the registration, but for the initial values of learned parameters:
+    for decorator in function.decorator_list:
+        parts += [f"parameters={ast.unparse(kw.value)}" for kw in decorator.keywords if kw.arg == "parameters"]
     while todo:
         node = todo.pop()
         if id(node) in seen:

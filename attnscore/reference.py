@@ -20,18 +20,53 @@ def _distance_logits(q, k, p=2.0):
     return -diff.abs().pow(p).sum(-1).pow(1 / p) / math.sqrt(q.shape[-1])
 
 
-# The logits of each kind, and the options each takes. euclid and euclid_naive are two
-# implementations of one definition.
-LOGITS = {"dot": _dot_logits, "euclid": _distance_logits, "euclid_naive": _distance_logits}
+def _cosine_logits(q, k, logit_scale=None):
+    """Swin Transformer V2 (Liu et al. 2022): exp(min(logit_scale, log(1/0.01))) cos(q, k), the
+    log-scale one per head (a tensor of n_heads) or one for all; None: its initial value, log 10."""
+    log_scale = torch.as_tensor(math.log(10) if logit_scale is None else logit_scale).to(q.dtype)
+    scale = log_scale.clamp(max=math.log(1 / 0.01)).exp().reshape(-1, 1, 1)
+    cos = (q / q.norm(dim=-1, keepdim=True)) @ (k / k.norm(dim=-1, keepdim=True)).transpose(-1, -2)
+    return scale * cos
 
 
-def reference(q, k, v, kind, causal=True, keep=None, dropout_p=0.0, **options):
-    """softmax(logits) v in float64 for tensors shaped (batch, heads, time, head_dim).
+def _squared_distance_logits(q, k):
+    diff = q.unsqueeze(-2) - k.unsqueeze(-3)  # (..., t_q, t_k, d)
+    return -diff.square().sum(-1) / math.sqrt(q.shape[-1])
+
+
+def _manhattan_logits(q, k):
+    diff = q.unsqueeze(-2) - k.unsqueeze(-3)  # (..., t_q, t_k, d)
+    return -diff.abs().sum(-1) / math.sqrt(q.shape[-1])
+
+
+def _sigmoid_logits(q, k, bias=None):
+    """Ramapuram et al. 2024: q.k / sqrt(d) + b, b = -log(n) for n keys unless given."""
+    return _dot_logits(q, k) + (-math.log(k.shape[-2]) if bias is None else bias)
+
+
+# The logits of each kind, and the options (and learnable parameters) each takes. euclid and
+# euclid_naive are two implementations of one definition.
+LOGITS = {
+    "dot": _dot_logits,
+    "euclid": _distance_logits,
+    "euclid_naive": _distance_logits,
+    "cosine": _cosine_logits,
+    "euclid_sq": _squared_distance_logits,
+    "manhattan": _manhattan_logits,
+    "sigmoid": _sigmoid_logits,
+}
+# The kinds whose weights are no softmax of their logits: elementwise, each weight alone.
+WEIGHTS = {"sigmoid": torch.sigmoid}
+
+
+def reference(q, k, v, kind, causal=True, dropout_mask=None, **options):
+    """weights v in float64 for tensors shaped (batch, heads, time, head_dim): the weights are
+    softmax(logits) over the keys, or the kind's own function of them (WEIGHTS).
 
     The causal mask hides key j from query i when j > i + t_k - t_q (aligned at the end, as
-    PyTorch's SDPA does). Dropout only as an implementation drew it: `keep`, the mask (batch,
-    heads, t_q, t_k) of the weights kept, each scaled by 1 / (1 - dropout_p); otherwise compare
-    implementations with dropout_p = 0.
+    PyTorch's SDPA does). dropout_mask, shaped (..., t_q, t_k): the factor by which dropout
+    multiplies each weight (0 where dropped, 1 / (1 - p) where kept), as an implementation drew
+    it; None: no dropout.
     """
     if kind not in LOGITS:
         raise ValueError(f"no float64 reference for attention kind {kind!r}; defined: {sorted(LOGITS)}")
@@ -41,9 +76,9 @@ def reference(q, k, v, kind, causal=True, keep=None, dropout_p=0.0, **options):
         t_q, t_k = q.shape[-2], k.shape[-2]
         future = torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).triu(t_k - t_q + 1)
         logits = logits.masked_fill(future, float("-inf"))
-    weights = torch.softmax(logits, -1)
-    if keep is not None:
-        weights = weights * keep / (1 - dropout_p)
+    weights = WEIGHTS[kind](logits) if kind in WEIGHTS else torch.softmax(logits, -1)
+    if dropout_mask is not None:
+        weights = weights * dropout_mask.double()
     return weights @ v
 
 

@@ -147,8 +147,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoin
         trainer = Trainer(model_cfg, cfg)
         attn = trainer.model.blocks[0].attn
         attention.check_kind(
-            model_cfg.attention, attn.attend, trainer.device, trainer.dtype or torch.float32, attn.dropout
-        )
+            model_cfg.attention, attn.attend, trainer.device, trainer.dtype or torch.float32, attn.dropout,
+            attn.n_heads, model_cfg.d_model // attn.n_heads,
+        )  # fmt: skip
         settings = checkpoints.settings_record(model_cfg, cfg, token_files)
         state, kept = resume(trainer, folder, eval_splits, log, settings)
         if kept is None:

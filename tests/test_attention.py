@@ -5,6 +5,7 @@ import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from attnscore import attention as attention_module
 from attnscore.attention import KINDS, EuclideanAttention, attention, register
@@ -55,6 +56,29 @@ def test_values_and_gradients_match_float64_reference(kind, shape, causal):
     grads = torch.autograd.grad(out, (q, k, v), grad_out.float())
     grads_ref = torch.autograd.grad(ref, (q64, k64, v64), grad_out)
     for g, g_ref in zip(grads, grads_ref, strict=True):
+        assert rel_err(g, g_ref) <= 1e-5
+
+
+def dropout_mask(shape, p, seed):
+    """The factors F.dropout multiplies float32 weights of this shape by under this seed (0 or
+    1 / (1 - p)): the mask every kind here draws, its own dropout on its (t_q x t_k) weights in
+    float32, or SDPA's on the CPU (its math path calls dropout on the weights the same way)."""
+    torch.manual_seed(seed)
+    return F.dropout(torch.ones(shape), p)
+
+
+@pytest.mark.parametrize("kind", WITH_REFERENCE)
+@pytest.mark.parametrize("causal", [True, False])
+def test_dropout_through_the_kinds_own_mask_matches_float64_reference(kind, causal):
+    q, k, v = random_qkv((2, 3, 17, 8), seed=14)
+    torch.manual_seed(15)
+    out = attention(q, k, v, kind, causal=causal, dropout_p=0.3)
+    q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
+    ref = reference(q64, k64, v64, kind, causal, dropout_mask=dropout_mask((2, 3, 17, 17), 0.3, seed=15))
+    assert rel_err(out, ref) <= 1e-5
+    grad_out = torch.randn_like(ref)
+    grads = torch.autograd.grad(out, (q, k, v), grad_out.float())
+    for g, g_ref in zip(grads, torch.autograd.grad(ref, (q64, k64, v64), grad_out), strict=True):
         assert rel_err(g, g_ref) <= 1e-5
 
 
@@ -197,21 +221,27 @@ def test_expansion_at_zero_distance_is_finite_and_close():
 
 
 def test_the_same_seed_gives_every_kind_the_same_initial_weights():
-    """Runs are paired by seed: a kind adds no parameters, so only the attention differs."""
+    """Runs are paired by seed: every kind gets the same weights, so only the attention differs;
+    a kind's own learnable parameters (cosine's scale) come on top, at their initial values."""
     from attnscore.model import DecoderLM, ModelConfig
 
     def weights(kind):
         torch.manual_seed(7)
         return DecoderLM(
-            ModelConfig(vocab_size=50, d_model=16, n_layers=1, n_heads=2, d_ff=32, attention=kind)
+            ModelConfig(vocab_size=50, d_model=16, n_layers=2, n_heads=2, d_ff=32, attention=kind)
         ).state_dict()
 
     dot = weights("dot")
     for kind in REGISTERED:
-        assert (
-            all(torch.equal(dot[name], tensor) for name, tensor in weights(kind).items())
-            and weights(kind).keys() == dot.keys()
-        )
+        state = weights(kind)
+        assert all(torch.equal(dot[name], state[name]) for name in dot)
+        own = {
+            f"blocks.{i}.attn.head_parameters.{name}": value
+            for i in range(2)
+            for name, value in attention_module.head_parameters(kind).items()
+        }
+        assert state.keys() - dot.keys() == own.keys()
+        assert all(torch.equal(state[name], torch.full((2,), value)) for name, value in own.items())
 
 
 def _sees_the_future(q, k, v, causal, dropout_p):
@@ -244,9 +274,9 @@ def _no_dropout(q, k, v, causal, dropout_p):
         (
             _sees_the_future,
             0.0,
-            r"under causal=True its outputs at positions 0-3 change when only later positions change",
+            r"under causal=True its outputs at positions 0-9 change when only later positions change",
         ),
-        (_transposed, 0.0, r"its output has shape \(2, 7, 3, 16\) for inputs of shape \(2, 3, 7, 16\), not v's"),
+        (_transposed, 0.0, r"its output has shape \(2, 19, 3, 16\) for inputs of shape \(2, 3, 19, 16\), not v's"),
         (_transposed_and_reshaped, 0.0, r"under causal=True its outputs"),
         (_not_finite, 0.0, r"its output is not finite"),
         (_random, 0.0, r"two calls with dropout_p=0 on the same input differ"),
@@ -266,5 +296,5 @@ def test_a_kind_lacking_a_property_fails_its_check_naming_it(fn, dropout_p, prob
 def test_every_kind_passes_its_check_and_leaves_the_random_stream_alone(kind):
     torch.manual_seed(3)
     before = torch.get_rng_state()
-    attention_module.check_kind(kind, attention_module.get(kind), dropout_p=0.1)
+    attention_module.check_kind(kind, lambda q, k, v, causal, p: attention(q, k, v, kind, causal, p), dropout_p=0.1)
     assert torch.equal(torch.get_rng_state(), before)

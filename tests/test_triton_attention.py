@@ -126,7 +126,7 @@ def test_dropout_forward_and_backward_use_the_kernels_own_mask(score, causal):
     torch.manual_seed(11)
     keep = ta.dropout_mask(ta.dropout_seed(), b, h, t, p, DEVICE)
     inputs64 = as_float64(q, k, v)
-    ref = reference(*inputs64, score, causal, keep=keep, dropout_p=p)
+    ref = reference(*inputs64, score, causal, dropout_mask=keep / (1 - p))
     assert_matches(out, ref, (q, k, v), inputs64, TOLERANCE[torch.float32])
 
 
