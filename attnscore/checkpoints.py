@@ -24,15 +24,16 @@ from pathlib import Path
 
 import torch
 
-from attnscore import attention, provenance
+from attnscore import attention, config, provenance
 from attnscore.io import Explained, atomic_path, write_json
 from attnscore.runtime import all_gather, barrier, rank_and_world
 
 # The loop's position, saved with the model; a fresh run starts here.
 START = {"epoch": 0, "step": 0, "nll_sum": 0.0, "count": 0, "epoch_seconds": 0.0, "history": []}
-# Training settings that leave the weights alone: the epoch budget (raising it continues a run,
-# lowering it cuts one), checkpoint spacing, compile, and the evaluation batch.
-NOT_IN_RUN_ID = ("epochs", "checkpoint_every", "compile", "eval_batch_size")
+# Training settings that leave the weights alone (no "run" role in the config schema): the epoch
+# budget (raising it continues a run, lowering it cuts one), checkpoint spacing, compile, and the
+# evaluation batch.
+NOT_IN_RUN_ID = tuple(key for key, has in config.roles("train").items() if "run" not in has)
 MODEL_KEYS = ("run_id", "epoch", "model_config", "code", "model")
 STATE_KEYS = (*MODEL_KEYS, *START, "eval_batch_size", "optimizer", "scaler", "rng_cpu", "rng_cuda")
 

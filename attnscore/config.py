@@ -234,21 +234,39 @@ def model_settings(config: dict, kind: str) -> dict:
     }
 
 
-# How a training run proceeds, not what it computes: changing these re-runs nothing finished.
-# The train script reads them from the config itself, outside the job's tracked params.
-RUN_ONLY = ("checkpoint_every", "compile")
-# What evaluating a saved model, or timing a training step, depends on.
-EVALUATION = ("seq_len", "eval_batch_size", "device", "precision")
-TIMING = ("batch_size", "device", "precision", "compile")
-# The benchmark's settings that change its measurements; the others (rounds, margin) say how many
-# rounds to take and how to judge them.
-MEASUREMENT = ("seq_lens", "warmup_steps", "steps", "peak_tflops")
+# What changing a key changes: each key's x-role in the schema names one or more of these.
+ROLES = {
+    "jobs": "which jobs exist (results folder, variants, seeds, benchmark rounds): new ones run, others stay",
+    "data": "the corpus or its tokens: tokenize and everything after it",
+    "run": "a run's weights: part of its run id; train, evaluate, compare and plot run again",
+    "length": "how many epochs: a trained run is continued or cut, not trained again",
+    "evaluation": "how a saved model is evaluated: its saved epochs are evaluated again, nothing is trained",
+    "timing": "what the benchmark measures: every round is measured again",
+    "statistics": "how measurements are judged: compare_timings and plot run again",
+    "presentation": "labels and the figures' contents: plot runs again",
+    "procedure": "how a run goes (checkpoint spacing, compilation): no result changes, nothing runs again",
+}
 
 
-def benchmark_baseline(config: dict) -> str:
-    """The kind every benchmarked kind is compared with: dot, else the first benchmarked."""
-    kinds = config["benchmark"]["variants"]
-    return "dot" if "dot" in kinds else kinds[0]
+def roles(section: str, schema_path=SCHEMA) -> dict[str, tuple[str, ...]]:
+    """Each key of a config section (or of the top level, section "") and its roles."""
+    schema = _schema(schema_path)
+    properties = schema["properties"][section]["properties"] if section else schema["properties"]
+    return {key: tuple(spec["x-role"]) for key, spec in properties.items() if "x-role" in spec}
+
+
+def keys_with(section: str, *wanted: str) -> tuple[str, ...]:
+    """The keys of a section that have any of these roles."""
+    return tuple(key for key, has in roles(section).items() if set(has) & set(wanted))
+
+
+# The train settings a training job's params carry: those that change its outputs. The others
+# (procedure only) the train script reads from the config itself, so editing them re-runs nothing.
+RUN_ONLY = tuple(key for key, has in roles("train").items() if not set(has) & {"run", "length", "evaluation"})
+# What evaluating a saved model, or timing a training step (with the benchmark's own settings), depends on.
+EVALUATION = keys_with("train", "evaluation")
+TIMING = keys_with("train", "timing")
+MEASUREMENT = tuple(key for key in keys_with("benchmark", "timing") if key != "variants")  # kinds: in `models`
 
 
 def train_settings(config: dict) -> dict:

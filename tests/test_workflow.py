@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from attnscore import config
 from helpers import ROOT, copy_workflow, executed_rules, snakemake, tiny_config, write_config
 
 SEEDS = [1234, 1235]
@@ -140,27 +141,46 @@ def test_report_embeds_the_figures_tables_and_summary_with_captions(workdir, fin
 TINY = tiny_config(seeds=SEEDS)
 CODE = "\n_EDITED = True\n"  # a statement: comments and docstrings are not code
 KEY_ORDER = "the same config, keys in reverse order, train.weight_decay written 0"
+# What each role of a config key (attnscore.config.ROLES, declared per key in the schema) re-runs.
+RERUNS = {
+    "data": {"tokenize", "train", "evaluate", "compare", "benchmark", "compare_timings", "plot"},
+    "run": {"train", "evaluate", "compare", "plot"},
+    "length": {"train", "evaluate", "compare", "plot"},
+    "evaluation": {"train", "evaluate", "compare", "plot"},
+    "timing": {"benchmark", "compare_timings", "plot"},
+    "statistics": {"compare_timings", "plot"},
+    "presentation": {"plot"},
+    "procedure": set(),
+}
+
+
+def rerun_by_roles(key: str) -> list[str]:
+    """The rules an edit of one config key re-runs, by its roles."""
+    section, name = key.split(".")
+    return sorted(set().union(*(RERUNS[role] for role in config.roles(section)[name])))
+
+
 CACHING_TABLE = [
-    ("data.name", {"data": {**TINY["data"], "name": "renamed"}}, None, ["plot"]),
-    ("train.checkpoint_every", {"train": {**TINY["train"], "checkpoint_every": 7}}, None, []),
-    ("train.compile", {"train": {**TINY["train"], "compile": True}}, None, ["benchmark", "compare_timings", "plot"]),
-    ("benchmark.steps", {"benchmark": {**TINY["benchmark"], "steps": 3}}, None,
-     ["benchmark", "compare_timings", "plot"]),
+    ("data.name", {"data": {**TINY["data"], "name": "renamed"}}, None, rerun_by_roles("data.name")),
+    ("train.checkpoint_every", {"train": {**TINY["train"], "checkpoint_every": 7}}, None,
+     rerun_by_roles("train.checkpoint_every")),
+    ("train.compile", {"train": {**TINY["train"], "compile": True}}, None, rerun_by_roles("train.compile")),
+    ("benchmark.steps", {"benchmark": {**TINY["benchmark"], "steps": 3}}, None, rerun_by_roles("benchmark.steps")),
     ("benchmark.rounds + 1", {"benchmark": {**TINY["benchmark"], "rounds": 3}}, None,
      ["benchmark", "compare_timings", "plot"]),
     ("benchmark.rounds - 1", {"benchmark": {**TINY["benchmark"], "rounds": 1}}, None, ["compare_timings", "plot"]),
-    ("benchmark.margin", {"benchmark": {**TINY["benchmark"], "margin": 0.05}}, None, ["compare_timings", "plot"]),
+    ("benchmark.margin", {"benchmark": {**TINY["benchmark"], "margin": 0.05}}, None, rerun_by_roles("benchmark.margin")),
     ("benchmark.variants", {"benchmark": {**TINY["benchmark"], "variants": ["dot", "euclid"]}}, None,
-     ["benchmark", "compare_timings", "plot"]),
+     rerun_by_roles("benchmark.variants")),
     ("train.eval_batch_size", {"train": {**TINY["train"], "eval_batch_size": 4}}, None,
-     ["compare", "evaluate", "plot", "train"]),
-    ("train.epochs", {"train": {**TINY["train"], "epochs": 3}}, None, ["compare", "evaluate", "plot", "train"]),
-    ("train.lr", {"train": {**TINY["train"], "lr": 2e-3}}, None, ["compare", "evaluate", "plot", "train"]),
+     rerun_by_roles("train.eval_batch_size")),
+    ("train.epochs", {"train": {**TINY["train"], "epochs": 3}}, None, rerun_by_roles("train.epochs")),
+    ("train.lr", {"train": {**TINY["train"], "lr": 2e-3}}, None, rerun_by_roles("train.lr")),
     ("seeds + 1", {"seeds": [*SEEDS, 7]}, None, ["compare", "evaluate", "plot", "train"]),
     ("attention_options.euclid", {"model": {**TINY["model"], "attention_options": {"euclid": {"p": 3}}}}, None,
-     ["benchmark", "compare", "compare_timings", "evaluate", "plot", "train"]),
+     rerun_by_roles("model.attention_options")),
     ("tokenizer.vocab_size", {"tokenizer": {**TINY["tokenizer"], "vocab_size": 300}}, None,
-     ["benchmark", "compare", "compare_timings", "evaluate", "plot", "tokenize", "train"]),
+     rerun_by_roles("tokenizer.vocab_size")),
     ("attnscore/plots.py", {}, ("attnscore/plots.py", None, CODE), ["plot"]),
     ("attnscore/stats.py", {}, ("attnscore/stats.py", None, CODE), ["compare", "compare_timings", "plot"]),
     ("attnscore/model.py", {}, ("attnscore/model.py", None, CODE),
@@ -171,6 +191,19 @@ CACHING_TABLE = [
     ("workflow/scripts/compare.py", {}, ("workflow/scripts/compare.py", None, "\n# edited\n"), ["compare", "plot"]),
     ("key order, 0 for 0.0", KEY_ORDER, None, []),
 ]  # fmt: skip
+
+
+def test_every_config_key_declares_known_roles():
+    for section in ("", "data", "tokenizer", "model", "train", "benchmark"):
+        declared = config.roles(section)
+        keys = (
+            config._schema(config.SCHEMA)["properties"][section]["properties"]
+            if section
+            else {key: spec for key, spec in config._schema(config.SCHEMA)["properties"].items() if "x-role" in spec}
+        )
+        assert set(declared) == set(keys) and all(set(has) <= set(config.ROLES) for has in declared.values()), section
+
+
 # Which (variant, seed) jobs of train each edit plans, where not all of them.
 TRAIN_JOBS = {
     "seeds + 1": {("dot", "7"), ("euclid", "7")},
