@@ -269,6 +269,12 @@ TIMING = keys_with("train", "timing")
 MEASUREMENT = tuple(key for key in keys_with("benchmark", "timing") if key != "variants")  # kinds: in `models`
 
 
+def benchmark_baseline(config: dict) -> str:
+    """The kind every benchmarked kind is compared with: dot, else the first benchmarked."""
+    kinds = config["benchmark"]["variants"]
+    return "dot" if "dot" in kinds else kinds[0]
+
+
 def train_settings(config: dict) -> dict:
     """The train settings that change a run's numbers (its seed comes from the job)."""
     return {key: value for key, value in config["train"].items() if key not in RUN_ONLY}
