@@ -158,8 +158,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoin
         def save(path=last):  # by every process together; a checkpoint holds the totals over all of them
             nonlocal kept
             nll_sum, count = all_sum([state["nll_sum"], state["count"]], trainer.device)
-            check_finite("the training loss", nll_sum, at(state), kept)  # a diverged state never replaces a good one
-            check_finite("a model weight", largest_weight(trainer.model), at(state), kept)
+            check_finite(
+                "the training loss", nll_sum, at(state), kept, trainer
+            )  # a diverged state never replaces a good one
+            check_finite("a model weight", largest_weight(trainer.model), at(state), kept, trainer)
             checkpoints.save(trainer, {**state, "nll_sum": nll_sum, "count": int(count)}, run, path)
             kept = position(last, state) if path == last else kept
 
@@ -170,7 +172,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoin
                     raise TrainingInterrupted(f"stopped by signal {signum}; checkpoint {last} saved, re-run to resume")
                 nll_sum, count = all_sum([state["nll_sum"], state["count"]], trainer.device)
                 row = epoch_metrics(trainer, state, nll_sum, count, eval_splits)
-                check_losses(row, at(state), kept)
+                check_losses(row, at(state), kept, trainer)
                 log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
                 best = min((r["valid_loss"] for r in state["history"]), default=math.inf)
                 state.update(START_OF_EPOCH, epoch=row["epoch"], history=state["history"] + [row])
@@ -198,7 +200,7 @@ def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dic
     state = {**checkpoints.restore(trainer, saved), "history": history}
     kept = position(path, state)
     for row in history:
-        check_losses(row, f"in saved epoch {row['epoch']}", kept)
+        check_losses(row, f"in saved epoch {row['epoch']}", kept, trainer)
     if state["epoch"] >= cfg.epochs:
         log(f"nothing to train: {kept} has reached train.epochs={cfg.epochs}")
     else:
@@ -280,16 +282,24 @@ def largest_weight(model) -> float:
     return torch.stack([p.detach().abs().max().float() for p in model.parameters()]).max().item()
 
 
-def check_losses(row: dict, where: str, kept: str | None) -> None:
+def check_losses(row: dict, where: str, kept: str | None, trainer: Trainer) -> None:
     for split, name in (("train", "training"), ("valid", "validation"), ("test", "test")):
-        check_finite(f"the {name} loss", row[f"{split}_loss"], where, kept)
+        check_finite(f"the {name} loss", row[f"{split}_loss"], where, kept, trainer)
 
 
-def check_finite(what: str, value: float, where: str, kept: str | None) -> None:
-    """Stop at a NaN or inf value, saying where it was seen and which good checkpoint is kept."""
+def check_finite(what: str, value: float, where: str, kept: str | None, trainer: Trainer) -> None:
+    """Stop at a NaN or inf value, saying where it was seen, with which kind and precision, which
+    good checkpoint is kept, and what may help (never the precision in use)."""
     if not math.isfinite(value):
         keeps = f"the last good checkpoint, {kept}, is kept" if kept else "there is no earlier checkpoint of this run"
-        raise TrainingDiverged(f"{what} became NaN/inf {where}; {keeps}. Lower train.lr or use precision fp32/bf16")
+        precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(trainer.dtype, "fp32")
+        advice = "lower train.lr" + (
+            ", or use precision bf16 or fp32 (fp16 overflows first)" if precision == "fp16" else ""
+        )
+        raise TrainingDiverged(
+            f"{what} became NaN/inf {where}; {keeps}. Attention kind {trainer.model.cfg.attention!r} at precision "
+            f"{precision}: {advice}, or check the kind's numerics"
+        )
 
 
 @contextmanager

@@ -91,7 +91,7 @@ def test_other_settings_train_in_their_own_folder_and_leave_the_old_one_alone(fi
 def test_nan_validation_loss_stops_the_run_before_anything_is_saved(token_files, tmp_path):
     message = (
         "the validation loss became NaN/inf in epoch 1, by step 1; there is no earlier checkpoint of this run. "
-        "Lower train.lr or use precision fp32/bf16"
+        "Attention kind 'dot' at precision fp32: lower train.lr, or check the kind's numerics"
     )
     with pytest.raises(TrainingDiverged, match=re.escape(message)):
         tiny_run(token_files, tmp_path / "ckpt", lr=1e6, max_steps_per_epoch=1)  # the reviewer's case
