@@ -4,10 +4,12 @@ Run: snakemake --cores 1 --resources gpu=1             (the reference experiment
      snakemake --cores 2 --configfile config/demo.yaml  (offline demo)
 """
 
+import json
 import os
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, update_config
 
 min_version("9.0")
@@ -42,8 +44,10 @@ from attnscore.config import (
     benchmark_baseline,
     canonical,
     check,
+    differences,
     check_unique_keys,
     model_settings,
+    script_safe,
     subset,
     train_settings,
     typed_overrides,
@@ -60,6 +64,23 @@ config.clear()
 config.update(canonical_config)
 
 RESULTS = f"results/{config['experiment']}"
+
+
+# A report shows the results on disk beside this config: refuse one whose results were made with
+# another config (Snakemake builds a report without asking whether any job would run).
+if any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv):
+    made_with = Path(RESULTS, "config.json")
+    stale = (
+        differences(json.loads(made_with.read_text()), config)
+        if made_with.exists()
+        else []
+    )
+    if stale:
+        raise WorkflowError(
+            f"the results in {RESULTS} were made with another config; run the workflow with this one "
+            "first, or build the report with the config they were made with:\n  "
+            + "\n  ".join(stale)
+        )
 VARIANTS = config["variants"]
 SEEDS = config["seeds"]
 BENCHMARKED = config["benchmark"]["variants"]

@@ -6,6 +6,8 @@ Imports no torch: the Snakefile runs this on every dry run."""
 import difflib
 import functools
 import itertools
+import json
+import re
 from pathlib import Path
 
 import yaml
@@ -73,6 +75,16 @@ def typed_overrides(overrides: dict) -> dict:
         tag = loader.resolve(yaml.ScalarNode, value, (True, False))
         return loader.construct_object(yaml.ScalarNode(tag, value))
 
+    for key, value in overrides.items():  # what Snakemake could not read as YAML stays text
+        if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
+            try:
+                yaml.safe_load(value)
+            except yaml.YAMLError as err:
+                problem = " ".join(str(getattr(err, "problem", None) or err).split())
+                raise ConfigError(
+                    f"--config {key}={value}: cannot be read as YAML ({problem}); write it as in a config "
+                    f"file, e.g. {key}={{epochs: 3, lr: 1.0e-4}}"
+                ) from None
     return {key: typed(value) for key, value in overrides.items() if isinstance(value, (dict, list))}
 
 
@@ -113,6 +125,8 @@ def _describe(error) -> list[str]:
         if "e" in value.lower():  # YAML reads 1e-3 as text, 1.0e-3 as a number
             fix += ", with a dot and a signed exponent (1.0e-3, not 1e-3)"
         return [f"{key()}: {value!r} is text, not a number; {fix}"]
+    if error.validator == "pattern" and "description" in error.schema:
+        return [f"{key()}: {value!r} is not allowed: {error.schema['description']}"]
     return [f"{key()}: {error.message}"]
 
 
@@ -190,7 +204,7 @@ def cross_field_problems(config: dict) -> list[str]:
     """Problems of a schema-valid config that involve several keys or the attention kinds."""
     model, train, data = config["model"], config["train"], config["data"]
     kinds_used = [("variants", config["variants"]), ("benchmark.variants", config["benchmark"]["variants"])]
-    problems = check_attention(model, kinds_used)
+    problems = check_attention(model, kinds_used) + text_option_problems(model["attention_options"])
     if model["d_model"] % model["n_heads"]:
         problems.append(f"model.d_model={model['d_model']} is not divisible by model.n_heads={model['n_heads']}")
     if train["seq_len"] > model["max_seq_len"]:
@@ -267,6 +281,46 @@ RUN_ONLY = tuple(key for key, has in roles("train").items() if not set(has) & {"
 EVALUATION = keys_with("train", "evaluation")
 TIMING = keys_with("train", "timing")
 MEASUREMENT = tuple(key for key in keys_with("benchmark", "timing") if key != "variants")  # kinds: in `models`
+
+
+def script_safe(value) -> str:
+    """A param value as JSON text that stays inert inside an HTML <script> element: Snakemake's
+    report embeds rule params there unescaped, so a label holding "</script>" would end it. The
+    script reading the param decodes it with json.loads."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def text_option_problems(options: dict) -> list[str]:
+    """Text values among the attention options that are not plain words: they reach job params,
+    logs and the report, so they take letters, digits and . _ + - only."""
+    problems = []
+
+    def walk(value, key):
+        if isinstance(value, dict):
+            for name, item in value.items():
+                walk(item, f"{key}.{name}")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, f"{key}.{i}")
+        elif isinstance(value, str) and not re.fullmatch(r"[A-Za-z0-9_.+-]*", value):
+            problems.append(f"{key}: {value!r}: a text option takes letters, digits and . _ + - only")
+
+    walk(options, "model.attention_options")
+    return problems
+
+
+def differences(made_with: dict, config: dict) -> list[str]:
+    """The keys whose values differ between the config results were made with and another, one
+    line each; keys that change no result (role procedure alone) are left out."""
+    lines = []
+    for section in ("", "data", "tokenizer", "model", "train", "benchmark"):
+        old, new = (made_with.get(section, {}), config.get(section, {})) if section else (made_with, config)
+        for key, has in roles(section).items():
+            if set(has) != {"procedure"} and old.get(key) != new.get(key):
+                name = f"{section}.{key}" if section else key
+                lines.append(f"{name}: {old.get(key)!r} in the results, {new.get(key)!r} in this config")
+    return lines
 
 
 def benchmark_baseline(config: dict) -> str:

@@ -1,5 +1,7 @@
 """Figures and the Markdown summary, from the compare step's tables and the benchmark files."""
 
+import html
+import re
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +22,18 @@ REFERENCE = {
 }
 REFERENCE_TOKENS_PER_ITER = 8 * 512
 LINESTYLES = ["-", "--", ":", "-."]
+
+
+def plain_title(text: str) -> str:
+    """Text for a matplotlib title, shown as written: a $ would start mathtext."""
+    return text.replace("$", r"\$")
+
+
+def markdown_text(text: str) -> str:
+    """Text for Markdown (and the HTML a viewer makes of it), shown as written: no tags, entities,
+    emphasis, links or table cells of its own."""
+    escaped = html.escape(text, quote=False)
+    return re.sub(r"([\\`*_{}\[\]()#+!|~])", r"\\\1", escaped)
 
 
 def save(fig, paths) -> None:
@@ -47,7 +61,7 @@ def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("perplexity")
     axes[0].legend(fontsize="small")
-    fig.suptitle(title)
+    fig.suptitle(plain_title(title))
     save(fig, paths)
 
 
@@ -80,7 +94,7 @@ def plot_paired(differences: pd.DataFrame, summary: pd.DataFrame, paths, title: 
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
         axes[0].legend(handles[:1], labels[:1], loc="best", fontsize="small")
-    fig.suptitle(title)
+    fig.suptitle(plain_title(title))
     save(fig, paths)
 
 
@@ -173,7 +187,7 @@ def summary_markdown(
     first_epoch = epochs[epochs["epoch"] == 1].set_index(["variant", "split"])
     seeds = int(best["seeds"].max())
     lines = [
-        f"# Results: {data_name}",
+        f"# Results: {markdown_text(data_name)}",
         "",
         "Perplexities are token-weighted (exp of total NLL over predicted tokens). Epoch-1 columns come",
         "from the per-epoch metrics; 'test (best)' is the checkpoint with the lowest validation loss.",

@@ -2,6 +2,7 @@
 
 import copy
 import inspect
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def broken(path, value):
         ),
         (["train", "learning_rate"], 3, "train.learning_rate: unknown key; .*\\(known keys: seq_len, batch_size"),
         (["variants"], [], "variants: \\[\\] should be non-empty"),
-        (["experiment"], "../elsewhere", "experiment: '../elsewhere' does not match"),
+        (["experiment"], "../elsewhere", "experiment: '../elsewhere' is not allowed: name of the results folder"),
         (["train", "precision"], "fp8", "train.precision: 'fp8' is not one of"),
     ],
 )
@@ -123,6 +124,12 @@ def test_nested_command_line_values_are_typed_like_a_config_file():
         "variants": ["dot"],
         "data": {"dir": None, "name": "My corpus: v2"},
     }
+
+
+@pytest.mark.parametrize("value", ["{epochs: 3", "{epochs: 3, lr: [1", "[dot, euclid"])
+def test_a_command_line_value_that_is_no_yaml_says_so_and_where(value):
+    with pytest.raises(ConfigError, match=re.escape(f"--config train={value}: cannot be read as YAML (")):
+        typed_overrides({"train": value})
 
 
 @pytest.mark.parametrize(

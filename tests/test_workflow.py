@@ -23,7 +23,7 @@ OUTPUTS = [
     "bench/rounds/round1.csv", "bench/rounds/round2.csv", "bench/measurements.csv", "bench/comparisons.csv",
     "compare/runs.csv", "compare/epochs.csv", "compare/best.csv", "compare/paired.csv",
     *(f"figures/{name}.{ext}" for name in ("perplexity", "paired", "throughput") for ext in ("png", "svg")),
-    "summary.md",
+    "summary.md", "config.json",
 ]  # fmt: skip
 
 
@@ -133,6 +133,45 @@ def test_report_embeds_the_figures_tables_and_summary_with_captions(workdir, fin
     assert entries["results/tiny/figures/paired.png"][1][:4] == b"\x89PNG"
     summary = entries["results/tiny/summary.md"][1].decode()
     assert summary == (workdir / "results" / "tiny" / "summary.md").read_text() and "2 paired seeds" in summary
+
+
+HOSTILE = "Docs </script><img src=x onerror=alert(1)> *x* $\\alpha$ [l](javascript:alert(2))"
+
+
+@pytest.mark.slow
+def test_a_hostile_label_reaches_the_report_escaped_everywhere(workdir, finished):
+    """data.name is user text: in the report's HTML, its scripts' data, the summary and the
+    figures' titles it is shown as written, never as a tag, link or directive."""
+    hostile = write_config(workdir, "hostile.yaml", {**TINY, "data": {**TINY["data"], "name": HOSTILE}})
+    try:
+        assert executed_rules(snakemake(workdir, "--configfile", hostile).log) == ["all", "plot"]
+        snakemake(workdir, "--configfile", hostile, "--report", "hostile.html")
+        html = (workdir / "hostile.html").read_text()
+        assert "<img src=x" not in html and "</script><img" not in html and 'href="javascript' not in html
+        summary = report_entries(html)["results/tiny/summary.md"][1].decode()
+        assert "# Results: Docs &lt;/script&gt;&lt;img src=x onerror=alert\\(1\\)&gt; \\*x\\*" in summary
+        assert "<img" not in summary and "](javascript" not in summary
+    finally:
+        snakemake(workdir, "--configfile", "config/tiny.yaml")  # the figures with the label again
+    two_lines = write_config(workdir, "two_lines.yaml", {**TINY, "data": {**TINY["data"], "name": "a\n.. raw:: html"}})
+    refused = snakemake(workdir, "--configfile", two_lines, "--dry-run", check=False)
+    assert (
+        refused.returncode != 0 and "data.name: 'a\\n.. raw:: html' is not allowed: label of the corpus" in refused.log
+    )
+
+
+@pytest.mark.slow
+def test_a_report_is_refused_for_a_config_the_results_were_not_made_with(workdir, finished):
+    edited = write_config(workdir, "stale.yaml", {**TINY, "train": {**TINY["train"], "lr": 5e-4, "epochs": 4}})
+    refused = snakemake(workdir, "--configfile", edited, "--report", "stale.html", check=False)
+    assert refused.returncode != 0 and not (workdir / "stale.html").exists()
+    assert "the results in results/tiny were made with another config" in refused.log
+    assert (
+        "train.epochs: 2 in the results, 4 in this config" in refused.log
+        and "train.lr: 0.003 in the results" in refused.log
+    )
+    ordered = write_config(workdir, "same.yaml", {**TINY, "train": {**TINY["train"], "checkpoint_every": 3}})
+    snakemake(workdir, "--configfile", ordered, "--report", "same.html")  # a procedure setting changes no result
 
 
 # Edits of config or code on a finished workflow, and the rules a dry run then plans ("all"

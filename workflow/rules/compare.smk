@@ -91,13 +91,18 @@ rule plot:
             caption="../report/summary.rst",
             category="Summary",
         ),
+        made_with=report(
+            f"{RESULTS}/config.json",
+            caption="../report/config.rst",
+            category="Provenance",
+        ),
     log:
         f"{RESULTS}/logs/plot.log",
     conda:
         "../../envs/plot.yaml"
     params:
         train_seq_len=config["train"]["seq_len"],
-        data_name=config["data"]["name"],
+        data_name=script_safe(config["data"]["name"]),
         code=code_version("plot.py"),
     script:
         "../scripts/plot.py"
