@@ -327,8 +327,8 @@ import torch.nn.functional as F
 from attnscore.attention import register
 
 
-@register("dot_temperature")
-def dot_temperature(q, k, v, causal, dropout_p, temperature):
+@register("dot_temperature", options={"temperature": {"exclusiveMinimum": 0}})
+def dot_temperature(q, k, v, causal, dropout_p, temperature: float):
     scale = 1 / (temperature * math.sqrt(q.shape[-1]))
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout_p, scale=scale)
 '''
@@ -359,12 +359,34 @@ def test_a_kind_registered_in_a_plugin_module_trains_through_the_workflow(tmp_pa
     assert list(timings.loc[timings["kind"] == "dot_temperature", "status"]) == ["ok", "ok"]  # two rounds
     assert "| ours: dot_temperature | 1 | 2 |" in (results / "summary.md").read_text()
 
-    # Editing the plugin re-runs the jobs of its kind, and only those.
-    with open(work / "toy_kinds.py", "a") as f:
-        f.write("# edited\n")
+    # Editing the plugin's kind re-runs the jobs of its kind, and only those: a new run, saying
+    # why; going back to the old code finds the old run. A comment is no edit.
+    original = (work / "toy_kinds.py").read_text()
+    (work / "toy_kinds.py").write_text(original + "# a comment\n")
+    assert "Nothing to be done" in snakemake(work, "--configfile", "config/toy.yaml", "--dry-run").log
+    (work / "toy_kinds.py").write_text(original.replace("temperature * math.sqrt", "temperature * 1.0 * math.sqrt"))
     log = snakemake(work, "--configfile", "config/toy.yaml", "--dry-run").log
     assert executed_rules(log) == ["all", "benchmark", "compare", "compare_timings", "evaluate", "plot", "train"]
     assert set(re.findall(r"wildcards: variant=(\w+)", log)) == {"dot_temperature"}  # the benchmark times all kinds
+    snakemake(work, "--configfile", "config/toy.yaml")
+    train_log = (results / "logs" / "train_dot_temperature_seed1234.log").read_text()
+    assert re.search(r"the code of kind 'dot_temperature' changed since \S+ was trained; training a new run", train_log)
+    (work / "toy_kinds.py").write_text(original)
+    snakemake(work, "--configfile", "config/toy.yaml")
+    assert "nothing to train: " in (results / "logs" / "train_dot_temperature_seed1234.log").read_text()
+
+    # Another plugin, registering another kind, re-runs nothing; one that fails to import stops
+    # the run before any job, naming it.
+    (work / "more_kinds.py").write_text(TOY_KIND.replace("dot_temperature", "dot_other"))
+    config["model"]["attention_plugins"] = ["toy_kinds", "more_kinds"]
+    more = write_config(work, "more.yaml", config)
+    assert "Nothing to be done" in snakemake(work, "--configfile", more, "--dry-run").log
+    (work / "broken_kinds.py").write_text("raise ZeroDivisionError('a bug at import')\n")
+    config["model"]["attention_plugins"] = ["toy_kinds", "broken_kinds"]
+    config["train"] = {**config["train"], "lr": 7e-4}  # something to run
+    broken = snakemake(work, "--configfile", write_config(work, "broken.yaml", config), check=False)
+    assert broken.returncode != 0 and "rule train" not in broken.log
+    assert "model.attention_plugins: importing 'broken_kinds' failed (ZeroDivisionError: a bug at import)" in broken.log
 
     # A config naming a kind no module registers fails before any job, naming the known kinds.
     config["model"]["attention_plugins"] = []
