@@ -279,7 +279,7 @@ def run_check(run: Run, row: dict) -> dict:
             torch.manual_seed(11)  # the seed the call drew
             keep = kernel.dropout_mask(kernel.dropout_seed(), *shape[:3], dropout, run.device)
         inputs64 = [t.detach().double().requires_grad_() for t in (q, k, v)]
-        ref = reference(*inputs64, reference_kind, causal, dropout_mask=keep / (1 - dropout))
+        ref = reference(*inputs64, reference_kind, causal, dropout_mask=None if keep is None else keep / (1 - dropout))
         grad_out = torch.randn(shape, generator=g, dtype=torch.float64).to(run.device)
         grads = torch.autograd.grad(out, (q, k, v), grad_out.to(dtype))
         grads_ref = torch.autograd.grad(ref, inputs64, grad_out)
