@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: install install-slurm demo test run slurm-deps test-slurm
+.PHONY: install install-slurm demo test run slurm-deps test-slurm config-readme
 
 install: $(VENV)/.installed
 
@@ -44,3 +44,7 @@ slurm-deps: install-slurm
 
 test-slurm: install slurm-deps
 	$(BIN)/pytest -ra -m slurm
+
+# config/README.md from the schema (every key, its role, its reference value); a test keeps them equal.
+config-readme: install
+	$(BIN)/python -c "import yaml; from attnscore.config import keys_markdown; print(keys_markdown(yaml.safe_load(open('config/config.yaml'))), end='')" > config/README.md

@@ -336,3 +336,44 @@ def train_settings(config: dict) -> dict:
 
 def subset(section: dict, keys) -> dict:
     return {key: section[key] for key in keys}
+
+
+SECTIONS = ("", "data", "tokenizer", "model", "train", "benchmark")
+ROLE_TITLES = {
+    "jobs": "which jobs exist", "data": "the data", "run": "the run (weights)", "length": "the run's length",
+    "evaluation": "evaluation", "timing": "timing", "statistics": "the verdicts", "presentation": "presentation",
+    "procedure": "how the run goes",
+}  # fmt: skip
+
+
+def keys_markdown(reference: dict, schema_path=SCHEMA) -> str:
+    """config/README.md: every key of the config with its role, its value in the reference
+    config and what it does, from the schema (tests/test_config.py keeps the file equal to this;
+    `make config-readme` writes it)."""
+    schema = _schema(schema_path)
+    lines = [
+        "# Configuration keys",
+        "",
+        "Every key of a config, from `workflow/schemas/config.schema.yaml` (written by `make config-readme`;",
+        "a test keeps the two equal). Every key is required: a config file is complete on its own.",
+        "**Changes** is the key's role (`x-role`): what changing it changes, so what re-runs.",
+        "**Reference** is its value in `config/config.yaml`, the published experiment.",
+        "",
+        "| role | what changing it changes |",
+        "|---|---|",
+        *(f"| `{role}` | {meaning} |" for role, meaning in ROLES.items()),
+        "",
+        "| key | changes | reference | what it does |",
+        "|---|---|---|---|",
+    ]
+    for section in SECTIONS:
+        properties = schema["properties"][section]["properties"] if section else schema["properties"]
+        values = reference.get(section, {}) if section else reference
+        for key, spec in properties.items():
+            if "x-role" not in spec:
+                continue
+            name = f"{section}.{key}" if section else key
+            value = json.dumps(values.get(key), ensure_ascii=False).replace("|", "\\|")
+            what = " ".join(str(spec.get("description", "")).split()).replace("|", "\\|")
+            lines.append(f"| `{name}` | {', '.join(spec['x-role'])} | `{value}` | {what} |")
+    return "\n".join(lines) + "\n"

@@ -256,3 +256,9 @@ def test_a_plugins_options_and_name_are_checked_before_any_job(tmp_path, monkeyp
     else:
         with pytest.raises(ConfigError, match=message.format(module=module)):
             check(config)
+
+
+def test_config_readme_lists_every_key_as_the_schema_declares_it():
+    from attnscore.config import keys_markdown
+
+    assert (ROOT / "config" / "README.md").read_text() == keys_markdown(load("config.yaml")), "run make config-readme"
