@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from attnscore import attention, checkpoints
+from attnscore.checkpoints import TrainingState
 from attnscore.io import Explained
 from attnscore.model import DecoderLM, ModelConfig
 from attnscore.runtime import all_sum, autocast_dtype, pick_device, rank_and_world, shard_rows
@@ -117,9 +118,6 @@ class Trainer:
         return total, int(count)
 
 
-START_OF_EPOCH = {"step": 0, "nll_sum": 0.0, "count": 0, "epoch_seconds": 0.0}
-
-
 def perplexity(nll_sum: float, count: int) -> float:
     """Token-weighted perplexity: exp of the total NLL over the total predicted tokens."""
     loss = nll_sum / count
@@ -157,37 +155,38 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoin
 
         def save(path=last):  # by every process together; a checkpoint holds the totals over all of them
             nonlocal kept
-            nll_sum, count = all_sum([state["nll_sum"], state["count"]], trainer.device)
-            check_finite("the training loss", nll_sum, at(state), kept)  # a diverged state never replaces a good one
+            totals = state.totals(trainer.device)
+            check_finite(
+                "the training loss", totals.nll_sum, at(state), kept
+            )  # a diverged state never replaces a good one
             check_finite("a model weight", largest_weight(trainer.model), at(state), kept)
-            checkpoints.save(trainer, {**state, "nll_sum": nll_sum, "count": int(count)}, run, path)
+            checkpoints.save(trainer, totals, run, path)
             kept = position(last, state) if path == last else kept
 
         with stop_signals() as stop:
-            while state["epoch"] < cfg.epochs:
+            while state.epoch < cfg.epochs:
                 if train_epoch(trainer, train_rows, steps, state, stop, save):
                     signum = stop[0] if stop else "on another process"
                     raise TrainingInterrupted(f"stopped by signal {signum}; checkpoint {last} saved, re-run to resume")
-                nll_sum, count = all_sum([state["nll_sum"], state["count"]], trainer.device)
-                row = epoch_metrics(trainer, state, nll_sum, count, eval_splits)
+                row = epoch_metrics(trainer, state.totals(trainer.device), eval_splits)
                 check_losses(row, at(state), kept)
                 log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-                best = min((r["valid_loss"] for r in state["history"]), default=math.inf)
-                state.update(START_OF_EPOCH, epoch=row["epoch"], history=state["history"] + [row])
+                best = min((r["valid_loss"] for r in state.history), default=math.inf)
+                state.finish_epoch(row)
                 checkpoints.save_model(trainer, run, row["epoch"], folder)
                 save()
                 if row["valid_loss"] < best:
                     save(folder / "best.pt")
-    return state["history"][: cfg.epochs]
+    return state.history[: cfg.epochs]
 
 
-def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dict) -> tuple[dict, str | None]:
+def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dict) -> tuple[TrainingState, str | None]:
     """Restore the trainer from the run's resumable checkpoint, if any. Returns the loop's position
     to go on from, and the checkpoint it came from (None for a fresh start); `settings` (the run's
     settings.json record) say, for a fresh start, what differs from the runs before it."""
     saved, path = checkpoints.find_resumable(folder, log, settings)
     if saved is None:
-        return {**checkpoints.START, "history": []}, None
+        return TrainingState(), None
     cfg = trainer.cfg
     # A run trained beyond cfg.epochs is cut here; it is neither trained nor saved further.
     history = saved["history"][: cfg.epochs]
@@ -195,11 +194,12 @@ def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dic
         was, now = saved["eval_batch_size"], cfg.eval_batch_size
         log(f"train.eval_batch_size changed from {was} to {now}: evaluating each saved epoch again")
         history = [evaluate_again(trainer, folder, row, eval_splits) for row in history]
-    state = {**checkpoints.restore(trainer, saved), "history": history}
+    state = checkpoints.restore(trainer, saved)
+    state.history = history
     kept = position(path, state)
     for row in history:
         check_losses(row, f"in saved epoch {row['epoch']}", kept)
-    if state["epoch"] >= cfg.epochs:
+    if state.epoch >= cfg.epochs:
         log(f"nothing to train: {kept} has reached train.epochs={cfg.epochs}")
     else:
         log(f"resuming from {kept}")
@@ -212,44 +212,45 @@ def evaluate_again(trainer: Trainer, folder: Path, row: dict, eval_splits: dict)
     return {**row, **evaluate_splits(trainer, eval_splits)}
 
 
-def train_epoch(trainer: Trainer, rows, steps: int, state: dict, stop: list, save) -> bool:
-    """Train from state["step"] to the end of the epoch, keeping the running sums in state; save
+def train_epoch(trainer: Trainer, rows, steps: int, state: TrainingState, stop: list, save) -> bool:
+    """Train from state.step to the end of the epoch, keeping the running sums in state; save
     every cfg.checkpoint_every steps. On a stop signal save and return True (stopped)."""
     cfg, world = trainer.cfg, rank_and_world()[1]
-    nll_sum = torch.tensor(state["nll_sum"], device=trainer.device, dtype=torch.float64)  # no sync per step
-    started = time.perf_counter() - state["epoch_seconds"]
+    nll_sum = torch.tensor(state.nll_sum, device=trainer.device, dtype=torch.float64)  # no sync per step
+    started = time.perf_counter() - state.epoch_seconds
     quiet = rank_and_world()[0] > 0 or not sys.stderr.isatty()
-    bar = tqdm(total=steps, initial=state["step"], desc=f"epoch {state['epoch'] + 1}", disable=quiet)
+    bar = tqdm(total=steps, initial=state.step, desc=f"epoch {state.epoch + 1}", disable=quiet)
     for step, (x, y) in enumerate(windows(rows, cfg.seq_len)):
-        if step < state["step"]:  # resumed mid-epoch: these windows are done
+        if step < state.step:  # resumed mid-epoch: these windows are done
             continue
         if step >= steps:
             break
         nll_sum += trainer.step(trainer.to_device(x), trainer.to_device(y))
-        state["count"] += y.numel()
-        state["step"] = step + 1
+        state.count += y.numel()
+        state.step = step + 1
         bar.update()
-        if not quiet and (state["step"] % 20 == 0 or state["step"] == steps):  # .item() waits for the device
-            tokens_per_s = world * state["count"] / (time.perf_counter() - started)
-            bar.set_postfix(loss=f"{nll_sum.item() / state['count']:.3f}", tok_s=f"{tokens_per_s:.0f}")
+        if not quiet and (state.step % 20 == 0 or state.step == steps):  # .item() waits for the device
+            tokens_per_s = world * state.count / (time.perf_counter() - started)
+            bar.set_postfix(loss=f"{nll_sum.item() / state.count:.3f}", tok_s=f"{tokens_per_s:.0f}")
         stopping = stop_agreed(stop, trainer.device)
-        if stopping or (cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] < steps):
-            state.update(nll_sum=nll_sum.item(), epoch_seconds=time.perf_counter() - started)
+        if stopping or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < steps):
+            state.nll_sum, state.epoch_seconds = nll_sum.item(), time.perf_counter() - started
             save()
             if stopping:
                 return True
     bar.close()
-    state.update(nll_sum=nll_sum.item(), epoch_seconds=time.perf_counter() - started)
+    state.nll_sum, state.epoch_seconds = nll_sum.item(), time.perf_counter() - started
     return False
 
 
-def epoch_metrics(trainer: Trainer, state: dict, nll_sum: float, count: int, eval_splits: dict) -> dict:
-    """One metrics row: the epoch's train loss (over all processes, dropout on), valid and test
-    loss and perplexity, learning rate, training tokens/s and the run's elapsed seconds."""
-    row = {"epoch": state["epoch"] + 1, "train_loss": nll_sum / count, "train_ppl": perplexity(nll_sum, count)}
+def epoch_metrics(trainer: Trainer, totals: TrainingState, eval_splits: dict) -> dict:
+    """One metrics row: the epoch's train loss (`totals`: over all processes, dropout on), valid and
+    test loss and perplexity, learning rate, training tokens/s and the run's elapsed seconds."""
+    nll_sum, count = totals.nll_sum, totals.count
+    row = {"epoch": totals.epoch + 1, "train_loss": nll_sum / count, "train_ppl": perplexity(nll_sum, count)}
     row.update(evaluate_splits(trainer, eval_splits))
-    seconds = state["epoch_seconds"]
-    elapsed = (state["history"][-1]["elapsed_s"] if state["history"] else 0.0) + seconds
+    seconds = totals.epoch_seconds
+    elapsed = (totals.history[-1]["elapsed_s"] if totals.history else 0.0) + seconds
     row.update(lr=trainer.optimizer.param_groups[0]["lr"], tokens_per_s=count / seconds, elapsed_s=elapsed)
     return row
 
@@ -263,15 +264,15 @@ def evaluate_splits(trainer: Trainer, eval_splits: dict) -> dict:
     return row
 
 
-def at(state: dict) -> str:
-    return f"in epoch {state['epoch'] + 1}, by step {state['step']}"
+def at(state: TrainingState) -> str:
+    return f"in epoch {state.epoch + 1}, by step {state.step}"
 
 
-def position(path: Path, state: dict) -> str:
+def position(path: Path, state: TrainingState) -> str:
     """A checkpoint file and the point of training it holds."""
-    if state["step"] == 0:
-        return f"{path} (end of epoch {state['epoch']})"
-    return f"{path} (epoch {state['epoch'] + 1}, step {state['step']})"
+    if state.step == 0:
+        return f"{path} (end of epoch {state.epoch})"
+    return f"{path} (epoch {state.epoch + 1}, step {state.step})"
 
 
 def largest_weight(model) -> float:
