@@ -77,7 +77,7 @@ STATE_FIELDS = tuple(f.name for f in fields(TrainingState))
 # evaluation batch.
 NOT_IN_RUN_ID = tuple(key for key, has in config.roles("train").items() if "run" not in has)
 MODEL_KEYS = ("run_id", "epoch", "model_config", "code", "model")
-STATE_KEYS = (*MODEL_KEYS, *STATE_FIELDS, "eval_batch_size", "optimizer", "scaler", "rng_cpu", "rng_cuda")
+STATE_KEYS = (*MODEL_KEYS, *STATE_FIELDS, "eval_batch_size", "optimizer", "scheduler", "scaler", "rng_cpu", "rng_cuda")
 
 
 class UnreadableCheckpoint(Explained, RuntimeError):
@@ -115,12 +115,18 @@ def fingerprint(*parts) -> str:
 def run_settings(model_cfg, cfg) -> dict:
     """What makes a run: the model's settings, those of training that change the weights, and
     the code that computes them (attnscore.provenance.run_code: training's modules and the kind's
-    own code), so that a code edit starts a new run instead of publishing the old one's numbers."""
-    return {
-        "model": vars(model_cfg),
-        "train": {k: v for k, v in vars(cfg).items() if k not in NOT_IN_RUN_ID},
-        "code": run_code(model_cfg),
-    }
+    own code), so that a code edit starts a new run instead of publishing the old one's numbers.
+
+    The learning-rate schedule decides two exceptions: under a constant one the final fraction of
+    a cosine decay (min_lr_ratio) changes nothing, so it is left out; a cosine decay spans the
+    run's epochs, so there train.epochs changes every step's learning rate and is part of the run.
+    """
+    train = {k: v for k, v in vars(cfg).items() if k not in NOT_IN_RUN_ID}
+    if cfg.schedule == "constant":
+        del train["min_lr_ratio"]
+    else:
+        train["epochs"] = cfg.epochs
+    return {"model": vars(model_cfg), "train": train, "code": run_code(model_cfg)}
 
 
 def run_code(model_cfg) -> dict:
@@ -186,7 +192,7 @@ def save(trainer, state: TrainingState, run: str, path) -> None:
         checkpoint = {
             **model_state(trainer, run, state.epoch), **asdict(state),
             "eval_batch_size": trainer.cfg.eval_batch_size, "optimizer": trainer.optimizer.state_dict(),
-            "scaler": trainer.scaler.state_dict(), "rng_cpu": [r["cpu"] for r in rng],
+            "scheduler": trainer.scheduler.state_dict(), "scaler": trainer.scaler.state_dict(), "rng_cpu": [r["cpu"] for r in rng],
             "rng_cuda": [r["cuda"] for r in rng] if cuda else [],
         }  # fmt: skip
         with atomic_path(path) as tmp:
@@ -276,7 +282,9 @@ def restore(trainer, saved: dict) -> TrainingState:
     """
     rank = rank_and_world()[0]
     trainer.model.load_state_dict(saved["model"])
+    trainer.scheduler  # made before the optimizer's state is loaded: making it sets the first step's lr  # noqa: B018
     trainer.optimizer.load_state_dict(saved["optimizer"])
+    trainer.scheduler.load_state_dict(saved["scheduler"])
     trainer.scaler.load_state_dict(saved["scaler"])
     torch.set_rng_state(saved["rng_cpu"][rank])
     if trainer.device.type == "cuda" and saved["rng_cuda"]:

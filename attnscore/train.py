@@ -31,17 +31,22 @@ class TrainConfig:
     batch_size: int = 8
     eval_batch_size: int = 8
     epochs: int = 20
-    lr: float = 1e-5
+    lr: float = 1e-5  # the peak learning rate
     betas: tuple = (0.9, 0.98)
     eps: float = 1e-9
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # 0 = off, as in the reference
+    optimizer: str = "adam"  # adam (reference: weight_decay is L2 on every weight) | adamw (parameter_groups)
+    schedule: str = "constant"  # constant (reference) | cosine: lr_factor
+    warmup_steps: int = 0  # linear warm-up over the first steps; 0 = none (reference)
+    min_lr_ratio: float = 0.1  # cosine: the last step's learning rate as a fraction of lr
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     compile: bool = False  # torch.compile the model
     processes: int = 1  # >1: DistributedDataParallel under torchrun, one process per GPU (or CPU share)
     checkpoint_every: int = 0  # also save every N steps within an epoch; 0 = at epoch ends only
+    log_every: int = 10  # steps between rows of the per-step log (steps.csv, TensorBoard), and at epoch ends
     max_steps_per_epoch: int = 0  # 0 = the whole split; >0 truncates epochs (debugging only)
 
 
@@ -53,11 +58,41 @@ class TrainingDiverged(Explained, RuntimeError):
     """A NaN or inf loss or weight; the last good checkpoint is kept."""
 
 
-class Trainer:
-    """A model, its optimizer and its mixed-precision settings: one object to step and to save."""
+def lr_factor(step: int, cfg: TrainConfig, total_steps: int) -> float:
+    """The learning rate of optimizer step `step` (0: the run's first) as a fraction of cfg.lr.
 
-    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig):
+    A linear warm-up over cfg.warmup_steps, (step + 1) / warmup_steps, then 1 (constant) or a
+    half cosine from 1 down to cfg.min_lr_ratio at the run's last step, total_steps - 1 (cosine;
+    nanoGPT's and GPT-3's schedule). constant without warm-up is the reference: always 1.
+    """
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    progress = min((step - cfg.warmup_steps) / max(total_steps - 1 - cfg.warmup_steps, 1), 1.0)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW's parameter groups: weight decay on the weight matrices of linear layers only; none
+    on biases, norms, embeddings (an output layer tied to the token embedding is one) or a kind's
+    per-head parameters (GPT-2 and nanoGPT practice: decaying gains and offsets only hurts)."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    decayed = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear)} - embeddings
+    params = list(model.parameters())  # each once, a tied matrix too
+    return [
+        {"params": [p for p in params if id(p) in decayed], "weight_decay": weight_decay},
+        {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0},
+    ]
+
+
+class Trainer:
+    """A model, its optimizer, learning-rate schedule and mixed-precision settings: one object to
+    step and to save. `total_steps` (the run's optimizer steps) is where a cosine schedule ends."""
+
+    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, total_steps: int = 0):
         self.cfg = cfg
+        self.total_steps = total_steps
         self.device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.model = DecoderLM(model_cfg).to(self.device)
@@ -71,13 +106,26 @@ class Trainer:
         self.forward = torch.compile(net) if cfg.compile else net
 
     @cached_property
-    def optimizer(self) -> torch.optim.Adam:
+    def optimizer(self) -> torch.optim.Optimizer:
         """Made on first use: an evaluation never needs it, and the first optimizer a process makes
-        imports torch._dynamo (about 2.5 s on a CPU)."""
-        return torch.optim.Adam(  # fused: one pass per parameter (on CPU 6x faster than the loop)
-            self.model.parameters(), lr=self.cfg.lr, betas=tuple(self.cfg.betas), eps=self.cfg.eps,
-            weight_decay=self.cfg.weight_decay, fused=True,
+        imports torch._dynamo (about 2.5 s on a CPU). Fused: one pass per parameter (on CPU 6x
+        faster than the loop)."""
+        cfg = self.cfg
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(
+                parameter_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                fused=True,
+            )  # fmt: skip
+        return torch.optim.Adam(
+            self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
+            fused=True,
         )  # fmt: skip
+
+    @cached_property
+    def scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
+        """Sets each step's learning rate to cfg.lr x lr_factor (exactly cfg.lr for the reference)."""
+        cfg, total = self.cfg, self.total_steps
+        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(step, cfg, total))
 
     def autocast(self):
         if self.dtype is None:
@@ -91,6 +139,7 @@ class Trainer:
 
     def step(self, x, y) -> torch.Tensor:
         """One optimisation step on a window; returns the summed NLL, left on the device."""
+        scheduler = self.scheduler  # made before the first update: making it sets the first step's lr
         with self.autocast():
             nll = self.forward(x, y)
         self.scaler.scale(nll / y.numel()).backward()
@@ -99,6 +148,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return nll.detach()
 
@@ -142,7 +192,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoin
     folder = checkpoints.run_folder(checkpoint_dir, model_cfg, cfg, token_files)
     last, run = folder / "last.pt", folder.name
     with checkpoints.claim(checkpoint_dir, log) if main else nullcontext():
-        trainer = Trainer(model_cfg, cfg)
+        trainer = Trainer(model_cfg, cfg, total_steps=cfg.epochs * steps)
         attn = trainer.model.blocks[0].attn
         attention.check_kind(
             model_cfg.attention, attn.attend, trainer.device, trainer.dtype or torch.float32, attn.dropout,
