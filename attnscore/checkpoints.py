@@ -44,15 +44,39 @@ class TrainingState:
     nll_sum: float = 0.0  # the current epoch's summed training NLL so far
     count: int = 0  # and the tokens it predicted
     epoch_seconds: float = 0.0  # training seconds of the current epoch so far
+    # The per-step log's current interval (train.log_every steps, within an epoch), so far:
+    interval_nll: float = 0.0  # summed training NLL
+    interval_count: int = 0  # tokens predicted
+    interval_grad_norm: float = 0.0  # the steps' gradient norms (before clipping), summed
+    interval_steps: int = 0
+    interval_seconds: float = 0.0
     history: list[dict] = field(default_factory=list)  # one metrics row per finished epoch
+    steps: list[dict] = field(default_factory=list)  # one row per logged interval (attnscore.steplog.COLUMNS)
 
-    SUMMED = ("nll_sum", "count")  # summed over processes in a checkpoint
+    SUMMED = ("nll_sum", "count", "interval_nll", "interval_count")  # summed over processes in a checkpoint
+    INTERVAL = ("interval_nll", "interval_count", "interval_grad_norm", "interval_steps", "interval_seconds")
+
+    def steps_done(self, steps_per_epoch: int) -> int:
+        """Optimizer steps done in the whole run."""
+        return self.epoch * steps_per_epoch + self.step
+
+    def log_interval(self, row: dict) -> None:
+        """The interval is logged: keep its row and start the next one from zero."""
+        self.steps = [*self.steps, row]
+        self._reset(self.INTERVAL)
 
     def finish_epoch(self, row: dict) -> None:
         """The epoch is done: keep its metrics row and start the next epoch's sums from zero."""
         self.history = [*self.history, row]
         self.epoch = row["epoch"]
-        for name in ("step", "nll_sum", "count", "epoch_seconds"):
+        self._reset(("step", "nll_sum", "count", "epoch_seconds", *self.INTERVAL))
+
+    def up_to(self, epochs: int) -> "TrainingState":
+        """A copy holding the metrics and per-step rows of the first `epochs` epochs only."""
+        return replace(self, history=self.history[:epochs], steps=[row for row in self.steps if row["epoch"] <= epochs])
+
+    def _reset(self, names) -> None:
+        for name in names:
             setattr(self, name, type(getattr(self, name))())
 
     def totals(self, device) -> "TrainingState":

@@ -1,5 +1,6 @@
-"""The training loop: a Trainer (model, optimizer, mixed precision) stepped over the batchified
-train split, evaluated on valid and test after each epoch, checkpointed so that it resumes.
+"""The training loop: a Trainer (model, optimizer, learning-rate schedule, mixed precision)
+stepped over the batchified train split, logged every train.log_every steps, evaluated on valid
+and test after each epoch, checkpointed so that it resumes.
 
 train() runs in one process, or in each process of a DDP run (attnscore.launch starts those).
 """
@@ -17,7 +18,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from attnscore import attention, checkpoints
+from attnscore import attention, checkpoints, steplog
 from attnscore.checkpoints import TrainingState
 from attnscore.io import Explained
 from attnscore.model import DecoderLM, ModelConfig
@@ -137,20 +138,23 @@ class Trainer:
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor.to(self.device)
 
-    def step(self, x, y) -> torch.Tensor:
-        """One optimisation step on a window; returns the summed NLL, left on the device."""
+    def step(self, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step on a window; returns the summed NLL and the gradient's norm
+        before clipping, both left on the device (reading them would wait for it)."""
         scheduler = self.scheduler  # made before the first update: making it sets the first step's lr
         with self.autocast():
             nll = self.forward(x, y)
         self.scaler.scale(nll / y.numel()).backward()
+        self.scaler.unscale_(self.optimizer)  # the gradient's own scale (nothing to do without fp16)
         if self.cfg.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        else:
+            norm = gradient_norm(self.model.parameters())
         self.scaler.step(self.optimizer)
         self.scaler.update()
         scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return nll.detach()
+        return nll.detach(), norm.detach()
 
     @torch.no_grad()
     def evaluate(self, matrix: torch.Tensor) -> tuple[float, int]:
@@ -168,18 +172,31 @@ class Trainer:
         return total, int(count)
 
 
+def gradient_norm(parameters) -> torch.Tensor:
+    """The 2-norm of all gradients together, as clip_grad_norm_ measures it, without clipping."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
+        return torch.nn.utils.get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
 def perplexity(nll_sum: float, count: int) -> float:
     """Token-weighted perplexity: exp of the total NLL over the total predicted tokens."""
     loss = nll_sum / count
     return math.inf if loss > 700 else math.exp(loss)  # a diverging run's loss would overflow exp
 
 
-def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoint_dir, log=print) -> list[dict]:
+def train(
+    model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoint_dir, log=print, tensorboard_dir=None
+) -> TrainingState:
     """Train until cfg.epochs in this run's folder of checkpoint_dir, resuming from its last.pt.
-    A run already trained that far returns its saved history (evaluated again if
-    cfg.eval_batch_size changed), cut to cfg.epochs, without training.
+    A run already trained that far returns its saved state (its history evaluated again if
+    cfg.eval_batch_size changed), cut to cfg.epochs, without training, and writes nothing.
 
-    token_files maps train/valid/test to .npy token arrays. Returns one metrics row per epoch.
+    token_files maps train/valid/test to .npy token arrays. Returns the run's TrainingState cut
+    to cfg.epochs: .history holds one metrics row per epoch, .steps the per-step log. With
+    tensorboard_dir, the per-step log and each epoch's validation and test loss are written as
+    TensorBoard events to tensorboard_dir/<run id> while training (attnscore.steplog).
     Under torch.distributed each process trains on its own rows of the batch (DDP averages the
     gradients, so the global batch is cfg.batch_size); process 0 logs and writes checkpoints.
     """
@@ -202,6 +219,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoin
         state, kept = resume(trainer, folder, eval_splits, log, settings)
         if kept is None:
             checkpoints.write_settings(settings, folder)
+        board = None
+        if main and tensorboard_dir is not None and state.epoch < cfg.epochs:
+            board = steplog.TensorBoard(Path(tensorboard_dir) / run, state.steps_done(steps), log)
 
         def save(path=last):  # by every process together; a checkpoint holds the totals over all of them
             nonlocal kept
@@ -210,24 +230,34 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoin
                 "the training loss", totals.nll_sum, at(state), kept
             )  # a diverged state never replaces a good one
             check_finite("a model weight", largest_weight(trainer.model), at(state), kept)
+            if board:  # the events up to this checkpoint are on disk before it says they were logged
+                board.flush()
             checkpoints.save(trainer, totals, run, path)
             kept = position(last, state) if path == last else kept
 
-        with stop_signals() as stop:
-            while state.epoch < cfg.epochs:
-                if train_epoch(trainer, train_rows, steps, state, stop, save):
-                    signum = stop[0] if stop else "on another process"
-                    raise TrainingInterrupted(f"stopped by signal {signum}; checkpoint {last} saved, re-run to resume")
-                row = epoch_metrics(trainer, state.totals(trainer.device), eval_splits)
-                check_losses(row, at(state), kept)
-                log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-                best = min((r["valid_loss"] for r in state.history), default=math.inf)
-                state.finish_epoch(row)
-                checkpoints.save_model(trainer, run, row["epoch"], folder)
-                save()
-                if row["valid_loss"] < best:
-                    save(folder / "best.pt")
-    return state.history[: cfg.epochs]
+        try:
+            with stop_signals() as stop:
+                while state.epoch < cfg.epochs:
+                    if train_epoch(trainer, train_rows, steps, state, stop, save, board):
+                        signum = stop[0] if stop else "on another process"
+                        raise TrainingInterrupted(
+                            f"stopped by signal {signum}; checkpoint {last} saved, re-run to resume"
+                        )
+                    row = epoch_metrics(trainer, state.totals(trainer.device), eval_splits)
+                    check_losses(row, at(state), kept)
+                    log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+                    if board:
+                        board.epoch(row, state.steps_done(steps))
+                    best = min((r["valid_loss"] for r in state.history), default=math.inf)
+                    state.finish_epoch(row)
+                    checkpoints.save_model(trainer, run, row["epoch"], folder)
+                    save()
+                    if row["valid_loss"] < best:
+                        save(folder / "best.pt")
+        finally:
+            if board:
+                board.close()
+    return state.up_to(cfg.epochs)
 
 
 def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dict) -> tuple[TrainingState, str | None]:
@@ -262,12 +292,24 @@ def evaluate_again(trainer: Trainer, folder: Path, row: dict, eval_splits: dict)
     return {**row, **evaluate_splits(trainer, eval_splits)}
 
 
-def train_epoch(trainer: Trainer, rows, steps: int, state: TrainingState, stop: list, save) -> bool:
-    """Train from state.step to the end of the epoch, keeping the running sums in state; save
-    every cfg.checkpoint_every steps. On a stop signal save and return True (stopped)."""
+def train_epoch(trainer: Trainer, rows, steps: int, state: TrainingState, stop: list, save, board=None) -> bool:
+    """Train from state.step to the end of the epoch, keeping the running sums in state; log
+    every cfg.log_every steps and at the epoch's end (log_interval), save every
+    cfg.checkpoint_every steps. On a stop signal save and return True (stopped)."""
     cfg, world = trainer.cfg, rank_and_world()[1]
-    nll_sum = torch.tensor(state.nll_sum, device=trainer.device, dtype=torch.float64)  # no sync per step
-    started = time.perf_counter() - state.epoch_seconds
+    # The epoch's NLL, the interval's NLL and its gradient norms, summed on the device: no step
+    # waits for it, only logs and saves do.
+    sums = torch.tensor(
+        [state.nll_sum, state.interval_nll, state.interval_grad_norm], device=trainer.device, dtype=torch.float64
+    )
+    now = time.perf_counter()
+    started, interval_started = now - state.epoch_seconds, now - state.interval_seconds
+
+    def sync():  # the device's sums and the clocks into state
+        now = time.perf_counter()
+        state.nll_sum, state.interval_nll, state.interval_grad_norm = sums.tolist()
+        state.epoch_seconds, state.interval_seconds = now - started, now - interval_started
+
     quiet = rank_and_world()[0] > 0 or not sys.stderr.isatty()
     bar = tqdm(total=steps, initial=state.step, desc=f"epoch {state.epoch + 1}", disable=quiet)
     for step, (x, y) in enumerate(windows(rows, cfg.seq_len)):
@@ -275,22 +317,50 @@ def train_epoch(trainer: Trainer, rows, steps: int, state: TrainingState, stop: 
             continue
         if step >= steps:
             break
-        nll_sum += trainer.step(trainer.to_device(x), trainer.to_device(y))
+        nll, norm = trainer.step(trainer.to_device(x), trainer.to_device(y))
+        sums += torch.stack([nll.double(), nll.double(), norm.double()])
         state.count += y.numel()
+        state.interval_count += y.numel()
+        state.interval_steps += 1
         state.step = step + 1
         bar.update()
         if not quiet and (state.step % 20 == 0 or state.step == steps):  # .item() waits for the device
             tokens_per_s = world * state.count / (time.perf_counter() - started)
-            bar.set_postfix(loss=f"{nll_sum.item() / state.count:.3f}", tok_s=f"{tokens_per_s:.0f}")
+            bar.set_postfix(loss=f"{sums[0].item() / state.count:.3f}", tok_s=f"{tokens_per_s:.0f}")
+        if state.step % cfg.log_every == 0 or state.step == steps:
+            sync()
+            log_interval(trainer, state, steps, board)
+            sums[1:] = 0.0
+            interval_started = time.perf_counter()
         stopping = stop_agreed(stop, trainer.device)
         if stopping or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < steps):
-            state.nll_sum, state.epoch_seconds = nll_sum.item(), time.perf_counter() - started
+            sync()
             save()
             if stopping:
                 return True
     bar.close()
-    state.nll_sum, state.epoch_seconds = nll_sum.item(), time.perf_counter() - started
+    sync()
     return False
+
+
+def log_interval(trainer: Trainer, state: TrainingState, steps_per_epoch: int, board=None) -> None:
+    """One row of the per-step log, by every process together: the interval's mean training loss
+    (over all processes, dropout on), the learning rate of its last step, its steps' mean gradient
+    norm before clipping, and tokens/s (over all processes, by the wall clock). Kept in state;
+    process 0 also writes it to TensorBoard."""
+    totals = state.totals(trainer.device)
+    done = state.steps_done(steps_per_epoch)
+    row = {
+        "step": done,
+        "epoch": state.epoch + 1,
+        "train_loss": totals.interval_nll / totals.interval_count,
+        "lr": trainer.cfg.lr * lr_factor(done - 1, trainer.cfg, trainer.total_steps),
+        "grad_norm": state.interval_grad_norm / state.interval_steps,
+        "tokens_per_s": totals.interval_count / state.interval_seconds,
+    }
+    state.log_interval(row)
+    if board:
+        board.step(row)
 
 
 def epoch_metrics(trainer: Trainer, totals: TrainingState, eval_splits: dict) -> dict:

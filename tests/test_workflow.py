@@ -18,7 +18,7 @@ SEEDS = [1234, 1235]
 RUNS = [f"{variant}/seed{seed}" for variant in ("dot", "euclid") for seed in SEEDS]
 OUTPUTS = [
     "data/train.npy", "data/tokenizer.json", "data/meta.json",
-    *(f"train/{run}/{name}" for run in RUNS for name in ("metrics.csv", "model.pt", "provenance.json")),
+    *(f"train/{run}/{name}" for run in RUNS for name in ("metrics.csv", "steps.csv", "model.pt", "provenance.json")),
     *(f"eval/{run}.json" for run in RUNS),
     "bench/rounds/round1.csv", "bench/rounds/round2.csv", "bench/measurements.csv", "bench/comparisons.csv",
     "compare/runs.csv", "compare/epochs.csv", "compare/best.csv", "compare/paired.csv",
