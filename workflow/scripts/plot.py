@@ -12,6 +12,8 @@ with log_to(snakemake.log[0]):
     )
     name = snakemake.params.data_name
     plots.plot_perplexity(epochs, [out.perplexity_png, out.perplexity_svg], f"Perplexity per epoch: {name}")
+    steps = stats.load_steps(dict(zip(map(tuple, snakemake.params.runs), inp.steps, strict=True)))
+    plots.plot_training(stats.per_step(steps), [out.training_png, out.training_svg], f"Training per step: {name}")
     plots.plot_paired(
         stats.paired_differences(runs), paired, [out.paired_png, out.paired_svg], f"Paired by seed: {name}"
     )
