@@ -225,10 +225,8 @@ def train(
 
         def save(path=last):  # by every process together; a checkpoint holds the totals over all of them
             nonlocal kept
-            totals = state.totals(trainer.device)
-            check_finite(
-                "the training loss", totals.nll_sum, at(state), kept
-            )  # a diverged state never replaces a good one
+            totals = state.totals(trainer.device)  # a diverged state never replaces a good one:
+            check_finite("the training loss", totals.nll_sum, at(state), kept)
             check_finite("a model weight", largest_weight(trainer.model), at(state), kept)
             if board:  # the events up to this checkpoint are on disk before it says they were logged
                 board.flush()
