@@ -61,7 +61,7 @@ def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
         ("grad_norm", "gradient norm before clipping", "log"),
         ("lr", "learning rate", "linear"),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
     epoch_ends = steps.groupby("epoch")["step"].max()
     for ax, (measure, ylabel, scale) in zip(axes, panels, strict=True):
         rows = steps[steps["measure"] == measure]
@@ -75,6 +75,7 @@ def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
             ax.axvline(end, color="gray", lw=0.8, ls=":")
         ax.set(xlabel="optimizer step", ylabel=ylabel, yscale=scale)
         ax.grid(True, which="both", alpha=0.3)
+    axes[2].set_ylim(bottom=0)  # the schedule's shape: warm-up from near 0, a constant or a decay
     axes[0].legend(fontsize="small")
     fig.suptitle(title)
     save(fig, paths)
