@@ -6,8 +6,8 @@ folder, <checkpoint_dir>/<run id>/, so a run of other settings never overwrites 
 to earlier settings finds their run again. It is not a Snakemake output, because Snakemake
 deletes a failed job's outputs: a killed run picks up from there. A run folder holds
 - last.pt: the whole training state: model, optimizer and grad-scaler states, the loop's
-  position (epoch, step within it, running loss, seconds), the per-epoch metrics and the
-  evaluation batch they were measured with, the RNG state of every process;
+  TrainingState (epoch, step within it, running loss, seconds, the per-epoch metrics), the
+  evaluation batch the metrics were measured with, the RNG state of every process;
 - best.pt: the same at the epoch that had the lowest validation loss when it was trained,
   resumed from when last.pt is unreadable;
 - epoch<N>.pt: the model alone after epoch N (what evaluation reads), so that a trained run can
@@ -20,22 +20,88 @@ import hashlib
 import json
 import shutil
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 
 from attnscore import attention, config, provenance
 from attnscore.io import Explained, atomic_path, write_json
-from attnscore.runtime import all_gather, barrier, rank_and_world
+from attnscore.runtime import all_gather, all_sum, barrier, rank_and_world
 
-# The loop's position, saved with the model; a fresh run starts here.
-START = {"epoch": 0, "step": 0, "nll_sum": 0.0, "count": 0, "epoch_seconds": 0.0, "history": []}
+
+@dataclass
+class TrainingState:
+    """Where the training loop is and what it has measured: the one object train() steps and
+    checkpoints save (a key per field) and restore. A fresh run starts from TrainingState().
+
+    Within a process the running sums are its own; in a checkpoint they are the totals over all
+    processes (totals()), and on resume process 0 takes them back, the others start from zero.
+    """
+
+    epoch: int = 0  # epochs finished
+    step: int = 0  # steps finished within the current epoch
+    nll_sum: float = 0.0  # the current epoch's summed training NLL so far
+    count: int = 0  # and the tokens it predicted
+    epoch_seconds: float = 0.0  # training seconds of the current epoch so far
+    # The per-step log's current interval (train.log_every steps, within an epoch), so far:
+    interval_nll: float = 0.0  # summed training NLL
+    interval_count: int = 0  # tokens predicted
+    interval_grad_norm: float = 0.0  # the steps' gradient norms (before clipping), summed
+    interval_steps: int = 0
+    interval_seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)  # one metrics row per finished epoch
+    steps: list[dict] = field(default_factory=list)  # one row per logged interval (attnscore.steplog.COLUMNS)
+
+    SUMMED = ("nll_sum", "count", "interval_nll", "interval_count")  # summed over processes in a checkpoint
+    INTERVAL = ("interval_nll", "interval_count", "interval_grad_norm", "interval_steps", "interval_seconds")
+
+    def steps_done(self, steps_per_epoch: int) -> int:
+        """Optimizer steps done in the whole run."""
+        return self.epoch * steps_per_epoch + self.step
+
+    def log_interval(self, row: dict) -> None:
+        """The interval is logged: keep its row and start the next one from zero."""
+        self.steps = [*self.steps, row]
+        self._reset(self.INTERVAL)
+
+    def finish_epoch(self, row: dict) -> None:
+        """The epoch is done: keep its metrics row and start the next epoch's sums from zero."""
+        self.history = [*self.history, row]
+        self.epoch = row["epoch"]
+        self._reset(("step", "nll_sum", "count", "epoch_seconds", *self.INTERVAL))
+
+    def up_to(self, epochs: int) -> "TrainingState":
+        """A copy holding the metrics and per-step rows of the first `epochs` epochs only."""
+        return replace(self, history=self.history[:epochs], steps=[row for row in self.steps if row["epoch"] <= epochs])
+
+    def _reset(self, names) -> None:
+        for name in names:
+            setattr(self, name, type(getattr(self, name))())
+
+    def totals(self, device) -> "TrainingState":
+        """A copy holding the sums over all processes (the state itself in a single process)."""
+        summed = all_sum([float(getattr(self, name)) for name in self.SUMMED], device)
+        return replace(
+            self, **{name: type(getattr(self, name))(value) for name, value in zip(self.SUMMED, summed, strict=True)}
+        )
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict, rank: int = 0) -> "TrainingState":
+        state = cls(**{name: saved[name] for name in STATE_FIELDS})
+        if rank:  # the others' share of the totals is process 0's to resume with
+            state = replace(state, **{name: type(getattr(state, name))() for name in cls.SUMMED})
+        return state
+
+
+STATE_FIELDS = tuple(f.name for f in fields(TrainingState))
+
 # Training settings that leave the weights alone (no "run" role in the config schema): the epoch
 # budget (raising it continues a run, lowering it cuts one), checkpoint spacing, compile, and the
 # evaluation batch.
 NOT_IN_RUN_ID = tuple(key for key, has in config.roles("train").items() if "run" not in has)
 MODEL_KEYS = ("run_id", "epoch", "model_config", "code", "model")
-STATE_KEYS = (*MODEL_KEYS, *START, "eval_batch_size", "optimizer", "scaler", "rng_cpu", "rng_cuda")
+STATE_KEYS = (*MODEL_KEYS, *STATE_FIELDS, "eval_batch_size", "optimizer", "scheduler", "scaler", "rng_cpu", "rng_cuda")
 
 
 class UnreadableCheckpoint(Explained, RuntimeError):
@@ -73,12 +139,18 @@ def fingerprint(*parts) -> str:
 def run_settings(model_cfg, cfg) -> dict:
     """What makes a run: the model's settings, those of training that change the weights, and
     the code that computes them (attnscore.provenance.run_code: training's modules and the kind's
-    own code), so that a code edit starts a new run instead of publishing the old one's numbers."""
-    return {
-        "model": vars(model_cfg),
-        "train": {k: v for k, v in vars(cfg).items() if k not in NOT_IN_RUN_ID},
-        "code": run_code(model_cfg),
-    }
+    own code), so that a code edit starts a new run instead of publishing the old one's numbers.
+
+    The learning-rate schedule decides two exceptions: under a constant one the final fraction of
+    a cosine decay (min_lr_ratio) changes nothing, so it is left out; a cosine decay spans the
+    run's epochs, so there train.epochs changes every step's learning rate and is part of the run.
+    """
+    train = {k: v for k, v in vars(cfg).items() if k not in NOT_IN_RUN_ID}
+    if cfg.schedule == "constant":
+        del train["min_lr_ratio"]
+    else:
+        train["epochs"] = cfg.epochs
+    return {"model": vars(model_cfg), "train": train, "code": run_code(model_cfg)}
 
 
 def run_code(model_cfg) -> dict:
@@ -135,16 +207,16 @@ def code_changes(old: dict, new: dict) -> list[str]:
     ]
 
 
-def save(trainer, state: dict, run: str, path) -> None:
+def save(trainer, state: TrainingState, run: str, path) -> None:
     """Save the training state (run by every process together: each hands over its RNG state,
-    process 0 writes). `state` holds the loop's position with the totals over all processes."""
+    process 0 writes). `state` holds the totals over all processes (TrainingState.totals)."""
     cuda = trainer.device.type == "cuda"
     rng = all_gather({"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(trainer.device) if cuda else None})
     if rank_and_world()[0] == 0:
         checkpoint = {
-            **model_state(trainer, run, state["epoch"]), **{key: state[key] for key in START},
+            **model_state(trainer, run, state.epoch), **asdict(state),
             "eval_batch_size": trainer.cfg.eval_batch_size, "optimizer": trainer.optimizer.state_dict(),
-            "scaler": trainer.scaler.state_dict(), "rng_cpu": [r["cpu"] for r in rng],
+            "scheduler": trainer.scheduler.state_dict(), "scaler": trainer.scaler.state_dict(), "rng_cpu": [r["cpu"] for r in rng],
             "rng_cuda": [r["cuda"] for r in rng] if cuda else [],
         }  # fmt: skip
         with atomic_path(path) as tmp:
@@ -226,23 +298,22 @@ def write_settings(record: dict, folder: Path) -> None:
         write_json(record, folder / "settings.json")
 
 
-def restore(trainer, saved: dict) -> dict:
-    """Restore the trainer from a saved state; the loop's position to go on from.
+def restore(trainer, saved: dict) -> TrainingState:
+    """Restore the trainer from a saved state; the loop's state to go on from.
 
-    The running loss in a checkpoint is the total over all processes: process 0 resumes with it,
-    the others from zero, so the next sum over processes is right again.
+    The running sums in a checkpoint are the totals over all processes: process 0 resumes with
+    them, the others from zero, so the next sum over processes is right again.
     """
     rank = rank_and_world()[0]
     trainer.model.load_state_dict(saved["model"])
+    trainer.scheduler  # made before the optimizer's state is loaded: making it sets the first step's lr  # noqa: B018
     trainer.optimizer.load_state_dict(saved["optimizer"])
+    trainer.scheduler.load_state_dict(saved["scheduler"])
     trainer.scaler.load_state_dict(saved["scaler"])
     torch.set_rng_state(saved["rng_cpu"][rank])
     if trainer.device.type == "cuda" and saved["rng_cuda"]:
         torch.cuda.set_rng_state(saved["rng_cuda"][rank], trainer.device)
-    state = {key: saved[key] for key in START}
-    if rank:
-        state.update(nll_sum=0.0, count=0)
-    return state
+    return TrainingState.from_checkpoint(saved, rank)
 
 
 def best_epoch(history: list[dict]) -> int:

@@ -8,42 +8,50 @@ import signal
 import subprocess
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from attnscore.checkpoints import TrainingState
 from attnscore.model import ModelConfig
 from attnscore.runtime import pick_device
 from attnscore.train import TrainConfig, train
 
 
-def write_job(path, model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoint_dir) -> None:
+def write_job(
+    path, model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoint_dir, tensorboard_dir=None
+) -> None:
     """What every worker needs to know, as JSON."""
     job = {
         "model": vars(model_cfg),
         "train": vars(cfg),
         "token_files": {split: str(file) for split, file in token_files.items()},
         "checkpoint_dir": str(checkpoint_dir),
+        "tensorboard_dir": None if tensorboard_dir is None else str(tensorboard_dir),
     }
     Path(path).write_text(json.dumps(job))
 
 
 def torchrun_command(processes: int, job, history) -> list[str]:
-    """torchrun starting `processes` workers on this machine; process 0 writes the metrics to `history`."""
+    """torchrun starting `processes` workers on this machine; process 0 writes the final
+    TrainingState (metrics and per-step log) to `history`."""
     run = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
     return [*run, "-m", "attnscore.launch", str(job), str(history)]
 
 
-def train_distributed(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoint_dir) -> list[dict]:
-    """train() in cfg.processes processes under torchrun; returns process 0's metrics rows.
+def train_distributed(
+    model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoint_dir, tensorboard_dir=None
+) -> TrainingState:
+    """train() in cfg.processes processes under torchrun; returns process 0's TrainingState.
 
     Signals to this process are passed on to torchrun, which passes them to the workers: they
     checkpoint and stop together.
     """
     with tempfile.TemporaryDirectory() as tmp:
         job, history = Path(tmp) / "job.json", Path(tmp) / "history.json"
-        write_job(job, model_cfg, cfg, token_files, checkpoint_dir)
+        write_job(job, model_cfg, cfg, token_files, checkpoint_dir, tensorboard_dir)
         threads = max(1, torch.get_num_threads() // cfg.processes)  # CPU workers share the cores
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         torchrun = subprocess.Popen(torchrun_command(cfg.processes, job, history), env=env)
@@ -59,7 +67,7 @@ def train_distributed(model_cfg: ModelConfig, cfg: TrainConfig, token_files: dic
                 f"torchrun with {cfg.processes} processes exited with {returncode}; see the log above. "
                 f"Re-run to resume from {checkpoint_dir}"
             )
-        return json.loads(history.read_text())
+        return TrainingState(**json.loads(history.read_text()))
 
 
 def worker(job_path, history_path) -> None:
@@ -68,9 +76,12 @@ def worker(job_path, history_path) -> None:
     cfg = TrainConfig(**job["train"])
     dist.init_process_group("nccl" if pick_device(cfg.device).type == "cuda" else "gloo")
     try:
-        rows = train(ModelConfig(**job["model"]), cfg, job["token_files"], job["checkpoint_dir"])
+        state = train(
+            ModelConfig(**job["model"]), cfg, job["token_files"], job["checkpoint_dir"],
+            tensorboard_dir=job["tensorboard_dir"],
+        )  # fmt: skip
         if dist.get_rank() == 0:
-            Path(history_path).write_text(json.dumps(rows))
+            Path(history_path).write_text(json.dumps(asdict(state)))
     finally:
         dist.destroy_process_group()
 

@@ -65,6 +65,36 @@ def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
     save(fig, paths)
 
 
+def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
+    """Against the optimizer step, one panel each: the training loss (the mean over each logged
+    interval), the gradient norm before clipping and the learning rate; per variant the mean over
+    seeds with its shaded 95% interval (stats.per_step; a plain line for one seed). Dotted lines
+    mark the epochs' ends."""
+    panels = [
+        ("train_loss", "training loss (nats/token, interval mean)", "linear"),
+        ("grad_norm", "gradient norm before clipping", "log"),
+        ("lr", "learning rate", "linear"),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
+    epoch_ends = steps.groupby("epoch")["step"].max()
+    for ax, (measure, ylabel, scale) in zip(axes, panels, strict=True):
+        rows = steps[steps["measure"] == measure]
+        for i, (variant, line) in enumerate(rows.groupby("variant", sort=False)):
+            line = line.sort_values("step")
+            seeds = line["seeds"].max()
+            label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, 95% CI)"
+            drawn = ax.plot(line["step"], line["mean"], LINESTYLES[i % len(LINESTYLES)], lw=1.2, label=label)
+            ax.fill_between(line["step"], line["ci_low"], line["ci_high"], color=drawn[0].get_color(), alpha=0.2)
+        for end in epoch_ends.iloc[:-1]:
+            ax.axvline(end, color="gray", lw=0.8, ls=":")
+        ax.set(xlabel="optimizer step", ylabel=ylabel, yscale=scale)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[2].set_ylim(bottom=0)  # the schedule's shape: warm-up from near 0, a constant or a decay
+    axes[0].legend(fontsize="small")
+    fig.suptitle(title)
+    save(fig, paths)
+
+
 def plot_paired(differences: pd.DataFrame, summary: pd.DataFrame, paths, title: str) -> None:
     """Per variant, each seed's difference from the baseline run of the same seed (dots, labelled
     by seed) and their mean with its 95% interval (bar), in test loss and test perplexity."""

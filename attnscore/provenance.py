@@ -15,7 +15,7 @@ from pathlib import Path
 from attnscore import kinds
 
 PACKAGE = Path(__file__).parent
-PACKAGES = ["torch", "numpy", "pandas", "scipy", "matplotlib", "tokenizers", "snakemake", "tqdm"]
+PACKAGES = ["torch", "numpy", "pandas", "scipy", "matplotlib", "tokenizers", "snakemake", "tqdm", "tensorboard"]
 
 
 def git_state(folder) -> dict:
@@ -192,8 +192,9 @@ def code_version(script, kind_sources=()) -> str:
 
 
 # Training's own modules and the kind's code make a run's weights; these cannot change a weight:
-# atomic file writes, provenance and code hashes, reading the kinds' declarations from source.
-NOT_WEIGHTS = (PACKAGE / "io.py", PACKAGE / "provenance.py", PACKAGE / "kinds.py")
+# atomic file writes, provenance and code hashes, reading the kinds' declarations from source,
+# writing the per-step log to TensorBoard.
+NOT_WEIGHTS = (PACKAGE / "io.py", PACKAGE / "provenance.py", PACKAGE / "kinds.py", PACKAGE / "steplog.py")
 
 
 def run_code(kind: str, source) -> dict[str, str]:

@@ -60,6 +60,26 @@ def per_epoch(epochs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def load_steps(steps: dict) -> pd.DataFrame:
+    """Every run's per-step log (steps.csv) in one table; `steps` maps (variant, seed) to the file."""
+    return pd.concat(
+        [pd.read_csv(path).assign(variant=variant, seed=seed) for (variant, seed), path in steps.items()],
+        ignore_index=True,
+    )
+
+
+def per_step(steps: pd.DataFrame, columns=("train_loss", "grad_norm", "lr")) -> pd.DataFrame:
+    """Per variant, logged step and measure (a column of steps.csv): mean and interval over the
+    seeds that logged that step."""
+    rows = []
+    for (variant, step), group in steps.groupby(["variant", "step"], sort=False):
+        epoch = group["epoch"].iloc[0]
+        for column in columns:
+            rows.append({"variant": variant, "step": step, "epoch": epoch, "measure": column,
+                         **mean_interval(group[column])})  # fmt: skip
+    return pd.DataFrame(rows, columns=["variant", "step", "epoch", "measure", "seeds", "mean", "ci_low", "ci_high"])
+
+
 def best_checkpoints(runs: pd.DataFrame) -> pd.DataFrame:
     """Per variant: the best checkpoint's test perplexity, mean and interval over seeds."""
     return pd.DataFrame(
@@ -87,6 +107,29 @@ def paired_differences(runs: pd.DataFrame, baseline: str = "dot") -> pd.DataFram
                         "test_ppl": run.test_ppl - base.at[run.seed, "test_ppl"],
                     }
                 )
+    return pd.DataFrame(rows, columns=["variant", "baseline", "seed", "test_loss", "test_ppl"])
+
+
+def paired_between(runs: pd.DataFrame, baseline_runs: pd.DataFrame, name: str, baseline: str) -> pd.DataFrame:
+    """Two experiments' runs (compare/runs.csv) paired by variant and seed: per variant and seed
+    both ran, `runs` minus `baseline_runs` in test loss and test perplexity of the best
+    checkpoints, as paired_differences' table (variants named '<name>: <variant>'), for
+    paired_summary. Two training recipes are not kinds of one experiment, so their comparison
+    pairs two experiments: the same seed and data order, each run under its own recipe."""
+    base = baseline_runs.set_index(["variant", "seed"])
+    rows = []
+    for run in runs.itertuples():
+        if (run.variant, run.seed) in base.index:
+            other = base.loc[(run.variant, run.seed)]
+            rows.append(
+                {
+                    "variant": f"{name}: {run.variant}",
+                    "baseline": f"{baseline}: {run.variant}",
+                    "seed": run.seed,
+                    "test_loss": run.test_loss - other["test_loss"],
+                    "test_ppl": run.test_ppl - other["test_ppl"],
+                }
+            )
     return pd.DataFrame(rows, columns=["variant", "baseline", "seed", "test_loss", "test_ppl"])
 
 

@@ -70,7 +70,13 @@ def write_token_files(folder: Path) -> dict:
 
 
 def tiny_run(token_files, checkpoint_dir, log=lambda *_: None, **settings) -> list[dict]:
-    """Train the tiny model (63 steps an epoch, seconds) with SETTINGS changed by `settings`."""
+    """Train the tiny model (63 steps an epoch, seconds) with SETTINGS changed by `settings`; its
+    metrics rows."""
+    return tiny_training(token_files, checkpoint_dir, log, **settings).history
+
+
+def tiny_training(token_files, checkpoint_dir, log=lambda *_: None, tensorboard_dir=None, **settings):
+    """tiny_run's whole TrainingState (metrics and per-step log), TensorBoard events optional."""
     from attnscore.model import ModelConfig
     from attnscore.train import TrainConfig, train
 
@@ -80,6 +86,7 @@ def tiny_run(token_files, checkpoint_dir, log=lambda *_: None, **settings) -> li
         token_files,
         checkpoint_dir,
         log=log,
+        tensorboard_dir=tensorboard_dir,
     )
 
 
@@ -96,3 +103,13 @@ def tiny_run_folder(token_files, checkpoint_dir, **settings) -> Path:
 
 def without_timing(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in ("tokens_per_s", "elapsed_s")} for row in history]
+
+
+def events(folder) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of a TensorBoard run folder, read back as TensorBoard reads it: tag ->
+    [(step, value)], without the events a restarted writer purged."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(folder))
+    accumulator.Reload()
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}

@@ -118,8 +118,8 @@ def test_nan_training_loss_keeps_the_last_good_checkpoint(finished, monkeypatch)
 
     def nan_on_fifth_step(self, x, y):
         calls.append(1)
-        nll = real_step(self, x, y)
-        return nll * float("nan") if len(calls) == 5 else nll
+        nll, norm = real_step(self, x, y)
+        return (nll * float("nan") if len(calls) == 5 else nll), norm
 
     monkeypatch.setattr(train.Trainer, "step", nan_on_fifth_step)
     kept = f"the last good checkpoint, {folder / 'last.pt'} (end of epoch 3), is kept"

@@ -22,7 +22,7 @@ def load(name):
     return yaml.safe_load((ROOT / "config" / name).read_text())
 
 
-@pytest.mark.parametrize("path", [ROOT / "config" / "config.yaml", ROOT / "config" / "demo.yaml", TEST_CONFIG])
+@pytest.mark.parametrize("path", [*sorted((ROOT / "config").glob("*.yaml")), TEST_CONFIG], ids=lambda path: path.name)
 def test_shipped_configs_are_valid(path):
     check(yaml.safe_load(path.read_text()))
 

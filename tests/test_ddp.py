@@ -1,5 +1,6 @@
 """DistributedDataParallel on CPU (gloo, 2 processes under torchrun): same losses as one
-process at the same global batch, and an interrupted run resumes."""
+process at the same global batch, one per-step log written by process 0, and an interrupted run
+resumes."""
 
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 from attnscore import checkpoints, launch, train
 from attnscore.model import ModelConfig
 from attnscore.train import TrainConfig
+from helpers import events
 
 # No dropout: with it, each process draws its own masks, so only the expectation would match.
 MODEL = ModelConfig(vocab_size=64, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_seq_len=16, dropout=0.0)
@@ -22,17 +24,25 @@ def settings(**overrides):
     return TrainConfig(**{**base, **overrides})
 
 
-def losses(history):
-    return np.array([[row[k] for k in LOSSES] for row in history])
+def losses(state):
+    return np.array([[row[k] for k in LOSSES] for row in state.history])
+
+
+def step_losses(state):
+    return np.array([[row["step"], row["train_loss"]] for row in state.steps])
 
 
 @pytest.mark.slow
 def test_two_processes_match_one_at_the_same_global_batch(token_files, tmp_path):
     single = train.train(MODEL, settings(), token_files, tmp_path / "single", log=lambda *_: None)
-    ddp = launch.train_distributed(MODEL, settings(processes=2), token_files, tmp_path / "ddp")
-    assert [row["epoch"] for row in ddp] == [1, 2]
+    ddp = launch.train_distributed(MODEL, settings(processes=2), token_files, tmp_path / "ddp", tmp_path / "tb")
+    assert [row["epoch"] for row in ddp.history] == [1, 2]
     np.testing.assert_allclose(losses(ddp), losses(single), rtol=1e-4)
     assert losses(ddp)[-1, 1] < losses(ddp)[0, 1]  # it learns
+    np.testing.assert_allclose(step_losses(ddp), step_losses(single), rtol=1e-4)  # over both processes' rows
+    (run,) = (tmp_path / "tb").iterdir()
+    assert len(list(run.iterdir())) == 1  # one event file: process 0 writes, the other does not
+    assert [step for step, _ in events(run)["loss/train"]] == [row["step"] for row in single.steps]
 
 
 @pytest.mark.slow
@@ -54,3 +64,4 @@ def test_sigterm_under_ddp_checkpoints_and_resumes(token_files, tmp_path):
     assert saved["epoch"] == 0 and 0 < saved["step"] < 63 and len(saved["rng_cpu"]) == 2
     resumed = launch.train_distributed(MODEL, cfg, token_files, tmp_path / "run")
     np.testing.assert_allclose(losses(resumed), losses(reference), rtol=1e-6)
+    np.testing.assert_allclose(step_losses(resumed), step_losses(reference), rtol=1e-6)

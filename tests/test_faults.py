@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import copy_workflow, executed_rules, snakemake, tiny_config, write_config
+from helpers import copy_workflow, events, executed_rules, snakemake, tiny_config, write_config
 
 # Long enough to be killed mid-training: full epochs of the demo corpus, checkpoints every 50 steps.
 RESUMABLE = dict(variants=["dot"], train={"epochs": 2, "max_steps_per_epoch": 0, "checkpoint_every": 50})
@@ -60,6 +60,17 @@ def test_sigkilled_run_resumes_to_identical_metrics(finished):
     )
     assert resumed.drop(columns=TIMING).to_csv() == reference.drop(columns=TIMING).to_csv()
     assert not list(checkpoints.rglob(".*.tmp"))  # nothing half-written is kept
+
+    # One continuous per-step log: no step twice, none missing, in steps.csv and in TensorBoard.
+    resumed, reference = (
+        pd.read_csv(finished / "results" / e / "train" / "dot" / "seed1234" / "steps.csv")
+        for e in ("killed", "reference")
+    )
+    assert resumed.drop(columns="tokens_per_s").to_csv() == reference.drop(columns="tokens_per_s").to_csv()
+    (board,) = (finished / "results" / "killed" / "tensorboard" / "dot" / "seed1234").iterdir()
+    scalars = events(board)
+    assert [step for step, _ in scalars["loss/train"]] == list(reference["step"])
+    assert [value for _, value in scalars["loss/train"]] == pytest.approx(list(reference["train_loss"]), rel=1e-6)
 
 
 def test_same_seed_gives_byte_identical_metrics_columns(finished):

@@ -87,6 +87,6 @@ def test_a_kinds_code_is_its_function_and_what_it_uses_and_nothing_else(tmp_path
 def test_a_runs_code_covers_training_and_its_kind_but_not_plots_or_statistics():
     parts = provenance.run_code("euclid", provenance.kinds.BUILT_IN)
     assert {"kind euclid", "model.py", "train.py", "checkpoints.py", "triton_attention.py"} <= set(parts)
-    assert not {"attention.py", "plots.py", "stats.py", "io.py", "provenance.py"} & set(parts)
+    assert not {"attention.py", "plots.py", "stats.py", "io.py", "provenance.py", "steplog.py"} & set(parts)
     dot = provenance.run_code("dot", provenance.kinds.BUILT_IN)
     assert "kind euclid" not in dot and "triton_attention.py" not in dot and dot["model.py"] == parts["model.py"]

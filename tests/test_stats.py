@@ -83,3 +83,48 @@ def test_per_epoch_aggregates_each_split_over_seeds():
     table = stats.per_epoch(epochs).set_index(["epoch", "split"])
     assert table.loc[(2, "train"), "mean"] == 22.0 and table.loc[(2, "train"), "seeds"] == 3
     assert table.loc[(1, "valid"), "ci_low"] == table.loc[(1, "valid"), "ci_high"] == 5.0  # no spread
+
+
+def test_per_step_means_pair_the_seeds_that_logged_each_step(tmp_path):
+    rows = {
+        ("dot", 1): [(5, 1, 3.0), (10, 1, 2.0)],
+        ("dot", 2): [(5, 1, 4.0), (10, 1, 2.0)],
+        ("euclid", 1): [(5, 1, 9.0)],
+    }
+    paths = {}
+    for (variant, seed), steps in rows.items():
+        paths[variant, seed] = tmp_path / f"{variant}{seed}.csv"
+        frame = pd.DataFrame(steps, columns=["step", "epoch", "train_loss"]).assign(grad_norm=1.0, lr=1e-3)
+        frame.to_csv(paths[variant, seed], index=False)
+    table = stats.per_step(stats.load_steps(paths)).set_index(["variant", "step", "measure"])
+    first = table.loc[("dot", 5, "train_loss")]
+    assert first["seeds"] == 2 and first["mean"] == 3.5 and first["ci_low"] < 3.5 < first["ci_high"]
+    assert table.loc[("dot", 10, "train_loss"), "ci_low"] == 2.0  # identical values: the interval is the point
+    assert table.loc[("euclid", 5, "lr"), "seeds"] == 1 and math.isnan(table.loc[("euclid", 5, "lr"), "ci_low"])
+
+
+def test_the_training_figure_draws_every_variant(tmp_path):
+    from attnscore import plots
+
+    steps = pd.DataFrame(
+        [(v, s, step, 1 + step // 10, 5.0 - step / 10 + s / 100, 1.0, 1e-3) for v in ("dot", "euclid") for s in (1, 2)
+         for step in range(5, 35, 5)],
+        columns=["variant", "seed", "step", "epoch", "train_loss", "grad_norm", "lr"],
+    )  # fmt: skip
+    plots.plot_training(stats.per_step(steps), [tmp_path / "t.png", tmp_path / "t.svg"], "Training per step")
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG" and "euclid (mean of 2 seeds" in (
+        tmp_path / "t.svg"
+    ).read_text()
+
+
+def test_two_experiments_pair_by_variant_and_seed():
+    demo = runs([("dot", 1, 5.0, 150.0), ("dot", 2, 5.2, 180.0), ("euclid", 1, 5.4, 220.0)])
+    modern = runs([("dot", 2, 4.9, 125.0), ("dot", 1, 4.6, 100.0), ("euclid", 1, 5.0, 150.0), ("dot", 3, 1.0, 2.0)])
+    differences = stats.paired_between(modern, demo, "modern", "demo").sort_values(["variant", "seed"])
+    assert list(zip(differences["variant"], differences["baseline"], differences["seed"], strict=True)) == [
+        ("modern: dot", "demo: dot", 1), ("modern: dot", "demo: dot", 2), ("modern: euclid", "demo: euclid", 1),
+    ]  # fmt: skip
+    assert list(differences["test_ppl"]) == pytest.approx([-50.0, -55.0, -70.0])
+    summary = stats.paired_summary(differences).set_index(["variant", "metric"])
+    assert summary.loc[("modern: dot", "test_loss"), "mean"] == pytest.approx(-0.35)
+    assert summary.loc[("modern: dot", "test_loss"), "seeds"] == 2

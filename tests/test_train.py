@@ -181,7 +181,7 @@ def test_offline_real_path_gpt2_bpe_on_wikitext_valid_and_test(shared_data, tmp_
         precision="fp32",
         max_steps_per_epoch=5,
     )
-    (row,) = train.train(model_cfg, cfg, {s: out[s] for s in SPLITS}, tmp_path / "ckpt", log=lambda *_: None)
+    (row,) = train.train(model_cfg, cfg, {s: out[s] for s in SPLITS}, tmp_path / "ckpt", log=lambda *_: None).history
     assert math.isfinite(row["test_ppl"]) and row["test_ppl"] < 2 * 50257
 
 

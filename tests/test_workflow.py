@@ -12,17 +12,17 @@ import pytest
 import yaml
 
 from attnscore import config
-from helpers import ROOT, copy_workflow, executed_rules, snakemake, tiny_config, write_config
+from helpers import ROOT, copy_workflow, events, executed_rules, snakemake, tiny_config, write_config
 
 SEEDS = [1234, 1235]
 RUNS = [f"{variant}/seed{seed}" for variant in ("dot", "euclid") for seed in SEEDS]
 OUTPUTS = [
     "data/train.npy", "data/tokenizer.json", "data/meta.json",
-    *(f"train/{run}/{name}" for run in RUNS for name in ("metrics.csv", "model.pt", "provenance.json")),
+    *(f"train/{run}/{name}" for run in RUNS for name in ("metrics.csv", "steps.csv", "model.pt", "provenance.json")),
     *(f"eval/{run}.json" for run in RUNS),
     "bench/rounds/round1.csv", "bench/rounds/round2.csv", "bench/measurements.csv", "bench/comparisons.csv",
     "compare/runs.csv", "compare/epochs.csv", "compare/best.csv", "compare/paired.csv",
-    *(f"figures/{name}.{ext}" for name in ("perplexity", "paired", "throughput") for ext in ("png", "svg")),
+    *(f"figures/{name}.{ext}" for name in ("perplexity", "training", "paired", "throughput") for ext in ("png", "svg")),
     "summary.md", "config.json",
 ]  # fmt: skip
 
@@ -50,6 +50,11 @@ def test_tiny_workflow_end_to_end(workdir, finished):
         assert (results / output).stat().st_size > 0, output
     metrics = pd.read_csv(results / "train" / "euclid" / "seed1235" / "metrics.csv")
     assert list(metrics["epoch"]) == [1, 2] and {"train_ppl", "valid_ppl", "test_ppl", "tokens_per_s"} <= set(metrics)
+    steps = pd.read_csv(results / "train" / "euclid" / "seed1235" / "steps.csv")  # 20 steps an epoch, log_every 5
+    assert list(steps["step"]) == [5, 10, 15, 20, 25, 30, 35, 40] and list(steps["epoch"]) == [1] * 4 + [2] * 4
+    for run in RUNS:  # one TensorBoard run per (variant, seed), in its run id's folder
+        (board,) = (results / "tensorboard" / run).iterdir()
+        assert [step for step, _ in events(board)["loss/train"]] == list(steps["step"])
     # Two interleaved rounds, each timing every kind at every shape in its own order; the
     # comparisons pair them by round, each kind against dot.
     timings = pd.read_csv(results / "bench" / "measurements.csv")
@@ -120,6 +125,7 @@ def test_report_embeds_the_figures_tables_and_summary_with_captions(workdir, fin
     entries = report_entries(html)
     captions = {
         "figures/perplexity.png": "shaded band is its 95% Student-t",
+        "figures/training.png": "Training as it went, against the optimizer step",
         "figures/paired.png": "Paired differences against",
         "figures/throughput.png": "What each kind costs",
         "bench/comparisons.csv": "paired ratio of times",
@@ -213,6 +219,13 @@ CACHING_TABLE = [
      rerun_by_roles("train.eval_batch_size")),
     ("train.epochs", {"train": {**TINY["train"], "epochs": 3}}, None, rerun_by_roles("train.epochs")),
     ("train.lr", {"train": {**TINY["train"], "lr": 2e-3}}, None, rerun_by_roles("train.lr")),
+    ("train.optimizer", {"train": {**TINY["train"], "optimizer": "adamw"}}, None, rerun_by_roles("train.optimizer")),
+    ("train.schedule", {"train": {**TINY["train"], "schedule": "cosine"}}, None, rerun_by_roles("train.schedule")),
+    ("train.warmup_steps", {"train": {**TINY["train"], "warmup_steps": 5}}, None,
+     rerun_by_roles("train.warmup_steps")),
+    ("train.min_lr_ratio", {"train": {**TINY["train"], "min_lr_ratio": 0.2}}, None,
+     rerun_by_roles("train.min_lr_ratio")),
+    ("train.log_every", {"train": {**TINY["train"], "log_every": 3}}, None, rerun_by_roles("train.log_every")),
     ("seeds + 1", {"seeds": [*SEEDS, 7]}, None, ["compare", "evaluate", "plot", "train"]),
     ("attention_options.euclid", {"model": {**TINY["model"], "attention_options": {"euclid": {"p": 3}}}}, None,
      rerun_by_roles("model.attention_options")),

@@ -70,7 +70,9 @@ def test_outputs_are_rebuilt_from_the_checkpoints_without_training(work):
     folder = fork(work, "rebuilt")
     run(work, "rebuilt")
     assert "nothing to train: " in log_of(folder) and "epoch 1," not in log_of(folder)
-    for output in ("train/dot/seed1234/metrics.csv", "eval/dot/seed1234.json"):  # timing columns included
+    assert not (folder / "tensorboard").exists()  # a run that trains nothing writes no events
+    for output in ("train/dot/seed1234/metrics.csv", "train/dot/seed1234/steps.csv", "eval/dot/seed1234.json"):
+        # timing columns included: published from the checkpoints
         assert (folder / output).read_bytes() == (work / "results" / "base" / output).read_bytes()
 
     (folder / "train" / "dot" / "seed1234" / "model.pt").write_bytes(b"")  # damaged after the run

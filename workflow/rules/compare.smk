@@ -67,6 +67,7 @@ rule plot:
         best=rules.compare.output.best,
         paired=rules.compare.output.paired,
         comparisons=rules.compare_timings.output.comparisons,
+        steps=expand(rules.train.output.steps, variant=VARIANTS, seed=SEEDS),
     output:
         perplexity_png=report(
             f"{RESULTS}/figures/perplexity.png",
@@ -74,6 +75,12 @@ rule plot:
             category="Figures",
         ),
         perplexity_svg=f"{RESULTS}/figures/perplexity.svg",
+        training_png=report(
+            f"{RESULTS}/figures/training.png",
+            caption="../report/training.rst",
+            category="Figures",
+        ),
+        training_svg=f"{RESULTS}/figures/training.svg",
         paired_png=report(
             f"{RESULTS}/figures/paired.png",
             caption="../report/paired.rst",
@@ -101,6 +108,7 @@ rule plot:
     conda:
         "../../envs/plot.yaml"
     params:
+        runs=[(variant, seed) for variant in VARIANTS for seed in SEEDS],
         train_seq_len=config["train"]["seq_len"],
         data_name=script_safe(config["data"]["name"]),
         code=code_version("plot.py"),

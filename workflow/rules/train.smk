@@ -6,6 +6,7 @@ rule train:
         meta=rules.tokenize.output.meta,
     output:
         metrics=f"{RESULTS}/train/{{variant}}/seed{{seed}}/metrics.csv",
+        steps=f"{RESULTS}/train/{{variant}}/seed{{seed}}/steps.csv",
         model=f"{RESULTS}/train/{{variant}}/seed{{seed}}/model.pt",
         provenance=report(
             f"{RESULTS}/train/{{variant}}/seed{{seed}}/provenance.json",
@@ -30,6 +31,8 @@ rule train:
         code=lambda wildcards: code_version("train.py", wildcards.variant),
         # Resumable state, deliberately not an output: Snakemake deletes a failed job's outputs.
         checkpoint_dir=lambda wildcards: f"{RESULTS}/checkpoints/{wildcards.variant}/seed{wildcards.seed}",
+        # Live curves, a folder per run inside (attnscore.steplog); not an output for the same reason.
+        tensorboard_dir=lambda wildcards: f"{RESULTS}/tensorboard/{wildcards.variant}/seed{wildcards.seed}",
     script:
         "../scripts/train.py"
 

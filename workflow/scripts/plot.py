@@ -13,6 +13,8 @@ with log_to(snakemake.log[0]):
     )
     name = json.loads(snakemake.params.data_name)  # JSON made safe for the report's <script> (config.script_safe)
     plots.plot_perplexity(epochs, [out.perplexity_png, out.perplexity_svg], f"Perplexity per epoch: {name}")
+    steps = stats.load_steps(dict(zip(map(tuple, snakemake.params.runs), inp.steps, strict=True)))
+    plots.plot_training(stats.per_step(steps), [out.training_png, out.training_svg], f"Training per step: {name}")
     plots.plot_paired(
         stats.paired_differences(runs), paired, [out.paired_png, out.paired_svg], f"Paired by seed: {name}"
     )

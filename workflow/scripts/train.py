@@ -5,6 +5,7 @@ from attnscore.launch import train_distributed
 from attnscore.model import ModelConfig
 from attnscore.provenance import collect
 from attnscore.runtime import device_name, pick_device
+from attnscore.steplog import steps_table
 from attnscore.tokens import check_batch_sizes, read_vocab_size
 from attnscore.train import TrainConfig, train
 
@@ -22,8 +23,9 @@ with log_to(snakemake.log[0]):
     check_batch_sizes(token_files, snakemake.params.train)
     checkpoint_dir = snakemake.params.checkpoint_dir
     run = train_distributed if cfg.processes > 1 else train
-    history = run(model_cfg, cfg, token_files, checkpoint_dir)
-    export_best(run_folder(checkpoint_dir, model_cfg, cfg, token_files), history, snakemake.output.model)
-    write_csv(history, snakemake.output.metrics)
+    state = run(model_cfg, cfg, token_files, checkpoint_dir, tensorboard_dir=snakemake.params.tensorboard_dir)
+    export_best(run_folder(checkpoint_dir, model_cfg, cfg, token_files), state.history, snakemake.output.model)
+    write_csv(state.history, snakemake.output.metrics)
+    write_csv(steps_table(state.steps), snakemake.output.steps)
     device = pick_device(cfg.device)
     write_json(collect(snakemake.config, f"{device} ({device_name(device)})", cfg.seed), snakemake.output.provenance)

@@ -1,0 +1,70 @@
+"""Watching a run learn: its per-step log as TensorBoard event files, written while it trains.
+
+train() measures every train.log_every steps (and at each epoch's end) the mean training loss
+over those steps, the learning rate, the gradient norm before clipping and tokens/s, and keeps
+the rows in its TrainingState, so that they are checkpointed with the weights: a resumed run
+goes on with the rows of the checkpoint it resumed from, and steps.csv is published from them
+like metrics.csv. This module writes the same rows, and each epoch's validation and test loss,
+as TensorBoard scalars in one folder per run (train.py: tensorboard_dir/<run id>), so that
+
+    tensorboard --logdir results/<experiment>/tensorboard
+
+shows every run of an experiment side by side as <variant>/seed<k>/<run id>.
+
+It changes no weight, so it is not part of a run's code (attnscore.provenance.NOT_WEIGHTS).
+"""
+
+from pathlib import Path
+
+# steps.csv's columns: the step (optimizer steps done, counted over the whole run) ending the
+# interval, its epoch (from 1), and the interval's measurements.
+COLUMNS = ("step", "epoch", "train_loss", "lr", "grad_norm", "tokens_per_s")
+STEP_TAGS = {
+    "train_loss": "loss/train",
+    "lr": "optimizer/lr",
+    "grad_norm": "optimizer/grad_norm",
+    "tokens_per_s": "speed/tokens_per_s",
+}
+EPOCH_TAGS = {"valid_loss": "loss/valid", "test_loss": "loss/test"}
+FLUSH_SECONDS = 10  # how stale a live view can be; saves and epoch ends flush at once
+
+
+class TensorBoard:
+    """The event files of one run. A run resumed after `resumed_step` steps purges the events a
+    killed process logged after its checkpoint (TensorBoard's purge_step: readers drop every
+    event of a later step logged before the restart), so each step shows once; a run starting
+    from its first step replaces whatever events its folder held (a run whose checkpoints were
+    deleted)."""
+
+    def __init__(self, folder, resumed_step: int, log=print):
+        from torch.utils.tensorboard import SummaryWriter  # imports TensorBoard: only runs that train
+
+        folder = Path(folder)
+        if resumed_step == 0:
+            for old in sorted(folder.glob("events.out.tfevents.*")):
+                log(f"removing {old}: this run starts from its first step")
+                old.unlink()
+        purge = resumed_step + 1 if resumed_step else None  # the steps up to resumed_step are kept
+        self.writer = SummaryWriter(str(folder), purge_step=purge, flush_secs=FLUSH_SECONDS)
+
+    def step(self, row: dict) -> None:
+        for key, tag in STEP_TAGS.items():
+            self.writer.add_scalar(tag, row[key], row["step"])
+
+    def epoch(self, row: dict, step: int) -> None:
+        for key, tag in EPOCH_TAGS.items():
+            self.writer.add_scalar(tag, row[key], step)
+
+    def flush(self) -> None:
+        """Make what was logged so far durable: before a checkpoint records it as logged."""
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def steps_table(rows: list[dict]):
+    """The per-step rows as steps.csv's table (its header even without rows)."""
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=list(COLUMNS))
