@@ -101,7 +101,7 @@ BAD_CONFIGS = [
     ({"model": {"n_heads": 3}}, "model.d_model=32 is not divisible by model.n_heads=3"),
     ({"train": {"seq_len": 64}}, "train.seq_len=64 exceeds model.max_seq_len=32"),
     ({"train": {"learning_rate": 1e-3}}, "train.learning_rate: unknown key; remove it or fix its spelling"),
-    ({"experiment": "../../elsewhere"}, "experiment: '../../elsewhere' does not match"),
+    ({"experiment": "../../elsewhere"}, "experiment: '../../elsewhere' is not allowed: name of the results folder"),
     ({"train": {"device": "cuda:1", "processes": 2}}, "train.device=cuda:1 puts every process on one GPU"),
     ({"model": {"attention_options": {"euclid": {"p": "2"}}}}, "euclid: attention kind 'euclid' takes a number"),
 ]
