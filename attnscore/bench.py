@@ -65,6 +65,12 @@ def time_calls(fn, warmup: int, repeats: int, device: torch.device) -> list[floa
     return [start.elapsed_time(end) / 1000 for start, end in events]
 
 
+def cpu_seconds() -> float:
+    """CPU time this process has used, all its threads together."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_memory(device: torch.device) -> tuple[float, str]:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
@@ -82,7 +88,11 @@ def measure(model_cfg: ModelConfig, cfg: TrainConfig, warmup: int, steps: int, p
     x, y = trainer.to_device(tokens[:, :-1]), trainer.to_device(tokens[:, 1:])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    cpu_started, started = cpu_seconds(), time.perf_counter()
     times = time_calls(lambda: trainer.step(x, y), warmup, steps, device)
+    # On a CPU, the share of its threads' time the steps got: well below 1 when another process
+    # competed for the cores (the statistics leave such rounds out, and say so).
+    cpu_share = (cpu_seconds() - cpu_started) / ((time.perf_counter() - started) * torch.get_num_threads())
     peak_mib, memory_kind = peak_memory(device)  # the step's: the op below allocates less
     name, dtype = device_name(device), trainer.dtype or torch.float32
     step_s = statistics.median(times)
@@ -94,6 +104,7 @@ def measure(model_cfg: ModelConfig, cfg: TrainConfig, warmup: int, steps: int, p
         "step_ms_max": 1000 * max(times),
         "tokens_per_s": tokens_per_s,
         "mfu": training_flops_per_token(model_cfg, cfg.seq_len) * tokens_per_s / peak if peak else None,
+        "cpu_share": cpu_share if device.type == "cpu" else None,
         "peak_memory_mib": peak_mib,
         "memory_kind": memory_kind,
         **measure_attention(trainer.model.blocks[0].attn, cfg, dtype, device, warmup, steps),

@@ -171,6 +171,9 @@ def verdict(row) -> str:
 MEASURES = {"step": "step_ms", "attention": "attention_ms"}
 MEASURE_NAMES = {"step": "training step", "attention": "attention op (forward + backward)"}
 MAX_MORE_ROUNDS = 10_000
+# A quiet CPU gives the timed steps all its threads' time (measured share about 1.0 on the 2-core
+# machine); with one competing process it fell to about 0.6 and the step took 3-5x as long.
+BUSY_SHARE = 0.8
 # What every comparison row repeats from the measurements: how and where they were taken.
 LABELS = ("batch_size", "warmup_steps", "timed_steps", "device", "dtype", "torch", "triton", "memory_kind",
           "attention_shape", "attention_dropout")  # fmt: skip
@@ -222,13 +225,25 @@ def more_rounds(log_ratios, margin: float) -> int | None:
     return None
 
 
+def busy_rounds(measurements: pd.DataFrame) -> set:
+    """Rounds in which some measurement got less than BUSY_SHARE of the CPU share the best one
+    got: another process took the cores, and that round's ratios say more about it than about
+    the kinds. On a GPU (no cpu_share) none."""
+    if "cpu_share" not in measurements:
+        return set()
+    share = measurements["cpu_share"].astype(float)
+    return set(measurements.loc[share < BUSY_SHARE * share.max(), "round"])
+
+
 def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, controls: dict) -> pd.DataFrame:
     """Per measure (step, attention), seq_len and kind: its time (geometric mean over the rounds
     that ran it, 95% interval), and its ratio to the baseline's time in the same rounds, with
     interval and verdict. `controls` maps a kind to another it is also compared with (euclid to
-    dot_triton: the same kernel with the dot-product score), where both ran."""
+    dot_triton: the same kernel with the dot-product score), where both ran. Busy rounds (see
+    busy_rounds) are left out and counted."""
     rows = []
-    ok = measurements[measurements["status"] == "ok"]
+    busy = busy_rounds(measurements)
+    ok = measurements[(measurements["status"] == "ok") & ~measurements["round"].isin(busy)]
     for (seq_len, kind), group in measurements.groupby(["seq_len", "kind"], sort=False):
         done = ok[(ok["seq_len"] == seq_len) & (ok["kind"] == kind)].set_index("round")
         failed = group.loc[group["status"] != "ok", "status"]
@@ -250,6 +265,7 @@ def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, co
                     "more_rounds": None, "margin": margin,
                     "peak_memory_mib": done["peak_memory_mib"].median() if len(done) else math.nan,
                     "memory_ratio": memory.median() if len(memory) else math.nan, "status": status,
+                    "busy_rounds": len(busy),
                 }  # fmt: skip
                 if row["verdict"] == "inconclusive":
                     row["more_rounds"] = more_rounds(ratios.map(math.log), margin)
@@ -267,13 +283,16 @@ def cost_sentence(row) -> str:
     """One quotable sentence for a compare_timings row, e.g. 'euclid vs dot, training step at
     seq_len 64: +4.1% time (95% CI +2.0% to +6.3%, 7 rounds): slower'."""
     head = f"{row['kind']} vs {row['baseline']}, {MEASURE_NAMES[row['measure']]} at seq_len {row['seq_len']}"
+    busy = row.get("busy_rounds", 0)
+    left_out = f"; {busy} round{'s' if busy > 1 else ''} left out, the CPU busy with another process" if busy else ""
     if row["rounds"] == 0:
-        return f"{head}: not measured ({row['status']})"
+        return f"{head}: not measured ({row['status'] if row['status'] != 'ok' else 'no round left'}{left_out})"
     change = f"{100 * (row['ratio'] - 1):+.1f}% time"
     if row["rounds"] < 2:
-        return f"{head}: {change} (1 round): no interval from one round; set benchmark.rounds to 3 or more"
+        return f"{head}: {change} (1 round{left_out}): no interval from one round; set benchmark.rounds to 3 or more"
     interval = (
         f"95% CI {100 * (row['ratio_low'] - 1):+.1f}% to {100 * (row['ratio_high'] - 1):+.1f}%, {row['rounds']} rounds"
+        f"{left_out}"
     )
     verdict = row["verdict"]
     if verdict == "no measurable difference":
@@ -281,7 +300,7 @@ def cost_sentence(row) -> str:
     elif verdict == "inconclusive":
         more = row["more_rounds"]
         verdict += (
-            f"; about {int(more)} more rounds would likely decide it"
+            f"; about {int(more)} more round{'s' if more > 1 else ''} would likely decide it"
             if pd.notna(more)
             else "; more rounds may decide it"
         )

@@ -106,3 +106,17 @@ def test_a_control_is_compared_where_it_ran():
     assert pairs == {("dot", "dot"), ("euclid", "dot"), ("dot_triton", "dot"), ("euclid", "dot_triton")}
     row = table[(table["kind"] == "euclid") & (table["baseline"] == "dot_triton") & (table["measure"] == "step")]
     assert row["ratio"].iloc[0] == pytest.approx(1.3 / 1.2, rel=0.02)
+
+
+def test_a_round_the_cpu_was_busy_in_is_left_out_and_said():
+    measurements = rounds_of({"slow": 1.2}, rounds=6, noise=0.02).assign(cpu_share=0.99)
+    busy = (measurements["kind"] == "slow") & (measurements["round"] == 3)
+    measurements.loc[busy, ["step_ms", "cpu_share"]] = [measurements.loc[busy, "step_ms"].iloc[0] * 4, 0.6]
+    row = compared(measurements).loc["slow"]
+    assert row["rounds"] == 5 and row["busy_rounds"] == 1 and row["ratio"] == pytest.approx(1.2, rel=0.05)
+    assert row["verdict"] == "slower"
+    assert "5 rounds; 1 round left out, the CPU busy with another process" in stats.cost_sentence(
+        row.to_dict() | {"kind": "slow"}
+    )
+    # Kept in, the round would have widened the interval past a decision.
+    assert compared(measurements.assign(cpu_share=None)).at["slow", "verdict"] == "inconclusive"
