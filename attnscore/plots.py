@@ -283,12 +283,14 @@ def costs_markdown(costs: pd.DataFrame) -> str:
     """What each kind costs (compare_timings' rows) as a Markdown section: the verdict sentences,
     then the table."""
     first = costs.iloc[0]
-    rounds = int(costs["rounds"].max())
+    busy = int(first.get("busy_rounds", 0))
+    rounds = int(costs["rounds"].max()) + busy
+    left_out = f" Left out, the CPU busy with another process: {busy} of them." if busy else ""
     lines = [
         "## What it costs",
         "",
         f"Each of {rounds} rounds timed every kind once per shape, in a rotated order, each in a fresh process",
-        f"({first['warmup_steps']} warm-up and {first['timed_steps']} timed calls; the median of the timed ones); rounds pair the kinds.",
+        f"({first['warmup_steps']} warm-up and {first['timed_steps']} timed calls; the median of the timed ones); rounds pair the kinds.{left_out}",
         "Times are geometric means over rounds; a ratio's 95% interval is the Student-t interval of the mean log",
         "ratio. Verdicts: 'slower'/'faster' when the interval excludes 1; 'no measurable difference' when it lies",
         f"within ±{100 * first['margin']:g}% (benchmark.margin); else 'inconclusive'.",
