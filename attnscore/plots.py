@@ -162,10 +162,10 @@ def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
         ax.set(xticks=range(len(seq_lens)), xticklabels=[f"seq_len {t}" for t in seq_lens], ylabel=ylabel)
         ax.margins(y=0.35)
     axes[0].legend(loc="upper left", ncol=len(kinds), fontsize="small")
-    rounds = int(costs["rounds"].max())
+    rounds, busy = int(costs["rounds"].max()), int(first.get("busy_rounds", 0))
     fig.suptitle(
         f"{title}: {first['device']}, {first['dtype']}, batch {first['batch_size']}; geometric mean of {rounds} "
-        f"interleaved rounds, 95% CI; time vs {first['baseline']}, verdict at a ±{100 * first['margin']:g}% margin"
+        f"interleaved rounds{f' ({busy} more left out: CPU busy)' if busy else ''}, 95% CI; time vs {first['baseline']}, verdict at a ±{100 * first['margin']:g}% margin"
     )
     save(fig, paths)
 
