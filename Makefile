@@ -1,20 +1,22 @@
 # Two entry points that set everything up themselves: `make demo` and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build of torch 2.13.0 on the development machines; on a CUDA machine choose yours,
-# e.g. `make demo TORCH=torch` (any torch >= 2.5 works).
+# torch from PyPI: on Linux x86-64 its CUDA build, on macOS and Windows its CPU build (the
+# development machines serve 2.13.0's CPU build from a local mirror). TORCH_INDEX picks another
+# build from PyTorch's index, e.g. https://download.pytorch.org/whl/cpu; any torch >= 2.5 works.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: install install-slurm demo test run slurm-deps test-slurm config-readme
+.PHONY: install install-slurm demo demo-docs test run slurm-deps test-slurm config-readme
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
@@ -23,6 +25,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 # thread, so two runs side by side finish sooner (benchmarks keep every core).
 demo: install
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --configfile config/demo.yaml --set-threads train=1 evaluate=1
+
+# README's figures and quoted sentences: the demo's, with its summary (machine, versions) and raw tables.
+DEMO_DOCS := figures/perplexity.png figures/paired.png figures/throughput.png figures/training.png summary.md \
+	compare/paired.csv compare/runs.csv bench/comparisons.csv bench/measurements.csv
+demo-docs: demo
+	mkdir -p docs/demo
+	cp $(addprefix results/demo/,$(DEMO_DOCS)) docs/demo/
+	printf '# The demo as README shows it\n\nWritten by `make demo-docs` on %s (UTC) at commit %s; the machine and versions are in summary.md.\n' \
+		"$$(date -u +%F)" "$$(git rev-parse --short HEAD)" > docs/demo/README.md
 
 run: install
 	$(BIN)/snakemake --cores 1 --resources gpu=1
