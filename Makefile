@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: install install-slurm demo test run slurm-deps test-slurm config-readme
+.PHONY: install install-slurm demo sweep test run slurm-deps test-slurm config-readme
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 # thread, so two runs side by side finish sooner (benchmarks keep every core).
 demo: install
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --configfile config/demo.yaml --set-threads train=1 evaluate=1
+
+# Every kind at three model sizes on the demo corpus (config/sweep.yaml, about 20 minutes on 2
+# cores), then the summary's paired verdicts, size by size.
+sweep: install
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --configfile config/sweep.yaml --set-threads train=1 evaluate=1
+	sed -n '/^## Paired comparison/,/^## What it costs/{/^## What it costs/!p}' results/sweep/summary.md
 
 run: install
 	$(BIN)/snakemake --cores 1 --resources gpu=1
