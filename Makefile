@@ -9,7 +9,7 @@ TORCH_INDEX ?=
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: install install-slurm demo demo-docs test run slurm-deps test-slurm config-readme
+.PHONY: install install-slurm demo demo-docs sweep test run slurm-deps test-slurm config-readme
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,12 @@ demo-docs: demo
 	cp $(addprefix results/demo/,$(DEMO_DOCS)) docs/demo/
 	printf '# The demo as README shows it\n\nWritten by `make demo-docs` on %s (UTC) at commit %s; the machine and versions are in summary.md.\n' \
 		"$$(date -u +%F)" "$$(git rev-parse --short HEAD)" > docs/demo/README.md
+
+# Every kind at three model sizes on the demo corpus (config/sweep.yaml, about 20 minutes on 2
+# cores), then the summary's paired verdicts, size by size.
+sweep: install
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --configfile config/sweep.yaml --set-threads train=1 evaluate=1
+	sed -n '/^## Paired comparison/,/^## What it costs/{/^## What it costs/!p}' results/sweep/summary.md
 
 run: install
 	$(BIN)/snakemake --cores 1 --resources gpu=1

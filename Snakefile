@@ -1,4 +1,4 @@
-"""tokenize -> train[variant, seed] -> evaluate[variant, seed] -> compare -> plot; benchmark[variant] -> plot
+"""tokenize -> train[size, variant, seed] -> evaluate[size, variant, seed] -> compare[size] -> plot; benchmark[round] -> plot
 
 Run: snakemake --cores 1 --resources gpu=1             (the reference experiment)
      snakemake --cores 2 --configfile config/demo.yaml  (offline demo)
@@ -83,6 +83,11 @@ if any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv):
         )
 VARIANTS = config["variants"]
 SEEDS = config["seeds"]
+SIZES = config.get("sizes", {})
+# With sizes every run's files, and each size's comparison, get a folder of their size; without,
+# the model section is the one size and they keep the paths they always had (finished runs stay valid).
+SIZE = "{size}/" if SIZES else ""
+SIZE_NAMES = list(SIZES) or [""]
 BENCHMARKED = config["benchmark"]["variants"]
 # Controls the benchmark times beside a kind where they run (dot_triton beside euclid, on CUDA).
 CONTROLLED = [
@@ -94,6 +99,7 @@ ROUNDS = range(1, config["benchmark"]["rounds"] + 1)
 
 
 wildcard_constraints:
+    size=r"[A-Za-z0-9][A-Za-z0-9._-]*",
     variant=r"[a-z][a-z0-9_]*",
     seed=r"\d+",
     round=r"\d+",

@@ -97,9 +97,10 @@ def _strict_validator(schema: dict):
     return validators.extend(Draft202012Validator, type_checker=integers)(schema)
 
 
-def _describe(error) -> list[str]:
-    """One line per problem of a jsonschema error, naming the key."""
-    path = list(error.absolute_path)
+def _describe(error, prefix=()) -> list[str]:
+    """One line per problem of a jsonschema error, naming the key (below `prefix`, where the
+    validated value is part of a config)."""
+    path = [*prefix, *error.absolute_path]
 
     def key(*more):
         return ".".join(map(str, [*path, *more])) or "config"
@@ -163,7 +164,10 @@ def canonical(config: dict, schema_path=SCHEMA) -> dict:
             return float(value)
         return value
 
-    return walk(config, root)
+    typed = walk(config, root)
+    for size, overrides in typed.get("sizes", {}).items():  # model keys, typed as the model section's
+        typed["sizes"][size] = walk(overrides, root["properties"]["model"])
+    return typed
 
 
 def schema_problems(config: dict, schema_path=SCHEMA) -> list[str]:
@@ -196,8 +200,8 @@ def check(config: dict, schema_path=SCHEMA) -> None:
     """Raise ConfigError listing every problem: the schema's, else the cross-field ones (which
     need a config the schema accepts)."""
     problems = schema_problems(config, schema_path) or cross_field_problems(config)
-    if problems:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    if problems:  # a size inherits the model section's problems: each is named once
+        raise ConfigError("invalid config:\n  " + "\n  ".join(dict.fromkeys(problems)))
 
 
 def cross_field_problems(config: dict) -> list[str]:
@@ -205,10 +209,7 @@ def cross_field_problems(config: dict) -> list[str]:
     model, train, data = config["model"], config["train"], config["data"]
     kinds_used = [("variants", config["variants"]), ("benchmark.variants", config["benchmark"]["variants"])]
     problems = check_attention(model, kinds_used) + text_option_problems(model["attention_options"])
-    if model["d_model"] % model["n_heads"]:
-        problems.append(f"model.d_model={model['d_model']} is not divisible by model.n_heads={model['n_heads']}")
-    if train["seq_len"] > model["max_seq_len"]:
-        problems.append(f"train.seq_len={train['seq_len']} exceeds model.max_seq_len={model['max_seq_len']}")
+    problems += model_problems(model, train) + size_problems(config)
     for key in ("batch_size", "eval_batch_size"):
         if train[key] % train["processes"]:
             problems.append(f"train.{key}={train[key]} is not divisible by train.processes={train['processes']}")
@@ -217,8 +218,6 @@ def cross_field_problems(config: dict) -> list[str]:
             f"train.device={train['device']} puts every process on one GPU; with train.processes="
             f"{train['processes']} set train.device to cuda (each process takes its own GPU)"
         )
-    if model["positions"] == "sinusoidal" and model["d_model"] % 2:
-        problems.append(f"model.d_model={model['d_model']} must be even for sinusoidal positions")
     if data["corpus"] == "text" and (data["dir"] is None or data["files"] is None):
         problems.append("data.corpus=text needs data.dir (a folder) and data.files (train/valid/test file names)")
     files = data["files"] or {}
@@ -236,11 +235,59 @@ def cross_field_problems(config: dict) -> list[str]:
     return problems
 
 
-def model_settings(config: dict, kind: str) -> dict:
-    """config['model'] for one variant: only that kind's own attention options and the plugin
-    modules that register it, so changing one kind's options, or adding a plugin, re-runs that
-    kind's jobs and no others."""
-    model = config["model"]
+def model_problems(model: dict, train: dict, size: str = "", overrides=()) -> list[str]:
+    """Problems of a model's settings that involve several keys, each key named where the config
+    sets it: sizes.<size>.<key> for the `overrides` of a size, else model.<key>."""
+
+    def name(key):
+        return f"sizes.{size}.{key}" if key in overrides else f"model.{key}"
+
+    problems = []
+    if model["d_model"] % model["n_heads"]:
+        problems.append(
+            f"{name('d_model')}={model['d_model']} is not divisible by {name('n_heads')}={model['n_heads']}"
+        )
+    if train["seq_len"] > model["max_seq_len"]:
+        problems.append(f"train.seq_len={train['seq_len']} exceeds {name('max_seq_len')}={model['max_seq_len']}")
+    if model["positions"] == "sinusoidal" and model["d_model"] % 2:
+        problems.append(f"{name('d_model')}={model['d_model']} must be even for sinusoidal positions")
+    return problems
+
+
+# The kinds are the experiment's, compared at every size: a size sets its model's shape only.
+NOT_PER_SIZE = ("attention_options", "attention_plugins")
+
+
+def size_problems(config: dict, schema_path=SCHEMA) -> list[str]:
+    """Problems of each size's model (the model section with the size's keys), by the model
+    section's own schema and cross-field rules, named sizes.<size>.<key>; and two sizes that are
+    one model (they would train the same runs twice)."""
+    root = _schema(schema_path)
+    validator = _strict_validator({**root["properties"]["model"], "definitions": root["definitions"]})
+    problems, seen = [], {}
+    for size, overrides in config.get("sizes", {}).items():
+        problems += [
+            f"sizes.{size}.{key}: the kinds' settings are the same at every size; set model.{key} instead"
+            for key in NOT_PER_SIZE
+            if key in overrides
+        ]
+        model = {**config["model"], **overrides}
+        schema = sorted({line for error in validator.iter_errors(model) for line in _describe(error, ("sizes", size))})
+        if schema:
+            problems += schema
+            continue
+        problems += model_problems(model, config["train"], size, overrides)
+        same = seen.setdefault(json.dumps(model, sort_keys=True), size)
+        if same != size:
+            problems.append(f"sizes.{same} and sizes.{size} are the same model; keep one")
+    return problems
+
+
+def model_settings(config: dict, kind: str, size: str | None = None) -> dict:
+    """config['model'] for one variant (at one size, with the keys the size sets): only that
+    kind's own attention options and the plugin modules that register it, so changing one
+    kind's options, or adding a plugin, re-runs that kind's jobs and no others."""
+    model = {**config["model"], **(config["sizes"][size] if size else {})}
     return {
         **model,
         "attention_options": model["attention_options"].get(kind, {}),
@@ -250,7 +297,7 @@ def model_settings(config: dict, kind: str) -> dict:
 
 # What changing a key changes: each key's x-role in the schema names one or more of these.
 ROLES = {
-    "jobs": "which jobs exist (results folder, variants, seeds, benchmark rounds): new ones run, others stay",
+    "jobs": "which jobs exist (results folder, variants, seeds, sizes, benchmark rounds): new ones run, others stay",
     "data": "the corpus or its tokens: tokenize and everything after it",
     "run": "a run's weights: part of its run id; train, evaluate, compare and plot run again",
     "length": "how many epochs: a trained run is continued or cut, not trained again",
@@ -351,11 +398,12 @@ def keys_markdown(reference: dict, schema_path=SCHEMA) -> str:
     config and what it does, from the schema (tests/test_config.py keeps the file equal to this;
     `make config-readme` writes it)."""
     schema = _schema(schema_path)
+    optional = ", ".join(f"`{key}`" for key in schema["properties"] if key not in schema["required"])
     lines = [
         "# Configuration keys",
         "",
         "Every key of a config, from `workflow/schemas/config.schema.yaml` (written by `make config-readme`;",
-        "a test keeps the two equal). Every key is required: a config file is complete on its own.",
+        f"a test keeps the two equal). Every key but {optional} is required: a config file is complete on its own.",
         "**Changes** is the key's role (`x-role`): what changing it changes, so what re-runs.",
         "**Reference** is its value in `config/config.yaml`, the published experiment.",
         "",

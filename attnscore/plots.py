@@ -1,4 +1,7 @@
-"""Figures and the Markdown summary, from the compare step's tables and the benchmark files."""
+"""Figures and the Markdown summary, from the compare step's tables and the benchmark files.
+
+The tables carry a size column: the size's name, or "" where the config has no sizes (the
+model section is the one size). Figures of runs draw one row of panels per size."""
 
 import html
 import re
@@ -43,87 +46,136 @@ def save(fig, paths) -> None:
     plt.close(fig)
 
 
+def size_rows(table: pd.DataFrame, columns: int, width: float, height: float = 4, **options):
+    """A figure with a row of `columns` panels per size in `table`: (figure, [(size, panels)])."""
+    sizes = list(dict.fromkeys(table["size"]))
+    fig, axes = plt.subplots(len(sizes), columns, figsize=(width, height * len(sizes)), squeeze=False, **options)
+    return fig, list(zip(sizes, axes, strict=True))
+
+
 def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
-    """Train, valid and test perplexity per epoch, one panel each: per variant the mean over
-    seeds with its shaded 95% interval (a plain line for one seed); log scale."""
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharey=True)
-    for ax, split in zip(axes, ("train", "valid", "test"), strict=True):
-        rows = epochs[epochs["split"] == split]
-        for i, (variant, line) in enumerate(rows.groupby("variant", sort=False)):
-            seeds = line["seeds"].max()
-            label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, 95% CI)"
-            drawn = ax.plot(line["epoch"], line["mean"], LINESTYLES[i % len(LINESTYLES)], marker="o", ms=3, label=label)
-            ax.fill_between(line["epoch"], line["ci_low"], line["ci_high"], color=drawn[0].get_color(), alpha=0.2)
-        ax.set(title=split, xlabel="epoch", yscale="log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.yaxis.set_major_formatter(ScalarFormatter())
-        ax.yaxis.set_minor_formatter(ScalarFormatter())
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("perplexity")
-    axes[0].legend(fontsize="small")
+    """Train, valid and test perplexity per epoch, one panel each (a row per size): per variant
+    the mean over seeds with its shaded 95% interval (a plain line for one seed); log scale."""
+    fig, rows = size_rows(epochs, 3, 12, sharey=True)
+    for size, axes in rows:
+        for ax, split in zip(axes, ("train", "valid", "test"), strict=True):
+            points = epochs[(epochs["size"] == size) & (epochs["split"] == split)]
+            for i, (variant, line) in enumerate(points.groupby("variant", sort=False)):
+                seeds = line["seeds"].max()
+                label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, 95% CI)"
+                drawn = ax.plot(
+                    line["epoch"], line["mean"], LINESTYLES[i % len(LINESTYLES)], marker="o", ms=3, label=label
+                )
+                ax.fill_between(line["epoch"], line["ci_low"], line["ci_high"], color=drawn[0].get_color(), alpha=0.2)
+            ax.set(title=f"{plain_title(size)}: {split}" if size else split, xlabel="epoch", yscale="log")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(ScalarFormatter())
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0].set_ylabel("perplexity")
+    rows[0][1][0].legend(fontsize="small")
     fig.suptitle(plain_title(title))
     save(fig, paths)
 
 
 def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
-    """Against the optimizer step, one panel each: the training loss (the mean over each logged
-    interval), the gradient norm before clipping and the learning rate; per variant the mean over
-    seeds with its shaded 95% interval (stats.per_step; a plain line for one seed). Dotted lines
-    mark the epochs' ends."""
+    """Against the optimizer step, one panel each (a row per size): the training loss (the mean
+    over each logged interval), the gradient norm before clipping and the learning rate; per
+    variant the mean over seeds with its shaded 95% interval (stats.per_step; a plain line for one
+    seed). Dotted lines mark the epochs' ends."""
     panels = [
         ("train_loss", "training loss (nats/token, interval mean)", "linear"),
         ("grad_norm", "gradient norm before clipping", "log"),
         ("lr", "learning rate", "linear"),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
+    fig, rows = size_rows(steps, 3, 15, layout="constrained")
     epoch_ends = steps.groupby("epoch")["step"].max()
-    for ax, (measure, ylabel, scale) in zip(axes, panels, strict=True):
-        rows = steps[steps["measure"] == measure]
-        for i, (variant, line) in enumerate(rows.groupby("variant", sort=False)):
-            line = line.sort_values("step")
-            seeds = line["seeds"].max()
-            label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, 95% CI)"
-            drawn = ax.plot(line["step"], line["mean"], LINESTYLES[i % len(LINESTYLES)], lw=1.2, label=label)
-            ax.fill_between(line["step"], line["ci_low"], line["ci_high"], color=drawn[0].get_color(), alpha=0.2)
-        for end in epoch_ends.iloc[:-1]:
-            ax.axvline(end, color="gray", lw=0.8, ls=":")
-        ax.set(xlabel="optimizer step", ylabel=ylabel, yscale=scale)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[2].set_ylim(bottom=0)  # the schedule's shape: warm-up from near 0, a constant or a decay
-    axes[0].legend(fontsize="small")
+    for size, axes in rows:
+        for ax, (measure, ylabel, scale) in zip(axes, panels, strict=True):
+            points = steps[(steps["size"] == size) & (steps["measure"] == measure)]
+            for i, (variant, line) in enumerate(points.groupby("variant", sort=False)):
+                line = line.sort_values("step")
+                seeds = line["seeds"].max()
+                label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, 95% CI)"
+                drawn = ax.plot(line["step"], line["mean"], LINESTYLES[i % len(LINESTYLES)], lw=1.2, label=label)
+                ax.fill_between(line["step"], line["ci_low"], line["ci_high"], color=drawn[0].get_color(), alpha=0.2)
+            for end in epoch_ends.iloc[:-1]:
+                ax.axvline(end, color="gray", lw=0.8, ls=":")
+            ax.set(title=plain_title(size), xlabel="optimizer step", ylabel=ylabel, yscale=scale)
+            ax.grid(True, which="both", alpha=0.3)
+        axes[2].set_ylim(bottom=0)  # the schedule's shape: warm-up from near 0, a constant or a decay
+    rows[0][1][0].legend(fontsize="small")
     fig.suptitle(title)
     save(fig, paths)
 
 
-def plot_paired(differences: pd.DataFrame, summary: pd.DataFrame, paths, title: str) -> None:
-    """Per variant, each seed's difference from the baseline run of the same seed (dots, labelled
-    by seed) and their mean with its 95% interval (bar), in test loss and test perplexity."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    variants = list(dict.fromkeys(differences["variant"]))
-    for ax, metric, ylabel in zip(
-        axes,
-        ("test_loss", "test_ppl"),
-        ("test loss difference (nats/token)", "test perplexity difference"),
-        strict=True,
-    ):
-        ax.axhline(0, color="gray", lw=1)
-        for x, variant in enumerate(variants):
-            points = differences[differences["variant"] == variant]
-            ax.scatter([x - 0.15] * len(points), points[metric], s=18, color="C0", zorder=3)
-            for point in points.itertuples():
-                ax.annotate(f"seed {point.seed}", (x - 0.15, getattr(point, metric)), xytext=(-4, 0),
-                            textcoords="offset points", ha="right", va="center", fontsize="x-small")  # fmt: skip
-            row = summary[(summary["variant"] == variant) & (summary["metric"] == metric)].iloc[0]
-            error = [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]] if row["seeds"] >= 2 else None
-            ax.errorbar([x + 0.15], [row["mean"]], yerr=error, fmt="D", color="C3", capsize=6, label="mean, 95% CI")
-        baseline = differences["baseline"].iloc[0] if len(differences) else "dot"
-        ax.set(xticks=range(len(variants)), xticklabels=[f"{v} - {baseline}" for v in variants], ylabel=ylabel)
-        ax.set_xlim(-0.8, max(len(variants), 1) - 0.2)
-        if not variants:
-            ax.text(0.5, 0.5, "no variant to pair with the baseline", transform=ax.transAxes, ha="center")
-    handles, labels = axes[0].get_legend_handles_labels()
+def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, paths, title: str) -> None:
+    """Per variant (a row per size), each seed's difference from the baseline run of the same
+    seed (dots, labelled by seed) and their mean with its 95% interval (bar), in test loss and
+    test perplexity."""
+    fig, rows = size_rows(runs, 2, 10)
+    for size, axes in rows:
+        differences = stats.paired_differences(runs[runs["size"] == size])
+        variants = list(dict.fromkeys(differences["variant"]))
+        for ax, metric, ylabel in zip(
+            axes,
+            ("test_loss", "test_ppl"),
+            ("test loss difference (nats/token)", "test perplexity difference"),
+            strict=True,
+        ):
+            ax.axhline(0, color="gray", lw=1)
+            for x, variant in enumerate(variants):
+                points = differences[differences["variant"] == variant]
+                ax.scatter([x - 0.15] * len(points), points[metric], s=18, color="C0", zorder=3)
+                for point in points.itertuples():
+                    ax.annotate(f"seed {point.seed}", (x - 0.15, getattr(point, metric)), xytext=(-4, 0),
+                                textcoords="offset points", ha="right", va="center", fontsize="x-small")  # fmt: skip
+                row = summary[
+                    (summary["size"] == size) & (summary["variant"] == variant) & (summary["metric"] == metric)
+                ].iloc[0]
+                error = [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]] if row["seeds"] >= 2 else None
+                ax.errorbar([x + 0.15], [row["mean"]], yerr=error, fmt="D", color="C3", capsize=6, label="mean, 95% CI")
+            baseline = differences["baseline"].iloc[0] if len(differences) else "dot"
+            ax.set(xticks=range(len(variants)), xticklabels=[f"{v} - {baseline}" for v in variants], ylabel=ylabel)
+            ax.set(title=plain_title(size), xlim=(-0.8, max(len(variants), 1) - 0.2))
+            if not variants:
+                ax.text(0.5, 0.5, "no variant to pair with the baseline", transform=ax.transAxes, ha="center")
+    handles, labels = rows[0][1][0].get_legend_handles_labels()
     if handles:
-        axes[0].legend(handles[:1], labels[:1], loc="best", fontsize="small")
+        rows[0][1][0].legend(handles[:1], labels[:1], loc="best", fontsize="small")
+    fig.suptitle(plain_title(title))
+    save(fig, paths)
+
+
+def plot_scaling(losses: pd.DataFrame, verdicts: pd.DataFrame, paths, title: str) -> None:
+    """Against the parameter count (log scale), one line per variant through its sizes: the best
+    checkpoints' test loss (mean over seeds, 95% interval; stats.per_size), and each variant's
+    paired difference from the baseline in test loss (mean, 95% interval; a filled marker where
+    it is significant after Holm's adjustment). Each variant's points are moved a little
+    sideways, so that intervals at one size do not hide each other."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
+    differences = verdicts[verdicts["metric"] == "test_loss"].merge(losses[["size", "variant", "parameters"]])
+    variants = list(dict.fromkeys(losses["variant"]))
+    for i, variant in enumerate(variants):
+        shift = 1.03 ** (i - (len(variants) - 1) / 2)
+        style = dict(color=f"C{i}", ls=LINESTYLES[i % len(LINESTYLES)], marker="o", mfc="white", capsize=3)
+        for ax, points in zip(axes, (losses, differences), strict=True):
+            points = points[points["variant"] == variant].sort_values("parameters")
+            if points.empty:  # the baseline, in the differences
+                continue
+            error = [(points["mean"] - points["ci_low"]).fillna(0), (points["ci_high"] - points["mean"]).fillna(0)]
+            ax.errorbar(points["parameters"] * shift, points["mean"], yerr=error, label=variant, **style)
+        held = differences[(differences["variant"] == variant) & (differences["p_holm"] < stats.ALPHA)]
+        axes[1].scatter(held["parameters"] * shift, held["mean"], color=f"C{i}", zorder=3)
+    baseline = verdicts["baseline"].iloc[0] if len(verdicts) else "dot"
+    axes[1].axhline(0, color="gray", lw=1)
+    axes[0].set(ylabel="test loss of the best checkpoint (nats/token)", title="mean over seeds, 95% CI")
+    axes[1].set(ylabel=f"test loss minus {baseline}'s of the same seed (nats/token)",
+                title="paired difference, 95% CI; filled: significant after Holm's adjustment")  # fmt: skip
+    for ax in axes:
+        ax.set(xscale="log", xlabel="parameters")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
     fig.suptitle(plain_title(title))
     save(fig, paths)
 
@@ -204,17 +256,20 @@ def _with_interval(row, digits=1) -> str:
 def summary_markdown(
     epochs: pd.DataFrame,
     best: pd.DataFrame,
-    paired: pd.DataFrame,
+    verdicts: pd.DataFrame,
+    losses: pd.DataFrame,
     costs: pd.DataFrame,
     data_name: str,
     train_seq_len: int,
 ) -> str:
     """Our numbers (mean and 95% interval over seeds) beside the reference report's, the paired
-    verdicts against the baseline, then what each kind costs (compare_timings' rows), as Markdown."""
+    verdicts against the baseline (stats.with_holm's rows; a section per size, headed by its
+    parameter count from stats.per_size), then what each kind costs (compare_timings' rows), as
+    Markdown. The benchmark times the model section, not each size."""
     baseline = _baseline(costs)
     steps = costs[(costs["measure"] == "step") & (costs["baseline"] == baseline)]
     at_train_shape = steps[steps["seq_len"] == train_seq_len].set_index("kind")
-    first_epoch = epochs[epochs["epoch"] == 1].set_index(["variant", "split"])
+    first_epoch = epochs[epochs["epoch"] == 1].set_index(["size", "variant", "split"])
     seeds = int(best["seeds"].max())
     lines = [
         f"# Results: {markdown_text(data_name)}",
@@ -231,13 +286,14 @@ def summary_markdown(
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in best.itertuples():
-        variant = row.variant
-        first = {split: first_epoch.loc[(variant, split)] for split in ("train", "valid", "test")}
-        cost = at_train_shape.loc[variant] if variant in at_train_shape.index else None
-        trained = epochs.loc[epochs["variant"] == variant, "epoch"].max()
+        size, variant = row.size, row.variant
+        first = {split: first_epoch.loc[(size, variant, split)] for split in ("train", "valid", "test")}
+        cost = at_train_shape.loc[variant] if variant in at_train_shape.index and not size else None
+        trained = epochs.loc[(epochs["size"] == size) & (epochs["variant"] == variant), "epoch"].max()
         lines.append(
-            f"| ours: {variant} | {row.seeds} | {trained} | {_with_interval(first['train'])} | {_with_interval(first['valid'])} "
-            f"| {_with_interval(first['test'])} | {_with_interval(row._asdict())} | {_tokens_per_s(cost)} | {_time_change(cost)} |"
+            f"| ours: {f'{size}/' if size else ''}{variant} | {row.seeds} | {trained} | {_with_interval(first['train'])} "
+            f"| {_with_interval(first['valid'])} | {_with_interval(first['test'])} | {_with_interval(row._asdict())} "
+            f"| {_tokens_per_s(cost)} | {_time_change(cost)} |"
         )
     for variant, ref in REFERENCE.items():
         relative = REFERENCE["dot"]["iters_per_s"] / ref["iters_per_s"] - 1
@@ -246,11 +302,23 @@ def summary_markdown(
             f"| {_fmt(ref['test_ppl_final'])} | {ref['iters_per_s'] * REFERENCE_TOKENS_PER_ITER:,.0f} | {100 * relative:+.1f}% (one run, no interval) |"
         )
     lines += ["", "Reference: 16 GB NVIDIA A4000, fp16 autocast, batch 8 x 512, WikiText-2, 20 epochs, one run.", ""]
+    if any(best["size"]):
+        lines += ["Sizes are trained, evaluated and compared each on its own; the benchmark's throughput is the",
+                  "model section's, so it is left out of the sizes' rows.", ""]  # fmt: skip
     lines += ["## Paired comparison", ""]
-    if len(paired):
+    if len(verdicts):
         lines += ["Each variant against the baseline trained from the same seeds (same initial weights, same data",
-                  "order); test numbers of the best checkpoints; paired Student-t interval over seeds.", ""]  # fmt: skip
-        lines += [f"- {stats.verdict(row)}" for _, row in paired.iterrows()]
+                  "order); test numbers of the best checkpoints; paired Student-t interval over seeds. 'Significant'",
+                  f"is by Holm's method (Holm 1979) over the {verdicts['tests'].max()} paired t-tests below in test loss, and",
+                  "again over those in test perplexity (every kind against the baseline at every size): the chance",
+                  f"of any false 'significant' among them stays under {stats.ALPHA:.0%}. Each interval is its comparison's own.",
+                  ""]  # fmt: skip
+        for size, rows in verdicts.groupby("size", sort=False):
+            if size:
+                parameters = losses.loc[losses["size"] == size, "parameters"]
+                lines += [f"### {markdown_text(size)}: {parameters.min():,} parameters", ""]
+            lines += [f"- {stats.verdict(row)}" for _, row in rows.iterrows()] + [""]
+        lines.pop()
     else:
         lines.append("No variant to pair with dot: add dot and another kind to `variants`.")
     return "\n".join(lines) + "\n\n" + costs_markdown(costs)

@@ -2,7 +2,8 @@
 between variants trained from the same seeds (same initial weights, same data order).
 
 Every interval is a two-sided 95% Student-t interval over seeds (scipy.stats); with one seed
-there is none, and the tables say so with empty bounds rather than printing a made-up one.
+there is none, and the tables say so with empty bounds rather than printing a made-up one. A
+verdict of "significant" is Holm-adjusted over all the paired tests reported together.
 """
 
 import json
@@ -13,6 +14,7 @@ import pandas as pd
 from scipy import stats
 
 CONFIDENCE = 0.95
+ALPHA = 1 - CONFIDENCE
 SPLITS = ("train", "valid", "test")
 
 
@@ -33,6 +35,7 @@ def load_runs(metrics: dict, evals: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
                 "best_epoch": result["epoch"],
                 "test_loss": result["loss"],
                 "test_ppl": result["perplexity"],
+                "parameters": result["parameters"],
             }
         )
     return epochs, pd.DataFrame(runs)
@@ -86,6 +89,22 @@ def best_checkpoints(runs: pd.DataFrame) -> pd.DataFrame:
         [
             {"variant": variant, **mean_interval(group["test_ppl"])}
             for variant, group in runs.groupby("variant", sort=False)
+        ]
+    )
+
+
+def per_size(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per size and variant (runs of every size, with a size column): the parameter count and the
+    best checkpoints' test loss, mean and interval over seeds."""
+    return pd.DataFrame(
+        [
+            {
+                "size": size,
+                "variant": variant,
+                "parameters": group["parameters"].iloc[0],
+                **mean_interval(group["test_loss"]),
+            }
+            for (size, variant), group in runs.groupby(["size", "variant"], sort=False)
         ]
     )
 
@@ -148,9 +167,30 @@ def paired_summary(differences: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def holm(p_values) -> pd.Series:
+    """Holm's step-down adjustment (Holm 1979): the i-th smallest of m p-values times m - i + 1
+    (i from 1), made non-decreasing in that order, at most 1. Calling significant each test whose
+    adjusted p-value is below ALPHA keeps the chance of any false "significant" among the m
+    below ALPHA, whatever their dependence. NaN (no test: one seed) stays NaN and is not counted."""
+    p_values = pd.Series(p_values, dtype=float)
+    tested = p_values.dropna().sort_values(kind="stable")
+    factors = range(len(tested), 0, -1)
+    return (tested * list(factors)).cummax().clip(upper=1).reindex(p_values.index)
+
+
+def with_holm(paired: pd.DataFrame) -> pd.DataFrame:
+    """paired_summary rows (of every size and kind reported together) with p_holm, the p-value
+    adjusted over the tests of the same metric, and tests, their number: the family is each
+    question asked of the data (every kind against the baseline at every size), asked once in
+    test loss and once in perplexity."""
+    tests = paired.groupby("metric", sort=False)["p_value"]
+    return paired.assign(p_holm=tests.transform(holm), tests=tests.transform("count"))
+
+
 def verdict(row) -> str:
-    """One quotable sentence for a paired_summary row, e.g. 'euclid - dot, test perplexity: +3.7
-    (95% CI -1.2 to +8.6, 3 paired seeds): no significant difference at this size.'"""
+    """One quotable sentence for a with_holm row, e.g. 'euclid - dot, test perplexity: +3.7
+    (95% CI -1.2 to +8.6, 3 paired seeds): no significant difference at this size (p = 0.21,
+    Holm-adjusted over 4 tests: 0.63).' Significant means a Holm-adjusted p-value below ALPHA."""
     what = "test perplexity" if row["metric"] == "test_ppl" else "test loss (nats/token)"
     digits = 2 if row["metric"] == "test_ppl" else 4
     head = f"{row['variant']} - {row['baseline']}, {what}: {row['mean']:+.{digits}f}"
@@ -159,10 +199,11 @@ def verdict(row) -> str:
             f"{head} ({row['seeds']} paired seed): no interval from one seed; add seeds to tell an effect from noise."
         )
     interval = f"95% CI {row['ci_low']:+.{digits}f} to {row['ci_high']:+.{digits}f}, {row['seeds']} paired seeds"
-    if not row["significant"]:
-        return f"{head} ({interval}): no significant difference at this size."
+    test = f"p = {row['p_value']:.2g}, Holm-adjusted over {row['tests']} tests: {row['p_holm']:.2g}"
+    if not row["p_holm"] < ALPHA:  # NaN too: identical runs test nothing
+        return f"{head} ({interval}): no significant difference at this size ({test})."
     direction = "higher" if row["mean"] > 0 else "lower"
-    return f"{head} ({interval}): {row['variant']} is significantly {direction} (p = {row['p_value']:.2g})."
+    return f"{head} ({interval}): {row['variant']} is significantly {direction} ({test})."
 
 
 # Timings: rounds pair them as seeds pair runs. Each measurement is a median over timed calls

@@ -441,7 +441,7 @@ def stop_agreed(received: list, device) -> bool:
 
 
 def evaluate_checkpoint(model_path, token_file, cfg: TrainConfig) -> dict:
-    """Loss, perplexity and token count of a checkpoint's model on one split."""
+    """Loss, perplexity and token count of a checkpoint's model on one split, and its parameter count."""
     try:
         saved = checkpoints.load(model_path, checkpoints.MODEL_KEYS)
     except checkpoints.UnreadableCheckpoint as err:
@@ -459,4 +459,5 @@ def evaluate_checkpoint(model_path, token_file, cfg: TrainConfig) -> dict:
     return {
         "loss": nll / count, "perplexity": perplexity(nll, count), "tokens": count,
         "attention": model_cfg.attention, "epoch": saved["epoch"], "device": str(trainer.device),
+        "parameters": trainer.model.num_params(),
     }  # fmt: skip

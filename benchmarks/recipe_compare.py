@@ -1,6 +1,7 @@
 """Two training recipes on one corpus, compared by seed: each experiment's best checkpoints
 (compare/runs.csv) paired by variant and seed, the difference in test loss and perplexity with
-its 95% Student-t interval and paired t-test (attnscore.stats.paired_between, paired_summary).
+its 95% Student-t interval and paired t-test, Holm-adjusted over the variants
+(attnscore.stats.paired_between, paired_summary, with_holm).
 
     .venv/bin/python benchmarks/recipe_compare.py results/demo results/demo-modern \\
         --out benchmarks/results/<machine>-<date>-recipe
@@ -33,7 +34,7 @@ def compare(baseline: Path, recipe: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-seed differences (recipe minus baseline) and their summary."""
     runs = {folder: pd.read_csv(folder / "compare" / "runs.csv") for folder in (baseline, recipe)}
     differences = stats.paired_between(runs[recipe], runs[baseline], recipe.name, baseline.name)
-    return differences, stats.paired_summary(differences)
+    return differences, stats.with_holm(stats.paired_summary(differences))  # Holm over the variants
 
 
 def keep_raw(folder: Path, out: Path) -> None:

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from attnscore.config import SCHEMA, ConfigError, check, check_unique_keys, model_settings, typed_overrides
+from attnscore.config import (
+    SCHEMA,
+    ConfigError,
+    canonical,
+    check,
+    check_unique_keys,
+    model_settings,
+    typed_overrides,
+)
 from attnscore.kinds import known_kinds
 from attnscore.model import ModelConfig
 from attnscore.train import TrainConfig
@@ -179,6 +187,36 @@ def test_cross_field_checks_name_the_keys(path, value, message):
     config = broken(path, value)
     with pytest.raises(ConfigError, match=message):
         check(config)
+
+
+@pytest.mark.parametrize(
+    "sizes, message",
+    [
+        ({}, "sizes: {} should be non-empty"),
+        ({"../up": {}}, "sizes: '../up' is not allowed: a size's name is a folder name"),
+        ({"big": {"d_modl": 1024}}, "sizes.big.d_modl: unknown key; .*did you mean 'd_model'"),
+        ({"big": {"d_model": 1024.0}}, "sizes.big.d_model: must be an integer, not 1024.0; write 1024"),
+        ({"big": {"n_layers": 0}}, "sizes.big.n_layers: 0 is less than the minimum of 1"),
+        ({"big": {"d_model": 1020}}, "sizes.big.d_model=1020 is not divisible by model.n_heads=8"),
+        ({"big": {"n_heads": 7}}, "model.d_model=512 is not divisible by sizes.big.n_heads=7"),
+        ({"big": {"max_seq_len": 256}}, "train.seq_len=512 exceeds sizes.big.max_seq_len=256"),
+        ({"big": {"attention_options": {}}}, "sizes.big.attention_options: the kinds' settings are the same at every"),
+        ({"same": {}, "again": {"d_model": 512}}, "sizes.same and sizes.again are the same model; keep one"),
+    ],
+)
+def test_each_size_is_checked_by_the_model_sections_rules(sizes, message):
+    with pytest.raises(ConfigError, match=message):
+        check(broken(["sizes"], sizes))
+
+
+def test_a_sizes_model_is_the_model_section_with_its_keys_typed_as_there():
+    config = broken(["sizes"], {"reference": {}, "wide": {"d_model": 1024, "d_ff": 4096, "dropout": 0}})
+    check(config)
+    config = canonical(config)
+    assert config["sizes"]["wide"] == {"d_ff": 4096, "d_model": 1024, "dropout": 0.0}  # 0.0: dropout is a number
+    wide = model_settings(config, "euclid", "wide")
+    assert (wide["d_model"], wide["d_ff"], wide["n_layers"], wide["attention_options"]) == (1024, 4096, 6, {"p": 2})
+    assert model_settings(config, "euclid", "reference") == model_settings(config, "euclid")
 
 
 def test_conda_envs_pin_the_same_versions_as_requirements():

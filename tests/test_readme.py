@@ -70,6 +70,8 @@ def test_package_names_resolve(path):
 def test_readme_is_short_and_its_intervals_are_committed():
     text = README.read_text()
     assert len(text.splitlines()) <= 250
-    summaries = "".join(p.read_text() for p in [ROOT / "docs/demo/summary.md", *ROOT.glob("benchmarks/results/*/summary.md")])
+    summaries = "".join(
+        p.read_text() for p in [ROOT / "docs/demo/summary.md", *ROOT.glob("benchmarks/results/*/summary.md")]
+    )
     quoted = re.findall(r"[+-]?\d[\d.,]*%?(?: time)? \(95% CI [^)]*\)|[+-]\d+\.\d% \[[^\]]*\]", text)
     assert quoted and not [q for q in quoted if q not in summaries], quoted

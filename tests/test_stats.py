@@ -43,33 +43,65 @@ def test_a_consistent_difference_is_significant_and_a_noisy_one_is_not():
         [("dot", s, 5.0, 100.0 + s) for s in range(4)]
         + [("euclid", s, 5.1 + s / 100, 110.0 + 1.1 * s) for s in range(4)]
     )
-    row = stats.paired_summary(stats.paired_differences(consistent)).set_index("metric").loc["test_ppl"]
-    assert row["significant"] and row["ci_low"] > 0 and row["p_value"] < 0.05
-    assert "euclid is significantly higher" in stats.verdict(
-        row.reset_index().iloc[0] if False else {**row, "metric": "test_ppl"}
+    row = (
+        stats.with_holm(stats.paired_summary(stats.paired_differences(consistent))).set_index("metric").loc["test_ppl"]
     )
+    assert row["significant"] and row["ci_low"] > 0 and row["p_value"] < 0.05 and row["p_holm"] == row["p_value"]
+    assert "euclid is significantly higher (p = " in stats.verdict({**row, "metric": "test_ppl"})
 
     noisy = runs(
         [("dot", s, 5.0, 100.0) for s in range(3)] + [("euclid", s, 5.0, 100.0 + d) for s, d in enumerate([-4, 1, 6])]
     )
     row = {
-        **stats.paired_summary(stats.paired_differences(noisy)).set_index("metric").loc["test_ppl"],
+        **stats.with_holm(stats.paired_summary(stats.paired_differences(noisy))).set_index("metric").loc["test_ppl"],
         "metric": "test_ppl",
     }
     assert not row["significant"] and row["ci_low"] < 0 < row["ci_high"]
     assert stats.verdict(row) == (
         f"euclid - dot, test perplexity: +1.00 (95% CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f}, 3 paired seeds): "
-        "no significant difference at this size."
+        f"no significant difference at this size (p = {row['p_value']:.2g}, Holm-adjusted over 1 tests: "
+        f"{row['p_value']:.2g})."
+    )
+
+
+def test_holm_adjusts_as_by_hand():
+    # Four tests (NaN is none). Sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, and
+    # 0.04 x 1 = 0.04, raised to 0.06: never below an earlier one.
+    adjusted = stats.holm([0.01, 0.04, math.nan, 0.03, 0.005])
+    assert list(adjusted[[0, 1, 3, 4]]) == pytest.approx([0.03, 0.06, 0.06, 0.02]) and math.isnan(adjusted[2])
+    assert list(stats.holm([0.4, 0.6])) == pytest.approx([0.8, 0.8])  # 0.4 x 2; 0.6 x 1, raised to 0.8
+    assert list(stats.holm([0.7, 0.9])) == [1.0, 1.0]  # capped at 1
+
+
+def test_holm_makes_a_significant_comparison_among_many_not_significant():
+    """p = 0.02 alone is significant; one of the five comparisons of a metric (kinds x sizes),
+    the rest far from it, it is adjusted to 0.1: not significant. The metrics are families apart."""
+    paired = pd.DataFrame(
+        [{"size": size, "variant": variant, "baseline": "dot", "metric": metric, "seeds": 3, "mean": 1.0,
+          "ci_low": 0.5, "ci_high": 1.5, "p_value": 0.02 if (size, variant) == ("small", "euclid") else 0.5,
+          "significant": True}
+         for size in ("small", "large") for variant in ("euclid", "cosine", "sigmoid") for metric in ("test_loss", "test_ppl")
+         if (size, variant) != ("large", "sigmoid")]
+    )  # fmt: skip
+    rows = stats.with_holm(paired).set_index(["size", "variant", "metric"])
+    assert (rows["tests"] == 5).all()
+    assert rows.at[("small", "euclid", "test_loss"), "p_holm"] == pytest.approx(0.1)
+    assert stats.verdict({**rows.loc[("small", "euclid", "test_ppl")], "variant": "euclid", "metric": "test_ppl"}) == (
+        "euclid - dot, test perplexity: +1.00 (95% CI +0.50 to +1.50, 3 paired seeds): no significant difference at "
+        "this size (p = 0.02, Holm-adjusted over 5 tests: 0.1)."
+    )
+    assert "euclid is significantly higher (p = 0.02, Holm-adjusted over 1 tests: 0.02)." in stats.verdict(
+        {**stats.with_holm(paired.iloc[:1]).iloc[0]}
     )
 
 
 def test_one_paired_seed_says_there_is_no_interval():
     table = runs([("dot", 1, 5.0, 150.0), ("euclid", 1, 5.1, 153.7)])
     row = {
-        **stats.paired_summary(stats.paired_differences(table)).set_index("metric").loc["test_ppl"],
+        **stats.with_holm(stats.paired_summary(stats.paired_differences(table))).set_index("metric").loc["test_ppl"],
         "metric": "test_ppl",
     }
-    assert row["significant"] is None and math.isnan(row["ci_low"])
+    assert row["significant"] is None and math.isnan(row["p_holm"]) and row["tests"] == 0 and math.isnan(row["ci_low"])
     assert stats.verdict(row) == (
         "euclid - dot, test perplexity: +3.70 (1 paired seed): no interval from one seed; add seeds to tell an effect from noise."
     )
@@ -111,7 +143,8 @@ def test_the_training_figure_draws_every_variant(tmp_path):
          for step in range(5, 35, 5)],
         columns=["variant", "seed", "step", "epoch", "train_loss", "grad_norm", "lr"],
     )  # fmt: skip
-    plots.plot_training(stats.per_step(steps), [tmp_path / "t.png", tmp_path / "t.svg"], "Training per step")
+    table = stats.per_step(steps).assign(size="")  # no sizes
+    plots.plot_training(table, [tmp_path / "t.png", tmp_path / "t.svg"], "Training per step")
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG" and "euclid (mean of 2 seeds" in (
         tmp_path / "t.svg"
     ).read_text()

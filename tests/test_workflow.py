@@ -23,7 +23,7 @@ OUTPUTS = [
     "bench/rounds/round1.csv", "bench/rounds/round2.csv", "bench/measurements.csv", "bench/comparisons.csv",
     "compare/runs.csv", "compare/epochs.csv", "compare/best.csv", "compare/paired.csv",
     *(f"figures/{name}.{ext}" for name in ("perplexity", "training", "paired", "throughput") for ext in ("png", "svg")),
-    "summary.md", "config.json",
+    "summary.md", "verdicts.csv", "config.json",
 ]  # fmt: skip
 
 
@@ -227,6 +227,7 @@ CACHING_TABLE = [
      rerun_by_roles("train.min_lr_ratio")),
     ("train.log_every", {"train": {**TINY["train"], "log_every": 3}}, None, rerun_by_roles("train.log_every")),
     ("seeds + 1", {"seeds": [*SEEDS, 7]}, None, ["compare", "evaluate", "plot", "train"]),
+    ("variants + 1", {"variants": ["dot", "euclid", "euclid_sq"]}, None, ["compare", "evaluate", "plot", "train"]),
     ("attention_options.euclid", {"model": {**TINY["model"], "attention_options": {"euclid": {"p": 3}}}}, None,
      rerun_by_roles("model.attention_options")),
     ("tokenizer.vocab_size", {"tokenizer": {**TINY["tokenizer"], "vocab_size": 300}}, None,
@@ -257,6 +258,7 @@ def test_every_config_key_declares_known_roles():
 # Which (variant, seed) jobs of train each edit plans, where not all of them.
 TRAIN_JOBS = {
     "seeds + 1": {("dot", "7"), ("euclid", "7")},
+    "variants + 1": {("euclid_sq", "1234"), ("euclid_sq", "1235")},
     "attention_options.euclid": {("euclid", "1234"), ("euclid", "1235")},
     "kind euclid's function": {("euclid", "1234"), ("euclid", "1235")},
 }
@@ -297,6 +299,84 @@ def test_an_edit_reruns_exactly_what_it_changes(workdir, finished, edit, change,
     )
     rounds = set(re.findall(r"rule benchmark:.*?wildcards: round=(\d+)", log, flags=re.S))
     assert rounds == BENCHMARK_ROUNDS.get(edit, {"1", "2"} if "benchmark" in planned else set())
+
+
+# Two sizes of three kinds, two seeds each: the tiny model and a wider one.
+SIZED = {
+    **tiny_config(experiment="sized", variants=["dot", "euclid", "cosine"], seeds=SEEDS,
+                  benchmark={"variants": ["dot"], "seq_lens": [32], "rounds": 1}),
+    "sizes": {"narrow": {}, "wide": {"d_model": 48, "d_ff": 96}},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sized(tmp_path_factory):
+    """The workflow of SIZED run once: its folder."""
+    work = copy_workflow(tmp_path_factory.mktemp("sized"))
+    snakemake(work, "--configfile", write_config(work, "sized.yaml", SIZED))
+    return work
+
+
+@pytest.mark.slow
+def test_every_size_trains_every_kind_and_seed_and_is_compared_on_its_own(sized):
+    results = sized / "results" / "sized"
+    parameters = {}
+    for size in SIZED["sizes"]:
+        for variant in SIZED["variants"]:
+            for seed in SEEDS:
+                for name in ("metrics.csv", "steps.csv", "model.pt", "provenance.json"):
+                    assert (results / "train" / size / variant / f"seed{seed}" / name).stat().st_size > 0
+                (board,) = (results / "tensorboard" / size / variant / f"seed{seed}").iterdir()
+                assert (results / "checkpoints" / size / variant / f"seed{seed}" / board.name / "best.pt").exists()
+                evaluation = json.loads((results / "eval" / size / variant / f"seed{seed}.json").read_text())
+                parameters[size, variant] = evaluation["parameters"]
+        paired = pd.read_csv(results / "compare" / size / "paired.csv")
+        assert sorted(zip(paired["variant"], paired["metric"], strict=True)) == [
+            (v, m) for v in ("cosine", "euclid") for m in ("test_loss", "test_ppl")
+        ]
+    assert parameters["narrow", "dot"] == parameters["narrow", "euclid"] < parameters["narrow", "cosine"]  # its scales
+    assert parameters["wide", "dot"] > parameters["narrow", "dot"]
+    assert not (results / "train" / "dot").exists() and not (results / "compare" / "paired.csv").exists()
+
+    # One family of tests over both sizes: Holm's adjustment counts all four comparisons of a metric.
+    verdicts = pd.read_csv(results / "verdicts.csv")
+    assert sorted(zip(verdicts["size"], verdicts["variant"], verdicts["metric"], strict=True)) == [
+        (s, v, m) for s in ("narrow", "wide") for v in ("cosine", "euclid") for m in ("test_loss", "test_ppl")
+    ]
+    assert (verdicts["tests"] == 4).all() and (verdicts["p_holm"] >= verdicts["p_value"]).all()
+    summary = (results / "summary.md").read_text()
+    assert "Holm's method (Holm 1979) over the 4 paired t-tests" in summary
+    assert f"### wide: {parameters['wide', 'dot']:,} parameters" in summary
+    assert re.search(r"\| ours: wide/cosine \| 2 \| 2 \| [\d.]+ \[[\d.]+, [\d.]+\] \|", summary), summary
+    for name in ("scaling", "perplexity", "training", "paired"):
+        assert (results / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "paired difference, 95% CI" in (results / "figures" / "scaling.svg").read_text()
+    assert "Nothing to be done" in snakemake(sized, "--configfile", "config/sized.yaml", "--dry-run").log
+
+
+# Edits of the sized workflow, as CACHING_TABLE's: a new size or kind plans its own jobs only,
+# with each size's compare it touches and plot; another size's settings that size's.
+SIZED_CACHING_TABLE = [
+    ("sizes + 1", {"sizes": {**SIZED["sizes"], "deep": {"n_layers": 2}}},
+     {("deep", v, str(s)) for v in SIZED["variants"] for s in SEEDS}, {"deep"}),
+    ("variants + 1", {"variants": [*SIZED["variants"], "euclid_sq"]},
+     {(size, "euclid_sq", str(s)) for size in SIZED["sizes"] for s in SEEDS}, set(SIZED["sizes"])),
+    ("sizes.wide.d_ff", {"sizes": {**SIZED["sizes"], "wide": {"d_model": 48, "d_ff": 128}}},
+     {("wide", v, str(s)) for v in SIZED["variants"] for s in SEEDS}, {"wide"}),
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "edit, change, trained, compared", SIZED_CACHING_TABLE, ids=[r[0] for r in SIZED_CACHING_TABLE]
+)
+def test_a_size_or_kind_added_plans_its_own_jobs(sized, edit, change, trained, compared):
+    log = snakemake(sized, "--configfile", write_config(sized, "edited.yaml", {**SIZED, **change}), "--dry-run").log
+    assert [rule for rule in executed_rules(log) if rule != "all"] == ["compare", "evaluate", "plot", "train"], log
+    wildcards = r"wildcards: size=([\w.-]+), variant=(\w+), seed=(\d+)"
+    assert set(re.findall(r"rule train:.*?" + wildcards, log, flags=re.S)) == trained
+    assert set(re.findall(r"rule evaluate:.*?" + wildcards, log, flags=re.S)) == trained
+    assert set(re.findall(r"rule compare:.*?wildcards: size=([\w.-]+)", log, flags=re.S)) == compared
 
 
 def test_default_config_dry_run_plans_the_whole_chain_with_gpu_tags():

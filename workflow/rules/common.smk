@@ -19,6 +19,16 @@ def code_version(script, *variants):
     )
 
 
+def run_folder(folder):
+    """A train job's folder under results/<experiment>/<folder>/ (the size's, the variant's and
+    the seed's), as a param: not an output."""
+    return lambda wildcards: (
+        f"{RESULTS}/{folder}/{SIZE}{wildcards.variant}/seed{wildcards.seed}".format(
+            size=wildcards.get("size")
+        )
+    )
+
+
 # CPU threads of the torch rules: capped at --cores locally, --cpus-per-task on Slurm.
 TORCH_THREADS = 8
 

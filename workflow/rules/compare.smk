@@ -1,30 +1,38 @@
+# One job per size: its variants against dot, paired by seed.
 rule compare:
     input:
-        metrics=expand(rules.train.output.metrics, variant=VARIANTS, seed=SEEDS),
-        evals=expand(rules.evaluate.output[0], variant=VARIANTS, seed=SEEDS),
+        metrics=expand(
+            rules.train.output.metrics,
+            variant=VARIANTS,
+            seed=SEEDS,
+            allow_missing=True,
+        ),
+        evals=expand(
+            rules.evaluate.output[0], variant=VARIANTS, seed=SEEDS, allow_missing=True
+        ),
     output:
         runs=report(
-            f"{RESULTS}/compare/runs.csv",
+            f"{RESULTS}/compare/{SIZE}runs.csv",
             caption="../report/runs.rst",
             category="Tables",
         ),
         epochs=report(
-            f"{RESULTS}/compare/epochs.csv",
+            f"{RESULTS}/compare/{SIZE}epochs.csv",
             caption="../report/epochs.rst",
             category="Tables",
         ),
         best=report(
-            f"{RESULTS}/compare/best.csv",
+            f"{RESULTS}/compare/{SIZE}best.csv",
             caption="../report/best.rst",
             category="Tables",
         ),
         paired=report(
-            f"{RESULTS}/compare/paired.csv",
+            f"{RESULTS}/compare/{SIZE}paired.csv",
             caption="../report/paired_table.rst",
             category="Tables",
         ),
     log:
-        f"{RESULTS}/logs/compare.log",
+        f"{RESULTS}/logs/{SIZE}compare.log",
     conda:
         "../../envs/plot.yaml"
     params:
@@ -62,13 +70,27 @@ rule compare_timings:
 
 rule plot:
     input:
-        runs=rules.compare.output.runs,
-        epochs=rules.compare.output.epochs,
-        best=rules.compare.output.best,
-        paired=rules.compare.output.paired,
+        runs=expand(rules.compare.output.runs, size=SIZE_NAMES),
+        epochs=expand(rules.compare.output.epochs, size=SIZE_NAMES),
+        best=expand(rules.compare.output.best, size=SIZE_NAMES),
+        paired=expand(rules.compare.output.paired, size=SIZE_NAMES),
         comparisons=rules.compare_timings.output.comparisons,
-        steps=expand(rules.train.output.steps, variant=VARIANTS, seed=SEEDS),
+        steps=expand(
+            rules.train.output.steps, size=SIZE_NAMES, variant=VARIANTS, seed=SEEDS
+        ),
     output:
+        **(
+            {
+                "scaling_png": report(
+                    f"{RESULTS}/figures/scaling.png",
+                    caption="../report/scaling.rst",
+                    category="Figures",
+                ),
+                "scaling_svg": f"{RESULTS}/figures/scaling.svg",
+            }
+            if SIZES
+            else {}
+        ),
         perplexity_png=report(
             f"{RESULTS}/figures/perplexity.png",
             caption="../report/perplexity.rst",
@@ -98,6 +120,11 @@ rule plot:
             caption="../report/summary.rst",
             category="Summary",
         ),
+        verdicts=report(
+            f"{RESULTS}/verdicts.csv",
+            caption="../report/verdicts.rst",
+            category="Tables",
+        ),
         made_with=report(
             f"{RESULTS}/config.json",
             caption="../report/config.rst",
@@ -109,6 +136,7 @@ rule plot:
         "../../envs/plot.yaml"
     params:
         runs=[(variant, seed) for variant in VARIANTS for seed in SEEDS],
+        sizes=SIZE_NAMES,
         train_seq_len=config["train"]["seq_len"],
         data_name=script_safe(config["data"]["name"]),
         code=code_version("plot.py"),

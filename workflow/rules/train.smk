@@ -5,19 +5,23 @@ rule train:
         test=rules.tokenize.output.test,
         meta=rules.tokenize.output.meta,
     output:
-        metrics=f"{RESULTS}/train/{{variant}}/seed{{seed}}/metrics.csv",
-        steps=f"{RESULTS}/train/{{variant}}/seed{{seed}}/steps.csv",
-        model=f"{RESULTS}/train/{{variant}}/seed{{seed}}/model.pt",
+        metrics=f"{RESULTS}/train/{SIZE}{{variant}}/seed{{seed}}/metrics.csv",
+        steps=f"{RESULTS}/train/{SIZE}{{variant}}/seed{{seed}}/steps.csv",
+        model=f"{RESULTS}/train/{SIZE}{{variant}}/seed{{seed}}/model.pt",
         provenance=report(
-            f"{RESULTS}/train/{{variant}}/seed{{seed}}/provenance.json",
+            f"{RESULTS}/train/{SIZE}{{variant}}/seed{{seed}}/provenance.json",
             caption="../report/provenance.rst",
             category="Provenance",
-            labels={"variant": "{variant}", "seed": "{seed}"},
+            labels={
+                **({"size": "{size}"} if SIZES else {}),
+                "variant": "{variant}",
+                "seed": "{seed}",
+            },
         ),
     log:
-        f"{RESULTS}/logs/train_{{variant}}_seed{{seed}}.log",
+        f"{RESULTS}/logs/{SIZE}train_{{variant}}_seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/logs/train_{{variant}}_seed{{seed}}.benchmark.tsv"
+        f"{RESULTS}/logs/{SIZE}train_{{variant}}_seed{{seed}}.benchmark.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: TORCH_THREADS
@@ -26,13 +30,15 @@ rule train:
     params:
         # Only what changes the run's numbers (attnscore.config.RUN_ONLY settings are read by
         # the script from the config), so a label or checkpoint spacing re-runs nothing.
-        model=lambda wildcards: model_settings(config, wildcards.variant),
+        model=lambda wildcards: model_settings(
+            config, wildcards.variant, wildcards.get("size")
+        ),
         train=train_settings(config),
         code=lambda wildcards: code_version("train.py", wildcards.variant),
         # Resumable state, deliberately not an output: Snakemake deletes a failed job's outputs.
-        checkpoint_dir=lambda wildcards: f"{RESULTS}/checkpoints/{wildcards.variant}/seed{wildcards.seed}",
+        checkpoint_dir=run_folder("checkpoints"),
         # Live curves, a folder per run inside (attnscore.steplog); not an output for the same reason.
-        tensorboard_dir=lambda wildcards: f"{RESULTS}/tensorboard/{wildcards.variant}/seed{wildcards.seed}",
+        tensorboard_dir=run_folder("tensorboard"),
     script:
         "../scripts/train.py"
 
@@ -42,9 +48,9 @@ rule evaluate:
         model=rules.train.output.model,
         test=rules.tokenize.output.test,
     output:
-        f"{RESULTS}/eval/{{variant}}/seed{{seed}}.json",
+        f"{RESULTS}/eval/{SIZE}{{variant}}/seed{{seed}}.json",
     log:
-        f"{RESULTS}/logs/evaluate_{{variant}}_seed{{seed}}.log",
+        f"{RESULTS}/logs/{SIZE}evaluate_{{variant}}_seed{{seed}}.log",
     conda:
         "../../envs/torch.yaml"
     threads: TORCH_THREADS

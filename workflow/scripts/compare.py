@@ -15,5 +15,3 @@ with log_to(snakemake.log[0]):
         (paired, out.paired),
     ]:
         write_csv(table, path)
-    for _, row in paired.iterrows():
-        print(stats.verdict(row))

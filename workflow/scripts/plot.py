@@ -4,22 +4,39 @@ from pathlib import Path
 import pandas as pd
 
 from attnscore import plots, stats
-from attnscore.io import atomic_path, log_to, write_json
+from attnscore.io import atomic_path, log_to, write_csv, write_json
 
 inp, out = snakemake.input, snakemake.output
 with log_to(snakemake.log[0]):
-    runs, epochs, best, paired, comparisons = (
-        pd.read_csv(path) for path in (inp.runs, inp.epochs, inp.best, inp.paired, inp.comparisons)
-    )
+    sizes, runs_of_a_size = snakemake.params.sizes, [tuple(run) for run in snakemake.params.runs]
+
+    def of_every_size(paths) -> pd.DataFrame:
+        """One compare table of each size (in the order of sizes; "": no sizes) as one, with a size column."""
+        tables = [pd.read_csv(path).assign(size=size) for size, path in zip(sizes, paths, strict=True)]
+        return pd.concat(tables, ignore_index=True)
+
+    runs, epochs, best, paired = (of_every_size(inp[name]) for name in ("runs", "epochs", "best", "paired"))
+    comparisons = pd.read_csv(inp.comparisons)
     name = json.loads(snakemake.params.data_name)  # JSON made safe for the report's <script> (config.script_safe)
     plots.plot_perplexity(epochs, [out.perplexity_png, out.perplexity_svg], f"Perplexity per epoch: {name}")
-    steps = stats.load_steps(dict(zip(map(tuple, snakemake.params.runs), inp.steps, strict=True)))
-    plots.plot_training(stats.per_step(steps), [out.training_png, out.training_svg], f"Training per step: {name}")
-    plots.plot_paired(
-        stats.paired_differences(runs), paired, [out.paired_png, out.paired_svg], f"Paired by seed: {name}"
+    n = len(runs_of_a_size)  # the steps files: every size's runs in turn
+    steps = pd.concat(
+        stats.per_step(stats.load_steps(dict(zip(runs_of_a_size, inp.steps[i * n : (i + 1) * n], strict=True)))).assign(
+            size=size
+        )
+        for i, size in enumerate(sizes)
     )
+    plots.plot_training(steps, [out.training_png, out.training_svg], f"Training per step: {name}")
+    verdicts = stats.with_holm(paired)
+    plots.plot_paired(runs, verdicts, [out.paired_png, out.paired_svg], f"Paired by seed: {name}")
+    losses = stats.per_size(runs)
+    if "scaling_png" in out.keys():
+        plots.plot_scaling(losses, verdicts, [out.scaling_png, out.scaling_svg], f"Across sizes: {name}")
     plots.plot_costs(comparisons, [out.throughput_png, out.throughput_svg], "What it costs")
     write_json(snakemake.config, out.made_with)  # what --report compares its config with
-    summary = plots.summary_markdown(epochs, best, paired, comparisons, name, snakemake.params.train_seq_len)
+    write_csv(verdicts[["size", *paired.columns.drop("size"), "p_holm", "tests"]], out.verdicts)
+    for _, row in verdicts.iterrows():
+        print(f"{row['size']}: {stats.verdict(row)}" if row["size"] else stats.verdict(row))
+    summary = plots.summary_markdown(epochs, best, verdicts, losses, comparisons, name, snakemake.params.train_seq_len)
     with atomic_path(out.summary) as tmp:
         Path(tmp).write_text(summary)
