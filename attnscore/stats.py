@@ -199,7 +199,9 @@ def verdict(row) -> str:
             f"{head} ({row['seeds']} paired seed): no interval from one seed; add seeds to tell an effect from noise."
         )
     interval = f"95% CI {row['ci_low']:+.{digits}f} to {row['ci_high']:+.{digits}f}, {row['seeds']} paired seeds"
-    test = f"p = {row['p_value']:.2g}, Holm-adjusted over {row['tests']} tests: {row['p_holm']:.2g}"
+    test = f"p = {row['p_value']:.2g}"
+    if row["tests"] > 1:
+        test += f", Holm-adjusted over {row['tests']} tests: {row['p_holm']:.2g}"
     if not row["p_holm"] < ALPHA:  # NaN too: identical runs test nothing
         return f"{head} ({interval}): no significant difference at this size ({test})."
     direction = "higher" if row["mean"] > 0 else "lower"
