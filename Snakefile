@@ -58,6 +58,9 @@ from attnscore.kinds import CONTROLS, known_kinds
 check_unique_keys(workflow.configfiles)
 update_config(config, typed_overrides(workflow.config_settings.config))
 check(config)
+# Figures and tables show the sizes in the order the config lists them (the canonical config
+# below sorts them by name).
+SIZE_NAMES = list(config.get("sizes") or {}) or [""]
 # Keys sorted, numbers typed by the schema: key order and 0 for 0.0 never re-run a job.
 canonical_config = canonical(config)
 config.clear()
@@ -87,7 +90,6 @@ SIZES = config.get("sizes", {})
 # With sizes every run's files, and each size's comparison, get a folder of their size; without,
 # the model section is the one size and they keep the paths they always had (finished runs stay valid).
 SIZE = "{size}/" if SIZES else ""
-SIZE_NAMES = list(SIZES) or [""]
 BENCHMARKED = config["benchmark"]["variants"]
 # Controls the benchmark times beside a kind where they run (dot_triton beside euclid, on CUDA).
 CONTROLLED = [

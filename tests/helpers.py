@@ -33,7 +33,7 @@ def copy_workflow(dest: Path) -> Path:
 
 def write_config(workdir: Path, name: str, config: dict) -> str:
     path = workdir / "config" / name
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # in the order given: sizes are shown in it
     return f"config/{name}"
 
 

@@ -301,11 +301,12 @@ def test_an_edit_reruns_exactly_what_it_changes(workdir, finished, edit, change,
     assert rounds == BENCHMARK_ROUNDS.get(edit, {"1", "2"} if "benchmark" in planned else set())
 
 
-# Two sizes of three kinds, two seeds each: the tiny model and a wider one.
+# Two sizes of three kinds, two seeds each: the tiny model and a wider one, listed so that
+# their names' order is not the config's.
 SIZED = {
     **tiny_config(experiment="sized", variants=["dot", "euclid", "cosine"], seeds=SEEDS,
                   benchmark={"variants": ["dot"], "seq_lens": [32], "rounds": 1}),
-    "sizes": {"narrow": {}, "wide": {"d_model": 48, "d_ff": 96}},
+    "sizes": {"small": {}, "large": {"d_model": 48, "d_ff": 96}},
 }  # fmt: skip
 
 
@@ -334,20 +335,21 @@ def test_every_size_trains_every_kind_and_seed_and_is_compared_on_its_own(sized)
         assert sorted(zip(paired["variant"], paired["metric"], strict=True)) == [
             (v, m) for v in ("cosine", "euclid") for m in ("test_loss", "test_ppl")
         ]
-    assert parameters["narrow", "dot"] == parameters["narrow", "euclid"] < parameters["narrow", "cosine"]  # its scales
-    assert parameters["wide", "dot"] > parameters["narrow", "dot"]
+    assert parameters["small", "dot"] == parameters["small", "euclid"] < parameters["small", "cosine"]  # its scales
+    assert parameters["large", "dot"] > parameters["small", "dot"]
     assert not (results / "train" / "dot").exists() and not (results / "compare" / "paired.csv").exists()
 
     # One family of tests over both sizes: Holm's adjustment counts all four comparisons of a metric.
     verdicts = pd.read_csv(results / "verdicts.csv")
     assert sorted(zip(verdicts["size"], verdicts["variant"], verdicts["metric"], strict=True)) == [
-        (s, v, m) for s in ("narrow", "wide") for v in ("cosine", "euclid") for m in ("test_loss", "test_ppl")
+        (s, v, m) for s in ("large", "small") for v in ("cosine", "euclid") for m in ("test_loss", "test_ppl")
     ]
     assert (verdicts["tests"] == 4).all() and (verdicts["p_holm"] >= verdicts["p_value"]).all()
     summary = (results / "summary.md").read_text()
     assert "Holm's method (Holm 1979) over the 4 paired t-tests" in summary
-    assert f"### wide: {parameters['wide', 'dot']:,} parameters" in summary
-    assert re.search(r"\| ours: wide/cosine \| 2 \| 2 \| [\d.]+ \[[\d.]+, [\d.]+\] \|", summary), summary
+    assert f"### large: {parameters['large', 'dot']:,} parameters" in summary
+    assert summary.index("### small") < summary.index("### large")  # as the config lists them, not by name
+    assert re.search(r"\| ours: large/cosine \| 2 \| 2 \| [\d.]+ \[[\d.]+, [\d.]+\] \|", summary), summary
     for name in ("scaling", "perplexity", "training", "paired"):
         assert (results / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert "paired difference, 95% CI" in (results / "figures" / "scaling.svg").read_text()
@@ -361,8 +363,8 @@ SIZED_CACHING_TABLE = [
      {("deep", v, str(s)) for v in SIZED["variants"] for s in SEEDS}, {"deep"}),
     ("variants + 1", {"variants": [*SIZED["variants"], "euclid_sq"]},
      {(size, "euclid_sq", str(s)) for size in SIZED["sizes"] for s in SEEDS}, set(SIZED["sizes"])),
-    ("sizes.wide.d_ff", {"sizes": {**SIZED["sizes"], "wide": {"d_model": 48, "d_ff": 128}}},
-     {("wide", v, str(s)) for v in SIZED["variants"] for s in SEEDS}, {"wide"}),
+    ("sizes.large.d_ff", {"sizes": {**SIZED["sizes"], "large": {"d_model": 48, "d_ff": 128}}},
+     {("large", v, str(s)) for v in SIZED["variants"] for s in SEEDS}, {"large"}),
 ]  # fmt: skip
 
 
