@@ -1,6 +1,6 @@
 """Kinds of known relative cost, to see whether the benchmark's verdicts find what they should:
 ``dot_alias`` is dot's code under another name (no difference), ``dot_double`` computes dot's
-attention twice and averages (about twice the op's time). Used by known_costs.py."""
+attention twice and averages (about twice the op's time). Used by kind_costs.py (--plugins known_kinds)."""
 
 import torch.nn.functional as F
 

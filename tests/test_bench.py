@@ -157,3 +157,17 @@ def test_gpu_check_skips_what_the_time_budget_leaves_no_time_for(tmp_path):
     assert not (tmp_path / "attention.csv").exists()
     rows = len(pd.read_csv(tmp_path / "checks.csv")) + len(pd.read_csv(tmp_path / "training.csv"))
     assert f"rows skipped for the time budget: {rows}" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_kind_costs_script_measures_a_plugin_kind_against_dot(tmp_path):
+    """benchmarks/kind_costs.py end to end, on the known kinds: its tables and sentences."""
+    command = [sys.executable, "benchmarks/kind_costs.py", "--plugins", "known_kinds", "--kinds", "dot", "dot_double",
+               "--rounds", "2", "--warmup", "1", "--steps", "2", "--out", str(tmp_path)]  # fmt: skip
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, timeout=600)
+    measurements = pd.read_csv(tmp_path / "measurements.csv")
+    assert sorted(measurements["kind"]) == ["dot", "dot", "dot_double", "dot_double"]
+    assert (measurements["status"] == "ok").all() and measurements["cpu_share"].between(0, 1.5).all()
+    comparisons = pd.read_csv(tmp_path / "comparisons.csv")
+    assert set(comparisons["measure"]) == {"step", "attention"}
+    assert "dot_double vs dot, attention op (forward + backward) at seq_len 64" in (tmp_path / "summary.md").read_text()
