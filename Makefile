@@ -39,7 +39,7 @@ demo-docs: demo
 # cores), then the summary's paired verdicts, size by size.
 sweep: install
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --configfile config/sweep.yaml --set-threads train=1 evaluate=1
-	sed -n '/^## Paired comparison/,/^## What it costs/{/^## What it costs/!p}' results/sweep/summary.md
+	sed -n '/^## Paired comparison/,/^## What it costs/{/^## What it costs/!p;}' results/sweep/summary.md
 
 run: install
 	$(BIN)/snakemake --cores 1 --resources gpu=1

@@ -266,6 +266,9 @@ def size_problems(config: dict, schema_path=SCHEMA) -> list[str]:
     validator = _strict_validator({**root["properties"]["model"], "definitions": root["definitions"]})
     problems, seen = [], {}
     for size, overrides in config.get("sizes", {}).items():
+        if not isinstance(size, str):  # YAML reads `1:` as a number, which the name pattern never sees
+            problems.append(f"sizes.{size}: a size's name is text; quote it ('{size}') or start it with a letter")
+            continue
         problems += [
             f"sizes.{size}.{key}: the kinds' settings are the same at every size; set model.{key} instead"
             for key in NOT_PER_SIZE

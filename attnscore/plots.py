@@ -307,12 +307,17 @@ def summary_markdown(
                   "model section's, so it is left out of the sizes' rows.", ""]  # fmt: skip
     lines += ["## Paired comparison", ""]
     if len(verdicts):
-        lines += ["Each variant against the baseline trained from the same seeds (same initial weights, same data",
-                  "order); test numbers of the best checkpoints; paired Student-t interval over seeds. 'Significant'",
-                  f"is by Holm's method (Holm 1979) over the {verdicts['tests'].max()} paired t-tests below in test loss, and",
-                  "again over those in test perplexity (every kind against the baseline at every size): the chance",
-                  f"of any false 'significant' among them stays under {stats.ALPHA:.0%}. Each interval is its comparison's own.",
-                  ""]  # fmt: skip
+        lines += [
+            "Each variant against the baseline trained from the same seeds (same initial weights, same data",
+            "order); test numbers of the best checkpoints; paired Student-t interval over seeds.",
+        ]
+        if verdicts["tests"].max() > 1:
+            lines += [
+                f"'Significant' is by Holm's method (Holm 1979) over the {verdicts['tests'].max()} paired t-tests below in test",
+                "loss, and again over those in test perplexity (every kind against the baseline at every size): in",
+                f"each metric, the chance of any false 'significant' stays under {stats.ALPHA:.0%}. Each interval is its own.",
+            ]
+        lines += [""]  # fmt: skip
         for size, rows in verdicts.groupby("size", sort=False):
             if size:
                 parameters = losses.loc[losses["size"] == size, "parameters"]

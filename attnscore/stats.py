@@ -182,9 +182,11 @@ def with_holm(paired: pd.DataFrame) -> pd.DataFrame:
     """paired_summary rows (of every size and kind reported together) with p_holm, the p-value
     adjusted over the tests of the same metric, and tests, their number: the family is each
     question asked of the data (every kind against the baseline at every size), asked once in
-    test loss and once in perplexity."""
+    test loss and once in perplexity. Its significant is the adjusted one: p_holm below ALPHA."""
     tests = paired.groupby("metric", sort=False)["p_value"]
-    return paired.assign(p_holm=tests.transform(holm), tests=tests.transform("count"))
+    adjusted = tests.transform(holm)
+    significant = (adjusted < ALPHA).astype(object).where(adjusted.notna(), None)  # after the adjustment
+    return paired.assign(p_holm=adjusted, tests=tests.transform("count"), significant=significant)
 
 
 def verdict(row) -> str:
@@ -269,13 +271,15 @@ def more_rounds(log_ratios, margin: float) -> int | None:
 
 
 def busy_rounds(measurements: pd.DataFrame) -> set:
-    """Rounds in which some measurement got less than BUSY_SHARE of the CPU share the best one
-    got: another process took the cores, and that round's ratios say more about it than about
-    the kinds. On a GPU (no cpu_share) none."""
+    """Rounds in which some measurement got less than BUSY_SHARE of the CPU share its own kind
+    and seq_len got at best in any round: another process took the cores, and that round's
+    ratios say more about it than about the kinds. (Against its own best, so a kind that keeps
+    fewer threads busy than another is no reason.) On a GPU (no cpu_share) none."""
     if "cpu_share" not in measurements:
         return set()
     share = measurements["cpu_share"].astype(float)
-    return set(measurements.loc[share < BUSY_SHARE * share.max(), "round"])
+    best = share.groupby([measurements["kind"], measurements["seq_len"]]).transform("max")
+    return set(measurements.loc[share < BUSY_SHARE * best, "round"])
 
 
 def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, controls: dict) -> pd.DataFrame:

@@ -194,6 +194,7 @@ def test_cross_field_checks_name_the_keys(path, value, message):
     [
         ({}, "sizes: {} should be non-empty"),
         ({"../up": {}}, "sizes: '../up' is not allowed: a size's name is a folder name"),
+        ({1: {"d_model": 1024}}, "sizes.1: a size's name is text; quote it"),
         ({"big": {"d_modl": 1024}}, "sizes.big.d_modl: unknown key; .*did you mean 'd_model'"),
         ({"big": {"d_model": 1024.0}}, "sizes.big.d_model: must be an integer, not 1024.0; write 1024"),
         ({"big": {"n_layers": 0}}, "sizes.big.n_layers: 0 is less than the minimum of 1"),

@@ -128,3 +128,10 @@ def test_the_summary_counts_every_round_and_names_the_busy_ones():
     text = plots.costs_markdown(stats.compare_timings(measurements, "dot", 0.03, {}))
     assert "Each of 6 rounds timed every kind" in text
     assert "Left out, the CPU busy with another process: 1 of them." in text
+
+
+def test_a_kind_that_keeps_fewer_threads_busy_is_no_busy_round():
+    measurements = rounds_of({"slow": 1.2}, rounds=4, noise=0.02).assign(cpu_share=1.0)
+    measurements.loc[measurements["kind"] == "slow", "cpu_share"] = 0.7  # every round: the kind's own trait
+    row = compared(measurements).loc["slow"]
+    assert row["rounds"] == 4 and row["busy_rounds"] == 0 and row["verdict"] == "slower"
