@@ -24,7 +24,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # known_kinds, for the measuring processes too
 
-from attnscore import stats  # noqa: E402
+from attnscore import plots, stats  # noqa: E402
 from attnscore.bench import run_round  # noqa: E402
 from attnscore.io import write_csv  # noqa: E402
 from attnscore.model import ModelConfig  # noqa: E402
@@ -63,17 +63,12 @@ if __name__ == "__main__":
     write_csv(measurements, args.out / "measurements.csv")
     write_csv(comparisons, args.out / "comparisons.csv")
     first = measurements.iloc[0]
-    compared = comparisons[comparisons["kind"] != args.kinds[0]]
     lines = [
         f"# Kind costs: {first['device']}, torch {first['torch']}, {datetime.date.today()}",
         "",
-        f"`{' '.join(sys.argv[1:])}`: {args.rounds} interleaved rounds, {args.steps} timed steps each, "
-        f"the {args.shape} shape ({first['attention_shape']}, batch x heads x seq_len x head_dim), fp32; {wall:.0f} s.",
+        f"`{' '.join(sys.argv[1:])}`: the {args.shape} shape, fp32; {wall:.0f} s.",
         "",
-        *(f"- {stats.cost_sentence(row)}" for _, row in compared.iterrows()),
-        "",
-        "Peak memory of the step (process max RSS), against the baseline's: "
-        + ", ".join(f"{row['kind']} {100 * (row['memory_ratio'] - 1):+.1f}%" for _, row in compared.iterrows() if row["measure"] == "step"),
-    ]  # fmt: skip
+        plots.costs_markdown(comparisons),
+    ]
     (args.out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
