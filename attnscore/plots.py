@@ -165,7 +165,7 @@ def plot_scaling(losses: pd.DataFrame, verdicts: pd.DataFrame, paths, title: str
                 continue
             error = [(points["mean"] - points["ci_low"]).fillna(0), (points["ci_high"] - points["mean"]).fillna(0)]
             ax.errorbar(points["parameters"] * shift, points["mean"], yerr=error, label=variant, **style)
-        held = differences[(differences["variant"] == variant) & (differences["p_holm"] < stats.ALPHA)]
+        held = differences[(differences["variant"] == variant) & differences["significant"].eq(True)]  # None: untested
         axes[1].scatter(held["parameters"] * shift, held["mean"], color=f"C{i}", zorder=3)
     baseline = verdicts["baseline"].iloc[0] if len(verdicts) else "dot"
     axes[1].axhline(0, color="gray", lw=1)

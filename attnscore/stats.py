@@ -192,7 +192,7 @@ def with_holm(paired: pd.DataFrame) -> pd.DataFrame:
 def verdict(row) -> str:
     """One quotable sentence for a with_holm row, e.g. 'euclid - dot, test perplexity: +3.7
     (95% CI -1.2 to +8.6, 3 paired seeds): no significant difference at this size (p = 0.21,
-    Holm-adjusted over 4 tests: 0.63).' Significant means a Holm-adjusted p-value below ALPHA."""
+    Holm-adjusted over 4 tests: 0.63).' Significant as with_holm decides it."""
     what = "test perplexity" if row["metric"] == "test_ppl" else "test loss (nats/token)"
     digits = 2 if row["metric"] == "test_ppl" else 4
     head = f"{row['variant']} - {row['baseline']}, {what}: {row['mean']:+.{digits}f}"
@@ -204,7 +204,7 @@ def verdict(row) -> str:
     test = f"p = {row['p_value']:.2g}"
     if row["tests"] > 1:
         test += f", Holm-adjusted over {row['tests']} tests: {row['p_holm']:.2g}"
-    if not row["p_holm"] < ALPHA:  # NaN too: identical runs test nothing
+    if not row["significant"]:  # None too: identical runs test nothing
         return f"{head} ({interval}): no significant difference at this size ({test})."
     direction = "higher" if row["mean"] > 0 else "lower"
     return f"{head} ({interval}): {row['variant']} is significantly {direction} ({test})."
