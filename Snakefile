@@ -36,22 +36,9 @@ os.environ.update(
     )
 )
 # None of these imports torch: a dry run costs what Snakemake costs.
-from attnscore import provenance
-from attnscore.config import (
-    EVALUATION,
-    MEASUREMENT,
-    TIMING,
-    benchmark_baseline,
-    canonical,
-    check,
-    differences,
-    check_unique_keys,
-    model_settings,
-    script_safe,
-    subset,
-    train_settings,
-    typed_overrides,
-)
+from attnscore import identity, provenance
+from attnscore.config import check, check_unique_keys, typed_overrides
+from attnscore.schema import canonical
 from attnscore.corpora import SPLITS
 from attnscore.kinds import CONTROLS, known_kinds
 
@@ -74,7 +61,7 @@ RESULTS = f"results/{config['experiment']}"
 if any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv):
     made_with = Path(RESULTS, "config.json")
     stale = (
-        differences(json.loads(made_with.read_text()), config)
+        identity.differences(json.loads(made_with.read_text()), config)
         if made_with.exists()
         else []
     )

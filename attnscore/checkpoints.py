@@ -16,7 +16,6 @@ deletes a failed job's outputs: a killed run picks up from there. A run folder h
 """
 
 import fcntl
-import hashlib
 import json
 import shutil
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from attnscore import attention, config, provenance
+from attnscore import attention, identity, provenance
 from attnscore.io import Explained, atomic_path, write_json
 from attnscore.runtime import all_gather, all_sum, barrier, rank_and_world
 
@@ -96,10 +95,6 @@ class TrainingState:
 
 STATE_FIELDS = tuple(f.name for f in fields(TrainingState))
 
-# Training settings that leave the weights alone (no "run" role in the config schema): the epoch
-# budget (raising it continues a run, lowering it cuts one), checkpoint spacing, compile, and the
-# evaluation batch.
-NOT_IN_RUN_ID = tuple(key for key, has in config.roles("train").items() if "run" not in has)
 MODEL_KEYS = ("run_id", "epoch", "model_config", "code", "model")
 STATE_KEYS = (*MODEL_KEYS, *STATE_FIELDS, "eval_batch_size", "optimizer", "scheduler", "scaler", "rng_cpu", "rng_cuda")
 
@@ -112,45 +107,9 @@ class CheckpointsInUse(Explained, RuntimeError):
     """Another job is training into the same checkpoint folder."""
 
 
-def canonical(value):
-    """JSON-able settings with every number a float: 0 and 0.0 (or 8 and 8.0) are one setting
-    however a config wrote it, so they make one run."""
-    if isinstance(value, dict):
-        return {str(key): canonical(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [canonical(item) for item in value]
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def fingerprint(*parts) -> str:
-    """A short hash of JSON-able settings (key order and number types aside) and files, to tell
-    whether a checkpoint is ours."""
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, Path):
-            digest.update(part.read_bytes())
-        else:
-            digest.update(json.dumps(canonical(part), sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:16]
-
-
 def run_settings(model_cfg, cfg) -> dict:
-    """What makes a run: the model's settings, those of training that change the weights, and
-    the code that computes them (attnscore.provenance.run_code: training's modules and the kind's
-    own code), so that a code edit starts a new run instead of publishing the old one's numbers.
-
-    The learning-rate schedule decides two exceptions: under a constant one the final fraction of
-    a cosine decay (min_lr_ratio) changes nothing, so it is left out; a cosine decay spans the
-    run's epochs, so there train.epochs changes every step's learning rate and is part of the run.
-    """
-    train = {k: v for k, v in vars(cfg).items() if k not in NOT_IN_RUN_ID}
-    if cfg.schedule == "constant":
-        del train["min_lr_ratio"]
-    else:
-        train["epochs"] = cfg.epochs
-    return {"model": vars(model_cfg), "train": train, "code": run_code(model_cfg)}
+    """What makes this run's weights (attnscore.identity.run_settings), with the code as it is now."""
+    return identity.run_settings(vars(model_cfg), vars(cfg), run_code(model_cfg))
 
 
 def run_code(model_cfg) -> dict:
@@ -161,9 +120,8 @@ def run_code(model_cfg) -> dict:
 
 
 def run_folder(checkpoint_dir, model_cfg, cfg, token_files: dict) -> Path:
-    """This run's folder in checkpoint_dir, named by a hash of its settings and token files."""
-    run = fingerprint(run_settings(model_cfg, cfg), *(Path(p) for p in token_files.values()))
-    return Path(checkpoint_dir) / run
+    """This run's folder in checkpoint_dir, named by its run id."""
+    return Path(checkpoint_dir) / identity.run_id(run_settings(model_cfg, cfg), token_files)
 
 
 def epoch_path(folder: Path, epoch: int) -> Path:

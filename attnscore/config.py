@@ -1,21 +1,18 @@
 """Checks on a config before any job runs: its files (no key given twice), the schema (read
 strictly: 8.0 is not an integer) and the cross-field rules a schema cannot express. Each problem
-is one line naming the key or file and what to do. Also the settings each rule's params carry.
-Imports no torch: the Snakefile runs this on every dry run."""
+is one line naming the key or file and what to do. Imports no torch: the Snakefile runs this on every dry run."""
 
 import difflib
-import functools
 import itertools
 import json
 import re
-from pathlib import Path
 
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from attnscore.kinds import known_kinds, options_problem, plugins_of
-
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+from attnscore import schema
+from attnscore.identity import NOT_PER_SIZE
+from attnscore.kinds import known_kinds, options_problem
 
 
 class ConfigError(ValueError):
@@ -139,40 +136,9 @@ def _is_number(text: str) -> bool:
     return True
 
 
-@functools.cache
-def _schema(schema_path) -> dict:
-    return yaml.safe_load(Path(schema_path).read_text())
-
-
-def canonical(config: dict, schema_path=SCHEMA) -> dict:
-    """The config with its keys sorted and each number typed as the schema says (1 becomes 1.0
-    where a number is asked for): one experiment however its file orders its keys or writes its
-    numbers, so that rule params (Snakemake compares their repr) and run ids stay the same."""
-    root = _schema(schema_path)
-
-    def walk(value, schema):
-        while "$ref" in schema:  # "#/definitions/<name>"
-            schema = root["definitions"][schema["$ref"].rsplit("/", 1)[1]]
-        if isinstance(value, dict):
-            properties = schema.get("properties", {})
-            return {key: walk(value[key], properties.get(key, {})) for key in sorted(value)}
-        if isinstance(value, list):
-            return [walk(item, schema.get("items", {})) for item in value]
-        types = schema.get("type", [])
-        types = [types] if isinstance(types, str) else types
-        if "number" in types and "integer" not in types and type(value) is int:
-            return float(value)
-        return value
-
-    typed = walk(config, root)
-    for size, overrides in typed.get("sizes", {}).items():  # model keys, typed as the model section's
-        typed["sizes"][size] = walk(overrides, root["properties"]["model"])
-    return typed
-
-
-def schema_problems(config: dict, schema_path=SCHEMA) -> list[str]:
+def schema_problems(config: dict) -> list[str]:
     """The schema's verdict on a config, one line per problem, sorted by key."""
-    validator = _strict_validator(_schema(schema_path))
+    validator = _strict_validator(schema.load())
     return sorted({line for error in validator.iter_errors(config) for line in _describe(error)})
 
 
@@ -196,10 +162,10 @@ def check_attention(model: dict, kinds_used: list) -> list[str]:
     return problems
 
 
-def check(config: dict, schema_path=SCHEMA) -> None:
+def check(config: dict) -> None:
     """Raise ConfigError listing every problem: the schema's, else the cross-field ones (which
     need a config the schema accepts)."""
-    problems = schema_problems(config, schema_path) or cross_field_problems(config)
+    problems = schema_problems(config) or cross_field_problems(config)
     if problems:  # a size inherits the model section's problems: each is named once
         raise ConfigError("invalid config:\n  " + "\n  ".join(dict.fromkeys(problems)))
 
@@ -254,15 +220,11 @@ def model_problems(model: dict, train: dict, size: str = "", overrides=()) -> li
     return problems
 
 
-# The kinds are the experiment's, compared at every size: a size sets its model's shape only.
-NOT_PER_SIZE = ("attention_options", "attention_plugins")
-
-
-def size_problems(config: dict, schema_path=SCHEMA) -> list[str]:
+def size_problems(config: dict) -> list[str]:
     """Problems of each size's model (the model section with the size's keys), by the model
     section's own schema and cross-field rules, named sizes.<size>.<key>; and two sizes that are
     one model (they would train the same runs twice)."""
-    root = _schema(schema_path)
+    root = schema.load()
     validator = _strict_validator({**root["properties"]["model"], "definitions": root["definitions"]})
     problems, seen = [], {}
     for size, overrides in config.get("sizes", {}).items():
@@ -275,70 +237,15 @@ def size_problems(config: dict, schema_path=SCHEMA) -> list[str]:
             if key in overrides
         ]
         model = {**config["model"], **overrides}
-        schema = sorted({line for error in validator.iter_errors(model) for line in _describe(error, ("sizes", size))})
-        if schema:
-            problems += schema
+        found = sorted({line for error in validator.iter_errors(model) for line in _describe(error, ("sizes", size))})
+        if found:
+            problems += found
             continue
         problems += model_problems(model, config["train"], size, overrides)
         same = seen.setdefault(json.dumps(model, sort_keys=True), size)
         if same != size:
             problems.append(f"sizes.{same} and sizes.{size} are the same model; keep one")
     return problems
-
-
-def model_settings(config: dict, kind: str, size: str | None = None) -> dict:
-    """config['model'] for one variant (at one size, with the keys the size sets): only that
-    kind's own attention options and the plugin modules that register it, so changing one
-    kind's options, or adding a plugin, re-runs that kind's jobs and no others."""
-    model = {**config["model"], **(config["sizes"][size] if size else {})}
-    return {
-        **model,
-        "attention_options": model["attention_options"].get(kind, {}),
-        "attention_plugins": plugins_of(kind, model["attention_plugins"]),
-    }
-
-
-# What changing a key changes: each key's x-role in the schema names one or more of these.
-ROLES = {
-    "jobs": "which jobs exist (results folder, variants, seeds, sizes, benchmark rounds): new ones run, others stay",
-    "data": "the corpus or its tokens: tokenize and everything after it",
-    "run": "a run's weights: part of its run id; train, evaluate, compare and plot run again",
-    "length": "how many epochs: a trained run is continued or cut, not trained again",
-    "evaluation": "how a saved model is evaluated: its saved epochs are evaluated again, nothing is trained",
-    "timing": "what the benchmark measures: every round is measured again",
-    "statistics": "how measurements are judged: compare_timings and plot run again",
-    "presentation": "labels and the figures' contents: plot runs again",
-    "procedure": "how a run goes (checkpoint spacing, compilation): no result changes, nothing runs again",
-}
-
-
-def roles(section: str, schema_path=SCHEMA) -> dict[str, tuple[str, ...]]:
-    """Each key of a config section (or of the top level, section "") and its roles."""
-    schema = _schema(schema_path)
-    properties = schema["properties"][section]["properties"] if section else schema["properties"]
-    return {key: tuple(spec["x-role"]) for key, spec in properties.items() if "x-role" in spec}
-
-
-def keys_with(section: str, *wanted: str) -> tuple[str, ...]:
-    """The keys of a section that have any of these roles."""
-    return tuple(key for key, has in roles(section).items() if set(has) & set(wanted))
-
-
-# The train settings a training job's params carry: those that change its outputs. The others
-# (procedure only) the train script reads from the config itself, so editing them re-runs nothing.
-RUN_ONLY = tuple(key for key, has in roles("train").items() if not set(has) & {"run", "length", "evaluation"})
-# What evaluating a saved model, or timing a training step (with the benchmark's own settings), depends on.
-EVALUATION = keys_with("train", "evaluation")
-TIMING = keys_with("train", "timing")
-MEASUREMENT = tuple(key for key in keys_with("benchmark", "timing") if key != "variants")  # kinds: in `models`
-
-
-def script_safe(value) -> str:
-    """A param value as JSON text that stays inert inside an HTML <script> element: Snakemake's
-    report embeds rule params there unescaped, so a label holding "</script>" would end it. The
-    script reading the param decodes it with json.loads."""
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def text_option_problems(options: dict) -> list[str]:
@@ -358,73 +265,3 @@ def text_option_problems(options: dict) -> list[str]:
 
     walk(options, "model.attention_options")
     return problems
-
-
-def differences(made_with: dict, config: dict) -> list[str]:
-    """The keys whose values differ between the config results were made with and another, one
-    line each; keys that change no result (role procedure alone) are left out."""
-    lines = []
-    for section in ("", "data", "tokenizer", "model", "train", "benchmark"):
-        old, new = (made_with.get(section, {}), config.get(section, {})) if section else (made_with, config)
-        for key, has in roles(section).items():
-            if set(has) != {"procedure"} and old.get(key) != new.get(key):
-                name = f"{section}.{key}" if section else key
-                lines.append(f"{name}: {old.get(key)!r} in the results, {new.get(key)!r} in this config")
-    return lines
-
-
-def benchmark_baseline(config: dict) -> str:
-    """The kind every benchmarked kind is compared with: dot, else the first benchmarked."""
-    kinds = config["benchmark"]["variants"]
-    return "dot" if "dot" in kinds else kinds[0]
-
-
-def train_settings(config: dict) -> dict:
-    """The train settings that change a run's numbers (its seed comes from the job)."""
-    return {key: value for key, value in config["train"].items() if key not in RUN_ONLY}
-
-
-def subset(section: dict, keys) -> dict:
-    return {key: section[key] for key in keys}
-
-
-SECTIONS = ("", "data", "tokenizer", "model", "train", "benchmark")
-ROLE_TITLES = {
-    "jobs": "which jobs exist", "data": "the data", "run": "the run (weights)", "length": "the run's length",
-    "evaluation": "evaluation", "timing": "timing", "statistics": "the verdicts", "presentation": "presentation",
-    "procedure": "how the run goes",
-}  # fmt: skip
-
-
-def keys_markdown(reference: dict, schema_path=SCHEMA) -> str:
-    """config/README.md: every key of the config with its role, its value in the reference
-    config and what it does, from the schema (tests/test_config.py keeps the file equal to this;
-    `make config-readme` writes it)."""
-    schema = _schema(schema_path)
-    optional = ", ".join(f"`{key}`" for key in schema["properties"] if key not in schema["required"])
-    lines = [
-        "# Configuration keys",
-        "",
-        "Every key of a config, from `workflow/schemas/config.schema.yaml` (written by `make config-readme`;",
-        f"a test keeps the two equal). Every key but {optional} is required: a config file is complete on its own.",
-        "**Changes** is the key's role (`x-role`): what changing it changes, so what re-runs.",
-        "**Reference** is its value in `config/config.yaml`, the published experiment.",
-        "",
-        "| role | what changing it changes |",
-        "|---|---|",
-        *(f"| `{role}` | {meaning} |" for role, meaning in ROLES.items()),
-        "",
-        "| key | changes | reference | what it does |",
-        "|---|---|---|---|",
-    ]
-    for section in SECTIONS:
-        properties = schema["properties"][section]["properties"] if section else schema["properties"]
-        values = reference.get(section, {}) if section else reference
-        for key, spec in properties.items():
-            if "x-role" not in spec:
-                continue
-            name = f"{section}.{key}" if section else key
-            value = json.dumps(values.get(key), ensure_ascii=False).replace("|", "\\|")
-            what = " ".join(str(spec.get("description", "")).split()).replace("|", "\\|")
-            lines.append(f"| `{name}` | {', '.join(spec['x-role'])} | `{value}` | {what} |")
-    return "\n".join(lines) + "\n"

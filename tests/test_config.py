@@ -9,17 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from attnscore.config import (
-    SCHEMA,
-    ConfigError,
-    canonical,
-    check,
-    check_unique_keys,
-    model_settings,
-    typed_overrides,
-)
+from attnscore.config import ConfigError, check, check_unique_keys, typed_overrides
+from attnscore.identity import model_settings
 from attnscore.kinds import known_kinds
 from attnscore.model import ModelConfig
+from attnscore.schema import SCHEMA, canonical
 from attnscore.train import TrainConfig
 from helpers import ROOT
 
@@ -298,6 +292,6 @@ def test_a_plugins_options_and_name_are_checked_before_any_job(tmp_path, monkeyp
 
 
 def test_config_readme_lists_every_key_as_the_schema_declares_it():
-    from attnscore.config import keys_markdown
+    from attnscore.configdoc import keys_markdown
 
     assert (ROOT / "config" / "README.md").read_text() == keys_markdown(load("config.yaml")), "run make config-readme"

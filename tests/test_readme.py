@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from attnscore.config import SCHEMA
+from attnscore.schema import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 README, GUIDE = ROOT / "README.md", ROOT / "docs" / "guide.md"

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from attnscore import config
+from attnscore import schema
 from helpers import ROOT, copy_workflow, events, executed_rules, snakemake, tiny_config, write_config
 
 SEEDS = [1234, 1235]
@@ -184,7 +184,7 @@ def test_a_report_is_refused_for_a_config_the_results_were_not_made_with(workdir
 TINY = tiny_config(seeds=SEEDS)
 CODE = "\n_EDITED = True\n"  # a statement: comments and docstrings are not code
 KEY_ORDER = "the same config, keys in reverse order, train.weight_decay written 0"
-# What each role of a config key (attnscore.config.ROLES, declared per key in the schema) re-runs.
+# What each role of a config key (attnscore.schema.ROLES, declared per key in the schema) re-runs.
 RERUNS = {
     "data": {"tokenize", "train", "evaluate", "compare", "benchmark", "compare_timings", "plot"},
     "run": {"train", "evaluate", "compare", "plot"},
@@ -200,7 +200,7 @@ RERUNS = {
 def rerun_by_roles(key: str) -> list[str]:
     """The rules an edit of one config key re-runs, by its roles."""
     section, name = key.split(".")
-    return sorted(set().union(*(RERUNS[role] for role in config.roles(section)[name])))
+    return sorted(set().union(*(RERUNS[role] for role in schema.roles(section)[name])))
 
 
 CACHING_TABLE = [
@@ -245,14 +245,10 @@ CACHING_TABLE = [
 
 
 def test_every_config_key_declares_known_roles():
-    for section in ("", "data", "tokenizer", "model", "train", "benchmark"):
-        declared = config.roles(section)
-        keys = (
-            config._schema(config.SCHEMA)["properties"][section]["properties"]
-            if section
-            else {key: spec for key, spec in config._schema(config.SCHEMA)["properties"].items() if "x-role" in spec}
-        )
-        assert set(declared) == set(keys) and all(set(has) <= set(config.ROLES) for has in declared.values()), section
+    for section in schema.SECTIONS:
+        declared = schema.roles(section)
+        keys = {key: spec for key, spec in schema.properties(section).items() if section or "x-role" in spec}
+        assert set(declared) == set(keys) and all(set(has) <= set(schema.ROLES) for has in declared.values()), section
 
 
 # Which (variant, seed) jobs of train each edit plans, where not all of them.

@@ -37,6 +37,7 @@ rule compare:
         "../../envs/plot.yaml"
     params:
         runs=[(variant, seed) for variant in VARIANTS for seed in SEEDS],
+        baseline=identity.baseline(VARIANTS),
         code=code_version("compare.py"),
     script:
         "../scripts/compare.py"
@@ -61,7 +62,7 @@ rule compare_timings:
     conda:
         "../../envs/plot.yaml"
     params:
-        baseline=benchmark_baseline(config),
+        baseline=identity.baseline(BENCHMARKED),
         margin=config["benchmark"]["margin"],
         code=code_version("compare_timings.py"),
     script:
@@ -138,7 +139,7 @@ rule plot:
         runs=[(variant, seed) for variant in VARIANTS for seed in SEEDS],
         sizes=SIZE_NAMES,
         train_seq_len=config["train"]["seq_len"],
-        data_name=script_safe(config["data"]["name"]),
+        data_name=identity.script_safe(config["data"]["name"]),
         code=code_version("plot.py"),
     script:
         "../scripts/plot.py"

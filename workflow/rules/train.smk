@@ -28,12 +28,12 @@ rule train:
     resources:
         gpu=TRAIN_GPUS,
     params:
-        # Only what changes the run's numbers (attnscore.config.RUN_ONLY settings are read by
-        # the script from the config), so a label or checkpoint spacing re-runs nothing.
-        model=lambda wildcards: model_settings(
+        # Only what changes the run's outputs (attnscore.identity; the procedure settings are
+        # read by the script from the config), so a label or checkpoint spacing re-runs nothing.
+        model=lambda wildcards: identity.model_settings(
             config, wildcards.variant, wildcards.get("size")
         ),
-        train=train_settings(config),
+        train=identity.train_settings(config),
         code=lambda wildcards: code_version("train.py", wildcards.variant),
         # Resumable state, deliberately not an output: Snakemake deletes a failed job's outputs.
         checkpoint_dir=run_folder("checkpoints"),
@@ -57,7 +57,7 @@ rule evaluate:
     resources:
         gpu=EVAL_GPUS,
     params:
-        evaluation=subset(config["train"], EVALUATION),
+        evaluation=identity.evaluation_settings(config),
         code=lambda wildcards: code_version("evaluate.py", wildcards.variant),
     script:
         "../scripts/evaluate.py"
@@ -78,9 +78,9 @@ rule benchmark:
     resources:
         gpu=EVAL_GPUS,
     params:
-        models={kind: model_settings(config, kind) for kind in BENCHMARKED},
-        timing=subset(config["train"], TIMING),
-        measurement=subset(config["benchmark"], MEASUREMENT),
+        models={kind: identity.model_settings(config, kind) for kind in BENCHMARKED},
+        timing=identity.timing_settings(config),
+        measurement=identity.measurement_settings(config),
         code=code_version("benchmark.py", *BENCHMARKED, *CONTROLLED),
     script:
         "../scripts/benchmark.py"

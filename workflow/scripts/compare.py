@@ -7,7 +7,7 @@ with log_to(snakemake.log[0]):
     epochs, best_runs = stats.load_runs(
         dict(zip(runs, snakemake.input.metrics, strict=True)), dict(zip(runs, snakemake.input.evals, strict=True))
     )
-    paired = stats.paired_summary(stats.paired_differences(best_runs))
+    paired = stats.paired_summary(stats.paired_differences(best_runs, snakemake.params.baseline))
     for table, path in [
         (best_runs, out.runs),
         (stats.per_epoch(epochs), out.epochs),

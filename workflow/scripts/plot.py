@@ -17,7 +17,7 @@ with log_to(snakemake.log[0]):
 
     runs, epochs, best, paired = (of_every_size(inp[name]) for name in ("runs", "epochs", "best", "paired"))
     comparisons = pd.read_csv(inp.comparisons)
-    name = json.loads(snakemake.params.data_name)  # JSON made safe for the report's <script> (config.script_safe)
+    name = json.loads(snakemake.params.data_name)  # JSON made safe for the report's <script> (identity.script_safe)
     plots.plot_perplexity(epochs, [out.perplexity_png, out.perplexity_svg], f"Perplexity per epoch: {name}")
     n = len(runs_of_a_size)  # the steps files: every size's runs in turn
     steps = pd.concat(

@@ -1,5 +1,5 @@
 from attnscore.checkpoints import export_best, run_folder
-from attnscore.config import RUN_ONLY
+from attnscore.identity import procedure_settings
 from attnscore.io import log_to, write_csv, write_json
 from attnscore.launch import train_distributed
 from attnscore.model import ModelConfig
@@ -17,8 +17,8 @@ with log_to(snakemake.log[0]):
     )
     # The rule's params carry the settings that change results; those that only change how the
     # run goes (checkpoint spacing, compile) come from the config, so editing them re-runs nothing.
-    run_only = {key: snakemake.config["train"][key] for key in RUN_ONLY}
-    cfg = TrainConfig(**snakemake.params.train, **run_only, seed=int(snakemake.wildcards.seed))
+    procedure = procedure_settings(snakemake.config)
+    cfg = TrainConfig(**snakemake.params.train, **procedure, seed=int(snakemake.wildcards.seed))
     token_files = {split: snakemake.input[split] for split in ("train", "valid", "test")}
     check_batch_sizes(token_files, snakemake.params.train)
     checkpoint_dir = snakemake.params.checkpoint_dir

@@ -1,0 +1,112 @@
+"""What each result depends on, from one table: every config key's role in the schema (x-role,
+attnscore.schema.ROLES). (config, size, kind) -> each rule's settings, which the rules pass as
+params (Snakemake re-runs a job whose params changed), and a run's settings, whose hash with the
+token files' names the run's checkpoint folder (its run id). Torch-free: the Snakefile calls it
+on every dry run."""
+
+import hashlib
+import json
+from pathlib import Path
+
+from attnscore import schema
+from attnscore.kinds import plugins_of
+
+# A size sets its model's shape only; these model keys belong to the kinds, the same at every size.
+NOT_PER_SIZE = ("attention_options", "attention_plugins")
+
+
+def model_settings(config: dict, kind: str, size: str | None = None) -> dict:
+    """The model section for one kind (at one size, with the keys the size sets): only that kind's
+    own attention options and the plugin modules that register it, so changing one kind's
+    options, or adding a plugin, re-runs that kind's jobs and no others."""
+    model = {**config["model"], **(config["sizes"][size] if size else {})}
+    return {
+        **model,
+        "attention_options": model["attention_options"].get(kind, {}),
+        "attention_plugins": plugins_of(kind, model["attention_plugins"]),
+    }
+
+
+def _train(config: dict, *roles: str) -> dict:
+    return {key: config["train"][key] for key in schema.keys_with("train", *roles)}
+
+
+def train_settings(config: dict) -> dict:
+    """The train settings a training job's outputs depend on (its seed comes from its wildcards)."""
+    return _train(config, "run", "length", "evaluation")
+
+
+def evaluation_settings(config: dict) -> dict:
+    """The train settings evaluating a saved model depends on."""
+    return _train(config, "evaluation")
+
+
+def timing_settings(config: dict) -> dict:
+    """The train settings timing a training step depends on."""
+    return _train(config, "timing")
+
+
+def procedure_settings(config: dict) -> dict:
+    """The train settings that change how a run goes and none of its outputs (role procedure
+    alone): read by the train job from the config, not its params, so editing them re-runs nothing."""
+    return {key: value for key, value in config["train"].items() if key not in train_settings(config)}
+
+
+def measurement_settings(config: dict) -> dict:
+    """What the benchmark measures besides the model and train settings (its kinds are in the models)."""
+    return {key: config["benchmark"][key] for key in schema.keys_with("benchmark", "timing") if key != "variants"}
+
+
+def baseline(kinds) -> str:
+    """The kind every other kind is compared with, in quality and in cost: dot, else the first."""
+    return "dot" if "dot" in kinds else list(kinds)[0]
+
+
+def run_settings(model: dict, train: dict, code: dict) -> dict:
+    """What makes a run's weights: the model's settings, those of training with the role "run",
+    and the code that computes them (attnscore.codeid.run_code), typed canonically.
+
+    The learning-rate schedule decides two exceptions: under a constant one the final fraction of
+    a cosine decay (min_lr_ratio) changes nothing, so it is left out; a cosine decay spans the
+    run's epochs, so there train.epochs changes every step's learning rate and is part of the run.
+    """
+    train_schema = schema.load()["properties"]["train"]
+    kept = {key: train[key] for key in schema.keys_with("train", "run")} | {"seed": train["seed"]}
+    if train["schedule"] == "constant":
+        del kept["min_lr_ratio"]
+    else:
+        kept["epochs"] = train["epochs"]
+    return {
+        "model": schema.canonical(model, schema.load()["properties"]["model"]),
+        "train": schema.canonical(kept, train_schema),
+        "code": code,
+    }
+
+
+def run_id(settings: dict, token_files: dict) -> str:
+    """A short hash of a run's settings and its token files' contents: its checkpoint folder's name."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for split in sorted(token_files):
+        digest.update(Path(token_files[split]).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def differences(made_with: dict, config: dict) -> list[str]:
+    """The keys whose values differ between the config results were made with and another, one
+    line each; keys that change no result (role procedure alone) are left out."""
+    lines = []
+    for section in schema.SECTIONS:
+        old, new = (made_with.get(section, {}), config.get(section, {})) if section else (made_with, config)
+        for key, has in schema.roles(section).items():
+            if set(has) != {"procedure"} and old.get(key) != new.get(key):
+                name = f"{section}.{key}" if section else key
+                lines.append(f"{name}: {old.get(key)!r} in the results, {new.get(key)!r} in this config")
+    return lines
+
+
+def script_safe(value) -> str:
+    """A param value as JSON text that stays inert inside an HTML <script> element: Snakemake's
+    report embeds rule params there unescaped, so a label holding "</script>" would end it. The
+    script reading the param decodes it with json.loads."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

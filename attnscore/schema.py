@@ -1,0 +1,67 @@
+"""The config's schema: every key, its type and range, and its role (what changing it changes).
+Read once per process; torch-free, so the Snakefile reads it on every dry run."""
+
+import functools
+from pathlib import Path
+
+import yaml
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SECTIONS = ("", "data", "tokenizer", "model", "train", "benchmark")  # "": the top level
+
+# What changing a key changes: each key's x-role in the schema names one or more of these.
+ROLES = {
+    "jobs": "which jobs exist (results folder, variants, seeds, sizes, benchmark rounds): new ones run, others stay",
+    "data": "the corpus or its tokens: tokenize and everything after it",
+    "run": "a run's weights: part of its run id; train, evaluate, compare and plot run again",
+    "length": "how many epochs: a trained run is continued or cut, not trained again",
+    "evaluation": "how a saved model is evaluated: its saved epochs are evaluated again, nothing is trained",
+    "timing": "what the benchmark measures: every round is measured again",
+    "statistics": "how measurements are judged: compare_timings and plot run again",
+    "presentation": "labels and the figures' contents: plot runs again",
+    "procedure": "how a run goes (checkpoint spacing, compilation): no result changes, nothing runs again",
+}
+
+
+@functools.cache
+def load(path=SCHEMA) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def properties(section: str, path=SCHEMA) -> dict:
+    """The schema of each key of a section ("" for the top level)."""
+    schema = load(path)
+    return schema["properties"][section]["properties"] if section else schema["properties"]
+
+
+def roles(section: str, path=SCHEMA) -> dict[str, tuple[str, ...]]:
+    """Each key of a section and its roles."""
+    return {key: tuple(spec["x-role"]) for key, spec in properties(section, path).items() if "x-role" in spec}
+
+
+def keys_with(section: str, *wanted: str) -> tuple[str, ...]:
+    """The keys of a section that have any of these roles."""
+    return tuple(key for key, has in roles(section).items() if set(has) & set(wanted))
+
+
+def canonical(value, schema: dict | None = None, path=SCHEMA):
+    """A config (or a section of one, with its `schema`) with its keys sorted and each number
+    typed as the schema says (1 becomes 1.0 where a number is asked for): one experiment however
+    its file orders its keys or writes its numbers, so that rule params (Snakemake compares their
+    repr) and run ids stay the same. A size's keys are typed as the model section's."""
+    root = load(path)
+    schema = root if schema is None else schema
+    while "$ref" in schema:  # "#/definitions/<name>"
+        schema = root["definitions"][schema["$ref"].rsplit("/", 1)[1]]
+    if isinstance(value, dict):
+        fields = schema.get("properties", {})
+        if schema is root["properties"].get("sizes"):
+            fields = dict.fromkeys(value, root["properties"]["model"])
+        return {key: canonical(value[key], fields.get(key, {}), path) for key in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [canonical(item, schema.get("items", {}), path) for item in value]
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if "number" in types and "integer" not in types and type(value) is int:
+        return float(value)
+    return value
