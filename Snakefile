@@ -39,7 +39,7 @@ os.environ.update(
 from attnscore import identity, provenance
 from attnscore.config import check, check_unique_keys, typed_overrides
 from attnscore.schema import canonical
-from attnscore.corpora import SPLITS
+from attnscore.corpora import SPLITS, release_file
 from attnscore.kinds import CONTROLS, known_kinds
 
 check_unique_keys(workflow.configfiles)

@@ -50,6 +50,11 @@ HF_PARQUET = "https://huggingface.co/datasets/Salesforce/wikitext/resolve/main/{
 HF_SPLIT_NAMES = {"train": "train", "valid": "validation", "test": "test"}
 
 
+def release_file(release: str, split: str) -> str:
+    """The name of a split's file in a folder holding a WikiText release (as its zip unpacks)."""
+    return Path(WIKITEXT[release]["member"].format(split=split)).name
+
+
 def file_digest(path, algorithm="sha256") -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, algorithm).hexdigest()

@@ -13,9 +13,10 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
+from attnscore.corpora import SPLITS
+
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE
-SPLITS = ("train", "valid", "test")
 
 
 def load_runs(metrics: dict, evals: dict) -> tuple[pd.DataFrame, pd.DataFrame]:

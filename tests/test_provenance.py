@@ -27,7 +27,7 @@ def test_each_rule_hashes_the_modules_its_script_runs_and_no_others():
         "tokens.py",
     } <= training
     assert not {"plots.py", "corpora.py", "tokenizer.py", "bench.py"} & training
-    assert "bench.py" in names("benchmark.py") and "tokenizer.py" in names("tokenize.py")
+    assert "bench.py" in names("benchmark.py") and "tokenizer.py" in names("tokenize_corpus.py")
 
 
 def test_what_the_snakefile_runs_imports_no_torch():

@@ -33,23 +33,22 @@ def run_folder(folder):
 TORCH_THREADS = 8
 
 
-WIKITEXT_FILES = {
-    "wikitext-2": "wiki.{split}.tokens",
-    "wikitext-2-raw": "wiki.{split}.raw",
-}
-
-
 def corpus_files(wildcards):
     """The three split files: the user's folder, a verified download, or the generated demo corpus."""
     data = config["data"]
     if data["corpus"] == "text":
         return {s: os.path.join(data["dir"], data["files"][s]) for s in SPLITS}
     if data["corpus"] == "demo":
-        return {s: f"resources/demo-corpus/{s}.txt" for s in SPLITS}
+        return dict(rules.demo_corpus.output.items())
     if data["dir"]:
-        pattern = WIKITEXT_FILES[data["corpus"]]
-        return {s: os.path.join(data["dir"], pattern.format(split=s)) for s in SPLITS}
-    return {s: f"resources/{data['corpus']}/{s}.txt" for s in SPLITS}
+        return {
+            s: os.path.join(data["dir"], release_file(data["corpus"], s))
+            for s in SPLITS
+        }
+    return {
+        s: path.format(release=data["corpus"])
+        for s, path in rules.download_wikitext.output.items()
+    }
 
 
 def bpe_files(wildcards):

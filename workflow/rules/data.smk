@@ -1,6 +1,6 @@
 rule download_wikitext:
     output:
-        expand("resources/{{release}}/{split}.txt", split=SPLITS),
+        **{split: f"resources/{{release}}/{split}.txt" for split in SPLITS},
     log:
         "resources/logs/download_{release}.log",
     wildcard_constraints:
@@ -25,7 +25,7 @@ rule download_gpt2_bpe:
 
 rule demo_corpus:
     output:
-        expand("resources/demo-corpus/{split}.txt", split=SPLITS),
+        **{split: f"resources/demo-corpus/{split}.txt" for split in SPLITS},
     log:
         "resources/logs/demo_corpus.log",
     conda:
@@ -58,6 +58,6 @@ rule tokenize:
             if config["tokenizer"]["kind"] == "bpe"
             else None
         ),
-        code=code_version("tokenize.py"),
+        code=code_version("tokenize_corpus.py"),
     script:
-        "../scripts/tokenize.py"
+        "../scripts/tokenize_corpus.py"
