@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
-from attnscore import stats  # noqa: E402
+from attnscore import identity, stats  # noqa: E402
 from attnscore.io import atomic_path  # noqa: E402
 
 # The course report this project reproduces (16 GB NVIDIA A4000, fp16 autocast, GPT-2 BPE,
@@ -115,7 +115,7 @@ def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, paths, title: str) ->
     test perplexity."""
     fig, rows = size_rows(runs, 2, 10)
     for size, axes in rows:
-        differences = stats.paired_differences(runs[runs["size"] == size])
+        differences = stats.paired_differences(runs[runs["size"] == size], identity.baseline(runs["variant"].unique()))
         variants = list(dict.fromkeys(differences["variant"]))
         for ax, metric, ylabel in zip(
             axes,

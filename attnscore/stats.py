@@ -17,6 +17,7 @@ from attnscore.corpora import SPLITS
 
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE
+MAX_LOSS = 700.0  # nats: exp of more overflows a float; a loss that high is a diverged run
 
 
 def load_runs(metrics: dict, evals: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -55,12 +56,21 @@ def mean_interval(values) -> dict:
     return {"seeds": n, "mean": mean, "ci_low": low, "ci_high": high}
 
 
+def perplexity_interval(losses) -> dict:
+    """Perplexity over seeds from their losses: exp of the mean loss (the perplexities' geometric
+    mean) and exp of its interval's bounds, so a perplexity's interval is the loss's, never below 0."""
+    interval = mean_interval(losses)
+    return {**interval, **{key: math.exp(min(interval[key], MAX_LOSS)) for key in ("mean", "ci_low", "ci_high")}}
+
+
 def per_epoch(epochs: pd.DataFrame) -> pd.DataFrame:
-    """Per variant, epoch and split: perplexity mean and interval over seeds."""
+    """Per variant, epoch and split: perplexity over seeds (perplexity_interval)."""
     rows = []
     for (variant, epoch), group in epochs.groupby(["variant", "epoch"], sort=False):
         for split in SPLITS:
-            rows.append({"variant": variant, "epoch": epoch, "split": split, **mean_interval(group[f"{split}_ppl"])})
+            rows.append(
+                {"variant": variant, "epoch": epoch, "split": split, **perplexity_interval(group[f"{split}_loss"])}
+            )
     return pd.DataFrame(rows)
 
 
@@ -85,10 +95,10 @@ def per_step(steps: pd.DataFrame, columns=("train_loss", "grad_norm", "lr")) -> 
 
 
 def best_checkpoints(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: the best checkpoint's test perplexity, mean and interval over seeds."""
+    """Per variant: the best checkpoint's test perplexity over seeds (perplexity_interval)."""
     return pd.DataFrame(
         [
-            {"variant": variant, **mean_interval(group["test_ppl"])}
+            {"variant": variant, **perplexity_interval(group["test_loss"])}
             for variant, group in runs.groupby("variant", sort=False)
         ]
     )
@@ -110,9 +120,12 @@ def per_size(runs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def paired_differences(runs: pd.DataFrame, baseline: str = "dot") -> pd.DataFrame:
+PAIRED_COLUMNS = ["variant", "baseline", "seed", "test_loss", "test_ppl", "baseline_loss"]
+
+
+def paired_differences(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Per variant other than the baseline and per seed both ran: variant minus baseline, in
-    test loss and test perplexity of the best checkpoints."""
+    test loss and test perplexity of the best checkpoints (and the baseline's loss)."""
     base = runs[runs["variant"] == baseline].set_index("seed")
     rows = []
     for variant, group in runs[runs["variant"] != baseline].groupby("variant", sort=False):
@@ -125,9 +138,10 @@ def paired_differences(runs: pd.DataFrame, baseline: str = "dot") -> pd.DataFram
                         "seed": run.seed,
                         "test_loss": run.test_loss - base.at[run.seed, "test_loss"],
                         "test_ppl": run.test_ppl - base.at[run.seed, "test_ppl"],
+                        "baseline_loss": base.at[run.seed, "test_loss"],
                     }
                 )
-    return pd.DataFrame(rows, columns=["variant", "baseline", "seed", "test_loss", "test_ppl"])
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
 def paired_between(runs: pd.DataFrame, baseline_runs: pd.DataFrame, name: str, baseline: str) -> pd.DataFrame:
@@ -148,24 +162,40 @@ def paired_between(runs: pd.DataFrame, baseline_runs: pd.DataFrame, name: str, b
                     "seed": run.seed,
                     "test_loss": run.test_loss - other["test_loss"],
                     "test_ppl": run.test_ppl - other["test_ppl"],
+                    "baseline_loss": other["test_loss"],
                 }
             )
-    return pd.DataFrame(rows, columns=["variant", "baseline", "seed", "test_loss", "test_ppl"])
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
 def paired_summary(differences: pd.DataFrame) -> pd.DataFrame:
-    """Per variant and metric: mean paired difference, its interval, the paired t-test's p-value
-    and whether the interval excludes zero (undecided, NaN, with one seed)."""
+    """Per variant: the mean paired difference in test loss, its interval, the paired t-test's
+    p-value and whether the interval excludes zero (undecided, None, with one seed); and the same
+    in test perplexity, derived from the loss's so that the two never disagree: the difference
+    from the baseline's perplexity exp(L) (L its mean loss) at each bound, exp(L) (exp(d) - 1)."""
     rows = []
     for (variant, baseline), group in differences.groupby(["variant", "baseline"], sort=False):
-        for metric in ("test_loss", "test_ppl"):
-            row = {"variant": variant, "baseline": baseline, "metric": metric, **mean_interval(group[metric])}
-            test = stats.ttest_1samp(group[metric], 0.0) if row["seeds"] >= 2 else None
-            row["p_value"] = test.pvalue if test is not None else math.nan
-            row["significant"] = (row["ci_low"] > 0 or row["ci_high"] < 0) if row["seeds"] >= 2 else None
-            rows.append(row)
+        loss = {"variant": variant, "baseline": baseline, "metric": "test_loss", **mean_interval(group["test_loss"])}
+        loss["p_value"] = _paired_p(group["test_loss"])
+        loss["significant"] = (loss["ci_low"] > 0 or loss["ci_high"] < 0) if loss["seeds"] >= 2 else None
+        base = math.exp(min(group["baseline_loss"].mean(), MAX_LOSS))
+        ppl = {
+            **loss, "metric": "test_ppl",
+            **{key: base * math.expm1(min(loss[key], MAX_LOSS)) for key in ("mean", "ci_low", "ci_high")},
+        }  # fmt: skip
+        rows += [loss, ppl]
     columns = ["variant", "baseline", "metric", "seeds", "mean", "ci_low", "ci_high", "p_value", "significant"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _paired_p(values: pd.Series) -> float:
+    """The paired t-test's p-value (NaN with one seed); without spread, 1 where every difference
+    is 0 (identical results) and 0 where all are one nonzero value."""
+    if len(values) < 2:
+        return math.nan
+    if not values.std() > 0:
+        return 1.0 if (values == 0).all() else 0.0
+    return stats.ttest_1samp(values, 0.0).pvalue
 
 
 def holm(p_values) -> pd.Series:
@@ -201,6 +231,8 @@ def verdict(row) -> str:
         return (
             f"{head} ({row['seeds']} paired seed): no interval from one seed; add seeds to tell an effect from noise."
         )
+    if row["mean"] == 0 and row["ci_low"] == row["ci_high"] == 0:
+        return f"{head} ({row['seeds']} paired seeds): identical results in every seed."
     interval = f"95% CI {row['ci_low']:+.{digits}f} to {row['ci_high']:+.{digits}f}, {row['seeds']} paired seeds"
     test = f"p = {row['p_value']:.2g}"
     if row["tests"] > 1:
@@ -217,6 +249,7 @@ def verdict(row) -> str:
 MEASURES = {"step": "step_ms", "attention": "attention_ms"}
 MEASURE_NAMES = {"step": "training step", "attention": "attention op (forward + backward)"}
 MAX_MORE_ROUNDS = 10_000
+MIN_ROUNDS = 3  # kept rounds below which a comparison is not judged: 2 rounds' interval spans orders of magnitude
 # A quiet CPU gives the timed steps all its threads' time (measured share about 1.0 on the 2-core
 # machine); with one competing process it fell to about 0.6 and the step took 3-5x as long.
 BUSY_SHARE = 0.8
@@ -239,13 +272,14 @@ def log_interval(values) -> dict:
 
 
 def cost_verdict(low: float, high: float, margin: float) -> str:
-    """'no measurable difference' when the whole ratio interval lies within 1 +/- margin (a
-    difference smaller than the margin counts as none, so two runs cannot read 'faster' and
-    'slower' for a negligible one), else 'slower' or 'faster' when it excludes 1, else
+    """'no measurable difference' when the whole ratio interval lies within [1/(1 + margin),
+    1 + margin] (a difference smaller than the margin counts as none, so two runs cannot read
+    'faster' and 'slower' for a negligible one; on the log scale, so a slowdown and the speed-up
+    of the same factor are judged alike), else 'slower' or 'faster' when it excludes 1, else
     'inconclusive'."""
     if math.isnan(low):
         return "inconclusive"
-    if 1 - margin <= low and high <= 1 + margin:
+    if 1 / (1 + margin) <= low and high <= 1 + margin:
         return "no measurable difference"
     if low > 1:
         return "slower"
@@ -256,14 +290,15 @@ def cost_verdict(low: float, high: float, margin: float) -> str:
 
 def more_rounds(log_ratios, margin: float) -> int | None:
     """For an inconclusive comparison: how many more rounds would likely decide it, were the
-    mean and spread of the log ratios so far to hold (None when that cannot be estimated)."""
+    mean and spread of the log ratios so far to hold (None when that cannot be estimated: fewer
+    than MIN_ROUNDS rounds, whose spread says too little, or no spread)."""
     logs = pd.Series(log_ratios, dtype=float).dropna()
     n, mean, sd = len(logs), logs.mean(), logs.std()
-    if n < 2 or not sd > 0:
+    if n < MIN_ROUNDS or not sd > 0:
         return None
     # Decided once the half-width is below |mean| (excludes 1) or below the mean's distance to
-    # the nearer edge of the margin (fits inside it).
-    inside = min(math.log1p(margin) - mean, mean - math.log1p(-margin))
+    # the nearer edge of the margin, +/- log(1 + margin) (fits inside it).
+    inside = math.log1p(margin) - abs(mean)
     needed = max(abs(mean), inside)
     for rounds in range(n + 1, n + MAX_MORE_ROUNDS):
         if stats.t.ppf(0.5 + CONFIDENCE / 2, rounds - 1) * sd / math.sqrt(rounds) < needed:
@@ -291,6 +326,7 @@ def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, co
     busy_rounds) are left out and counted."""
     rows = []
     busy = busy_rounds(measurements)
+    rounds_run = measurements["round"].nunique()
     ok = measurements[(measurements["status"] == "ok") & ~measurements["round"].isin(busy)]
     for (seq_len, kind), group in measurements.groupby(["seq_len", "kind"], sort=False):
         done = ok[(ok["seq_len"] == seq_len) & (ok["kind"] == kind)].set_index("round")
@@ -309,11 +345,12 @@ def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, co
                     "measure": measure, "kind": kind, "baseline": base, "seq_len": seq_len,
                     "rounds": ratio["rounds"], "ms": time_["center"], "ms_low": time_["low"], "ms_high": time_["high"],
                     "ratio": ratio["center"], "ratio_low": ratio["low"], "ratio_high": ratio["high"],
-                    "verdict": "baseline" if kind == base else cost_verdict(ratio["low"], ratio["high"], margin),
+                    "verdict": "baseline" if kind == base else cost_verdict(ratio["low"], ratio["high"], margin)
+                    if ratio["rounds"] >= MIN_ROUNDS else "inconclusive",
                     "more_rounds": None, "margin": margin,
                     "peak_memory_mib": done["peak_memory_mib"].median() if len(done) else math.nan,
                     "memory_ratio": memory.median() if len(memory) else math.nan, "status": status,
-                    "busy_rounds": len(busy),
+                    "busy_rounds": len(busy), "rounds_run": rounds_run,
                 }  # fmt: skip
                 if row["verdict"] == "inconclusive":
                     row["more_rounds"] = more_rounds(ratios.map(math.log), margin)
@@ -336,19 +373,25 @@ def cost_sentence(row) -> str:
     if row["rounds"] == 0:
         return f"{head}: not measured ({row['status'] if row['status'] != 'ok' else 'no round left'}{left_out})"
     change = f"{100 * (row['ratio'] - 1):+.1f}% time"
-    if row["rounds"] < 2:
-        return f"{head}: {change} (1 round{left_out}): no interval from one round; set benchmark.rounds to 3 or more"
+    rounds, run = int(row["rounds"]), int(row.get("rounds_run", row["rounds"]))
+    if rounds < MIN_ROUNDS:
+        kept = f"{rounds} round{'s' if rounds > 1 else ''}" + (f" kept of {run}" if run != rounds else "")
+        return (
+            f"{head}: {change} ({kept}{left_out}): too few rounds to tell; "
+            f"set benchmark.rounds to {run + MIN_ROUNDS - rounds} or more"
+        )
     interval = (
-        f"95% CI {100 * (row['ratio_low'] - 1):+.1f}% to {100 * (row['ratio_high'] - 1):+.1f}%, {row['rounds']} rounds"
+        f"95% CI {100 * (row['ratio_low'] - 1):+.1f}% to {100 * (row['ratio_high'] - 1):+.1f}%, {rounds} rounds"
         f"{left_out}"
     )
-    verdict = row["verdict"]
+    verdict, margin = row["verdict"], row["margin"]
     if verdict == "no measurable difference":
-        verdict += f" (within ±{100 * row['margin']:g}%)"
+        verdict += f" (within {-100 * margin / (1 + margin):+.0f}% to {100 * margin:+g}%)"
     elif verdict == "inconclusive":
         more = row["more_rounds"]
         verdict += (
             f"; about {int(more)} more round{'s' if more > 1 else ''} would likely decide it"
+            f" (benchmark.rounds: {run + int(more)})"
             if pd.notna(more)
             else "; more rounds may decide it"
         )

@@ -32,7 +32,7 @@ def test_differences_are_paired_by_seed_and_unpaired_seeds_are_left_out():
         [("dot", 1, 5.0, 150.0), ("dot", 2, 5.2, 180.0), ("euclid", 2, 5.3, 200.0), ("euclid", 1, 5.1, 160.0),
          ("euclid", 3, 9.9, 999.0)]
     )  # fmt: skip
-    differences = stats.paired_differences(table).sort_values("seed")
+    differences = stats.paired_differences(table, "dot").sort_values("seed")
     assert list(differences["seed"]) == [1, 2]
     assert list(differences["test_ppl"]) == pytest.approx([10.0, 20.0])
     assert list(differences["test_loss"]) == pytest.approx([0.1, 0.1])
@@ -44,21 +44,26 @@ def test_a_consistent_difference_is_significant_and_a_noisy_one_is_not():
         + [("euclid", s, 5.1 + s / 100, 110.0 + 1.1 * s) for s in range(4)]
     )
     row = (
-        stats.with_holm(stats.paired_summary(stats.paired_differences(consistent))).set_index("metric").loc["test_ppl"]
+        stats.with_holm(stats.paired_summary(stats.paired_differences(consistent, "dot")))
+        .set_index("metric")
+        .loc["test_ppl"]
     )
     assert row["significant"] and row["ci_low"] > 0 and row["p_value"] < 0.05 and row["p_holm"] == row["p_value"]
     assert "euclid is significantly higher (p = " in stats.verdict({**row, "metric": "test_ppl"})
 
     noisy = runs(
-        [("dot", s, 5.0, 100.0) for s in range(3)] + [("euclid", s, 5.0, 100.0 + d) for s, d in enumerate([-4, 1, 6])]
+        [("dot", s, 5.0, 100.0) for s in range(3)]
+        + [("euclid", s, 5.0 + d, 100.0 + d) for s, d in enumerate([-0.04, 0.01, 0.06])]
     )
     row = {
-        **stats.with_holm(stats.paired_summary(stats.paired_differences(noisy))).set_index("metric").loc["test_ppl"],
+        **stats.with_holm(stats.paired_summary(stats.paired_differences(noisy, "dot")))
+        .set_index("metric")
+        .loc["test_ppl"],
         "metric": "test_ppl",
     }
     assert not row["significant"] and row["ci_low"] < 0 < row["ci_high"]
     assert stats.verdict(row) == (
-        f"euclid - dot, test perplexity: +1.00 (95% CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f}, 3 paired seeds): "
+        f"euclid - dot, test perplexity: {row['mean']:+.2f} (95% CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f}, 3 paired seeds): "
         f"no significant difference at this size (p = {row['p_value']:.2g})."  # one test: nothing to adjust
     )
 
@@ -95,23 +100,46 @@ def test_holm_makes_a_significant_comparison_among_many_not_significant():
 def test_one_paired_seed_says_there_is_no_interval():
     table = runs([("dot", 1, 5.0, 150.0), ("euclid", 1, 5.1, 153.7)])
     row = {
-        **stats.with_holm(stats.paired_summary(stats.paired_differences(table))).set_index("metric").loc["test_ppl"],
+        **stats.with_holm(stats.paired_summary(stats.paired_differences(table, "dot")))
+        .set_index("metric")
+        .loc["test_ppl"],
         "metric": "test_ppl",
     }
     assert row["significant"] is None and math.isnan(row["p_holm"]) and row["tests"] == 0 and math.isnan(row["ci_low"])
     assert stats.verdict(row) == (
-        "euclid - dot, test perplexity: +3.70 (1 paired seed): no interval from one seed; add seeds to tell an effect from noise."
+        "euclid - dot, test perplexity: +15.61 (1 paired seed): no interval from one seed; add seeds to tell an effect from noise."
     )
 
 
-def test_per_epoch_aggregates_each_split_over_seeds():
+def test_per_epoch_perplexity_is_the_losses_mean_and_interval_taken_to_perplexity():
     epochs = pd.DataFrame(
-        [{"variant": "dot", "seed": s, "epoch": e, "train_ppl": 10.0 * e + s, "valid_ppl": 5.0, "test_ppl": 6.0}
+        [{"variant": "dot", "seed": s, "epoch": e, "train_loss": 1.0 * e + s, "valid_loss": 5.0, "test_loss": 6.0}
          for s in (1, 2, 3) for e in (1, 2)]
     )  # fmt: skip
     table = stats.per_epoch(epochs).set_index(["epoch", "split"])
-    assert table.loc[(2, "train"), "mean"] == 22.0 and table.loc[(2, "train"), "seeds"] == 3
-    assert table.loc[(1, "valid"), "ci_low"] == table.loc[(1, "valid"), "ci_high"] == 5.0  # no spread
+    train = stats.mean_interval([3.0, 4.0, 5.0])
+    assert table.loc[(2, "train"), "mean"] == pytest.approx(math.exp(4.0)) and table.loc[(2, "train"), "seeds"] == 3
+    assert table.loc[(2, "train"), "ci_low"] == pytest.approx(math.exp(train["ci_low"]))  # the loss's bound
+    assert table.loc[(1, "valid"), "ci_low"] == table.loc[(1, "valid"), "ci_high"] == pytest.approx(math.exp(5.0))
+
+
+def test_a_perplexity_interval_never_goes_below_zero_and_agrees_with_the_loss():
+    spread = stats.perplexity_interval([1.0, 5.0])  # the loss's interval runs far below 0
+    assert spread["ci_low"] > 0 and spread["ci_low"] < spread["mean"] < spread["ci_high"]
+    table = runs([("dot", s, 5.0, math.exp(5.0)) for s in (1, 2)] + [("euclid", 1, 5.2, 0.0), ("euclid", 2, 5.3, 0.0)])
+    summary = stats.with_holm(stats.paired_summary(stats.paired_differences(table, "dot"))).set_index("metric")
+    loss, ppl = summary.loc["test_loss"], summary.loc["test_ppl"]
+    assert (loss["significant"], loss["p_value"]) == (ppl["significant"], ppl["p_value"])
+    assert ppl["mean"] == pytest.approx(math.exp(5.0) * math.expm1(loss["mean"]))
+
+
+def test_identical_runs_say_so():
+    table = runs([(variant, s, 5.0, 150.0) for variant in ("dot", "euclid") for s in (1, 2, 3)])
+    row = stats.with_holm(stats.paired_summary(stats.paired_differences(table, "dot"))).iloc[0]
+    assert (
+        stats.verdict(row)
+        == "euclid - dot, test loss (nats/token): +0.0000 (3 paired seeds): identical results in every seed."
+    )
 
 
 def test_per_step_means_pair_the_seeds_that_logged_each_step(tmp_path):

@@ -48,7 +48,7 @@ def test_identical_kinds_show_no_measurable_difference_given_enough_rounds():
     row = compared(rounds_of({"same": 1.0}, rounds=40, noise=0.02)).loc["same"]
     assert row["verdict"] == "no measurable difference"
     assert 0.97 <= row["ratio_low"] <= 1 <= row["ratio_high"] <= 1.03
-    assert "no measurable difference (within ±3%)" in stats.cost_sentence(row.to_dict() | {"kind": "same"})
+    assert "no measurable difference (within -3% to +3%)" in stats.cost_sentence(row.to_dict() | {"kind": "same"})
 
 
 def test_few_noisy_rounds_are_inconclusive_and_say_how_many_more_would_decide():
@@ -78,6 +78,32 @@ def test_verdict_cases_and_the_margin():
     assert stats.cost_verdict(0.90, 0.98, 0.03) == "faster"
     assert stats.cost_verdict(0.98, 1.05, 0.03) == "inconclusive"
     assert stats.cost_verdict(math.nan, math.nan, 0.03) == "inconclusive"
+
+
+def test_the_margin_judges_a_slowdown_and_the_speedup_of_the_same_factor_alike():
+    assert stats.cost_verdict(1.35, 1.45, 0.3) == "slower"
+    assert stats.cost_verdict(1 / 1.45, 1 / 1.35, 0.3) == "faster"
+    assert stats.cost_verdict(1 / 1.29, 1.29, 0.3) == "no measurable difference"
+    assert stats.cost_verdict(1 / 1.31, 1.0, 0.3) == "inconclusive"  # just past the margin on the fast side
+
+
+@pytest.mark.parametrize("kept", [1, 2])
+def test_too_few_rounds_are_not_judged_and_the_advice_names_more_than_were_run(kept):
+    measurements = rounds_of({"slow": 1.5}, rounds=8, noise=0.01).assign(cpu_share=1.0)
+    measurements.loc[measurements["round"] > kept, "cpu_share"] = 0.3  # every later round left out as busy
+    row = compared(measurements).loc["slow"]
+    assert row["rounds"] == kept and row["verdict"] == "inconclusive" and pd.isna(row["more_rounds"])
+    sentence = stats.cost_sentence(row.to_dict() | {"kind": "slow"})
+    assert f"({kept} round{'s' if kept > 1 else ''} kept of 8;" in sentence
+    assert sentence.endswith(f"too few rounds to tell; set benchmark.rounds to {8 + 3 - kept} or more")
+
+
+def test_the_advice_on_more_rounds_names_a_total_above_the_rounds_run():
+    row = compared(rounds_of({"same": 1.0}, rounds=3, noise=0.1)).loc["same"]
+    more = int(row["more_rounds"])
+    assert f"would likely decide it (benchmark.rounds: {3 + more})" in stats.cost_sentence(
+        row.to_dict() | {"kind": "same"}
+    )
 
 
 def test_log_interval_is_the_t_interval_of_the_mean_log():
