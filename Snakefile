@@ -6,6 +6,7 @@ Run: snakemake --cores 1 --resources gpu=1             (the reference experiment
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -87,9 +88,11 @@ CONTROLLED = [
 ROUNDS = range(1, config["benchmark"]["rounds"] + 1)
 
 
+# Each wildcard takes the config's own values only (a name that repeats itself, e.g. "aaaa",
+# would otherwise read to Snakemake as a pattern recursing into itself).
 wildcard_constraints:
-    size=r"[A-Za-z0-9][A-Za-z0-9._-]*",
-    variant=r"[a-z][a-z0-9_]*",
+    size="|".join(map(re.escape, SIZES)) or "(?!)",
+    variant="|".join(map(re.escape, sorted({*VARIANTS, *BENCHMARKED}))),
     seed=r"\d+",
     round=r"\d+",
 

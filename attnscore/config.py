@@ -231,6 +231,8 @@ def size_problems(config: dict) -> list[str]:
         if not isinstance(size, str):  # YAML reads `1:` as a number, which the name pattern never sees
             problems.append(f"sizes.{size}: a size's name is text; quote it ('{size}') or start it with a letter")
             continue
+        if re.search(r"(.+)\1{19,}$", size):  # Snakemake's test for a wildcard recursing into itself
+            problems.append(f"sizes.{size}: a name ending in one part repeated 20 times or more; choose another")
         problems += [
             f"sizes.{size}.{key}: the kinds' settings are the same at every size; set model.{key} instead"
             for key in NOT_PER_SIZE
@@ -242,10 +244,19 @@ def size_problems(config: dict) -> list[str]:
             problems += found
             continue
         problems += model_problems(model, config["train"], size, overrides)
-        same = seen.setdefault(json.dumps(model, sort_keys=True), size)
+        same = seen.setdefault(json.dumps(_meaning(model), sort_keys=True), size)
         if same != size:
             problems.append(f"sizes.{same} and sizes.{size} are the same model; keep one")
     return problems
+
+
+def _meaning(model: dict) -> dict:
+    """A model section as the model it builds: numbers typed by the schema, and attention dropout
+    null meaning model.dropout."""
+    model = schema.canonical(model, schema.load()["properties"]["model"])
+    return model | {
+        "attention_dropout": model["dropout"] if model["attention_dropout"] is None else model["attention_dropout"]
+    }
 
 
 def text_option_problems(options: dict) -> list[str]:

@@ -82,6 +82,13 @@ def broken(path, value):
         (["variants"], [], "variants: \\[\\] should be non-empty"),
         (["experiment"], "../elsewhere", "experiment: '../elsewhere' is not allowed: name of the results folder"),
         (["train", "precision"], "fp8", "train.precision: 'fp8' is not one of"),
+        (["benchmark", "rounds"], 100000, "benchmark.rounds: 100000 is greater than the maximum of 100"),
+        (["data", "dir"], "data/{x}", "data.dir: 'data/{x}' is not allowed: a path without { } < >"),
+        (
+            ["data", "files"],
+            {"train": "<b>.txt", "valid": "v", "test": "t"},
+            "data.files.train: '<b>.txt' is not allowed",
+        ),
     ],
 )
 def test_schema_names_the_bad_key_and_value(path, value, message):
@@ -197,6 +204,10 @@ def test_cross_field_checks_name_the_keys(path, value, message):
         ({"big": {"max_seq_len": 256}}, "train.seq_len=512 exceeds sizes.big.max_seq_len=256"),
         ({"big": {"attention_options": {}}}, "sizes.big.attention_options: the kinds' settings are the same at every"),
         ({"same": {}, "again": {"d_model": 512}}, "sizes.same and sizes.again are the same model; keep one"),
+        ({"same": {}, "again": {"attention_dropout": 0.1}}, "sizes.same and sizes.again are the same model; keep one"),
+        ({"same": {}, "again": {"dropout": 0.1, "d_ff": 2048}}, "sizes.same and sizes.again are the same model"),
+        ({"a" * 20: {}}, "sizes.a{20}: a name ending in one part repeated 20 times or more"),
+        ({"x" * 41: {}}, "is not allowed: a size's name is a folder name .*at most 40 characters"),
     ],
 )
 def test_each_size_is_checked_by_the_model_sections_rules(sizes, message):
