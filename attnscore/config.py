@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator, validators
 
 from attnscore.kinds import known_kinds, options_problem, plugins_of
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = Path(__file__).with_name("schemas") / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -405,7 +405,7 @@ def keys_markdown(reference: dict, schema_path=SCHEMA) -> str:
     lines = [
         "# Configuration keys",
         "",
-        "Every key of a config, from `workflow/schemas/config.schema.yaml` (written by `make config-readme`;",
+        "Every key of a config, from `attnscore/schemas/config.schema.yaml` (written by `make config-readme`;",
         f"a test keeps the two equal). Every key but {optional} is required: a config file is complete on its own.",
         "**Changes** is the key's role (`x-role`): what changing it changes, so what re-runs.",
         "**Reference** is its value in `config/config.yaml`, the published experiment.",
