@@ -54,7 +54,10 @@ def test_the_wheel_ships_every_file_of_the_package(wheel):
     with zipfile.ZipFile(wheel) as archive:
         shipped = {name for name in archive.namelist() if name.startswith("attnscore/")}
     missing = package_files(ROOT) - shipped
-    assert not missing, f"the wheel lacks {sorted(missing)}: list them in pyproject.toml's [tool.setuptools]"
+    assert not missing, (
+        f"the wheel lacks {sorted(missing)}: a folder of modules needs an __init__.py, a data file a pattern "
+        "in pyproject.toml's [tool.setuptools.package-data]"
+    )
     assert "attnscore/schemas/config.schema.yaml" in shipped
 
 
