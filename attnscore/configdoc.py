@@ -13,7 +13,7 @@ def keys_markdown(reference: dict) -> str:
     lines = [
         "# Configuration keys",
         "",
-        "Every key of a config, from `workflow/schemas/config.schema.yaml` (written by `make config-readme`;",
+        "Every key of a config, from `attnscore/schemas/config.schema.yaml` (written by `make config-readme`;",
         f"a test keeps the two equal). Every key but {optional} is required: a config file is complete on its own.",
         "**Changes** is the key's role (`x-role`): what changing it changes, so what re-runs.",
         "**Reference** is its value in `config/config.yaml`, the published experiment.",

@@ -1,10 +1,9 @@
-"""Figures and the Markdown summary, from the compare step's tables and the benchmark files.
+"""The figures, one function each, from the compare step's tables and the benchmark's
+comparisons (summary.py writes the text beside them).
 
 The tables carry a size column: the size's name, or "" where the config has no sizes (the
 model section is the one size). Figures of runs draw one row of panels per size."""
 
-import html
-import re
 from pathlib import Path
 
 import matplotlib
@@ -17,26 +16,12 @@ from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 from attnscore import identity, stats  # noqa: E402
 from attnscore.io import atomic_path  # noqa: E402
 
-# The course report this project reproduces (16 GB NVIDIA A4000, fp16 autocast, GPT-2 BPE,
-# d_model 512, 6 layers, 8 heads, seq_len 512, batch 8, Adam lr 1e-5, 20 epochs).
-REFERENCE = {
-    "dot": {"train_ppl_1": 484, "valid_ppl_1": 245, "test_ppl_1": 233, "test_ppl_final": 170.7, "iters_per_s": 7.5},
-    "euclid": {"train_ppl_1": 485, "valid_ppl_1": 249, "test_ppl_1": 236, "test_ppl_final": None, "iters_per_s": 6.3},
-}
-REFERENCE_TOKENS_PER_ITER = 8 * 512
 LINESTYLES = ["-", "--", ":", "-."]
 
 
 def plain_title(text: str) -> str:
     """Text for a matplotlib title, shown as written: a $ would start mathtext."""
     return text.replace("$", r"\$")
-
-
-def markdown_text(text: str) -> str:
-    """Text for Markdown (and the HTML a viewer makes of it), shown as written: no tags, entities,
-    emphasis, links or table cells of its own."""
-    escaped = html.escape(text, quote=False)
-    return re.sub(r"([\\`*_{}\[\]()#+!|~])", r"\\\1", escaped)
 
 
 def save(fig, paths) -> None:
@@ -114,8 +99,9 @@ def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, paths, title: str) ->
     seed (dots, labelled by seed) and their mean with its 95% interval (bar), in test loss and
     test perplexity."""
     fig, rows = size_rows(runs, 2, 10)
+    baseline = identity.baseline(runs["variant"].unique())
     for size, axes in rows:
-        differences = stats.paired_differences(runs[runs["size"] == size], identity.baseline(runs["variant"].unique()))
+        differences = stats.paired_differences(runs[runs["size"] == size], baseline)
         variants = list(dict.fromkeys(differences["variant"]))
         for ax, metric, ylabel in zip(
             axes,
@@ -135,7 +121,6 @@ def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, paths, title: str) ->
                 ].iloc[0]
                 error = [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]] if row["seeds"] >= 2 else None
                 ax.errorbar([x + 0.15], [row["mean"]], yerr=error, fmt="D", color="C3", capsize=6, label="mean, 95% CI")
-            baseline = differences["baseline"].iloc[0] if len(differences) else "dot"
             ax.set(xticks=range(len(variants)), xticklabels=[f"{v} - {baseline}" for v in variants], ylabel=ylabel)
             ax.set(title=plain_title(size), xlim=(-0.8, max(len(variants), 1) - 0.2))
             if not variants:
@@ -167,7 +152,7 @@ def plot_scaling(losses: pd.DataFrame, verdicts: pd.DataFrame, paths, title: str
             ax.errorbar(points["parameters"] * shift, points["mean"], yerr=error, label=variant, **style)
         held = differences[(differences["variant"] == variant) & differences["significant"].eq(True)]  # None: untested
         axes[1].scatter(held["parameters"] * shift, held["mean"], color=f"C{i}", zorder=3)
-    baseline = verdicts["baseline"].iloc[0] if len(verdicts) else "dot"
+    baseline = identity.baseline(losses["variant"].unique())
     axes[1].axhline(0, color="gray", lw=1)
     axes[0].set(ylabel="test loss of the best checkpoint (nats/token)", title="mean over seeds, 95% CI")
     axes[1].set(ylabel=f"test loss minus {baseline}'s of the same seed (nats/token)",
@@ -184,7 +169,7 @@ def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
     """Per kind and seq_len: training tokens/s and the attention op's time (geometric mean over
     rounds, 95% interval as error bars, the verdict against the baseline written on each bar),
     and the step's peak memory; failed shapes marked."""
-    costs = costs[costs["baseline"] == _baseline(costs)]  # control comparisons are in the summary
+    costs = costs[costs["baseline"] == stats.cost_baseline(costs)]  # control comparisons are in the summary
     kinds, seq_lens = list(dict.fromkeys(costs["kind"])), sorted(set(costs["seq_len"]))
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
     width = 0.8 / len(kinds)
@@ -222,175 +207,9 @@ def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
     save(fig, paths)
 
 
-def _baseline(costs: pd.DataFrame) -> str:
-    """The kind every other is compared with: the one compared with itself."""
-    return costs.loc[costs["kind"] == costs["baseline"], "kind"].iloc[0]
-
-
 def _bar_label(row) -> str:
     if pd.isna(row.ms):
         return "failed"
     if row.verdict == "baseline":
         return "baseline"
     return f"{100 * (row.ratio - 1):+.0f}% time\n{row.verdict.replace('no measurable difference', 'no difference')}"
-
-
-def _fmt(value, digits=1, style=""):
-    """A number for a table: '-' when missing; style '%' or '%+' appends a percent sign (with sign)."""
-    if value is None or pd.isna(value):
-        return "–"
-    if style:
-        return f"{value:{'+' if style == '%+' else ''},.{digits}f}%"
-    return f"{value:,.{digits}f}"
-
-
-def _with_interval(row, digits=1) -> str:
-    """'102.0 [99.1, 104.9]' for several seeds, '102.0' for one."""
-    if row is None:
-        return "–"
-    if row["seeds"] < 2:
-        return _fmt(row["mean"], digits)
-    return f"{_fmt(row['mean'], digits)} [{_fmt(row['ci_low'], digits)}, {_fmt(row['ci_high'], digits)}]"
-
-
-def summary_markdown(
-    epochs: pd.DataFrame,
-    best: pd.DataFrame,
-    verdicts: pd.DataFrame,
-    losses: pd.DataFrame,
-    costs: pd.DataFrame,
-    data_name: str,
-    train_seq_len: int,
-) -> str:
-    """Our numbers (mean and 95% interval over seeds) beside the reference report's, the paired
-    verdicts against the baseline (stats.with_holm's rows; a section per size, headed by its
-    parameter count from stats.per_size), then what each kind costs (compare_timings' rows), as
-    Markdown. The benchmark times the model section, not each size."""
-    baseline = _baseline(costs)
-    steps = costs[(costs["measure"] == "step") & (costs["baseline"] == baseline)]
-    at_train_shape = steps[steps["seq_len"] == train_seq_len].set_index("kind")
-    first_epoch = epochs[epochs["epoch"] == 1].set_index(["size", "variant", "split"])
-    seeds = int(best["seeds"].max())
-    lines = [
-        f"# Results: {markdown_text(data_name)}",
-        "",
-        "Perplexities are token-weighted (exp of total NLL over predicted tokens). Epoch-1 columns come",
-        "from the per-epoch metrics; 'test (best)' is the checkpoint with the lowest validation loss.",
-        f"Ours: mean over {seeds} seed(s)"
-        + (", [95% Student-t interval]" if seeds > 1 else "; one seed gives no interval")
-        + ".",
-        f"Throughput is at the training shape (seq_len {train_seq_len}): geometric mean over the benchmark's rounds",
-        f"[95% interval]; 'step time vs {baseline}' is the paired ratio of step times (see What it costs).",
-        "",
-        f"| run | seeds | epochs | train ppl, epoch 1 | valid ppl, epoch 1 | test ppl, epoch 1 | test ppl (best) | tokens/s | step time vs {baseline} |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in best.itertuples():
-        size, variant = row.size, row.variant
-        first = {split: first_epoch.loc[(size, variant, split)] for split in ("train", "valid", "test")}
-        cost = at_train_shape.loc[variant] if variant in at_train_shape.index and not size else None
-        trained = epochs.loc[(epochs["size"] == size) & (epochs["variant"] == variant), "epoch"].max()
-        lines.append(
-            f"| ours: {f'{size}/' if size else ''}{variant} | {row.seeds} | {trained} | {_with_interval(first['train'])} "
-            f"| {_with_interval(first['valid'])} | {_with_interval(first['test'])} | {_with_interval(row._asdict())} "
-            f"| {_tokens_per_s(cost)} | {_time_change(cost)} |"
-        )
-    for variant, ref in REFERENCE.items():
-        relative = REFERENCE["dot"]["iters_per_s"] / ref["iters_per_s"] - 1
-        lines.append(
-            f"| reference: {variant} | 1 | 20 | {ref['train_ppl_1']} | {ref['valid_ppl_1']} | {ref['test_ppl_1']} "
-            f"| {_fmt(ref['test_ppl_final'])} | {ref['iters_per_s'] * REFERENCE_TOKENS_PER_ITER:,.0f} | {100 * relative:+.1f}% (one run, no interval) |"
-        )
-    lines += ["", "Reference: 16 GB NVIDIA A4000, fp16 autocast, batch 8 x 512, WikiText-2, 20 epochs, one run.", ""]
-    if any(best["size"]):
-        lines += ["Sizes are trained, evaluated and compared each on its own; the benchmark's throughput is the",
-                  "model section's, so it is left out of the sizes' rows.", ""]  # fmt: skip
-    lines += ["## Paired comparison", ""]
-    if len(verdicts):
-        lines += [
-            "Each variant against the baseline trained from the same seeds (same initial weights, same data",
-            "order); test numbers of the best checkpoints; paired Student-t interval over seeds.",
-        ]
-        if verdicts["tests"].max() > 1:
-            lines += [
-                f"'Significant' is by Holm's method (Holm 1979) over the {verdicts['tests'].max()} paired t-tests below in test",
-                "loss, and again over those in test perplexity (every kind against the baseline at every size): in",
-                f"each metric, the chance of any false 'significant' stays under {stats.ALPHA:.0%}. Each interval is its own.",
-            ]
-        lines += [""]  # fmt: skip
-        for size, rows in verdicts.groupby("size", sort=False):
-            if size:
-                parameters = losses.loc[losses["size"] == size, "parameters"]
-                lines += [f"### {markdown_text(size)}: {parameters.min():,} parameters", ""]
-            lines += [f"- {stats.verdict(row)}" for _, row in rows.iterrows()] + [""]
-        lines.pop()
-    else:
-        lines.append("No variant to pair with dot: add dot and another kind to `variants`.")
-    return "\n".join(lines) + "\n\n" + costs_markdown(costs)
-
-
-def _tokens_per_s(cost) -> str:
-    if cost is None or pd.isna(cost["tokens_per_s"]):
-        return "–"
-    if pd.isna(cost["tokens_per_s_low"]):
-        return _fmt(cost["tokens_per_s"], 0)
-    return (
-        f"{_fmt(cost['tokens_per_s'], 0)} [{_fmt(cost['tokens_per_s_low'], 0)}, {_fmt(cost['tokens_per_s_high'], 0)}]"
-    )
-
-
-def _time_change(cost) -> str:
-    """'+4.1% [+2.0%, +6.3%]: slower' from a compare_timings row."""
-    if cost is None or pd.isna(cost["ratio"]):
-        return "–"
-    if cost["verdict"] == "baseline":
-        return "baseline"
-    change = _fmt(100 * (cost["ratio"] - 1), 1, "%+")
-    if pd.isna(cost["ratio_low"]):
-        return change
-    low, high = (_fmt(100 * (cost[key] - 1), 1, "%+") for key in ("ratio_low", "ratio_high"))
-    return f"{change} [{low}, {high}]: {cost['verdict']}"
-
-
-def costs_markdown(costs: pd.DataFrame) -> str:
-    """What each kind costs (compare_timings' rows) as a Markdown section: the verdict sentences,
-    then the table."""
-    first = costs.iloc[0]
-    busy = int(first.get("busy_rounds", 0))
-    rounds = int(costs["rounds"].max()) + busy
-    left_out = f" Left out, the CPU busy with another process: {busy} of them." if busy else ""
-    lines = [
-        "## What it costs",
-        "",
-        f"Each of {rounds} rounds timed every kind once per shape, in a rotated order, each in a fresh process",
-        f"({first['warmup_steps']} warm-up and {first['timed_steps']} timed calls; the median of the timed ones); rounds pair the kinds.{left_out}",
-        "Times are geometric means over rounds; a ratio's 95% interval is the Student-t interval of the mean log",
-        "ratio. Verdicts: 'slower'/'faster' when the interval excludes 1; 'no measurable difference' when it lies",
-        f"within ±{100 * first['margin']:g}% (benchmark.margin); else 'inconclusive'.",
-        "",
-    ]
-    compared = costs[costs["kind"] != costs["baseline"]]
-    lines += [
-        f"- {stats.cost_sentence(row)}"
-        for _, row in compared.sort_values(["measure", "seq_len"], ascending=[False, True], kind="stable").iterrows()
-    ]
-    lines += [
-        "",
-        "| kind | vs | seq_len | measure | ms [95% CI] | tokens/s | time vs [95% CI] | peak memory MiB | memory vs | status |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for _, row in costs.sort_values(["measure", "seq_len"], ascending=[False, True], kind="stable").iterrows():
-        ms = _with_interval(
-            {"seeds": row["rounds"], "mean": row["ms"], "ci_low": row["ms_low"], "ci_high": row["ms_high"]}, 2
-        )
-        memory = _fmt(100 * (row["memory_ratio"] - 1), 1, "%+") if row["measure"] == "step" else "–"
-        lines.append(
-            f"| {row['kind']} | {row['baseline']} | {row['seq_len']} | {row['measure']} | {ms} "
-            f"| {_fmt(row.get('tokens_per_s'), 0)} | {_time_change(row)} "
-            f"| {_fmt(row['peak_memory_mib'] if row['measure'] == 'step' else None, 0)} | {memory} | {row['status']} |"
-        )
-    lines += ["", f"Device: {', '.join(map(str, costs['device'].dropna().unique()))}, {first['dtype']}, batch {first['batch_size']}, "
-              f"torch {first['torch']}, triton {first['triton']}; attention op at {first['attention_shape']} (batch x heads x "
-              f"seq_len x head_dim at seq_len {first['seq_len']}), attention dropout {first['attention_dropout']}; "
-              f"memory is {first['memory_kind']}."]  # fmt: skip
-    return "\n".join(lines) + "\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = Path(__file__).with_name("schemas") / "config.schema.yaml"  # package data: a wheel has it too
 SECTIONS = ("", "data", "tokenizer", "model", "train", "benchmark")  # "": the top level
 
 # What changing a key changes: each key's x-role in the schema names one or more of these.

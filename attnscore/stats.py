@@ -364,6 +364,11 @@ def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, co
     return pd.DataFrame(rows)
 
 
+def cost_baseline(costs: pd.DataFrame) -> str:
+    """The kind a compare_timings table compares every other with: the one compared with itself."""
+    return costs.loc[costs["kind"] == costs["baseline"], "kind"].iloc[0]
+
+
 def cost_sentence(row) -> str:
     """One quotable sentence for a compare_timings row, e.g. 'euclid vs dot, training step at
     seq_len 64: +4.1% time (95% CI +2.0% to +6.3%, 7 rounds): slower'."""

@@ -24,7 +24,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # known_kinds, for the measuring processes too
 
-from attnscore import plots, stats  # noqa: E402
+from attnscore import stats, summary  # noqa: E402
 from attnscore.bench import run_round  # noqa: E402
 from attnscore.io import write_csv  # noqa: E402
 from attnscore.model import ModelConfig  # noqa: E402
@@ -68,7 +68,7 @@ if __name__ == "__main__":
         "",
         f"`{' '.join(sys.argv[1:])}`: the {args.shape} shape, fp32; {wall:.0f} s.",
         "",
-        plots.costs_markdown(comparisons),
+        summary.costs_markdown(comparisons),
     ]
     (args.out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

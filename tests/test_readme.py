@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from attnscore import course_report
 from attnscore.schema import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,3 +76,15 @@ def test_readme_is_short_and_its_intervals_are_committed():
     )
     quoted = re.findall(r"[+-]?\d[\d.,]*%?(?: time)? \(95% CI [^)]*\)|[+-]\d+\.\d% \[[^\]]*\]", text)
     assert quoted and not [q for q in quoted if q not in summaries], quoted
+
+
+def test_readme_quotes_the_course_reports_numbers():
+    """README's reference table says what attnscore/course_report.py states (summary.md prints it)."""
+    section = README.read_text().split("## Reference numbers beside ours")[1].split("\n## ")[0]
+    for kind, numbers in course_report.NUMBERS.items():
+        labels = [(line, line.split("|")[1]) for line in section.splitlines() if line.startswith("|")]
+        rows = "\n".join(line for line, label in labels if re.search(rf"\b{kind}\b", label))
+        first_epoch = " / ".join(str(numbers[split]) for split in ("train_ppl_1", "valid_ppl_1", "test_ppl_1"))
+        quoted = [first_epoch, f"{numbers['iters_per_s']} it/s"]
+        quoted += [] if numbers["test_ppl_final"] is None else [f"| {numbers['test_ppl_final']} |"]
+        assert all(number in rows for number in quoted), (kind, quoted, rows)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attnscore import plots, stats
+from attnscore import stats, summary
 
 
 def rounds_of(ratios: dict, rounds: int, noise: float, seed=0) -> pd.DataFrame:
@@ -151,7 +151,7 @@ def test_a_round_the_cpu_was_busy_in_is_left_out_and_said():
 def test_the_summary_counts_every_round_and_names_the_busy_ones():
     measurements = rounds_of({"slow": 1.2}, rounds=6, noise=0.02).assign(cpu_share=0.99)
     measurements.loc[measurements["round"] == 2, "cpu_share"] = 0.5
-    text = plots.costs_markdown(stats.compare_timings(measurements, "dot", 0.03, {}))
+    text = summary.costs_markdown(stats.compare_timings(measurements, "dot", 0.03, {}))
     assert "Each of 6 rounds timed every kind" in text
     assert "Left out, the CPU busy with another process: 1 of them." in text
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from attnscore import plots, stats
+from attnscore import plots, stats, summary
 from attnscore.io import atomic_path, log_to, write_csv, write_json
 
 inp, out = snakemake.input, snakemake.output
@@ -37,6 +37,6 @@ with log_to(snakemake.log[0]):
     write_csv(verdicts[["size", *paired.columns.drop("size"), "p_holm", "tests"]], out.verdicts)
     for _, row in verdicts.iterrows():
         print(f"{row['size']}: {stats.verdict(row)}" if row["size"] else stats.verdict(row))
-    summary = plots.summary_markdown(epochs, best, verdicts, losses, comparisons, name, snakemake.params.train_seq_len)
+    text = summary.summary_markdown(epochs, best, verdicts, losses, comparisons, name, snakemake.params.train_seq_len)
     with atomic_path(out.summary) as tmp:
-        Path(tmp).write_text(summary)
+        Path(tmp).write_text(text)
