@@ -1,5 +1,4 @@
 from attnscore.checkpoints import export_best, run_folder
-from attnscore.corpora import SPLITS
 from attnscore.identity import procedure_settings
 from attnscore.io import log_to, write_csv, write_json
 from attnscore.launch import train_distributed
@@ -20,7 +19,7 @@ with log_to(snakemake.log[0]):
     # run goes (checkpoint spacing, compile) come from the config, so editing them re-runs nothing.
     procedure = procedure_settings(snakemake.config)
     cfg = TrainConfig(**snakemake.params.train, **procedure, seed=int(snakemake.wildcards.seed))
-    token_files = {split: snakemake.input[split] for split in SPLITS}
+    token_files = {split: path for split, path in snakemake.input.items() if split != "meta"}  # the rule's splits
     check_batch_sizes(token_files, snakemake.params.train)
     checkpoint_dir = snakemake.params.checkpoint_dir
     run = train_distributed if cfg.processes > 1 else train
