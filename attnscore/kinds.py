@@ -133,8 +133,13 @@ def declared_in(module: str, path: Path) -> dict[str, Kind]:
     if not calls or None in declared:
         from attnscore import attention  # imports torch: only for a module the source cannot tell
 
-        attention.load_plugins([module])
-        declared = [(name, fn.declaration) for name, fn in attention.KINDS.items() if fn.__module__ == module]
+        before = set(attention.KINDS)
+        attention.load_plugins([module])  # the kinds it registers: new ones, or its own if imported before
+        declared = [
+            (name, fn.declaration)
+            for name, fn in attention.KINDS.items()
+            if name not in before or fn.__module__ == module
+        ]
     kinds = {}
     for name, kind in declared:
         problem = declaration_problem(name, kind.options)
