@@ -79,7 +79,7 @@ def _signature_problem(fn: Callable, options: dict, parameters: dict) -> str | N
     if undeclared:
         return f"its function's argument(s) {undeclared} are not declared; add them to register's options="
     for option, schema in options.items():
-        default = by_name[option].default if option in by_name else NO_DEFAULT  # else **options takes it
+        default = by_name[option].default if option in by_name else NO_DEFAULT  # **options: none of its own
         declared = schema.get("default", NO_DEFAULT)
         if default != declared:
             default, declared = ("none" if value is NO_DEFAULT else repr(value) for value in (default, declared))
