@@ -1,132 +1,151 @@
-"""Attention kinds as the config sees them, without importing torch: their names and the
-options each takes, read from the source of the functions ``@register("name")`` decorates.
+"""Attention kinds as the config sees them, without importing torch: their names, the options each
+declares and the module that registers it, read from the ``register("name", options=...,
+parameters=...)`` calls in the source of the built-in kinds' modules and the plugins.
 
 The Snakefile checks a config with this on every run, dry runs included, where importing torch
-would cost most of the time. attnscore.attention checks a kind's options at run time from the
-live function's signature, by the same rule (``options_problem``).
+would cost most of the time. A module whose registration is not written out as literals (a name
+or options= computed), or that has no register call of its own, is imported instead and the
+registry asked: slower, the same declaration. attnscore.attention checks a kind's options at run
+time from that declaration too, by the same rule (``options_problem``).
 """
 
 import ast
+import dataclasses
 import functools
 import importlib.util
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
-BUILT_IN = Path(__file__).with_name("attention.py")
-FIXED_ARGUMENTS = 5  # q, k, v, causal, dropout_p: every kind takes these first
+SCORES = Path(__file__).with_name("scores")
+# The built-in kinds' modules, (module name, file): one file per kind in attnscore/scores/ (a
+# file whose name starts with _ holds what several kinds share).
+BUILT_IN = tuple((f"attnscore.scores.{path.stem}", path) for path in sorted(SCORES.glob("[!_]*.py")))
 # Kinds the benchmark also times beside a kind, where they run: dot_triton is euclid's Triton
 # kernel with the dot-product score, so euclid against it is the score's cost, and dot_triton
 # against dot our kernel's gap to PyTorch's fused SDPA.
 CONTROLS = {"euclid": "dot_triton"}
+NUMBER_TYPES = {"number", "integer"}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Kind:
-    options: tuple[str, ...]  # the keyword options it takes
-    required: tuple[str, ...]  # those without a default
-    numeric: tuple[str, ...] = ()  # those whose default is a number, or annotated float or int: numbers only
-    any_option: bool = False  # **options: it takes any
-    source: Path | None = None  # the module that registers it
-    ranges: dict = field(default_factory=dict)  # option -> JSON-schema bounds, from @register(..., options=)
+    """What a kind takes, as ``register`` declares it."""
+
+    options: dict  # option -> JSON schema of its values; "default" absent: the config must give it
     parameters: tuple[str, ...] = ()  # its learnable per-head parameters (register's parameters=): no options
+    source: Path | None = None  # the module that registers it
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(option for option, schema in self.options.items() if "default" not in schema)
+
+    def numeric(self, option: str) -> bool:
+        """Whether the option takes numbers (its schema's type is number or integer): finite ones only."""
+        types = self.options[option].get("type", [])
+        return bool(NUMBER_TYPES & set([types] if isinstance(types, str) else types))
+
+
+def declaration_problem(name: str, options) -> str | None:
+    """What is wrong with register's options= for a kind, or None: it maps option names to JSON
+    schemas, and an option's "default" is a value its schema takes."""
+    if not isinstance(options, dict) or not all(
+        isinstance(option, str) and isinstance(schema, dict) for option, schema in options.items()
+    ):
+        return (
+            f'attention kind {name!r}: options= maps option names to JSON schemas, e.g. {{"p": {{"type": "number"}}}}'
+        )
+    for option, schema in options.items():
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as err:
+            return f"attention kind {name!r}, option {option}: not a JSON schema ({err.message})"
+        if "default" in schema and not Draft202012Validator(schema).is_valid(schema["default"]):
+            return f"attention kind {name!r}, option {option}: its default {schema['default']!r} is outside its schema"
+    return None
 
 
 def options_problem(name: str, kind: Kind, given: dict) -> str | None:
     """What is wrong with giving these options to the kind, or None: unknown or missing options,
-    a number option given text, NaN or infinity, a value outside the kind's declared range."""
-    unknown = [option for option in given if option not in kind.options and not kind.any_option]
+    a number option given text, NaN or infinity, a value outside the kind's declared schema."""
+    unknown = [option for option in given if option not in kind.options]
     missing = [option for option in kind.required if option not in given]
     if unknown or missing:
         problem = f"takes no option(s) {unknown}" if unknown else f"needs option(s) {missing}"
         return f"attention kind {name!r} {problem}; its options: {list(kind.options)}"
     for option, value in given.items():
-        if option in kind.numeric and type(value) not in (int, float):
-            return f"attention kind {name!r} takes a number for option {option}, not {value!r}"
-        if option in kind.numeric and not math.isfinite(value):
+        schema = kind.options[option]
+        if kind.numeric(option) and isinstance(value, float) and not math.isfinite(value):
             return f"attention kind {name!r} takes a finite number for option {option}, not {value!r}"
-        errors = (
-            sorted(Draft202012Validator(kind.ranges[option]).iter_errors(value), key=str)
-            if option in kind.ranges
-            else []
-        )
+        errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda error: error.validator != "type")
+        if errors and errors[0].validator == "type" and kind.numeric(option):
+            return f"attention kind {name!r} takes a number for option {option}, not {value!r}"
         if errors:
-            return f"attention kind {name!r}, option {option}: {errors[0].message} (its declared range: {kind.ranges[option]})"
+            return f"attention kind {name!r}, option {option}: {errors[0].message} (its declaration: {schema})"
     return None
 
 
-def _is_number_annotation(annotation) -> bool:
-    return isinstance(annotation, ast.Name) and annotation.id in ("float", "int")
-
-
-def _signature(args: ast.arguments, source: Path, ranges: dict, parameters: tuple[str, ...] = ()) -> Kind:
-    positional = [*args.posonlyargs, *args.args]
-    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
-    params = list(zip(positional, defaults, strict=True)) + list(zip(args.kwonlyargs, args.kw_defaults, strict=True))
-    params = [(arg, default) for arg, default in params[FIXED_ARGUMENTS:] if arg.arg not in parameters]
-    return Kind(
-        options=tuple(arg.arg for arg, _ in params),
-        required=tuple(arg.arg for arg, default in params if default is None),
-        numeric=tuple(
-            arg.arg
-            for arg, default in params
-            if isinstance(default, ast.Constant)
-            and type(default.value) in (int, float)
-            or _is_number_annotation(arg.annotation)
-        ),
-        any_option=args.kwarg is not None,
-        source=source,
-        ranges=ranges,
-        parameters=parameters,
-    )
-
-
-def declared_ranges(decorator: ast.Call) -> dict:
-    """The `options=` of ``@register("name", options={...})``: a literal dict of JSON-schema
-    bounds per option, e.g. {"p": {"exclusiveMinimum": 0}}."""
-    for keyword in decorator.keywords:
-        if keyword.arg == "options":
-            return ast.literal_eval(keyword.value)
-    return {}
-
-
-def registers(decorator: ast.expr) -> str | None:
-    """The kind a decorator registers: ``@register("name")`` or ``@<module>.register("name")``
-    with a literal name (and perhaps ``options=``, ``parameters=``); None for any other decorator."""
-    if not isinstance(decorator, ast.Call) or len(decorator.args) != 1:
+def registers(call: ast.expr) -> str | None:
+    """The kind a call registers where its name is a literal: ``register("name", ...)`` or
+    ``<module>.register("name", ...)``, as a decorator or not; None for any other expression."""
+    if not isinstance(call, ast.Call) or _called(call) != "register" or len(call.args) != 1:
         return None
-    func, name = decorator.func, decorator.args[0]
-    called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-    if called == "register" and isinstance(name, ast.Constant) and isinstance(name.value, str):
-        return name.value
-    return None
+    name = call.args[0]
+    return name.value if isinstance(name, ast.Constant) and isinstance(name.value, str) else None
 
 
-def _parameter_names(decorator: ast.Call) -> tuple[str, ...]:
-    """The names of the learnable parameters ``@register("name", parameters={...})`` declares:
-    the literal keys of its dict."""
-    for keyword in decorator.keywords:
-        if keyword.arg == "parameters" and isinstance(keyword.value, ast.Dict):
-            return tuple(
-                key.value for key in keyword.value.keys if isinstance(key, ast.Constant) and isinstance(key.value, str)
-            )
-    return ()
+def _called(call: ast.Call) -> str | None:
+    func = call.func
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+
+
+def _literal_declaration(call: ast.Call) -> tuple[str, Kind] | None:
+    """The kind a register call declares, if its name, options= and the names of parameters= are
+    literals; else None."""
+    keywords = {keyword.arg: keyword.value for keyword in call.keywords}
+    name, parameters = registers(call), keywords.get("parameters")
+    if name is None or None in keywords:  # register(NAME) or register("name", **settings)
+        return None
+    try:
+        options = ast.literal_eval(keywords["options"]) if "options" in keywords else {}
+    except (ValueError, TypeError):  # not a literal (or an unhashable key)
+        return None
+    if parameters is None:
+        return name, Kind(options or {})
+    if not isinstance(parameters, ast.Dict) or not all(
+        isinstance(key, ast.Constant) and isinstance(key.value, str) for key in parameters.keys
+    ):
+        return None
+    return name, Kind(options or {}, tuple(key.value for key in parameters.keys))
 
 
 @functools.cache
-def declared_in(path: Path) -> dict[str, Kind]:
-    """The kinds a module's source registers, by name (cached: the Snakefile's config check and
-    its code hashes both ask; callers copy before changing it)."""
+def declared_in(module: str, path: Path) -> dict[str, Kind]:
+    """The kinds a module registers, by name (cached: the Snakefile's config check and its code
+    hashes both ask; callers copy before changing it). Read from its source where every register
+    call in it is literal, else imported (PluginError where that fails). ValueError for a
+    declaration that is not one (declaration_problem), SyntaxError for a file that does not parse."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and _called(node) == "register"]
+    declared = [_literal_declaration(call) for call in calls]
+    if not calls or None in declared:
+        from attnscore import attention  # imports torch: only for a module the source cannot tell
+
+        before = set(attention.KINDS)
+        attention.load_plugins([module])  # the kinds it registers: new ones, or its own if imported before
+        declared = [
+            (name, fn.declaration)
+            for name, fn in attention.KINDS.items()
+            if name not in before or fn.__module__ == module
+        ]
     kinds = {}
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            for decorator in node.decorator_list:
-                if registers(decorator):
-                    kinds[registers(decorator)] = _signature(
-                        node.args, path, declared_ranges(decorator), _parameter_names(decorator)
-                    )
+    for name, kind in declared:
+        problem = declaration_problem(name, kind.options)
+        if problem:
+            raise ValueError(problem)
+        kinds[name] = dataclasses.replace(kind, source=path)
     return kinds
 
 
@@ -143,24 +162,31 @@ def module_file(module: str) -> Path:
 
 def known_kinds(plugins=()) -> tuple[dict[str, Kind], list[str]]:
     """Every kind the package and the plugin modules declare, and the problems finding them: a
-    module that is not there or does not parse, and a kind declared twice (a plugin may not
-    replace a built-in kind, nor another plugin's)."""
-    kinds, problems = dict(declared_in(BUILT_IN)), []
-    declared_by = dict.fromkeys(kinds, "attnscore.attention (built in)")
+    module that is not there, does not parse, does not import or declares options wrongly, and a
+    kind declared twice (a plugin may not replace a built-in kind, nor another plugin's)."""
+    kinds, problems, declared_by, modules = {}, [], {}, list(BUILT_IN)
     for module in plugins:
         try:
-            declared = declared_in(module_file(module))
-        except (ImportError, OSError, SyntaxError) as err:
+            modules.append((module, module_file(module)))
+        except ImportError as err:
             problems.append(
                 f"model.attention_plugins: cannot find {module!r} ({err}); put the module beside the Snakefile or install it"
             )
+    for module, path in modules:
+        try:
+            declared = declared_in(module, path)
+        except ImportError as err:  # attention.PluginError: its message names the module and the fix
+            problems.append(str(err))
+            continue
+        except (SyntaxError, ValueError) as err:
+            problems.append(f"model.attention_plugins: {module!r}: {err}")
             continue
         for name in sorted(declared.keys() & declared_by.keys()):
             problems.append(
                 f"model.attention_plugins: {module!r} registers {name!r}, a kind {declared_by[name]} registers already; "
                 "give its kind another name"
             )
-        declared_by.update(dict.fromkeys(declared, module))
+        declared_by.update(dict.fromkeys(declared, module if module in plugins else f"{module} (built in)"))
         kinds.update({name: kind for name, kind in declared.items() if name not in kinds})
     return kinds, problems
 
@@ -171,8 +197,8 @@ def plugins_of(kind: str, plugins) -> list[str]:
     found = []
     for module in plugins:
         try:
-            if kind in declared_in(module_file(module)):
+            if kind in declared_in(module, module_file(module)):
                 found.append(module)
-        except (ImportError, OSError, SyntaxError):
+        except (ImportError, SyntaxError, ValueError):
             pass  # known_kinds reports it
     return found

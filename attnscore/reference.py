@@ -2,7 +2,7 @@
 tests and the GPU check (benchmarks/gpu_check.py).
 
 Each kind is written out as its textbook formula on an explicit (t_q x t_k) score matrix, with
-no code shared with attnscore.attention, so a bug there cannot hide here too. A kind this module
+no code shared with the kinds (attnscore.scores), so a bug there cannot hide here too. A kind this module
 does not define is refused, never approximated by another kind's formula.
 """
 

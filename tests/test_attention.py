@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from attnscore import attention as attention_module
-from attnscore.attention import KINDS, EuclideanAttention, attention, register
+from attnscore.attention import KINDS, attention, register
 from attnscore.reference import LOGITS, reference, rel_err
+from attnscore.scores.euclid import EuclideanAttention
 
 SHAPES = [(2, 3, 17, 8), (1, 2, 64, 16), (3, 1, 5, 4)]
 WITH_REFERENCE = sorted(LOGITS)  # the kinds whose values these tests can check
@@ -153,7 +154,7 @@ def registry(monkeypatch):
 
 
 def test_a_registered_kind_is_called_with_its_options(registry):
-    @register("dot_temperature")
+    @register("dot_temperature", options={"temperature": {"type": "number", "exclusiveMinimum": 0}})
     def dot_temperature(q, k, v, causal, dropout_p, temperature):
         return attention(q / temperature, k, v, "dot", causal, dropout_p)
 
@@ -166,10 +167,41 @@ def test_a_registered_kind_is_called_with_its_options(registry):
 
 
 def test_a_name_is_registered_once(registry):
-    with pytest.raises(ValueError, match="'euclid' is already registered by attnscore.attention.euclid"):
+    with pytest.raises(ValueError, match="'euclid' is already registered by attnscore.scores.euclid.euclid"):
         register("euclid")(lambda q, k, v, causal, dropout_p: v)
     with pytest.raises(ValueError, match="use lower-case letters"):
         register("Euclid-2")
+
+
+def _with_p(q, k, v, causal, dropout_p, p=2.0):
+    return v
+
+
+@pytest.mark.parametrize(
+    "options, fn, problem",
+    [
+        (
+            {"p": {"type": "number"}},
+            lambda q, k, v, causal, dropout_p: v,
+            r"its function takes no argument\(s\) \['p'\]",
+        ),
+        ({}, _with_p, r"its function's argument\(s\) \['p'\] are not declared; add them to register's options="),
+        ({"p": {"default": 3.0}}, _with_p, "option p: its function's default is 2.0, its declaration's 3.0"),
+        ({"p": {"type": "number"}}, _with_p, "option p: its function's default is 2.0, its declaration's none"),
+        ({"p": {"type": "number", "minimum": 3, "default": 2.0}}, _with_p, "option p: its default 2.0 is outside"),
+        ({"p": {"type": "real"}}, _with_p, "option p: not a JSON schema"),
+        ({"p": 2.0}, _with_p, "options= maps option names to JSON schemas"),
+    ],
+)
+def test_a_declaration_the_function_disagrees_with_is_refused(registry, options, fn, problem):
+    """The declaration is the one statement of what a kind takes; its function must match it."""
+    with pytest.raises(ValueError, match=f"attention kind 'mine'.*{problem}"):
+        register("mine", options=options)(fn)
+    assert "mine" not in registry
+    register("mine", options={"p": {"type": "number", "default": 2.0}})(_with_p)
+    attention_module.check_options("mine", {})
+    with pytest.raises(ValueError, match="attention kind 'mine' takes a finite number for option p, not nan"):
+        attention_module.check_options("mine", {"p": float("nan")})
 
 
 @pytest.mark.parametrize("shape", SHAPES)

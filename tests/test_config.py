@@ -236,38 +236,24 @@ def test_conda_envs_pin_the_same_versions_as_requirements():
             assert pins[name] == version, f"{env.name}: {name}=={version}, requirements pin {pins[name]}"
 
 
-def test_attention_kinds_read_from_source_match_the_registered_functions():
-    """The Snakefile learns kinds and their options by reading attention.py (no torch); that
-    reading agrees with the live registry, option for option."""
+def test_the_config_check_reads_the_registered_kinds_each_from_its_own_module():
+    """The Snakefile learns kinds and their options by reading the declarations register is given
+    (no torch): every registered kind, with the declaration the registry holds, from its own file."""
     from attnscore import attention
 
     declared, problems = known_kinds()
     assert not problems and set(declared) == set(attention.KINDS)
     for name, kind in declared.items():
-        assert kind.source == Path(inspect.getsourcefile(attention.KINDS[name]))
-        for option in kind.options:
-            attention.check_options(name, {option: 2} | {required: 1 for required in kind.required})
-        with pytest.raises(ValueError, match="takes no option"):
-            attention.check_options(name, {"no_such_option": 1})
-        assert kind.ranges == attention.KINDS[name].option_ranges and kind.numeric == tuple(
-            option for option in kind.options if not _takes_text(attention, name, option, kind)
-        )
-
-
-def _takes_text(attention, name, option, kind) -> bool:
-    try:
-        attention.check_options(name, {option: "2"} | {required: 1 for required in kind.required if required != option})
-    except ValueError as err:
-        return "takes a number" not in str(err)  # refused as text, not by a declared range
-    return True
+        assert kind.source == Path(inspect.getsourcefile(attention.KINDS[name])) == ROOT / f"attnscore/scores/{name}.py"
+        assert kind.options == attention.KINDS[name].declaration.options
 
 
 PLUGIN = """
 from attnscore.attention import register
 
 
-@register("scaled", options={"temperature": {"exclusiveMinimum": 0}})
-def scaled(q, k, v, causal, dropout_p, temperature: float):
+@register("scaled", options={"temperature": {"type": "number", "exclusiveMinimum": 0}})
+def scaled(q, k, v, causal, dropout_p, temperature):
     return q
 """
 
@@ -285,7 +271,7 @@ def scaled(q, k, v, causal, dropout_p, temperature: float):
         (
             PLUGIN.replace('"scaled"', '"dot"'),
             {},
-            "'{module}' registers 'dot', a kind attnscore.attention \\(built in\\) registers already",
+            "'{module}' registers 'dot', a kind attnscore.scores.dot \\(built in\\) registers already",
         ),
     ],
 )

@@ -1,10 +1,8 @@
 """Kinds with learnable per-head parameters (attention.register's parameters=): how the registry,
 the config check and the model treat them."""
 
-import inspect
 import math
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,9 +10,10 @@ import torch.nn.functional as F
 
 from attnscore import attention as attention_module
 from attnscore.attention import KINDS, attention, head_parameters, register
-from attnscore.kinds import declared_in, known_kinds
+from attnscore.kinds import declared_in, known_kinds, module_file, options_problem, plugins_of
 from attnscore.model import DecoderLM, ModelConfig
 from attnscore.reference import reference, rel_err
+from attnscore.scores import manhattan
 
 SMALL = dict(vocab_size=50, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_seq_len=16)
 
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from attnscore.attention import register
 
 
-@register("dot_learned_scale", parameters={"log_scale": 0.5})
+@register("dot_learned_scale", options={"temperature": {"type": "number", "default": 1.0}}, parameters={"log_scale": 0.5})
 def dot_learned_scale(q, k, v, causal, dropout_p, temperature=1.0, *, log_scale):
     q = q * log_scale.exp().view(-1, 1, 1) / temperature
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout_p)
@@ -69,8 +68,8 @@ def test_a_parameter_the_function_does_not_take_is_refused(registry):
 def test_the_config_check_reads_the_parameters_from_the_source(learned_scale):
     """The Snakefile reads kinds without importing them: the parameters' names come from the
     decorator's literal dict, and they are not taken for options."""
-    kind = declared_in(Path(inspect.getsourcefile(attention_module.KINDS[learned_scale])))[learned_scale]
-    assert kind.options == ("temperature",) and kind.required == () and kind.parameters == ("log_scale",)
+    kind = declared_in("learned_scale_kind", module_file("learned_scale_kind"))[learned_scale]
+    assert list(kind.options) == ["temperature"] and kind.required == () and kind.parameters == ("log_scale",)
 
 
 def test_every_kind_read_from_source_declares_the_registered_parameters():
@@ -261,7 +260,7 @@ def test_sdpa_kinds_reach_the_same_sdpa_backend_as_dot(kind, dropout_p, monkeypa
         return sdpa(q, k, v, **kwargs)
 
     sdpa = F.scaled_dot_product_attention
-    monkeypatch.setattr(attention_module.F, "scaled_dot_product_attention", recording)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
     q, k, v = (torch.randn(2, 4, 64, 64) for _ in range(3))
     attention(q, k, v, "dot", dropout_p=dropout_p)
     attention(q, k, v, kind, dropout_p=dropout_p)
@@ -296,7 +295,7 @@ def test_manhattan_in_small_chunks_matches_float64_reference(t_q, t_k, causal, d
     """Chunks of 4 query rows (the last one short), and under the causal mask only the keys a
     chunk sees: values and gradients as the formula's, dropout mask for mask."""
     batch, heads, d = 2, 3, 8
-    monkeypatch.setattr(attention_module, "MANHATTAN_CHUNK_ELEMENTS", 4 * batch * heads * t_k * d)
+    monkeypatch.setattr(manhattan, "CHUNK_ELEMENTS", 4 * batch * heads * t_k * d)
     g = torch.Generator().manual_seed(25)
     q = torch.randn(batch, heads, t_q, d, generator=g).requires_grad_()
     k, v = (torch.randn(batch, heads, t_k, d, generator=g).requires_grad_() for _ in range(2))
@@ -314,13 +313,13 @@ def test_manhattan_in_small_chunks_matches_float64_reference(t_q, t_k, causal, d
 
 
 def test_manhattan_with_dropout_passes_gradcheck_in_float64(monkeypatch):
-    monkeypatch.setattr(attention_module, "MANHATTAN_CHUNK_ELEMENTS", 2 * 2 * 6 * 4)  # 2 rows a chunk
+    monkeypatch.setattr(manhattan, "CHUNK_ELEMENTS", 2 * 2 * 6 * 4)  # 2 rows a chunk
     g = torch.Generator().manual_seed(27)
     q, k, v = (torch.randn(1, 2, 6, 4, generator=g, dtype=torch.float64).requires_grad_() for _ in range(3))
 
     def seeded(q, k, v):  # the same dropout mask at every evaluation
         torch.manual_seed(28)
-        return attention_module.ManhattanAttention.apply(q, k, v, True, 0.2)
+        return manhattan.ManhattanAttention.apply(q, k, v, True, 0.2)
 
     assert torch.autograd.gradcheck(seeded, (q, k, v))
 
@@ -354,7 +353,7 @@ def test_manhattan_forward_and_backward_never_hold_a_difference_tensor(monkeypat
     rows, at a shape where the whole difference is 16 times that."""
     batch, heads, t, d = 2, 2, 64, 32
     chunk = 4 * batch * heads * t * d
-    monkeypatch.setattr(attention_module, "MANHATTAN_CHUNK_ELEMENTS", chunk)
+    monkeypatch.setattr(manhattan, "CHUNK_ELEMENTS", chunk)
     q, k, v = (torch.randn(batch, heads, t, d, requires_grad=True) for _ in range(3))
 
     def forward_backward():
@@ -370,7 +369,7 @@ def test_manhattan_chunks_fit_the_budget_at_the_reference_shape():
     """At batch 8, 8 heads, seq_len 512, head_dim 64 a chunk is 8 query rows, 64 MiB in float32,
     where the whole difference tensor would be 4 GiB per layer."""
     batch, heads, t, d = 8, 8, 512, 64
-    rows = attention_module.MANHATTAN_CHUNK_ELEMENTS // (batch * heads * t * d)
+    rows = manhattan.CHUNK_ELEMENTS // (batch * heads * t * d)
     assert rows == 8 and rows * batch * heads * t * d * 4 == 64 * 2**20
 
 
@@ -417,4 +416,59 @@ def test_the_config_check_takes_the_new_kinds_and_refuses_a_parameter_as_an_opti
     model["attention_options"]["cosine"] = {"logit_scale": 1.0}
     assert check_attention(model, [("variants", variants)]) == [
         "model.attention_options.cosine: attention kind 'cosine' takes no option(s) ['logit_scale']; its options: []"
+    ]
+
+
+# The dry run reads a declaration from the source where it is literal, else imports its module
+
+COMPUTED = """
+from attnscore.attention import register
+
+NAME = "dot_computed"
+POSITIVE = {"type": "number", "exclusiveMinimum": 0}
+
+
+@register(NAME, options={"temperature": {**POSITIVE, "default": 1.0}})
+def dot_computed(q, k, v, causal, dropout_p, temperature=1.0):
+    return v
+"""
+
+
+@pytest.mark.parametrize(
+    "modules",
+    [
+        {"computed_kind": COMPUTED},
+        {"computed_plugin": "import computed_helper  # registers the kind", "computed_helper": COMPUTED},
+    ],
+)
+def test_a_declaration_the_source_does_not_spell_out_is_read_by_importing_the_plugin(
+    registry, tmp_path, monkeypatch, modules
+):
+    """A computed name or options=, or a register call in a module the plugin imports: the
+    config check imports the plugin and reads the registry's declaration."""
+    for module, source in modules.items():
+        (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugin = next(iter(modules))
+    try:
+        kinds, problems = known_kinds([plugin])
+        assert not problems and kinds["dot_computed"].required == ()
+        assert kinds["dot_computed"].source == tmp_path / f"{plugin}.py"
+        assert "exclusiveMinimum" in options_problem("dot_computed", kinds["dot_computed"], {"temperature": 0.0})
+        assert plugins_of("dot_computed", [plugin]) == [plugin]
+    finally:
+        for module in modules:
+            sys.modules.pop(module, None)
+
+
+def test_a_plugin_that_fails_to_import_for_the_config_check_is_named(tmp_path, monkeypatch):
+    (tmp_path / "broken_kind.py").write_text(COMPUTED.replace("import register", "import no_such_name"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    kinds, problems = known_kinds(["broken_kind"])
+    assert "dot_computed" not in kinds
+    assert problems == [
+        "model.attention_plugins: importing 'broken_kind' failed (ImportError: cannot import name 'no_such_name' "
+        "from 'attnscore.attention' ("
+        + str(attention_module.__file__)
+        + ")); fix the module or take it out of the list"
     ]

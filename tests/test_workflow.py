@@ -236,9 +236,9 @@ CACHING_TABLE = [
     ("attnscore/stats.py", {}, ("attnscore/stats.py", None, CODE), ["compare", "compare_timings", "plot"]),
     ("attnscore/model.py", {}, ("attnscore/model.py", None, CODE),
      ["benchmark", "compare", "compare_timings", "evaluate", "plot", "train"]),
-    ("kind euclid's function", {}, ("attnscore/attention.py", "    if p != 2:\n", "    if p != 2.0:\n"),
+    ("kind euclid's function", {}, ("attnscore/scores/euclid.py", "    if p != 2:\n", "    if p != 2.0:\n"),
      ["benchmark", "compare", "compare_timings", "evaluate", "plot", "train"]),
-    ("a comment in attention.py", {}, ("attnscore/attention.py", None, "\n# a comment computes nothing\n"), []),
+    ("a comment in a kind's module", {}, ("attnscore/scores/euclid.py", None, "\n# a comment computes nothing\n"), []),
     ("workflow/scripts/compare.py", {}, ("workflow/scripts/compare.py", None, "\n# edited\n"), ["compare", "plot"]),
     ("key order, 0 for 0.0", KEY_ORDER, None, []),
 ]  # fmt: skip
@@ -416,8 +416,8 @@ import torch.nn.functional as F
 from attnscore.attention import register
 
 
-@register("dot_temperature", options={"temperature": {"exclusiveMinimum": 0}})
-def dot_temperature(q, k, v, causal, dropout_p, temperature: float):
+@register("dot_temperature", options={"temperature": {"type": "number", "exclusiveMinimum": 0}})
+def dot_temperature(q, k, v, causal, dropout_p, temperature):
     scale = 1 / (temperature * math.sqrt(q.shape[-1]))
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout_p, scale=scale)
 '''
