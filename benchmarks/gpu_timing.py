@@ -13,8 +13,7 @@ kernel reading through tensor descriptors (compute capability 9+ only).
 Stages, in this order (``--stages`` picks some); each writes its CSV when it ends, and the rows
 the budget leaves no time for are written as skipped:
 0. compile: every Triton kernel the chosen stages launch, each autotuning candidate, compiled in
-   ``--compile-workers`` processes into Triton's on-disk cache, which the run then reads
-   (Triton compiles one kernel at a time, about 2-4 s apiece on the H200's host).
+   ``--compile-workers`` processes ahead (triton_cache.py).
 1. attention (attention.csv): forward + backward, bf16, batch 8, 8 heads, causal, head_dim 64, seq_len
    512, 2048, 4096, 8192, attention dropout 0.1 and 0: milliseconds (the median of
    attnscore.bench.time_calls, the workflow's timer: CUDA events), TFLOPS by the Triton
@@ -25,21 +24,16 @@ the budget leaves no time for are written as skipped:
    dropout 0.1 and 0: tokens/s and peak memory (attnscore.bench.measure, in this process).
 3. tma (attention.csv): the kernel through tensor descriptors beside plain loads, head_dim 64, dropout 0.
 4. head_dim_128 (attention.csv): stage 1 at head_dim 128.
-autotune.csv (what the autotuner chose), environment.json (card, driver, torch, triton, CUDA,
-date, seconds) and summary.md (the tables and the issue's targets) end the run.
+autotune.csv (the autotuner's choices), environment.json and summary.md (gpu_report.py) end the run.
 """
 
 import argparse
-import datetime
 import functools
 import json
-import multiprocessing
 import os
 import statistics
-import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 if "--smoke" in sys.argv:
@@ -47,10 +41,12 @@ if "--smoke" in sys.argv:
 
 import pandas as pd
 import torch
-import triton
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from gpu_report import SKIPPED, environment, summary  # noqa: E402
+from triton_cache import compile_ahead  # noqa: E402
 
 from attnscore import attention  # noqa: E402
 from attnscore import triton_attention as kernel  # noqa: E402
@@ -139,7 +135,7 @@ def training_rows(run: Run) -> list[dict]:
     ]
 
 
-# ---- stage 0: compile ahead, in parallel ----
+# ---- stage 0: what to compile ahead ----
 
 
 def kernel_cases(run: Run, plan: dict[str, list[dict]]) -> list[tuple]:
@@ -171,31 +167,6 @@ def kernel_cases(run: Run, plan: dict[str, list[dict]]) -> list[tuple]:
             launches = tuple((name, options[min(i, len(options) - 1)]) for name, options in kept.items())
             cases.add((score, tma, head_dim, dropout, 64 if t % 16 == 0 else 50, launches))
     return sorted(cases, key=str)
-
-
-def compile_case(case: tuple) -> str | None:
-    """In a worker process: run the kernels once at these launch sizes, so that Triton compiles them
-    into its on-disk cache; a failure is returned, not raised."""
-    score, tma, head_dim, dropout, t, launches = case
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        shape = (1, 2, t, head_dim)
-        q, k, v = (torch.randn(shape, device=device, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
-        out = kernel.triton_attention(q, k, v, True, dropout, score, dict(launches), tma)
-        out.backward(torch.randn_like(out))
-    except Exception as err:  # reported; the run compiles it again, or reports the same failure itself
-        return f"{case}: {failure(err)}"
-    return None
-
-
-def compile_ahead(run: Run, plan: dict[str, list[dict]], workers: int) -> dict:
-    cases = kernel_cases(run, plan)
-    context = multiprocessing.get_context("spawn")  # a fresh CUDA context per worker
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        failures = [f for f in pool.map(compile_case, cases) if f]
-    for line in failures:
-        print("compile failed:", line, flush=True)
-    return dict(compile_cases=len(cases), compile_failures=len(failures), compile_s=round(run.elapsed()))
 
 
 # ---- stages 1, 3, 4: attention alone ----
@@ -264,120 +235,6 @@ def run_training(run: Run, row: dict, steps: int) -> dict:
     return result
 
 
-# ---- results ----
-
-
-def environment(run: Run) -> dict:
-    if run.smoke:
-        card, driver = "CPU smoke run (Triton interpreter)", None
-    else:
-        card = torch.cuda.get_device_name()
-        try:
-            query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
-            driver = subprocess.run(query, capture_output=True, text=True, timeout=30).stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            driver = None
-    return dict(
-        card=card, driver=driver, torch=torch.__version__, triton=triton.__version__, cuda=torch.version.cuda,
-        capability=run.capability, python=sys.version.split()[0], date=str(datetime.date.today()),
-    )  # fmt: skip
-
-
-SKIPPED = "skipped: time budget"
-
-
-def measured(rows: pd.DataFrame, column: str) -> pd.DataFrame:
-    """The rows with a value in `column` (neither skipped nor failed)."""
-    if column not in rows:
-        return rows.iloc[0:0].reindex(columns=[*rows.columns, column])
-    return rows[rows[column].notna()]
-
-
-def markdown(table: pd.DataFrame) -> str:
-    return table.to_markdown(index=False, floatfmt=".3g") + "\n"
-
-
-def attention_table(attn: pd.DataFrame, stage: str) -> pd.DataFrame | None:
-    """ms and TFLOPS per kind, with dot_triton against SDPA's dot, euclid against dot_triton and the
-    tensor-descriptor kernels against the plain ones."""
-    rows = measured(attn, "fwd_bwd_ms")
-    rows = rows[rows["stage"] == stage]
-    if rows.empty:
-        return None
-    index = ["head_dim", "dropout", "seq_len"]
-    ms = rows.pivot_table(index=index, columns="kind", values="fwd_bwd_ms", sort=False)
-    tflops = rows.pivot_table(index=index, columns="kind", values="tflops", sort=False)
-    table = ms.add_suffix(" ms").join(tflops.add_suffix(" TFLOPS"))
-    if {"dot", "dot_triton"} <= set(ms.columns):
-        table["dot_triton speed / SDPA's"] = ms["dot"] / ms["dot_triton"]
-    for kind, base in (("euclid", "dot_triton"), ("dot_triton_tma", "dot_triton"), ("euclid_tma", "euclid")):
-        if {kind, base} <= set(ms.columns):
-            table[f"{kind} time / {base}'s"] = ms[kind] / ms[base]
-    return table.reset_index()
-
-
-def targets(attn, steps) -> pd.DataFrame:
-    """The issue's targets against this run's numbers."""
-    rows = []
-
-    def add(target: str, value: str, met) -> None:
-        rows.append(dict(target=target, measured=value, met=bool(met)))
-
-    timed, ms = measured(attn, "fwd_bwd_ms"), pd.DataFrame()
-    if len(timed):
-        timed = timed[timed["stage"] != "tma"]
-        ms = timed.pivot_table(index=["head_dim", "dropout", "seq_len"], columns="kind", values="fwd_bwd_ms")
-    if {"dot", "dot_triton"} <= set(ms.columns):
-        for t in (2048, 4096):
-            if (64, 0.0, t) in ms.index:
-                speed = ms.loc[(64, 0.0, t), "dot"] / ms.loc[(64, 0.0, t), "dot_triton"]
-                add(f"dot_triton >= 0.8x SDPA's speed, T {t}, head_dim 64, no dropout", f"{speed:.2f}x", speed >= 0.8)
-    if {"euclid", "dot_triton"} <= set(ms.columns) and len(ratio := (ms["euclid"] / ms["dot_triton"]).dropna()):
-        span = f"{ratio.min():.2f}-{ratio.max():.2f}x at {len(ratio)} shapes"
-        add("euclid <= 1.15x dot_triton's time at every shape", span, (ratio <= 1.15).all())
-    done = measured(steps, "tokens_per_s")
-    if len(done) and set(TRAINED_KINDS) <= set(done["kind"]):
-        index = ["attention_dropout", "seq_len"]
-        speed = done.pivot_table(index=index, columns="kind", values="tokens_per_s")
-        memory = done.pivot_table(index=index, columns="kind", values="peak_memory_mib")
-        slower = (1 - speed["euclid"] / speed["dot"]).dropna()
-        more = (memory["euclid"] / memory["dot"] - 1).dropna()
-        if len(slower):
-            span = f"{100 * slower.min():+.1f}% to {100 * slower.max():+.1f}% slower"
-            add("training step with euclid within 5% of dot's tokens/s", span, (slower <= 0.05).all())
-            add("peak memory within 10% of dot's", f"{100 * more.max():+.1f}% at most", (more <= 0.10).all())
-    return pd.DataFrame(rows, columns=["target", "measured", "met"])
-
-
-def summary(env: dict, seconds: float, attn, steps, tuned) -> str:
-    skipped = sum(int(df["status"].eq(SKIPPED).sum()) for df in (attn, steps) if "status" in df)
-    parts = [
-        f"# GPU timings: {env['card']}, driver {env['driver']}, torch {env['torch']}, triton {env['triton']}, {env['date']}\n",
-        f"{seconds:.0f} s; rows skipped for the time budget: {skipped}.\n",
-        "## Targets (issue 17)\n",
-        markdown(targets(attn, steps)),
-    ]
-    titles = {
-        "attention": "Attention forward + backward, bf16, causal, batch x heads = {}",
-        "tma": "Tensor descriptors (TMA) against plain loads, bf16, causal, dropout 0",
-        "head_dim_128": "Attention forward + backward at head_dim 128",
-    }
-    for stage, title in titles.items():
-        table = attention_table(attn, stage) if len(attn) else None
-        if table is not None:
-            parts += [f"## {title.format(env.get('batch_heads'))}\n", markdown(table)]
-    done = measured(steps, "tokens_per_s")
-    if len(done):
-        index = ["attention_dropout", "seq_len"]
-        table = done.pivot_table(index=index, columns="kind", values=["tokens_per_s", "peak_memory_mib"], sort=False)
-        table.columns = [f"{kind} {value}" for value, kind in table.columns]
-        title = f"## Training step, reference model, batch {env['train_batch']}, precision auto\n"
-        parts += [title, markdown(table.reset_index())]
-    if len(tuned):
-        parts += ["## Launch sizes the autotuner chose\n", markdown(tuned)]
-    return "\n".join(parts)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder for the CSV files, environment.json and summary.md")
@@ -399,7 +256,7 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     run = Run(args.smoke, args.budget)
-    env = environment(run)
+    env = environment(run.smoke, run.capability)
     env.update(
         batch_heads=f"{run.batch} x {run.heads}", train_batch=run.train_batch, budget_s=args.budget, stages=stages
     )
@@ -410,7 +267,11 @@ def main():
     plan = {stage: rows for stage, rows in plan.items() if stage in stages}
     if args.compile_workers > 0:
         print(f"--- compile at {run.elapsed():.0f} s", flush=True)
-        env.update(compile_ahead(run, plan, args.compile_workers))
+        cases = kernel_cases(run, plan)
+        failures = compile_ahead(cases, args.compile_workers)
+        for line in failures:
+            print("compile failed:", line, flush=True)
+        env.update(compile_cases=len(cases), compile_failures=len(failures), compile_s=round(run.elapsed()))
 
     results = {name: [] for name in ("attention", "training")}
     for stage in stages:
