@@ -9,7 +9,7 @@ TORCH_INDEX ?=
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: install install-slurm demo demo-docs sweep test run slurm-deps test-slurm config-readme
+.PHONY: install install-slurm demo demo-docs sweep recipe-compare test run slurm-deps test-slurm config-readme
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,11 @@ demo-docs: demo
 sweep: install
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --configfile config/sweep.yaml --set-threads train=1 evaluate=1
 	sed -n '/^## Paired comparison/,/^## What it costs/{/^## What it costs/!p;}' results/sweep/summary.md
+
+# The demo under today's recipe (config/demo-modern.yaml) against the demo's, paired by variant
+# and seed; both experiments must have run (make demo, then the same with demo-modern.yaml).
+recipe-compare: install
+	$(BIN)/python analysis/recipe_compare.py results/demo results/demo-modern
 
 run: install
 	$(BIN)/snakemake --cores 1 --resources gpu=1

@@ -117,22 +117,18 @@ def test_attention_dropout_defaults_to_dropout_and_can_be_set_apart():
     assert no_attention_dropout.blocks[0].attn.dropout == 0.0 and no_attention_dropout.blocks[0].drop.p == 0.1
 
 
-def gpu_check(out, *args) -> subprocess.CompletedProcess:
-    script = ROOT / "benchmarks" / "gpu_check.py"
+def gpu_timing(out, *args) -> subprocess.CompletedProcess:
+    script = ROOT / "benchmarks" / "gpu_timing.py"
     return subprocess.run(
         [sys.executable, script, "--smoke", "--out", out, *args], capture_output=True, text=True, timeout=600
     )
 
 
 @pytest.mark.slow
-def test_gpu_check_script_runs_on_cpu_in_smoke_mode(tmp_path):
+def test_gpu_timing_script_runs_on_cpu_in_smoke_mode(tmp_path):
     """The GPU script is run rarely and on borrowed time: make sure it works before a GPU is at hand."""
-    done = gpu_check(tmp_path, "--steps", "2", "--compile-workers", "1")
+    done = gpu_timing(tmp_path, "--steps", "2", "--compile-workers", "1")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    checks = pd.read_csv(tmp_path / "checks.csv")
-    kinds = {"dot", "euclid", "dot_triton", "euclid_function", "euclid_naive", "dot_triton_tma", "euclid_tma"}
-    assert checks["passed"].all() and set(checks["kind"]) == kinds
-    assert {"values", "q == k", "dropout 0.1"} == set(checks["check"]) and set(checks["causal"]) == {True, False}
     attention = pd.read_csv(tmp_path / "attention.csv")
     assert set(attention["stage"]) == {"attention", "tma", "head_dim_128"} and attention["tflops"].gt(0).all()
     assert set(attention["kind"]) == {"dot", "dot_triton", "euclid", "euclid_naive", "dot_triton_tma", "euclid_tma"}
@@ -144,18 +140,18 @@ def test_gpu_check_script_runs_on_cpu_in_smoke_mode(tmp_path):
     assert environment["compile_cases"] > 0 and environment["compile_failures"] == 0
     assert (tmp_path / "autotune.csv").exists()
     summary = (tmp_path / "summary.md").read_text()
-    assert f"Correctness: {len(checks)} of {len(checks)} checks passed" in summary and "## Targets" in summary
+    assert "## Targets" in summary
     assert "euclid time / dot_triton's" in summary and "dot_triton_tma time / dot_triton's" in summary
 
 
 @pytest.mark.slow
-def test_gpu_check_skips_what_the_time_budget_leaves_no_time_for(tmp_path):
-    done = gpu_check(tmp_path, "--budget", "0", "--stages", "checks,training", "--compile-workers", "0")
+def test_gpu_timing_skips_what_the_time_budget_leaves_no_time_for(tmp_path):
+    done = gpu_timing(tmp_path, "--budget", "0", "--stages", "tma,training", "--compile-workers", "0")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for name in ("checks.csv", "training.csv"):
+    for name in ("attention.csv", "training.csv"):
         assert pd.read_csv(tmp_path / name)["status"].eq("skipped: time budget").all()
-    assert not (tmp_path / "attention.csv").exists()
-    rows = len(pd.read_csv(tmp_path / "checks.csv")) + len(pd.read_csv(tmp_path / "training.csv"))
+    assert set(pd.read_csv(tmp_path / "attention.csv")["stage"]) == {"tma"}
+    rows = len(pd.read_csv(tmp_path / "attention.csv")) + len(pd.read_csv(tmp_path / "training.csv"))
     assert f"rows skipped for the time budget: {rows}" in (tmp_path / "summary.md").read_text()
 
 

@@ -17,8 +17,8 @@ README, GUIDE = ROOT / "README.md", ROOT / "docs" / "guide.md"
 DOCUMENTS = [README, GUIDE]
 # A name starting with one of these is a path in the repository (result paths such as
 # `train/<variant>/...` are relative to results/<experiment>/ and are not checked).
-TOP_LEVEL = ("attnscore/", "workflow/", "config/", "benchmarks/", "docs/", "tests/", "profiles/", "envs/", ".test/",
-             ".ci/", "Snakefile", "Makefile", "requirements")  # fmt: skip
+TOP_LEVEL = ("attnscore/", "workflow/", "config/", "benchmarks/", "analysis/", "docs/", "tests/", "profiles/", "envs/",
+             ".test/", ".ci/", "Snakefile", "Makefile", "requirements")  # fmt: skip
 SECTIONS = ("data", "tokenizer", "model", "train", "benchmark")
 
 

@@ -161,3 +161,23 @@ def test_a_kind_that_keeps_fewer_threads_busy_is_no_busy_round():
     measurements.loc[measurements["kind"] == "slow", "cpu_share"] = 0.7  # every round: the kind's own trait
     row = compared(measurements).loc["slow"]
     assert row["rounds"] == 4 and row["busy_rounds"] == 0 and row["verdict"] == "slower"
+
+
+def test_two_rounds_with_busy_ones_leave_one_or_none_and_say_so():
+    """The workflow's tests run 2 rounds on a shared machine: what their sentences say when the
+    rule leaves one round out, or both (each busy for another kind)."""
+    measurements = rounds_of({"slow": 1.2}, rounds=2, noise=0.02).assign(cpu_share=0.99)
+    measurements.loc[(measurements["kind"] == "slow") & (measurements["round"] == 2), "cpu_share"] = 0.5
+    row = compared(measurements).loc["slow"]
+    assert row["rounds"] == 1 and row["busy_rounds"] == 1 and row["verdict"] == "inconclusive"
+    assert stats.cost_sentence(row.to_dict() | {"kind": "slow"}).endswith(
+        "time (1 round; 1 round left out, the CPU busy with another process): no interval from one round;"
+        " set benchmark.rounds to 3 or more"
+    )
+    measurements.loc[(measurements["kind"] == "dot") & (measurements["round"] == 1), "cpu_share"] = 0.5
+    row = compared(measurements).loc["slow"]
+    assert row["rounds"] == 0 and row["busy_rounds"] == 2
+    assert stats.cost_sentence(row.to_dict() | {"kind": "slow"}) == (
+        "slow vs dot, training step at seq_len 64: not measured (no round left; 2 rounds left out, the CPU busy with"
+        " another process)"
+    )

@@ -6,6 +6,12 @@ interpreter gives one candidate per kernel (attnscore.triton_attention.CONFIGS),
 launches. A kernel that passes here is the one that compiles there (a slow test compiles it for
 sm_90, with and without tensor descriptors). Shapes are small; most T are not multiples of the
 block sizes, so tails are masked.
+
+On a CUDA GPU every test runs there, and the cases marked `gpu` (skipped without one) add the
+shapes and dtypes training runs: T 256 autotuned as training calls the kernel (bf16, causal), T
+300 elsewhere at CONFIGS' launch sizes (one compile per case; tails masked), head_dim 16-128,
+fp32/bf16/fp16, and tensor descriptors at head_dim 64. `pytest -m gpu` runs those alone
+(benchmarks/gpu_session.sh).
 """
 
 import inspect
@@ -27,6 +33,19 @@ from attnscore.reference import reference, rel_err  # noqa: E402
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 HOPPER = triton.backends.compiler.GPUTarget("cuda", 90, 32)
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
+F32, BF16, F16 = torch.float32, torch.bfloat16, torch.float16
+
+
+def on_gpu(*values):
+    """A case at the shapes training runs: for a CUDA GPU, where the interpreter would take minutes."""
+    no_gpu = pytest.mark.skipif(DEVICE != "cuda", reason="needs a CUDA GPU (benchmarks/gpu_session.sh runs it)")
+    return pytest.param(*values, marks=[pytest.mark.gpu, no_gpu])
+
+
+def skip_without_descriptors(tma):
+    """Tensor descriptors need compute capability 9 on a GPU; the interpreter runs them anywhere."""
+    if tma and DEVICE == "cuda" and torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("tensor descriptors need compute capability 9 or more")
 
 
 def random_qkv(shape, seed=0, dtype=torch.float32):
@@ -67,24 +86,45 @@ def test_launch_sizes_obey_the_gpu_compilers_rules():
         assert ta.candidates(name, None) == [config] == ta.CANDIDATES[name][:1]
 
 
-@pytest.mark.parametrize("score", ["euclid", "dot"])
-@pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("shape", [(2, 2, 45, 32), (1, 3, 150, 64), (1, 1, 37, 128)])
-def test_float32_values_and_gradients_match_float64_reference(score, causal, shape):
+SCORES = ["euclid", "dot"]
+# (causal, shape, launches, tma); launches None: autotuned.
+FLOAT32_CASES = [
+    *((causal, shape, None, False) for causal in (True, False) for shape in [(2, 2, 45, 32), (1, 3, 150, 64), (1, 1, 37, 128)]),
+    *(on_gpu(True, (2, 2, 300, d), ta.CONFIGS, False) for d in ta.HEAD_DIMS),
+    on_gpu(False, (2, 2, 300, 64), ta.CONFIGS, False),
+    on_gpu(True, (2, 2, 300, 64), ta.CONFIGS, True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("score", SCORES)
+@pytest.mark.parametrize("causal, shape, launches, tma", FLOAT32_CASES)
+def test_float32_values_and_gradients_match_float64_reference(score, causal, shape, launches, tma):
+    skip_without_descriptors(tma)
     q, k, v = random_qkv(shape)
-    out = ta.triton_attention(q, k, v, causal, 0.0, score)
+    out = ta.triton_attention(q, k, v, causal, 0.0, score, launches, tma)
     inputs64 = as_float64(q, k, v)
     assert_matches(out, reference(*inputs64, score, causal), (q, k, v), inputs64, TOLERANCE[torch.float32])
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("score", ["euclid", "dot"])
-@pytest.mark.parametrize("shape", [(2, 2, 70, 64), (1, 2, 100, 128)])
-def test_half_precision_inputs_are_within_1e_2(dtype, score, shape):
+# (dtype, causal, shape, launches, tma); on a GPU, training's path is bf16, causal, autotuned.
+HALF_CASES = [
+    *((dtype, True, shape, None, False) for dtype in (BF16, F16) for shape in [(2, 2, 70, 64), (1, 2, 100, 128)]),
+    *(on_gpu(BF16, True, (2, 4, 256, d), None, False) for d in (64, 128)),
+    *(on_gpu(dtype, True, (2, 2, 300, d), ta.CONFIGS, False) for dtype, d in [(F16, 64), (F16, 128), (BF16, 16), (BF16, 32)]),
+    on_gpu(BF16, False, (2, 2, 300, 64), ta.CONFIGS, False),
+    on_gpu(BF16, True, (2, 4, 256, 64), None, True),
+    on_gpu(F16, True, (2, 2, 300, 64), ta.CONFIGS, True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("score", SCORES)
+@pytest.mark.parametrize("dtype, causal, shape, launches, tma", HALF_CASES)
+def test_half_precision_inputs_are_within_1e_2(score, dtype, causal, shape, launches, tma):
+    skip_without_descriptors(tma)
     q, k, v = random_qkv(shape, seed=1, dtype=dtype)
-    out = ta.triton_attention(q, k, v, True, 0.0, score)
+    out = ta.triton_attention(q, k, v, causal, 0.0, score, launches, tma)
     inputs64 = as_float64(q, k, v)  # the rounded inputs: the error measured is the kernel's alone
-    assert_matches(out, reference(*inputs64, score), (q, k, v), inputs64, TOLERANCE[dtype])
+    assert_matches(out, reference(*inputs64, score, causal), (q, k, v), inputs64, TOLERANCE[dtype])
 
 
 def test_causal_mask_hides_the_future():
@@ -115,19 +155,28 @@ def test_loop_bounds_hold_for_any_block_sizes(launches, causal, t):
     assert_matches(out, reference(*inputs64, "euclid", causal), (q, k, v), inputs64, TOLERANCE[torch.float32])
 
 
-@pytest.mark.parametrize("score", ["euclid", "dot"])
-@pytest.mark.parametrize("causal", [True, False])
-def test_dropout_forward_and_backward_use_the_kernels_own_mask(score, causal):
-    """Forward and backward against the reference weights times the mask drawn from the same stream."""
-    b, h, t, p = 2, 2, 70, 0.3
-    q, k, v = random_qkv((b, h, t, 32), seed=3)
+# (dtype, causal, shape, p, launches, tma); on a GPU, dropout as training runs it (bf16, autotuned).
+DROPOUT_CASES = [
+    *((F32, causal, (2, 2, 70, 32), 0.3, None, False) for causal in (True, False)),
+    *(on_gpu(F32, True, (1, 2, 300, 64), 0.1, ta.CONFIGS, tma) for tma in (False, True)),
+    *(on_gpu(BF16, True, (2, 4, 256, 64), 0.1, None, tma) for tma in (False, True)),
+]
+
+
+@pytest.mark.parametrize("score", SCORES)
+@pytest.mark.parametrize("dtype, causal, shape, p, launches, tma", DROPOUT_CASES)
+def test_dropout_forward_and_backward_use_the_kernels_own_mask(score, dtype, causal, shape, p, launches, tma):
+    """Forward and backward against the reference weights times the mask drawn from the same
+    stream: the backward regenerates the forward's mask."""
+    skip_without_descriptors(tma)
+    q, k, v = random_qkv(shape, seed=3, dtype=dtype)
     torch.manual_seed(11)
-    out = ta.triton_attention(q, k, v, causal, p, score)
-    torch.manual_seed(11)
-    keep = ta.dropout_mask(ta.dropout_seed(), b, h, t, p, DEVICE)
+    out = ta.triton_attention(q, k, v, causal, p, score, launches, tma)
+    torch.manual_seed(11)  # the seed the call drew
+    keep = ta.dropout_mask(ta.dropout_seed(), *shape[:3], p, DEVICE)
     inputs64 = as_float64(q, k, v)
     ref = reference(*inputs64, score, causal, dropout_mask=keep / (1 - p))
-    assert_matches(out, ref, (q, k, v), inputs64, TOLERANCE[torch.float32])
+    assert_matches(out, ref, (q, k, v), inputs64, TOLERANCE[dtype])
 
 
 def test_dropout_keeps_the_expected_fraction_and_seeds_differ():
@@ -274,10 +323,15 @@ def test_tuned_launches_time_the_candidates_once_per_spec(monkeypatch):
     assert len(ta.tuned_launches()) == 4
 
 
-def test_zero_distance_gives_finite_gradients():
-    q, _, v = random_qkv((1, 2, 40, 32), seed=6)
+@pytest.mark.parametrize(
+    "shape, launches, tma",
+    [((1, 2, 40, 32), None, False), *(on_gpu((1, 2, 300, 64), ta.CONFIGS, tma) for tma in (False, True))],
+)
+def test_zero_distance_gives_finite_gradients(shape, launches, tma):
+    skip_without_descriptors(tma)
+    q, _, v = random_qkv(shape, seed=6)
     k = q.detach().clone().requires_grad_()  # q == k: every diagonal distance is zero
-    out = ta.triton_attention(q, k, v)
+    out = ta.triton_attention(q, k, v, True, 0.0, "euclid", launches, tma)
     grads = torch.autograd.grad(out.square().sum(), (q, k, v))
     assert torch.isfinite(out).all() and all(torch.isfinite(g).all() for g in grads)
     assert rel_err(out, reference(*as_float64(q, q, v), "euclid")) <= 1e-3  # float32 cancellation near 0

@@ -66,7 +66,11 @@ def test_tiny_workflow_end_to_end(workdir, finished):
     assert list(first_kind[1]) == ["dot"] and list(first_kind[2]) == ["euclid"]
     comparisons = pd.read_csv(results / "bench" / "comparisons.csv")
     assert len(comparisons) == 3 * 2 * 2 and set(comparisons["baseline"]) == {"dot"}  # kinds x shapes x measures
-    assert (comparisons["rounds"] == 2).all() and (comparisons["ratio_low"] <= comparisons["ratio_high"]).all()
+    # A round the CPU was busy in (another process on the cores) is left out and counted, so the
+    # rounds kept depend on the machine; every round is counted one way or the other.
+    assert (comparisons["rounds"] + comparisons["busy_rounds"] == 2).all()
+    both = comparisons[comparisons["rounds"] == 2]
+    assert (both["ratio_low"] <= both["ratio_high"]).all()
     assert set(comparisons.loc[comparisons["kind"] == "dot", "verdict"]) == {"baseline"}
     assert set(comparisons["verdict"]) <= {"baseline", "slower", "faster", "no measurable difference", "inconclusive"}
 
@@ -90,8 +94,10 @@ def test_tiny_workflow_end_to_end(workdir, finished):
     assert re.search(
         r"euclid - dot, test perplexity: [+-][\d.]+ \(95% CI [+-][\d.]+ to [+-][\d.]+, 2 paired seeds\)", summary
     )
+    left_out = r"round(s)? left out, the CPU busy with another process"
+    kept = rf"[+-][\d.]+% time \((95% CI [+-][\d.]+% to [+-][\d.]+%, 2 rounds|1 round; 1 {left_out})\): "
     assert re.search(
-        r"euclid_naive vs dot, training step at seq_len 64: [+-][\d.]+% time \(95% CI [+-][\d.]+% to [+-][\d.]+%, 2 rounds\): ",
+        rf"euclid_naive vs dot, training step at seq_len 64: ({kept}|not measured \(no round left; 2 {left_out}\))",
         summary,
     )
     assert "| euclid_naive | dot | 64 | attention |" in summary

@@ -3,8 +3,8 @@
 its 95% Student-t interval and paired t-test, Holm-adjusted over the variants
 (attnscore.stats.paired_between, paired_summary, with_holm).
 
-    .venv/bin/python benchmarks/recipe_compare.py results/demo results/demo-modern \\
-        --out benchmarks/results/<machine>-<date>-recipe
+    .venv/bin/python analysis/recipe_compare.py results/demo results/demo-modern \\
+        --out analysis/results/<machine>-<date>-recipe
 
 Prints one sentence per variant and metric. With --out, writes paired.csv (the summary),
 differences.csv (per seed), summary.md and environment.json, and copies each experiment's raw
