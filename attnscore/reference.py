@@ -1,5 +1,5 @@
 """Float64 definitions by formula, independent of the implementations: the ground truth for the
-tests and the GPU check (benchmarks/gpu_check.py).
+tests, on the CPU and (marked gpu) on CUDA (tests/test_triton_attention.py).
 
 Each kind is written out as its textbook formula on an explicit (t_q x t_k) score matrix, with
 no code shared with the kinds (attnscore.scores), so a bug there cannot hide here too. A kind this module

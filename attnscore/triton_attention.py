@@ -37,7 +37,7 @@ CPU interpreter (TRITON_INTERPRET=1) there is one candidate per kernel, ``CONFIG
 is timed there. ``tma=True`` reads q, k, v and dO through tensor descriptors (TMA, compute
 capability 9+; the kernels make them, in global memory that Triton asks of the allocator this
 module sets, ``triton.set_allocator``); it is off by default until a GPU run has measured it
-against the plain loads (``benchmarks/gpu_check.py`` compares the two). The interpreter runs
+against the plain loads (``benchmarks/gpu_timing.py`` times the two). The interpreter runs
 the descriptor path too, so the tests cover its indexing.
 
 Block sizes follow the rules of the GPU compiler (powers of two, ``tl.dot`` tiles of at least
