@@ -171,8 +171,8 @@ def test_two_rounds_with_busy_ones_leave_one_or_none_and_say_so():
     row = compared(measurements).loc["slow"]
     assert row["rounds"] == 1 and row["busy_rounds"] == 1 and row["verdict"] == "inconclusive"
     assert stats.cost_sentence(row.to_dict() | {"kind": "slow"}).endswith(
-        "time (1 round; 1 round left out, the CPU busy with another process): no interval from one round;"
-        " set benchmark.rounds to 3 or more"
+        "time (1 round kept of 2; 1 round left out, the CPU busy with another process): too few rounds to tell;"
+        " set benchmark.rounds to 4 or more"
     )
     measurements.loc[(measurements["kind"] == "dot") & (measurements["round"] == 1), "cpu_share"] = 0.5
     row = compared(measurements).loc["slow"]
