@@ -139,6 +139,7 @@ rule plot:
         sizes=SIZE_NAMES,
         train_seq_len=config["train"]["seq_len"],
         data_name=script_safe(config["data"]["name"]),
-        code=code_version("plot.py"),
+        # All the code behind the results, recorded for --report: any edit re-runs the figures.
+        code=RESULTS_CODE,
     script:
         "../scripts/plot.py"
