@@ -19,6 +19,7 @@ import importlib.machinery
 import importlib.util
 import io
 import json
+import os
 import site
 import sys
 import sysconfig
@@ -101,10 +102,9 @@ def _imports(tokens: list[tuple[int, str]]) -> list[tuple[int, str, tuple[str, .
     return found
 
 
-def _read(path: Path) -> Source:
+def _read(path: Path, data: bytes) -> Source:
     """A file's digest and imports: of its tokens for Python source (layout and comments left out),
     of its bytes for anything else (a compiled module, or source that does not tokenize)."""
-    data = path.read_bytes()
     if path.suffix != ".py":
         return Source(_digest(data), ())
     try:
@@ -119,15 +119,61 @@ def _read(path: Path) -> Source:
     return Source(_digest(text.encode()), tuple(_imports(tokens)))
 
 
+class _Store:
+    """The Sources of files read before, kept across processes as {path: [digest of the bytes,
+    digest, imports]}: reading tokens is most of what a dry run spends here, and a file is read
+    again only when its bytes differ. Unreadable or unwritable, it is done without; processes
+    saving at once lose one another's additions, never correctness."""
+
+    def __init__(self, path: Path):
+        self.path, self.entries, self.changed = path, None, False
+
+    def get(self, path: Path, content: str) -> Source | None:
+        if self.entries is None:
+            try:
+                self.entries = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                self.entries = {}
+        stored = self.entries.get(str(path))
+        if stored is None or stored[0] != content:
+            return None
+        return Source(stored[1], tuple((level, module, tuple(names)) for level, module, names in stored[2]))
+
+    def put(self, path: Path, content: str, source: Source) -> None:
+        self.entries[str(path)] = [content, source.digest, source.imports]
+        self.changed = True
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        kept = {path: entry for path, entry in self.entries.items() if os.path.exists(path)}
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(kept))
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+        self.changed = False
+
+
+STORE = _Store(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "attnscore", "codeid.json"))
 _sources: dict[Path, tuple[tuple[int, int], Source]] = {}
 
 
 def source_of(path: Path) -> Source:
-    """A file's Source, read once while its modification time and size stay the same."""
+    """A file's Source, read once in a process while its modification time and size stay the
+    same, and tokenized once while its bytes stay the same (STORE)."""
     stat = path.stat()
     key = (stat.st_mtime_ns, stat.st_size)
     if path not in _sources or _sources[path][0] != key:
-        _sources[path] = (key, _read(path))
+        data = path.read_bytes()
+        content = hashlib.sha256(data).hexdigest()
+        found = STORE.get(path, content)
+        if found is None:
+            found = _read(path, data)
+            STORE.put(path, content, found)
+        _sources[path] = (key, found)
     return _sources[path][1]
 
 
@@ -205,13 +251,21 @@ def reach(entries, leave_out=frozenset()) -> set[Path]:
     return found
 
 
-def _name(path: Path) -> str:
+def _namer():
     """A file's name in a record: relative to the folder holding the package (the checkout), else
     to the working folder, else absolute."""
-    for root in (PACKAGE.parent, Path.cwd().resolve()):
-        if path.is_relative_to(root):
-            return path.relative_to(root).as_posix()
-    return str(path)
+    roots = (PACKAGE.parent, Path.cwd().resolve())
+
+    def name(path: Path) -> str:
+        root = next((root for root in roots if path.is_relative_to(root)), None)
+        return path.relative_to(root).as_posix() if root else str(path)
+
+    return name
+
+
+@functools.cache
+def _built_in_kind_modules() -> frozenset[Path]:
+    return frozenset(kind.source.resolve() for kind in kinds.known_kinds()[0].values())
 
 
 def _combined(parts: dict) -> str:
@@ -223,13 +277,13 @@ def identity(entries, kind_sources=()) -> dict[str, str]:
     file the entries reach without entering any kind module ("attnscore/model.py": its digest),
     and each kind's own code ("kind euclid": a digest of the files its module reaches beyond
     those, other kind modules included)."""
-    kind_modules = {kind.source.resolve() for kind in kinds.known_kinds()[0].values()}
-    kind_modules |= {Path(module).resolve() for _, module in kind_sources}
-    shared = reach(entries, kind_modules)
-    parts = {_name(path): source_of(path).digest for path in shared}
+    kind_modules = _built_in_kind_modules() | {Path(module).resolve() for _, module in kind_sources}
+    shared, name = reach(entries, kind_modules), _namer()
+    parts = {name(path): source_of(path).digest for path in shared}
     for kind, module in kind_sources:
         own = reach([module]) - shared
-        parts[f"kind {kind}"] = _combined({_name(path): source_of(path).digest for path in own})
+        parts[f"kind {kind}"] = _combined({name(path): source_of(path).digest for path in own})
+    STORE.save()
     return parts
 
 
