@@ -166,3 +166,22 @@ def test_a_runs_code_covers_training_and_its_kind_but_not_plots_or_statistics():
     assert dot.keys() == euclid.keys() - {"kind euclid"} | {"kind dot"}
     assert codeid.changes(dot, euclid) == ["the code of kind 'dot'", "the code of kind 'euclid'"]
     assert codeid.changes(euclid, {**euclid, "attnscore/model.py": "0"}) == ["the code of attnscore/model.py"]
+
+
+def test_digests_kept_across_processes_serve_only_the_same_bytes(plugin, tmp_path, monkeypatch):
+    monkeypatch.setattr(codeid, "STORE", codeid._Store(tmp_path / "store" / "codeid.json"))
+    monkeypatch.setattr(codeid, "_sources", {})
+    before = versions(plugin)
+    read = codeid._read
+
+    def tokenized(path, data):
+        seen.append(path.name)
+        return read(path, data)
+
+    seen = []
+    monkeypatch.setattr(codeid, "_read", tokenized)
+    monkeypatch.setattr(codeid, "_sources", {})  # as in a new process
+    assert versions(plugin) == before and seen == []
+    write(plugin, plugin.read_text().replace("TEMP = 1.0", "TEMP = 2.0"))
+    monkeypatch.setattr(codeid, "_sources", {})
+    assert versions(plugin)["plugged"] != before["plugged"] and seen == ["plugin.py"]
