@@ -189,13 +189,15 @@ def _local(origin: str) -> Path | None:
 
 @functools.cache
 def _spec(name: str, locations: tuple[str, ...] | None, search_path: tuple[str, ...]):
-    """The spec of module `name` in the folders `locations`, or of a top-level module (None): by
-    importlib.util.find_spec, which imports nothing for a top-level name and finds what an import
-    would (modules imported already, editable installs). `search_path` (sys.path) keys the cache."""
+    """The spec of module `name` in the folders `locations`, or of a top-level module (None) in
+    `search_path` (sys.path), as a fresh process would find it; else, for a top-level name, by
+    importlib.util.find_spec, which imports nothing for one and also asks the finders editable
+    installs add."""
     try:
-        if locations is None:
-            return importlib.util.find_spec(name)
-        return importlib.machinery.PathFinder.find_spec(name, list(locations))
+        spec = importlib.machinery.PathFinder.find_spec(name, list(locations or search_path))
+        if spec is None and locations is None:
+            spec = importlib.util.find_spec(name)
+        return spec
     except (ImportError, ValueError):
         return None
 
