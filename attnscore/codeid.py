@@ -1,11 +1,10 @@
 """The identity of code: digests of the source files a script or an attention kind runs, so that
 a job re-runs, and a training run starts anew, whenever the code behind it changes.
 
-It is conservative: a file counts whole, whatever of it is used, and every file an import
-statement can reach counts (imports inside functions too), except those of the standard library
-and of installed packages, which change only with their version. Comments and layout are left
-out (a digest of the file's tokens); a needless re-run is cheap, a stale result is not.
-Nothing is imported: the files are read, and imports are found as Python would find them.
+Conservative: a file counts whole, whatever of it is used, and so does every file an import
+statement in it can reach (inside functions too), but for the standard library and installed
+packages. Comments and layout are left out (a digest of the tokens). Nothing is imported: files
+are read, and imports found as Python would. A needless re-run is cheap, a stale result is not.
 
 A kind's code is the module that registers it and all it reaches, other kind modules included
 (a plugin wrapping euclid changes with euclid's module); the code shared by all kinds is what
@@ -24,8 +23,8 @@ import site
 import sys
 import sysconfig
 import tokenize
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from attnscore import kinds
 
@@ -49,10 +48,9 @@ LAYOUT = {tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE, tokenize.ENDMARKER
 IGNORED = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING}  # comments, blank lines, breaks within brackets
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     digest: str
-    imports: tuple[tuple[int, str, tuple[str, ...]], ...]  # (level, module, names) of each import statement
+    imports: list  # (level, module, names) of each import statement
 
 
 def _digest(data: bytes) -> str:
@@ -106,7 +104,7 @@ def _read(path: Path, data: bytes) -> Source:
     """A file's digest and imports: of its tokens for Python source (layout and comments left out),
     of its bytes for anything else (a compiled module, or source that does not tokenize)."""
     if path.suffix != ".py":
-        return Source(_digest(data), ())
+        return Source(_digest(data), [])
     try:
         tokens = [
             (token.type, "" if token.type in LAYOUT else token.string)
@@ -114,9 +112,9 @@ def _read(path: Path, data: bytes) -> Source:
             if token.type not in IGNORED
         ]
     except (tokenize.TokenError, SyntaxError):
-        return Source(_digest(data), ())
+        return Source(_digest(data), [])
     text = "".join(f"{kind}:{len(string)}:{string}" for kind, string in tokens)
-    return Source(_digest(text.encode()), tuple(_imports(tokens)))
+    return Source(_digest(text.encode()), _imports(tokens))
 
 
 class _Store:
@@ -135,12 +133,10 @@ class _Store:
             except (OSError, ValueError):
                 self.entries = {}
         stored = self.entries.get(str(path))
-        if stored is None or stored[0] != content:
-            return None
-        return Source(stored[1], tuple((level, module, tuple(names)) for level, module, names in stored[2]))
+        return Source(*stored[1:]) if stored and stored[0] == content else None
 
     def put(self, path: Path, content: str, source: Source) -> None:
-        self.entries[str(path)] = [content, source.digest, source.imports]
+        self.entries[str(path)] = [content, *source]
         self.changed = True
 
     def save(self) -> None:
@@ -218,11 +214,9 @@ def _resolve(module: str, names: tuple[str, ...], locations: tuple[str, ...] | N
         if spec.submodule_search_locations is None:
             return files  # a plain module: the names are its attributes
         locations = tuple(spec.submodule_search_locations)
-    for name in names:
-        spec = _spec(name, locations, tuple(sys.path))
-        if spec is not None and spec.has_location and _local(spec.origin):
-            files.append(_local(spec.origin))
-    return files
+    specs = [_spec(name, locations, tuple(sys.path)) for name in names]
+    submodules = [_local(spec.origin) for spec in specs if spec and spec.has_location]
+    return files + [path for path in submodules if path]
 
 
 @functools.cache
@@ -253,16 +247,10 @@ def reach(entries, leave_out=frozenset()) -> set[Path]:
     return found
 
 
-def _namer():
-    """A file's name in a record: relative to the folder holding the package (the checkout), else
-    to the working folder, else absolute."""
-    roots = (PACKAGE.parent, Path.cwd().resolve())
-
-    def name(path: Path) -> str:
-        root = next((root for root in roots if path.is_relative_to(root)), None)
-        return path.relative_to(root).as_posix() if root else str(path)
-
-    return name
+def _name(path: Path, roots) -> str:
+    """A file's name in a record: relative to the first of the roots holding it, else absolute."""
+    root = next((root for root in roots if path.is_relative_to(root)), None)
+    return path.relative_to(root).as_posix() if root else str(path)
 
 
 @functools.cache
@@ -280,11 +268,12 @@ def identity(entries, kind_sources=()) -> dict[str, str]:
     and each kind's own code ("kind euclid": a digest of the files its module reaches beyond
     those, other kind modules included)."""
     kind_modules = _built_in_kind_modules() | {Path(module).resolve() for _, module in kind_sources}
-    shared, name = reach(entries, kind_modules), _namer()
-    parts = {name(path): source_of(path).digest for path in shared}
+    shared = reach(entries, kind_modules)
+    roots = (PACKAGE.parent, Path.cwd().resolve())  # the checkout holding the package, the working folder
+    parts = {_name(path, roots): source_of(path).digest for path in shared}
     for kind, module in kind_sources:
         own = reach([module]) - shared
-        parts[f"kind {kind}"] = _combined({name(path): source_of(path).digest for path in own})
+        parts[f"kind {kind}"] = _combined({_name(path, roots): source_of(path).digest for path in own})
     STORE.save()
     return parts
 
