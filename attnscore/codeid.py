@@ -221,8 +221,7 @@ def _resolve(module: str, names: tuple[str, ...], locations: tuple[str, ...] | N
 
 @functools.cache
 def _packages(folder: Path) -> list[Path]:
-    """The __init__.py files that run before a module of this folder: its package's and those of
-    the packages holding it."""
+    """The __init__.py files that run before a module of this folder: its packages'."""
     found = []
     while (folder / "__init__.py").is_file():
         found.append(folder / "__init__.py")
@@ -254,7 +253,7 @@ def _name(path: Path, roots) -> str:
 
 
 @functools.cache
-def _built_in_kind_modules() -> frozenset[Path]:
+def _built_in_kind_modules() -> frozenset[Path]:  # their files do not move while a process runs
     return frozenset(kind.source.resolve() for kind in kinds.known_kinds()[0].values())
 
 
@@ -292,7 +291,10 @@ def run_code(kind: str, source) -> dict[str, str]:
 
 
 def changes(old: dict, new: dict) -> list[str]:
-    """What differs between two identities, in words: "the code of kind 'euclid'", "the code of
-    attnscore/model.py"."""
-    names = sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+    """What differs between two identities, in words, kinds first: "the code of kind 'euclid'",
+    "the code of attnscore/model.py"."""
+    names = sorted(
+        (name for name in old.keys() | new.keys() if old.get(name) != new.get(name)),
+        key=lambda name: (not name.startswith("kind "), name),
+    )
     return [f"the code of kind {name[5:]!r}" if name.startswith("kind ") else f"the code of {name}" for name in names]
