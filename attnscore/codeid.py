@@ -274,7 +274,7 @@ def identity(entries, kind_sources=()) -> dict[str, str]:
         own = reach([module]) - shared
         parts[f"kind {kind}"] = _combined({_name(path, roots): source_of(path).digest for path in own})
     STORE.save()
-    return parts
+    return dict(sorted(parts.items()))  # in one order: Snakemake compares params as text
 
 
 def code_version(script, kind_sources=()) -> str:
