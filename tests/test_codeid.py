@@ -10,6 +10,7 @@ from attnscore import codeid, kinds
 from helpers import ROOT
 
 SCRIPTS = ROOT / "workflow" / "scripts"
+SOURCES = {name: kind.source.resolve() for name, kind in kinds.known_kinds()[0].items()}  # the kinds' modules
 
 PLUGIN = '''"""A plugin kind, using what a kind may use: constants, a class, a local helper module."""
 
@@ -60,7 +61,7 @@ def versions(plugin) -> dict:
     """The train rule's code version for the plugin's kind and for dot."""
     return {
         kind: codeid.code_version(SCRIPTS / "train.py", [(kind, source)])
-        for kind, source in (("plugged", plugin), ("dot", kinds.BUILT_IN))
+        for kind, source in (("plugged", plugin), ("dot", SOURCES["dot"]))
     }
 
 
@@ -120,10 +121,10 @@ def test_a_plugin_wrapping_a_built_in_kind_changes_with_the_built_in_module(tmp_
     after = identity()
     assert after["kind wrapped"] != before["kind wrapped"] and after["kind base"] != before["kind base"]
     assert after[str(script)] == before[str(script)]
-    # The real built-in module, the same way: a plugin importing it counts attention.py whole.
-    write(tmp_path / "plugin.py", PLUGIN)
-    write(tmp_path / "helper.py", HELPER)
-    assert kinds.BUILT_IN.resolve() in codeid.reach([tmp_path / "plugin.py"])
+    # The real built-in euclid, the same way: a plugin importing its module counts it whole.
+    module = ".".join(SOURCES["euclid"].relative_to(codeid.PACKAGE.parent).with_suffix("").parts)
+    write(tmp_path / "wrapping.py", f"from {module} import *\n")
+    assert SOURCES["euclid"] in codeid.reach([tmp_path / "wrapping.py"])
 
 
 def test_imports_anywhere_in_a_file_count_and_nothing_is_imported(tmp_path, monkeypatch):
@@ -148,22 +149,23 @@ def test_imports_anywhere_in_a_file_count_and_nothing_is_imported(tmp_path, monk
 
 def test_each_rule_hashes_the_files_its_script_runs_and_no_others():
     def names(script):
-        return {path.name for path in codeid.reach([SCRIPTS / script], {kinds.BUILT_IN.resolve()})}
+        return {path.name for path in codeid.reach([SCRIPTS / script], set(SOURCES.values()))}
 
     assert names("plot.py") == {"plot.py", "__init__.py", "plots.py", "stats.py", "io.py"}
     assert names("compare.py") == {"compare.py", "__init__.py", "stats.py", "io.py"}
     training = names("train.py")
     assert {"train.py", "model.py", "checkpoints.py", "runtime.py", "launch.py", "tokens.py", "codeid.py"} <= training
-    assert not {"attention.py", "plots.py", "stats.py", "corpora.py", "tokenizer.py", "bench.py"} & training
+    assert not {"plots.py", "stats.py", "corpora.py", "tokenizer.py", "bench.py"} & training
     assert "bench.py" in names("benchmark.py") and "tokenizer.py" in names("tokenize.py")
 
 
 def test_a_runs_code_covers_training_and_its_kind_but_not_plots_or_statistics():
-    euclid = codeid.run_code("euclid", kinds.BUILT_IN)
+    euclid = codeid.run_code("euclid", SOURCES["euclid"])
     assert {"kind euclid", "attnscore/model.py", "attnscore/train.py", "attnscore/checkpoints.py"} <= set(euclid)
-    assert not {"attnscore/attention.py", "attnscore/plots.py", "attnscore/stats.py"} & set(euclid)
+    module = SOURCES["euclid"].relative_to(codeid.PACKAGE.parent).as_posix()  # in "kind euclid" alone
+    assert not {module, "attnscore/plots.py", "attnscore/stats.py"} & set(euclid)
     assert list(euclid) == sorted(euclid)  # one order in every process: Snakemake compares params as text
-    dot = codeid.run_code("dot", kinds.BUILT_IN)
+    dot = codeid.run_code("dot", SOURCES["dot"])
     assert dot.keys() == euclid.keys() - {"kind euclid"} | {"kind dot"}
     assert codeid.changes(dot, euclid) == ["the code of kind 'dot'", "the code of kind 'euclid'"]
     assert codeid.changes(euclid, {**euclid, "attnscore/model.py": "0"}) == ["the code of attnscore/model.py"]
