@@ -37,7 +37,7 @@ os.environ.update(
     )
 )
 # None of these imports torch: a dry run costs what Snakemake costs.
-from attnscore import identity, provenance
+from attnscore import codeid, identity
 from attnscore.config import check, check_unique_keys, typed_overrides
 from attnscore.schema import canonical
 from attnscore.corpora import SPLITS, release_file
@@ -57,19 +57,34 @@ config.update(canonical_config)
 RESULTS = f"results/{config['experiment']}"
 
 
-# A report shows the results on disk beside this config: refuse one whose results were made with
-# another config (Snakemake builds a report without asking whether any job would run).
+# The code behind the results: each file the workflow's scripts run and the code of each kind
+# trained or timed (attnscore.codeid). The plot rule records it beside the config, in code.json.
+KINDS_USED = {*config["variants"], *config["benchmark"]["variants"]}
+KINDS_USED |= {CONTROLS[kind] for kind in KINDS_USED if kind in CONTROLS}
+RESULTS_CODE = codeid.identity(
+    sorted(Path(workflow.basedir, "workflow", "scripts").glob("*.py")),
+    sorted(
+        (name, kind.source)
+        for name, kind in known_kinds(config["model"]["attention_plugins"])[0].items()
+        if name in KINDS_USED
+    ),
+)
+# A report shows the results on disk beside this config and code: refuse results made with
+# another config or other code (Snakemake builds a report without asking whether any job would run).
 if any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv):
-    made_with = Path(RESULTS, "config.json")
-    stale = (
-        identity.differences(json.loads(made_with.read_text()), config)
-        if made_with.exists()
-        else []
-    )
+    made_with, made_by = Path(RESULTS, "config.json"), Path(RESULTS, "code.json")
+    stale = []
+    if made_with.exists():
+        stale = identity.differences(json.loads(made_with.read_text()), config)
+        stale += (
+            codeid.changes(json.loads(made_by.read_text()), RESULTS_CODE)
+            if made_by.exists()
+            else [f"the code: {made_by} is missing"]
+        )
     if stale:
         raise WorkflowError(
-            f"the results in {RESULTS} were made with another config; run the workflow with this one "
-            "first, or build the report with the config they were made with:\n  "
+            f"the results in {RESULTS} were made with another config or code; run the workflow "
+            "with this config first, or build the report with the config and code they were made with:\n  "
             + "\n  ".join(stale)
         )
 VARIANTS = config["variants"]

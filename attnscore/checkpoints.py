@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from attnscore import attention, identity, provenance
+from attnscore import attention, codeid, identity
 from attnscore.io import Explained, atomic_path, write_json
 from attnscore.runtime import all_gather, all_sum, barrier, rank_and_world
 
@@ -113,10 +113,8 @@ def run_settings(model_cfg, cfg) -> dict:
 
 
 def run_code(model_cfg) -> dict:
-    """The code that makes this model's weights now (attnscore.provenance.run_code)."""
-    return provenance.run_code(
-        model_cfg.attention, attention.source_of(model_cfg.attention, model_cfg.attention_plugins)
-    )
+    """The code that makes this model's weights now (attnscore.codeid.run_code)."""
+    return codeid.run_code(model_cfg.attention, attention.source_of(model_cfg.attention, model_cfg.attention_plugins))
 
 
 def run_folder(checkpoint_dir, model_cfg, cfg, token_files: dict) -> Path:
@@ -157,12 +155,8 @@ def model_state(trainer, run: str, epoch: int) -> dict:
 
 
 def code_changes(old: dict, new: dict) -> list[str]:
-    """What differs between two run_code records, in words: "the code of kind 'euclid'",
-    "the code of attnscore/model.py"."""
-    names = sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
-    return [
-        f"the code of {f'kind {name[5:]!r}' if name.startswith('kind ') else f'attnscore/{name}'}" for name in names
-    ]
+    """What differs between two run_code records, in words (attnscore.codeid.changes)."""
+    return codeid.changes(old, new)
 
 
 def save(trainer, state: TrainingState, run: str, path) -> None:

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
-from attnscore import identity, stats  # noqa: E402
+from attnscore import stats  # noqa: E402
 from attnscore.io import atomic_path  # noqa: E402
 
 LINESTYLES = ["-", "--", ":", "-."]
@@ -94,12 +94,11 @@ def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
     save(fig, paths)
 
 
-def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, paths, title: str) -> None:
+def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, baseline: str, paths, title: str) -> None:
     """Per variant (a row per size), each seed's difference from the baseline run of the same
     seed (dots, labelled by seed) and their mean with its 95% interval (bar), in test loss and
     test perplexity."""
     fig, rows = size_rows(runs, 2, 10)
-    baseline = identity.baseline(runs["variant"].unique())
     for size, axes in rows:
         differences = stats.paired_differences(runs[runs["size"] == size], baseline)
         variants = list(dict.fromkeys(differences["variant"]))
@@ -132,7 +131,7 @@ def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, paths, title: str) ->
     save(fig, paths)
 
 
-def plot_scaling(losses: pd.DataFrame, verdicts: pd.DataFrame, paths, title: str) -> None:
+def plot_scaling(losses: pd.DataFrame, verdicts: pd.DataFrame, baseline: str, paths, title: str) -> None:
     """Against the parameter count (log scale), one line per variant through its sizes: the best
     checkpoints' test loss (mean over seeds, 95% interval; stats.per_size), and each variant's
     paired difference from the baseline in test loss (mean, 95% interval; a filled marker where
@@ -152,7 +151,6 @@ def plot_scaling(losses: pd.DataFrame, verdicts: pd.DataFrame, paths, title: str
             ax.errorbar(points["parameters"] * shift, points["mean"], yerr=error, label=variant, **style)
         held = differences[(differences["variant"] == variant) & differences["significant"].eq(True)]  # None: untested
         axes[1].scatter(held["parameters"] * shift, held["mean"], color=f"C{i}", zorder=3)
-    baseline = identity.baseline(losses["variant"].unique())
     axes[1].axhline(0, color="gray", lw=1)
     axes[0].set(ylabel="test loss of the best checkpoint (nats/token)", title="mean over seeds, 95% CI")
     axes[1].set(ylabel=f"test loss minus {baseline}'s of the same seed (nats/token)",
@@ -202,7 +200,7 @@ def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
     rounds, busy = int(costs["rounds"].max()), int(first.get("busy_rounds", 0))
     fig.suptitle(
         f"{title}: {first['device']}, {first['dtype']}, batch {first['batch_size']}; geometric mean of {rounds} "
-        f"interleaved rounds{f' ({busy} more left out: CPU busy)' if busy else ''}, 95% CI; time vs {first['baseline']}, verdict at a ±{100 * first['margin']:g}% margin"
+        f"interleaved rounds{f' ({busy} more left out: CPU busy)' if busy else ''}, 95% CI; time vs {first['baseline']}, verdict at a {100 * first['margin']:g}% margin (log scale)"
     )
     save(fig, paths)
 

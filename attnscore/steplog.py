@@ -10,8 +10,6 @@ as TensorBoard scalars in one folder per run (train.py: tensorboard_dir/<run id>
     tensorboard --logdir results/<experiment>/tensorboard
 
 shows every run of an experiment side by side as <variant>/seed<k>/<run id>.
-
-It changes no weight, so it is not part of a run's code (attnscore.provenance.NOT_WEIGHTS).
 """
 
 from pathlib import Path

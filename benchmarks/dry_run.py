@@ -3,10 +3,11 @@
 Three commands, each run --repeats times in interleaved rounds, wall time of the whole process:
 - `import snakemake.cli` alone (Python's start and Snakemake's imports);
 - a dry run of a one-rule workflow in a temporary folder (Snakemake's floor on this machine);
-- a dry run of this repository's default config (config/config.yaml), from the repository root.
+- a dry run of this repository's default config (config/config.yaml), from the repository root;
+- with --baseline, the same in another checkout (e.g. of the main branch), for a before/after.
 The installed executor plugins are listed: Snakemake imports each one on every start.
 
-    python benchmarks/dry_run.py [--repeats 5] [--out benchmarks/results/<cpu>-<date>/dry_run.csv]
+    python benchmarks/dry_run.py [--repeats 5] [--baseline ../main] [--out benchmarks/results/<cpu>-<date>/dry_run.csv]
 """
 
 import argparse
@@ -32,6 +33,7 @@ def seconds(command, cwd) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--baseline", type=Path, help="another checkout whose default config to time alike")
     parser.add_argument("--out", help="CSV of every timing")
     args = parser.parse_args()
     snakemake = [sys.executable, "-m", "snakemake", "--dry-run", "--quiet", "--cores", "1"]
@@ -42,6 +44,8 @@ def main():
             "dry run, one-rule workflow": (snakemake, floor),
             "dry run, default config": (snakemake, ROOT),
         }
+        if args.baseline:
+            commands[f"dry run, default config, {args.baseline}"] = (snakemake, args.baseline)
         rows = [
             {"command": name, "round": round_, "seconds": seconds(command, cwd)}
             for round_ in range(1, args.repeats + 1)

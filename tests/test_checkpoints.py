@@ -309,7 +309,7 @@ def test_a_model_trained_by_other_code_is_not_evaluated(finished, tmp_path):
 def test_a_new_run_says_which_code_changed_since_the_run_of_the_same_settings(finished):
     _, checkpoint_dir, folder, _ = finished
     settings = json.loads((folder / "settings.json").read_text())
-    edited = {**settings, "code": {**settings["code"], "model.py": "changed", "kind dot": "changed"}}
+    edited = {**settings, "code": {**settings["code"], "attnscore/model.py": "changed", "kind dot": "changed"}}
     messages = []
     assert checkpoints.find_resumable(checkpoint_dir / "new", messages.append, edited) == (None, None)
     assert (

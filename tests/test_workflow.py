@@ -187,6 +187,23 @@ def test_a_report_is_refused_for_a_config_the_results_were_not_made_with(workdir
     snakemake(workdir, "--configfile", ordered, "--report", "same.html")  # a procedure setting changes no result
 
 
+@pytest.mark.slow
+def test_a_report_is_refused_for_code_the_results_were_not_made_with(workdir, finished):
+    path = workdir / "attnscore" / "stats.py"
+    original, stat = path.read_text(), path.stat()
+    try:
+        path.write_text(original + CODE)
+        refused = snakemake(workdir, "--configfile", "config/tiny.yaml", "--report", "stale.html", check=False)
+        assert refused.returncode != 0 and not (workdir / "stale.html").exists()
+        assert "the results in results/tiny were made with another config or code" in refused.log
+        assert "the code of attnscore/stats.py" in refused.log
+        path.write_text(original + "\n# a comment computes nothing\n")
+        snakemake(workdir, "--configfile", "config/tiny.yaml", "--report", "same.html")
+    finally:  # as it was, time included
+        path.write_text(original)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 # Edits of config or code on a finished workflow, and the rules a dry run then plans ("all"
 # is left out). A label re-runs only the figures; how a run proceeds re-runs nothing. A code
 # edit is (file, text replaced or None to append, new text).

@@ -6,16 +6,14 @@ KIND_SOURCES = {
 
 
 def code_version(script, *variants):
-    """A hash of the code a script runs (attnscore.provenance.code_parts: the package modules it
-    imports, found by reading its imports, and of the kinds' module only each variant's own
-    code, which may be a plugin's), passed as a param so that Snakemake re-runs a job when that
-    code changes (its own code tracking sees only the script file): editing one kind re-runs
-    that kind's jobs. Each distinct (script, variants) is hashed once per run.
+    """A digest of the code a script runs with the variants' kinds (attnscore.codeid: the files
+    it reaches, and each kind's module with what it reaches), passed as a param so that Snakemake
+    re-runs a job when that code changes (its own code tracking sees only the script file):
+    editing one kind's module re-runs the jobs of the kinds it registers, and of kinds wrapping them.
     """
     script = Path(workflow.basedir, "workflow", "scripts", script)
-    return provenance.code_version(
-        script,
-        tuple((variant, str(KIND_SOURCES[variant])) for variant in sorted(variants)),
+    return codeid.code_version(
+        script, [(variant, KIND_SOURCES[variant]) for variant in sorted(variants)]
     )
 
 

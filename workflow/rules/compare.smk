@@ -138,8 +138,10 @@ rule plot:
     params:
         runs=[(variant, seed) for variant in VARIANTS for seed in SEEDS],
         sizes=SIZE_NAMES,
+        baseline=identity.baseline(VARIANTS),
         train_seq_len=config["train"]["seq_len"],
         data_name=identity.script_safe(config["data"]["name"]),
-        code=code_version("plot.py"),
+        # All the code behind the results, recorded for --report: any edit re-runs the figures.
+        code=RESULTS_CODE,
     script:
         "../scripts/plot.py"

@@ -28,12 +28,17 @@ with log_to(snakemake.log[0]):
     )
     plots.plot_training(steps, [out.training_png, out.training_svg], f"Training per step: {name}")
     verdicts = stats.with_holm(paired)
-    plots.plot_paired(runs, verdicts, [out.paired_png, out.paired_svg], f"Paired by seed: {name}")
+    plots.plot_paired(
+        runs, verdicts, snakemake.params.baseline, [out.paired_png, out.paired_svg], f"Paired by seed: {name}"
+    )
     losses = stats.per_size(runs)
     if "scaling_png" in out.keys():
-        plots.plot_scaling(losses, verdicts, [out.scaling_png, out.scaling_svg], f"Across sizes: {name}")
+        plots.plot_scaling(
+            losses, verdicts, snakemake.params.baseline, [out.scaling_png, out.scaling_svg], f"Across sizes: {name}"
+        )
     plots.plot_costs(comparisons, [out.throughput_png, out.throughput_svg], "What it costs")
     write_json(snakemake.config, out.made_with)  # what --report compares its config with
+    write_json(snakemake.params.code, Path(out.made_with).with_name("code.json"))  # and its code
     write_csv(verdicts[["size", *paired.columns.drop("size"), "p_holm", "tests"]], out.verdicts)
     for _, row in verdicts.iterrows():
         print(f"{row['size']}: {stats.verdict(row)}" if row["size"] else stats.verdict(row))
