@@ -20,7 +20,7 @@ from attnscore.config import (
 )
 from attnscore.kinds import known_kinds
 from attnscore.model import ModelConfig
-from attnscore.train import TrainConfig
+from attnscore.trainer import TrainConfig
 from helpers import ROOT
 
 TEST_CONFIG = ROOT / ".test" / "config" / "config.yaml"
