@@ -83,7 +83,7 @@ def train(
         try:
             with stop_signals() as stop:
                 while state.epoch < cfg.epochs:
-                    if train_epoch(trainer, train_rows, steps, state, stop, save, board):
+                    if train_epoch(trainer, state, rows=train_rows, steps=steps, stop=stop, save=save, board=board):
                         signum = stop[0] if stop else "on another process"
                         raise TrainingInterrupted(
                             f"stopped by signal {signum}; checkpoint {last} saved, re-run to resume"
@@ -137,7 +137,7 @@ def evaluate_again(trainer: Trainer, folder: Path, row: dict, eval_splits: dict)
     return {**row, **evaluate_splits(trainer, eval_splits)}
 
 
-def train_epoch(trainer: Trainer, rows, steps: int, state: TrainingState, stop: list, save, board=None) -> bool:
+def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, stop: list, save, board) -> bool:
     """Train from state.step to the end of the epoch, keeping the running sums in state; log
     every cfg.log_every steps and at the epoch's end (log_interval), save every
     cfg.checkpoint_every steps. On a stop signal save and return True (stopped)."""
