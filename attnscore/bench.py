@@ -53,15 +53,15 @@ class Timing:
     peak_tflops: float | None
 
 
-def step_config(timing: Timing, seq_len: int) -> TrainConfig:
-    """The training step a measurement times: the reference recipe's (Adam at a constant learning
-    rate, no weight decay, no clipping), whatever the run trains with: a step costs the same at
-    any learning rate, so the kinds are compared on one step."""
+def step_config(*, seq_len: int, batch_size: int, device: str, precision: str, compile: bool) -> TrainConfig:
+    """The training step a measurement times, of this shape, where and how it runs: the reference
+    recipe's (Adam at a constant learning rate, no weight decay, no clipping) whatever the run
+    trains with, since a step costs the same at any learning rate."""
     return TrainConfig(
-        seq_len=seq_len, batch_size=timing.batch_size, eval_batch_size=timing.batch_size, epochs=1, lr=1e-5,
-        betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0, grad_clip=0.0, optimizer="adam", schedule="constant",
-        warmup_steps=0, min_lr_ratio=0.1, device=timing.device, precision=timing.precision, compile=timing.compile,
-        processes=1, checkpoint_every=0, log_every=1, max_steps_per_epoch=0, seed=SEED,
+        seq_len=seq_len, batch_size=batch_size, eval_batch_size=batch_size, epochs=1, lr=1e-5, betas=(0.9, 0.98),
+        eps=1e-9, weight_decay=0.0, grad_clip=0.0, optimizer="adam", schedule="constant", warmup_steps=0,
+        min_lr_ratio=0.1, device=device, precision=precision, compile=compile, processes=1, checkpoint_every=0,
+        log_every=1, max_steps_per_epoch=0, seed=SEED,
     )  # fmt: skip
 
 
@@ -109,7 +109,11 @@ def measure(model_cfg: ModelConfig, timing: Timing, seq_len: int) -> dict:
     """Time timing.steps training steps (step_config) on random tokens after timing.warmup_steps
     untimed ones, then as many calls of the first layer's attention op alone, in this process."""
     model_cfg = replace(model_cfg, max_seq_len=max(model_cfg.max_seq_len, seq_len))
-    trainer = Trainer(model_cfg, step_config(timing, seq_len), total_steps=timing.warmup_steps + timing.steps)
+    cfg = step_config(
+        seq_len=seq_len, batch_size=timing.batch_size, device=timing.device, precision=timing.precision,
+        compile=timing.compile,
+    )  # fmt: skip
+    trainer = Trainer(model_cfg, cfg, total_steps=timing.warmup_steps + timing.steps)
     device = trainer.device
     generator = torch.Generator().manual_seed(SEED)
     tokens = torch.randint(model_cfg.vocab_size, (timing.batch_size, seq_len + 1), generator=generator)
