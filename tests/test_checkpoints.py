@@ -155,9 +155,9 @@ def test_perplexity_of_a_diverged_loss_is_inf_not_an_error():
     assert perplexity(1e6, 10) == math.inf and math.isnan(perplexity(math.nan, 1))
 
 
-def foreign(folder):
-    """A complete checkpoint of another run."""
-    saved = checkpoints.load(folder / "last.pt")
+def foreign(folder, name="last.pt"):
+    """The run's file `name` as if of another run."""
+    saved = torch.load(folder / name, weights_only=True)
     path = folder.parent / "foreign.pt"
     torch.save({**saved, "run_id": "0123456789abcdef"}, path)
     return path.read_bytes()
@@ -193,7 +193,7 @@ def pickled(obj) -> bytes:
 
 def test_only_this_runs_model_is_published(finished, tmp_path):
     token_files, _, folder, history = finished
-    (folder / "epoch3.pt").write_bytes(foreign(folder))
+    (folder / "epoch3.pt").write_bytes(foreign(folder, "epoch3.pt"))
     with pytest.raises(UnreadableCheckpoint, match="epoch3.pt belongs to another run"):
         checkpoints.export_best(folder, history, tmp_path / "model.pt")
     assert not (tmp_path / "model.pt").exists()
