@@ -17,15 +17,15 @@ import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
 from attnscore.attention import Unsupported
 from attnscore.kinds import CONTROLS
 from attnscore.model import ModelConfig, SelfAttention, training_flops_per_token
-from attnscore.runtime import device_name, peak_flops
-from attnscore.train import TrainConfig, Trainer
+from attnscore.runtime import device_name, peak_flops, to_device
+from attnscore.trainer import TrainConfig, Trainer
 
 # What each measuring process needs imported, imported once: the first optimizer a process makes
 # imports torch._dynamo (2.5 s on a CPU).
@@ -35,6 +35,34 @@ try:
     TRITON = importlib.metadata.version("triton")
 except importlib.metadata.PackageNotFoundError:
     TRITON = None
+SEED = 1234  # the initial weights and the random tokens: the same for every kind and round
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What a round measures and how: the config's train keys of the timing role (the batch, where
+    and how the step runs) and its benchmark keys (shapes, untimed and timed steps, the peak for MFU)."""
+
+    batch_size: int
+    device: str
+    precision: str
+    compile: bool
+    seq_lens: list
+    warmup_steps: int
+    steps: int
+    peak_tflops: float | None
+
+
+def step_config(*, seq_len: int, batch_size: int, device: str, precision: str, compile: bool) -> TrainConfig:
+    """The training step a measurement times, of this shape, where and how it runs: the reference
+    recipe's (Adam at a constant learning rate, no weight decay, no clipping) whatever the run
+    trains with, since a step costs the same at any learning rate."""
+    return TrainConfig(
+        seq_len=seq_len, batch_size=batch_size, eval_batch_size=batch_size, epochs=1, lr=1e-5, betas=(0.9, 0.98),
+        eps=1e-9, weight_decay=0.0, grad_clip=0.0, optimizer="adam", schedule="constant", warmup_steps=0,
+        min_lr_ratio=0.1, device=device, precision=precision, compile=compile, processes=1, checkpoint_every=0,
+        log_every=1, max_steps_per_epoch=0, seed=SEED,
+    )  # fmt: skip
 
 
 def round_order(kinds: list, round_number: int) -> list:
@@ -77,55 +105,62 @@ def peak_memory(device: torch.device) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process max RSS"
 
 
-def measure(model_cfg: ModelConfig, cfg: TrainConfig, warmup: int, steps: int, peak_tflops=None) -> dict:
-    """Time `steps` training steps on random tokens after `warmup` untimed ones, then as many
-    calls of the first layer's attention op alone, in this process."""
-    model_cfg = replace(model_cfg, max_seq_len=max(model_cfg.max_seq_len, cfg.seq_len))
-    trainer = Trainer(model_cfg, cfg)
+def measure(model_cfg: ModelConfig, timing: Timing, seq_len: int) -> dict:
+    """Time timing.steps training steps (step_config) on random tokens after timing.warmup_steps
+    untimed ones, then as many calls of the first layer's attention op alone, in this process."""
+    model_cfg = replace(model_cfg, max_seq_len=max(model_cfg.max_seq_len, seq_len))
+    cfg = step_config(
+        seq_len=seq_len, batch_size=timing.batch_size, device=timing.device, precision=timing.precision,
+        compile=timing.compile,
+    )  # fmt: skip
+    trainer = Trainer(model_cfg, cfg, total_steps=timing.warmup_steps + timing.steps)
     device = trainer.device
-    generator = torch.Generator().manual_seed(cfg.seed)
-    tokens = torch.randint(model_cfg.vocab_size, (cfg.batch_size, cfg.seq_len + 1), generator=generator)
-    x, y = trainer.to_device(tokens[:, :-1]), trainer.to_device(tokens[:, 1:])
+    generator = torch.Generator().manual_seed(SEED)
+    tokens = torch.randint(model_cfg.vocab_size, (timing.batch_size, seq_len + 1), generator=generator)
+    x, y = to_device(tokens[:, :-1], device), to_device(tokens[:, 1:], device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     cpu_started, started = cpu_seconds(), time.perf_counter()
-    times = time_calls(lambda: trainer.step(x, y), warmup, steps, device)
+    times = time_calls(lambda: trainer.step(x, y), timing.warmup_steps, timing.steps, device)
     # On a CPU, the share of its threads' time the steps got: well below 1 when another process
     # competed for the cores (the statistics leave such rounds out, and say so).
     cpu_share = (cpu_seconds() - cpu_started) / ((time.perf_counter() - started) * torch.get_num_threads())
     peak_mib, memory_kind = peak_memory(device)  # the step's: the op below allocates less
     name, dtype = device_name(device), trainer.dtype or torch.float32
     step_s = statistics.median(times)
-    tokens_per_s = cfg.batch_size * cfg.seq_len / step_s
-    peak = peak_flops(name, dtype, peak_tflops)
+    tokens_per_s = timing.batch_size * seq_len / step_s
+    peak = peak_flops(name, dtype, timing.peak_tflops)
     return {
         "step_ms": 1000 * step_s,
         "step_ms_min": 1000 * min(times),
         "step_ms_max": 1000 * max(times),
         "tokens_per_s": tokens_per_s,
-        "mfu": training_flops_per_token(model_cfg, cfg.seq_len) * tokens_per_s / peak if peak else None,
+        "mfu": training_flops_per_token(model_cfg, seq_len) * tokens_per_s / peak if peak else None,
         "cpu_share": cpu_share if device.type == "cpu" else None,
         "peak_memory_mib": peak_mib,
         "memory_kind": memory_kind,
-        **measure_attention(trainer.model.blocks[0].attn, cfg, dtype, device, warmup, steps),
+        **measure_attention(trainer.model.blocks[0].attn, timing, seq_len, dtype),
         "device": name,
         "dtype": str(dtype).removeprefix("torch."),
         "params": trainer.model.num_params(),
     }
 
 
-def measure_attention(attn: SelfAttention, cfg: TrainConfig, dtype, device, warmup: int, repeats: int) -> dict:
+def measure_attention(attn: SelfAttention, timing: Timing, seq_len: int, dtype) -> dict:
     """Time an attention layer's op alone, forward and backward, at the training shape: q, k, v
-    as the model makes them (permuted views of one projection), its dropout, its dtype."""
-    b, t, heads = cfg.batch_size, cfg.seq_len, attn.n_heads
+    as the model makes them (permuted views of one projection), its dropout, its dtype, as many
+    calls as measure times steps."""
+    b, t, heads = timing.batch_size, seq_len, attn.n_heads
     head_dim = attn.qkv.in_features // heads
-    generator = torch.Generator().manual_seed(cfg.seed)
+    device = attn.qkv.weight.device
+    generator = torch.Generator().manual_seed(SEED)
     qkv = torch.randn(b, t, 3, heads, head_dim, generator=generator).to(device, dtype).requires_grad_()
     q, k, v = qkv.permute(2, 0, 3, 1, 4)
     grad = torch.randn(b, heads, t, head_dim, generator=generator).to(qkv)
     times = time_calls(
-        lambda: torch.autograd.grad(attn.attend(q, k, v, True, attn.dropout), qkv, grad), warmup, repeats, device
-    )
+        lambda: torch.autograd.grad(attn.attend(q, k, v, True, attn.dropout), qkv, grad),
+        timing.warmup_steps, timing.steps, device,
+    )  # fmt: skip
     return {
         "attention_ms": 1000 * statistics.median(times),
         "attention_shape": f"{b}x{heads}x{t}x{head_dim}",
@@ -134,9 +169,7 @@ def measure_attention(attn: SelfAttention, cfg: TrainConfig, dtype, device, warm
 
 
 def measure_job(job: dict) -> dict:
-    return measure(
-        ModelConfig(**job["model"]), TrainConfig(**job["train"]), job["warmup"], job["steps"], job["peak_tflops"]
-    )
+    return measure(ModelConfig(**job["model"]), Timing(**job["timing"]), job["seq_len"])
 
 
 def in_fresh_process(job: dict, fn=measure_job) -> dict:
@@ -154,9 +187,9 @@ def in_fresh_process(job: dict, fn=measure_job) -> dict:
         raise
 
 
-def with_controls(model_cfgs: dict, cfg: TrainConfig) -> dict:
+def with_controls(model_cfgs: dict, device: str) -> dict:
     """The kinds to time: those given, and on CUDA each one's control (CONTROLS) beside it."""
-    if cfg.device == "cpu" or not torch.cuda.device_count() or TRITON is None:  # NVML: CUDA stays uninitialised
+    if device == "cpu" or not torch.cuda.device_count() or TRITON is None:  # NVML: CUDA stays uninitialised
         return model_cfgs
     controls = {
         CONTROLS[kind]: replace(model_cfg, attention=CONTROLS[kind], attention_options={})
@@ -166,24 +199,16 @@ def with_controls(model_cfgs: dict, cfg: TrainConfig) -> dict:
     return {**model_cfgs, **controls}
 
 
-def run_round(
-    model_cfgs: dict, cfg: TrainConfig, seq_lens, round_number: int, warmup=3, steps=10, peak_tflops=None
-) -> list[dict]:
+def run_round(model_cfgs: dict, timing: Timing, round_number: int) -> list[dict]:
     """One round: every kind of `model_cfgs` (kind -> ModelConfig) and its control at every
-    seq_len, in round_order, each in a fresh process. One row per (kind, seq_len)."""
-    model_cfgs = with_controls(model_cfgs, cfg)
+    timing.seq_lens, in round_order, each in a fresh process. One row per (kind, seq_len)."""
+    model_cfgs = with_controls(model_cfgs, timing.device)
     rows = []
-    for seq_len in seq_lens:
+    for seq_len in timing.seq_lens:
         for position, kind in enumerate(round_order(list(model_cfgs), round_number)):
-            job = {
-                "model": asdict(model_cfgs[kind]),
-                "train": asdict(replace(cfg, seq_len=seq_len)),
-                "warmup": warmup,
-                "steps": steps,
-                "peak_tflops": peak_tflops,
-            }
+            job = {"model": asdict(model_cfgs[kind]), "timing": asdict(timing), "seq_len": seq_len}
             row = {"round": round_number, "position": position, "kind": kind, "seq_len": seq_len}
-            row.update(batch_size=cfg.batch_size, warmup_steps=warmup, timed_steps=steps)
+            row.update(batch_size=timing.batch_size, warmup_steps=timing.warmup_steps, timed_steps=timing.steps)
             row.update(in_fresh_process(job), torch=torch.__version__, triton=TRITON)
             print(row, flush=True)
             rows.append(row)

@@ -1,13 +1,15 @@
-"""Resumable training state: which run a checkpoint belongs to, saving and loading it, choosing
-the one to resume from, and publishing the best epoch's model as the model output.
+"""Training state on disk: which run a checkpoint belongs to, saving and loading it, the lock on
+a checkpoint folder, choosing the file to resume from, and publishing the best epoch's model as
+the model output.
 
 Each run (the model, the data and the training settings that change its weights) has its own
 folder, <checkpoint_dir>/<run id>/, so a run of other settings never overwrites it and going back
 to earlier settings finds their run again. It is not a Snakemake output, because Snakemake
 deletes a failed job's outputs: a killed run picks up from there. A run folder holds
-- last.pt: the whole training state: model, optimizer and grad-scaler states, the loop's
-  TrainingState (epoch, step within it, running loss, seconds, the per-epoch metrics), the
-  evaluation batch the metrics were measured with, the RNG state of every process;
+- last.pt: the whole training state: the Trainer's state_dict (model, optimizer, scheduler and
+  grad scaler) as "trainer", the loop's TrainingState (epoch, step within it, running loss, seconds, the
+  per-epoch metrics), the evaluation batch the metrics were measured with, the RNG state of
+  every process;
 - best.pt: the same at the epoch that had the lowest validation loss when it was trained,
   resumed from when last.pt is unreadable;
 - epoch<N>.pt: the model alone after epoch N (what evaluation reads), so that a trained run can
@@ -19,84 +21,19 @@ import fcntl
 import json
 import shutil
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from attnscore import attention, codeid, identity
 from attnscore.io import Explained, atomic_path, write_json
-from attnscore.runtime import all_gather, all_sum, barrier, rank_and_world
+from attnscore.loop_state import STATE_FIELDS, TrainingState
+from attnscore.runtime import all_gather, barrier, rank_and_world
 
-
-@dataclass
-class TrainingState:
-    """Where the training loop is and what it has measured: the one object train() steps and
-    checkpoints save (a key per field) and restore. A fresh run starts from TrainingState().
-
-    Within a process the running sums are its own; in a checkpoint they are the totals over all
-    processes (totals()), and on resume process 0 takes them back, the others start from zero.
-    """
-
-    epoch: int = 0  # epochs finished
-    step: int = 0  # steps finished within the current epoch
-    nll_sum: float = 0.0  # the current epoch's summed training NLL so far
-    count: int = 0  # and the tokens it predicted
-    epoch_seconds: float = 0.0  # training seconds of the current epoch so far
-    # The per-step log's current interval (train.log_every steps, within an epoch), so far:
-    interval_nll: float = 0.0  # summed training NLL
-    interval_count: int = 0  # tokens predicted
-    interval_grad_norm: float = 0.0  # the steps' gradient norms (before clipping), summed
-    interval_steps: int = 0
-    interval_seconds: float = 0.0
-    history: list[dict] = field(default_factory=list)  # one metrics row per finished epoch
-    steps: list[dict] = field(default_factory=list)  # one row per logged interval (attnscore.steplog.COLUMNS)
-
-    SUMMED = ("nll_sum", "count", "interval_nll", "interval_count")  # summed over processes in a checkpoint
-    INTERVAL = ("interval_nll", "interval_count", "interval_grad_norm", "interval_steps", "interval_seconds")
-
-    def steps_done(self, steps_per_epoch: int) -> int:
-        """Optimizer steps done in the whole run."""
-        return self.epoch * steps_per_epoch + self.step
-
-    def log_interval(self, row: dict) -> None:
-        """The interval is logged: keep its row and start the next one from zero."""
-        self.steps = [*self.steps, row]
-        self._reset(self.INTERVAL)
-
-    def finish_epoch(self, row: dict) -> None:
-        """The epoch is done: keep its metrics row and start the next epoch's sums from zero."""
-        self.history = [*self.history, row]
-        self.epoch = row["epoch"]
-        self._reset(("step", "nll_sum", "count", "epoch_seconds", *self.INTERVAL))
-
-    def up_to(self, epochs: int) -> "TrainingState":
-        """A copy holding the metrics and per-step rows of the first `epochs` epochs only."""
-        return replace(self, history=self.history[:epochs], steps=[row for row in self.steps if row["epoch"] <= epochs])
-
-    def _reset(self, names) -> None:
-        for name in names:
-            setattr(self, name, type(getattr(self, name))())
-
-    def totals(self, device) -> "TrainingState":
-        """A copy holding the sums over all processes (the state itself in a single process)."""
-        summed = all_sum([float(getattr(self, name)) for name in self.SUMMED], device)
-        return replace(
-            self, **{name: type(getattr(self, name))(value) for name, value in zip(self.SUMMED, summed, strict=True)}
-        )
-
-    @classmethod
-    def from_checkpoint(cls, saved: dict, rank: int = 0) -> "TrainingState":
-        state = cls(**{name: saved[name] for name in STATE_FIELDS})
-        if rank:  # the others' share of the totals is process 0's to resume with
-            state = replace(state, **{name: type(getattr(state, name))() for name in cls.SUMMED})
-        return state
-
-
-STATE_FIELDS = tuple(f.name for f in fields(TrainingState))
-
-MODEL_KEYS = ("run_id", "epoch", "model_config", "code", "model")
-STATE_KEYS = (*MODEL_KEYS, *STATE_FIELDS, "eval_batch_size", "optimizer", "scheduler", "scaler", "rng_cpu", "rng_cuda")
+RUN_KEYS = ("run_id", "epoch", "model_config", "code")  # which run and epoch a file holds (run_record)
+MODEL_KEYS = (*RUN_KEYS, "model")
+STATE_KEYS = (*RUN_KEYS, "trainer", *STATE_FIELDS, "eval_batch_size", "rng_cpu", "rng_cuda")
 
 
 class UnreadableCheckpoint(Explained, RuntimeError):
@@ -145,13 +82,9 @@ def claim(checkpoint_dir, log):
         yield
 
 
-def model_state(trainer, run: str, epoch: int) -> dict:
-    """What evaluation needs of a checkpoint: the model, its config and code, its run and epoch."""
-    cfg = trainer.model.cfg
-    return {
-        "run_id": run, "epoch": epoch, "model_config": vars(cfg), "code": run_code(cfg),
-        "model": trainer.model.state_dict(),
-    }  # fmt: skip
+def run_record(model_cfg, run: str, epoch: int) -> dict:
+    """Which run and epoch a checkpoint holds, with the model's config and code."""
+    return {"run_id": run, "epoch": epoch, "model_config": vars(model_cfg), "code": run_code(model_cfg)}
 
 
 def code_changes(old: dict, new: dict) -> list[str]:
@@ -166,21 +99,20 @@ def save(trainer, state: TrainingState, run: str, path) -> None:
     rng = all_gather({"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(trainer.device) if cuda else None})
     if rank_and_world()[0] == 0:
         checkpoint = {
-            **model_state(trainer, run, state.epoch), **asdict(state),
-            "eval_batch_size": trainer.cfg.eval_batch_size, "optimizer": trainer.optimizer.state_dict(),
-            "scheduler": trainer.scheduler.state_dict(), "scaler": trainer.scaler.state_dict(), "rng_cpu": [r["cpu"] for r in rng],
-            "rng_cuda": [r["cuda"] for r in rng] if cuda else [],
+            **run_record(trainer.model.cfg, run, state.epoch), "trainer": trainer.state_dict(), **asdict(state),
+            "eval_batch_size": trainer.cfg.eval_batch_size,
+            "rng_cpu": [r["cpu"] for r in rng], "rng_cuda": [r["cuda"] for r in rng] if cuda else [],
         }  # fmt: skip
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
     barrier()
 
 
-def save_model(trainer, run: str, epoch: int, folder: Path) -> None:
-    """Save the model alone after an epoch, as epoch<N>.pt (process 0)."""
+def save_model(model, run: str, epoch: int, folder: Path) -> None:
+    """Save the model alone after an epoch, as epoch<N>.pt (process 0): what evaluation reads."""
     if rank_and_world()[0] == 0:
         with atomic_path(epoch_path(folder, epoch)) as tmp:
-            torch.save(model_state(trainer, run, epoch), tmp)
+            torch.save({**run_record(model.cfg, run, epoch), "model": model.state_dict()}, tmp)
 
 
 def load(path, keys=STATE_KEYS, run: str | None = None) -> dict:
@@ -257,11 +189,7 @@ def restore(trainer, saved: dict) -> TrainingState:
     them, the others from zero, so the next sum over processes is right again.
     """
     rank = rank_and_world()[0]
-    trainer.model.load_state_dict(saved["model"])
-    trainer.scheduler  # made before the optimizer's state is loaded: making it sets the first step's lr  # noqa: B018
-    trainer.optimizer.load_state_dict(saved["optimizer"])
-    trainer.scheduler.load_state_dict(saved["scheduler"])
-    trainer.scaler.load_state_dict(saved["scaler"])
+    trainer.load_state_dict(saved["trainer"])
     torch.set_rng_state(saved["rng_cpu"][rank])
     if trainer.device.type == "cuda" and saved["rng_cuda"]:
         torch.cuda.set_rng_state(saved["rng_cuda"][rank], trainer.device)

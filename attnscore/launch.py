@@ -14,14 +14,15 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from attnscore.checkpoints import TrainingState
+from attnscore.loop_state import TrainingState
 from attnscore.model import ModelConfig
 from attnscore.runtime import pick_device
-from attnscore.train import TrainConfig, train
+from attnscore.train import train
+from attnscore.trainer import TrainConfig
 
 
 def write_job(
-    path, model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoint_dir, tensorboard_dir=None
+    path, model_cfg: ModelConfig, cfg: TrainConfig, *, token_files: dict, checkpoint_dir, tensorboard_dir=None
 ) -> None:
     """What every worker needs to know, as JSON."""
     job = {
@@ -42,16 +43,19 @@ def torchrun_command(processes: int, job, history) -> list[str]:
 
 
 def train_distributed(
-    model_cfg: ModelConfig, cfg: TrainConfig, token_files: dict, checkpoint_dir, tensorboard_dir=None
+    model_cfg: ModelConfig, cfg: TrainConfig, *, token_files: dict, checkpoint_dir, tensorboard_dir=None
 ) -> TrainingState:
-    """train() in cfg.processes processes under torchrun; returns process 0's TrainingState.
+    """train() in cfg.processes processes under torchrun (the same arguments, but log: each
+    process logs to its own output); returns process 0's TrainingState.
 
     Signals to this process are passed on to torchrun, which passes them to the workers: they
     checkpoint and stop together.
     """
     with tempfile.TemporaryDirectory() as tmp:
         job, history = Path(tmp) / "job.json", Path(tmp) / "history.json"
-        write_job(job, model_cfg, cfg, token_files, checkpoint_dir, tensorboard_dir)
+        write_job(
+            job, model_cfg, cfg, token_files=token_files, checkpoint_dir=checkpoint_dir, tensorboard_dir=tensorboard_dir
+        )
         threads = max(1, torch.get_num_threads() // cfg.processes)  # CPU workers share the cores
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         torchrun = subprocess.Popen(torchrun_command(cfg.processes, job, history), env=env)
@@ -77,7 +81,7 @@ def worker(job_path, history_path) -> None:
     dist.init_process_group("nccl" if pick_device(cfg.device).type == "cuda" else "gloo")
     try:
         state = train(
-            ModelConfig(**job["model"]), cfg, job["token_files"], job["checkpoint_dir"],
+            ModelConfig(**job["model"]), cfg, token_files=job["token_files"], checkpoint_dir=job["checkpoint_dir"],
             tensorboard_dir=job["tensorboard_dir"],
         )  # fmt: skip
         if dist.get_rank() == 0:

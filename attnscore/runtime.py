@@ -4,6 +4,7 @@ run (rank, world, sums, each one's rows), and the device's name and peak FLOPs."
 import functools
 import os
 import platform
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -102,6 +103,18 @@ def autocast_dtype(device: torch.device, precision: str = "auto"):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.bfloat16 if cpu_has_fast_bf16() else None
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast(device: torch.device, dtype):
+    """Autocast to `dtype` on `device` (autocast_dtype's choice); None: plain fp32."""
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch on the device; to a GPU from pinned memory, without waiting for the copy."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def device_name(device: torch.device) -> str:

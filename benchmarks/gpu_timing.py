@@ -50,9 +50,8 @@ from triton_cache import compile_ahead  # noqa: E402
 
 from attnscore import attention  # noqa: E402
 from attnscore import triton_attention as kernel  # noqa: E402
-from attnscore.bench import measure, time_calls  # noqa: E402
+from attnscore.bench import Timing, measure, time_calls  # noqa: E402
 from attnscore.model import ModelConfig  # noqa: E402
-from attnscore.train import TrainConfig  # noqa: E402
 
 STAGES = ("attention", "training", "tma", "head_dim_128")
 KERNEL_KINDS = {"dot_triton": ("dot", False), "euclid": ("euclid", False)}  # kind: (score, tma)
@@ -225,9 +224,12 @@ def run_training(run: Run, row: dict, steps: int) -> dict:
         max_seq_len=row["seq_len"],
         **shape,
     )
-    cfg = TrainConfig(batch_size=run.train_batch, seq_len=row["seq_len"], device=run.device, precision="auto")
+    timing = Timing(
+        batch_size=run.train_batch, device=run.device, precision="auto", compile=False, seq_lens=[row["seq_len"]],
+        warmup_steps=1 if run.smoke else 3, steps=steps, peak_tflops=None,
+    )  # fmt: skip
     try:
-        result.update(measure(model_cfg, cfg, 1 if run.smoke else 3, steps))
+        result.update(measure(model_cfg, timing, row["seq_len"]))
     except torch.OutOfMemoryError:
         result["status"] = "out of memory"
     except Exception as err:  # a kind that cannot train here is reported, not a crash

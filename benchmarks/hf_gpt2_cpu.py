@@ -67,13 +67,15 @@ def make_step(name, batch, seq_len, nanogpt_dir):
     torch.manual_seed(0)
     if family == "ours":
         from attnscore import model
+        from attnscore.bench import step_config
         from attnscore.model import ModelConfig
-        from attnscore.train import TrainConfig, Trainer
+        from attnscore.trainer import Trainer
 
         if "unpadded" in variant:  # the loss's output rows as they were before padding (what it gained)
             model.PAD_OUTPUTS_TO = 1
         model_cfg = ModelConfig(VOCAB, D_MODEL, LAYERS, HEADS, D_FF, DROPOUT, max_seq_len=seq_len, attention=variant[0])
-        trainer = Trainer(model_cfg, TrainConfig(seq_len=seq_len, batch_size=batch, device="cpu", precision=precision))
+        cfg = step_config(seq_len=seq_len, batch_size=batch, device="cpu", precision=precision, compile=False)
+        trainer = Trainer(model_cfg, cfg, total_steps=1)
         precision = "bf16" if trainer.dtype == torch.bfloat16 else "fp32"
         return trainer.step, trainer.model, precision
     if family == "huggingface":

@@ -25,10 +25,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # known_kinds, for the measuring processes too
 
 from attnscore import stats, summary  # noqa: E402
-from attnscore.bench import run_round  # noqa: E402
+from attnscore.bench import Timing, run_round  # noqa: E402
 from attnscore.io import write_csv  # noqa: E402
 from attnscore.model import ModelConfig  # noqa: E402
-from attnscore.train import TrainConfig  # noqa: E402
 
 SHAPES = {  # model, batch
     "demo": (dict(vocab_size=2048, d_model=64, n_layers=2, n_heads=4, d_ff=256, max_seq_len=64), 16),
@@ -52,11 +51,12 @@ if __name__ == "__main__":
     models = {
         kind: ModelConfig(attention=kind, attention_plugins=args.plugins, dropout=0.1, **model) for kind in args.kinds
     }
-    cfg = TrainConfig(seq_len=seq_len, batch_size=batch_size, device="cpu", precision="fp32")
+    timing = Timing(
+        batch_size=batch_size, device="cpu", precision="fp32", compile=False, seq_lens=[seq_len],
+        warmup_steps=args.warmup, steps=args.steps, peak_tflops=None,
+    )  # fmt: skip
     started = time.perf_counter()
-    rows = [
-        row for r in range(1, args.rounds + 1) for row in run_round(models, cfg, [seq_len], r, args.warmup, args.steps)
-    ]
+    rows = [row for r in range(1, args.rounds + 1) for row in run_round(models, timing, round_number=r)]
     wall = time.perf_counter() - started
     measurements = pd.DataFrame(rows)
     comparisons = stats.compare_timings(measurements, args.kinds[0], args.margin, {})

@@ -11,8 +11,9 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from attnscore.bench import step_config
 from attnscore.model import ModelConfig
-from attnscore.train import TrainConfig, Trainer
+from attnscore.trainer import Trainer
 
 
 def main():
@@ -24,7 +25,8 @@ def main():
     args = parser.parse_args()
     trainer = Trainer(
         ModelConfig(vocab_size=50257, attention=args.attention),
-        TrainConfig(seq_len=512, batch_size=8, device="cpu", precision=args.precision),
+        step_config(seq_len=512, batch_size=8, device="cpu", precision=args.precision, compile=False),
+        total_steps=1,
     )
     tokens = torch.randint(50257, (8, 513), generator=torch.Generator().manual_seed(0))
     x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()

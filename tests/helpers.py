@@ -52,8 +52,20 @@ def executed_rules(log: str) -> list[str]:
     )
 
 
+def train_config(**settings):
+    """A TrainConfig of the tiny config's train section and first seed, `settings` changed."""
+    from attnscore.trainer import TrainConfig
+
+    config = tiny_config()
+    return TrainConfig(**{**config["train"], "seed": config["seeds"][0], **settings})
+
+
 TINY = dict(d_model=16, n_layers=2, n_heads=2, d_ff=32, max_seq_len=16)
-SETTINGS = dict(seq_len=16, batch_size=4, eval_batch_size=4, epochs=2, lr=3e-3, device="cpu", precision="fp32")
+# tiny_run's training: 63 steps an epoch, a row of the per-step log every 10, checkpoints at epoch ends.
+SETTINGS = dict(
+    seq_len=16, batch_size=4, eval_batch_size=4, epochs=2, lr=3e-3, checkpoint_every=0, log_every=10,
+    max_steps_per_epoch=0,
+)  # fmt: skip
 
 
 def write_token_files(folder: Path) -> dict:
@@ -78,15 +90,15 @@ def tiny_run(token_files, checkpoint_dir, log=lambda *_: None, **settings) -> li
 def tiny_training(token_files, checkpoint_dir, log=lambda *_: None, tensorboard_dir=None, **settings):
     """tiny_run's whole TrainingState (metrics and per-step log), TensorBoard events optional."""
     from attnscore.model import ModelConfig
-    from attnscore.train import TrainConfig, train
+    from attnscore.train import train
 
     return train(
         ModelConfig(vocab_size=64, **TINY),
-        TrainConfig(**{**SETTINGS, **settings}),
-        token_files,
-        checkpoint_dir,
-        log=log,
+        train_config(**{**SETTINGS, **settings}),
+        token_files=token_files,
+        checkpoint_dir=checkpoint_dir,
         tensorboard_dir=tensorboard_dir,
+        log=log,
     )
 
 
@@ -94,10 +106,9 @@ def tiny_run_folder(token_files, checkpoint_dir, **settings) -> Path:
     """The checkpoint folder tiny_run uses for these settings."""
     from attnscore.checkpoints import run_folder
     from attnscore.model import ModelConfig
-    from attnscore.train import TrainConfig
 
     return run_folder(
-        checkpoint_dir, ModelConfig(vocab_size=64, **TINY), TrainConfig(**{**SETTINGS, **settings}), token_files
+        checkpoint_dir, ModelConfig(vocab_size=64, **TINY), train_config(**{**SETTINGS, **settings}), token_files
     )
 
 

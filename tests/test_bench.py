@@ -15,7 +15,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from attnscore import bench, runtime
 from attnscore.model import DecoderLM, ModelConfig, training_flops_per_token
-from attnscore.train import TrainConfig
 from helpers import ROOT
 
 TINY = ModelConfig(vocab_size=64, d_model=16, n_layers=1, n_heads=2, d_ff=32, max_seq_len=16, attention="euclid")
@@ -50,10 +49,13 @@ def test_rounds_rotate_the_order_of_the_kinds():
 
 
 def test_a_round_times_each_kind_and_shape_in_a_fresh_process():
-    cfg = TrainConfig(batch_size=2, device="cpu", precision="fp32")
+    timing = bench.Timing(
+        batch_size=2, device="cpu", precision="fp32", compile=False, seq_lens=[8, 32], warmup_steps=1, steps=3,
+        peak_tflops=1.0,
+    )  # fmt: skip
     kinds = {kind: replace(TINY, attention=kind) for kind in ("dot", "euclid")}
     started = time.perf_counter()
-    rows = bench.run_round(kinds, cfg, seq_lens=[8, 32], round_number=2, warmup=1, steps=3, peak_tflops=1.0)
+    rows = bench.run_round(kinds, timing, round_number=2)
     wall_s = time.perf_counter() - started
     assert [(r["round"], r["position"], r["kind"], r["seq_len"], r["status"]) for r in rows] == [
         (2, 0, "euclid", 8, "ok"), (2, 1, "dot", 8, "ok"), (2, 0, "euclid", 32, "ok"), (2, 1, "dot", 32, "ok"),

@@ -18,8 +18,11 @@ import torch
 
 from attnscore import checkpoints, io, train
 from attnscore.checkpoints import UnreadableCheckpoint
-from attnscore.train import TrainConfig, TrainingDiverged
+from attnscore.evaluation import evaluate_checkpoint, perplexity
+from attnscore.train import TrainingDiverged
 from helpers import ROOT, tiny_run, tiny_run_folder, without_timing, write_token_files
+
+EVALUATION = dict(seq_len=16, eval_batch_size=4, device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -149,12 +152,12 @@ def test_nan_weight_is_never_saved(token_files, tmp_path, monkeypatch):
 
 
 def test_perplexity_of_a_diverged_loss_is_inf_not_an_error():
-    assert train.perplexity(1e6, 10) == math.inf and math.isnan(train.perplexity(math.nan, 1))
+    assert perplexity(1e6, 10) == math.inf and math.isnan(perplexity(math.nan, 1))
 
 
-def foreign(folder):
-    """A complete checkpoint of another run."""
-    saved = checkpoints.load(folder / "last.pt")
+def foreign(folder, name="last.pt"):
+    """The run's file `name` as if of another run."""
+    saved = torch.load(folder / name, weights_only=True)
     path = folder.parent / "foreign.pt"
     torch.save({**saved, "run_id": "0123456789abcdef"}, path)
     return path.read_bytes()
@@ -190,7 +193,7 @@ def pickled(obj) -> bytes:
 
 def test_only_this_runs_model_is_published(finished, tmp_path):
     token_files, _, folder, history = finished
-    (folder / "epoch3.pt").write_bytes(foreign(folder))
+    (folder / "epoch3.pt").write_bytes(foreign(folder, "epoch3.pt"))
     with pytest.raises(UnreadableCheckpoint, match="epoch3.pt belongs to another run"):
         checkpoints.export_best(folder, history, tmp_path / "model.pt")
     assert not (tmp_path / "model.pt").exists()
@@ -206,10 +209,9 @@ def test_missing_epoch_model_says_what_to_do(finished, tmp_path):
 
 def test_empty_model_file_says_what_to_do(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"")
-    cfg = TrainConfig(seq_len=16, eval_batch_size=4, device="cpu", precision="fp32")
     message = "model.pt is unreadable (the file is empty); delete it, and the workflow exports it again"
     with pytest.raises(UnreadableCheckpoint, match=re.escape(message)):
-        train.evaluate_checkpoint(tmp_path / "model.pt", tmp_path / "test.npy", cfg)
+        evaluate_checkpoint(tmp_path / "model.pt", tmp_path / "test.npy", **EVALUATION)
 
 
 def test_second_job_cannot_train_into_a_claimed_folder(token_files, tmp_path):
@@ -298,12 +300,11 @@ def test_a_model_trained_by_other_code_is_not_evaluated(finished, tmp_path):
     saved = torch.load(folder / "epoch1.pt", weights_only=True)
     saved["code"] = {**saved["code"], "kind dot": "0123456789abcdef"}  # as if dot's function changed since
     torch.save(saved, tmp_path / "model.pt")
-    cfg = TrainConfig(seq_len=16, eval_batch_size=4, device="cpu", precision="fp32")
     with pytest.raises(
         UnreadableCheckpoint, match=r"was trained by other code \(the code of kind 'dot' changed since\)"
     ):
-        train.evaluate_checkpoint(tmp_path / "model.pt", token_files["test"], cfg)
-    assert train.evaluate_checkpoint(folder / "epoch1.pt", token_files["test"], cfg)["tokens"] > 0
+        evaluate_checkpoint(tmp_path / "model.pt", token_files["test"], **EVALUATION)
+    assert evaluate_checkpoint(folder / "epoch1.pt", token_files["test"], **EVALUATION)["tokens"] > 0
 
 
 def test_a_new_run_says_which_code_changed_since_the_run_of_the_same_settings(finished):

@@ -14,7 +14,7 @@ from attnscore.identity import model_settings
 from attnscore.kinds import known_kinds
 from attnscore.model import ModelConfig
 from attnscore.schema import SCHEMA, canonical
-from attnscore.train import TrainConfig
+from attnscore.trainer import TrainConfig
 from helpers import ROOT
 
 TEST_CONFIG = ROOT / ".test" / "config" / "config.yaml"

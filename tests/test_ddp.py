@@ -11,8 +11,7 @@ import pytest
 
 from attnscore import checkpoints, launch, train
 from attnscore.model import ModelConfig
-from attnscore.train import TrainConfig
-from helpers import events
+from helpers import SETTINGS, events, train_config
 
 # No dropout: with it, each process draws its own masks, so only the expectation would match.
 MODEL = ModelConfig(vocab_size=64, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_seq_len=16, dropout=0.0)
@@ -20,8 +19,7 @@ LOSSES = ["train_loss", "valid_loss", "test_loss"]
 
 
 def settings(**overrides):
-    base = dict(seq_len=16, batch_size=4, eval_batch_size=4, epochs=2, lr=3e-3, device="cpu", precision="fp32")
-    return TrainConfig(**{**base, **overrides})
+    return train_config(**{**SETTINGS, **overrides})
 
 
 def losses(state):
@@ -34,8 +32,13 @@ def step_losses(state):
 
 @pytest.mark.slow
 def test_two_processes_match_one_at_the_same_global_batch(token_files, tmp_path):
-    single = train.train(MODEL, settings(), token_files, tmp_path / "single", log=lambda *_: None)
-    ddp = launch.train_distributed(MODEL, settings(processes=2), token_files, tmp_path / "ddp", tmp_path / "tb")
+    single = train.train(
+        MODEL, settings(), token_files=token_files, checkpoint_dir=tmp_path / "single", log=lambda *_: None
+    )
+    ddp = launch.train_distributed(
+        MODEL, settings(processes=2), token_files=token_files, checkpoint_dir=tmp_path / "ddp",
+        tensorboard_dir=tmp_path / "tb",
+    )  # fmt: skip
     assert [row["epoch"] for row in ddp.history] == [1, 2]
     np.testing.assert_allclose(losses(ddp), losses(single), rtol=1e-4)
     assert losses(ddp)[-1, 1] < losses(ddp)[0, 1]  # it learns
@@ -48,9 +51,9 @@ def test_two_processes_match_one_at_the_same_global_batch(token_files, tmp_path)
 @pytest.mark.slow
 def test_sigterm_under_ddp_checkpoints_and_resumes(token_files, tmp_path):
     cfg = settings(processes=2, checkpoint_every=2)  # the first checkpoint comes early: SIGTERM lands mid-epoch
-    reference = launch.train_distributed(MODEL, cfg, token_files, tmp_path / "reference")
+    reference = launch.train_distributed(MODEL, cfg, token_files=token_files, checkpoint_dir=tmp_path / "reference")
     job = tmp_path / "job.json"
-    launch.write_job(job, MODEL, cfg, token_files, tmp_path / "run")
+    launch.write_job(job, MODEL, cfg, token_files=token_files, checkpoint_dir=tmp_path / "run")
     command = launch.torchrun_command(2, job, tmp_path / "history.json")
     torchrun = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     last = checkpoints.run_folder(tmp_path / "run", MODEL, cfg, token_files) / "last.pt"
@@ -62,6 +65,6 @@ def test_sigterm_under_ddp_checkpoints_and_resumes(token_files, tmp_path):
     assert torchrun.returncode != 0 and "re-run to resume" in output, output[-3000:]
     saved = checkpoints.load(last)
     assert saved["epoch"] == 0 and 0 < saved["step"] < 63 and len(saved["rng_cpu"]) == 2
-    resumed = launch.train_distributed(MODEL, cfg, token_files, tmp_path / "run")
+    resumed = launch.train_distributed(MODEL, cfg, token_files=token_files, checkpoint_dir=tmp_path / "run")
     np.testing.assert_allclose(losses(resumed), losses(reference), rtol=1e-6)
     np.testing.assert_allclose(step_losses(resumed), step_losses(reference), rtol=1e-6)

@@ -183,13 +183,13 @@ def test_cosine_starts_at_scale_10_in_every_head_and_learns_it():
 def test_a_cosine_model_saves_and_loads_its_learned_scales(tmp_path):
     """The scales are model parameters: the checkpoints hold them, and a model loads them strictly."""
     from attnscore import checkpoints
-    from attnscore.train import TrainConfig, train
-    from helpers import SETTINGS, TINY, write_token_files
+    from attnscore.train import train
+    from helpers import SETTINGS, TINY, train_config, write_token_files
 
     files = write_token_files(tmp_path)
     model_cfg = ModelConfig(vocab_size=64, **{**TINY, "attention": "cosine"})
-    cfg = TrainConfig(**{**SETTINGS, "epochs": 1, "max_steps_per_epoch": 8})
-    train(model_cfg, cfg, files, tmp_path / "checkpoints", log=lambda *_: None)
+    cfg = train_config(**{**SETTINGS, "epochs": 1, "max_steps_per_epoch": 8})
+    train(model_cfg, cfg, token_files=files, checkpoint_dir=tmp_path / "checkpoints", log=lambda *_: None)
     saved = checkpoints.load_epoch(checkpoints.run_folder(tmp_path / "checkpoints", model_cfg, cfg, files), 1)
     model = DecoderLM(ModelConfig(**saved["model_config"]))
     model.load_state_dict(saved["model"])

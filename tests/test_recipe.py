@@ -9,8 +9,9 @@ import torch
 
 from attnscore import checkpoints, train
 from attnscore.model import ModelConfig
-from attnscore.train import TrainConfig, TrainingInterrupted, lr_factor
-from helpers import TINY, tiny_run, tiny_run_folder, without_timing
+from attnscore.train import TrainingInterrupted
+from attnscore.trainer import TrainConfig, Trainer, lr_factor
+from helpers import TINY, tiny_run, tiny_run_folder, train_config, without_timing
 
 MODERN = dict(optimizer="adamw", schedule="cosine", warmup_steps=10, min_lr_ratio=0.1, weight_decay=0.1, grad_clip=1.0)
 
@@ -32,17 +33,17 @@ MODERN = dict(optimizer="adamw", schedule="cosine", warmup_steps=10, min_lr_rati
     ],
 )
 def test_learning_rate_at_chosen_steps_follows_its_formula(schedule, step, expected):
-    cfg = TrainConfig(schedule=schedule, warmup_steps=4, min_lr_ratio=0.1)
+    cfg = train_config(schedule=schedule, warmup_steps=4, min_lr_ratio=0.1)
     assert lr_factor(step, cfg, total_steps=21) == pytest.approx(expected, abs=1e-12)
 
 
 def test_the_reference_learning_rate_is_exactly_lr_at_every_step():
-    assert all(lr_factor(step, TrainConfig(lr=1e-5), 100) == 1.0 for step in range(100))
+    assert all(lr_factor(step, train_config(lr=1e-5), 100) == 1.0 for step in range(100))
 
 
 def stepped_lrs(cfg: TrainConfig, total_steps: int) -> list[float]:
     """The learning rate each optimizer step of a Trainer used."""
-    trainer = train.Trainer(ModelConfig(vocab_size=64, **TINY), cfg, total_steps=total_steps)
+    trainer = Trainer(ModelConfig(vocab_size=64, **TINY), cfg, total_steps=total_steps)
     x = torch.randint(64, (2, 8))
     lrs = []
     trainer.optimizer.register_step_pre_hook(lambda optimizer, *_: lrs.append(optimizer.param_groups[0]["lr"]))
@@ -52,19 +53,19 @@ def stepped_lrs(cfg: TrainConfig, total_steps: int) -> list[float]:
 
 
 def test_the_optimizer_steps_at_the_scheduled_learning_rates():
-    cfg = TrainConfig(lr=1e-3, device="cpu", precision="fp32", **{**MODERN, "warmup_steps": 3})
+    cfg = train_config(lr=1e-3, **{**MODERN, "warmup_steps": 3})
     lrs = stepped_lrs(cfg, total_steps=13)
     expected = [1e-3 * lr_factor(step, cfg, 13) for step in range(13)]
     assert lrs == pytest.approx(expected, rel=1e-12)
     assert lrs[0] == pytest.approx(1e-3 / 3) and lrs[2] == lrs[3] == pytest.approx(1e-3)
     assert lrs[-1] == pytest.approx(1e-4)
-    assert stepped_lrs(TrainConfig(lr=1e-3, device="cpu", precision="fp32"), 5) == [1e-3] * 5
+    assert stepped_lrs(train_config(lr=1e-3), 5) == [1e-3] * 5
 
 
 @pytest.mark.parametrize("tie", [False, True])
 def test_adamw_decays_linear_weights_only(tie):
     model_cfg = ModelConfig(vocab_size=64, positions="learned", tie_embeddings=tie, **TINY)
-    trainer = train.Trainer(model_cfg, TrainConfig(device="cpu", precision="fp32", **MODERN))
+    trainer = Trainer(model_cfg, train_config(**MODERN), total_steps=10)
     decayed, kept = trainer.optimizer.param_groups
     assert decayed["weight_decay"] == 0.1 and kept["weight_decay"] == 0.0
     names = {id(p): name for name, p in trainer.model.named_parameters()}
@@ -81,8 +82,8 @@ def test_adamw_decays_linear_weights_only(tie):
 def test_adamw_weight_decay_is_decoupled_from_the_gradient():
     """With zero gradients Adam's update is zero, so only the decay moves a weight: by the factor
     1 - lr x weight_decay on the decayed matrices, not at all elsewhere."""
-    cfg = TrainConfig(lr=1e-2, device="cpu", precision="fp32", **{**MODERN, "warmup_steps": 0})
-    trainer = train.Trainer(ModelConfig(vocab_size=64, **TINY), cfg, total_steps=10)
+    cfg = train_config(lr=1e-2, **{**MODERN, "warmup_steps": 0})
+    trainer = Trainer(ModelConfig(vocab_size=64, **TINY), cfg, total_steps=10)
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     for p in trainer.model.parameters():
         p.grad = torch.zeros_like(p)
@@ -128,4 +129,5 @@ def test_the_schedule_decides_what_of_the_recipe_is_in_the_run_id(token_files, t
 def test_checkpoints_hold_the_schedule(token_files, tmp_path):
     tiny_run(token_files, tmp_path, epochs=1, **MODERN)
     saved = checkpoints.load(tiny_run_folder(token_files, tmp_path, epochs=1, **MODERN) / "last.pt")
-    assert saved["scheduler"]["last_epoch"] == 63 and saved["optimizer"]["param_groups"][0]["weight_decay"] == 0.1
+    trainer = saved["trainer"]
+    assert trainer["scheduler"]["last_epoch"] == 63 and trainer["optimizer"]["param_groups"][0]["weight_decay"] == 0.1

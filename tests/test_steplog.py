@@ -5,8 +5,8 @@ their values are the interval's mean loss, the scheduled learning rate and the u
 import pytest
 
 from attnscore import steplog, train
-from attnscore.train import TrainConfig, lr_factor
-from helpers import events, tiny_run_folder, tiny_training
+from attnscore.trainer import lr_factor
+from helpers import events, tiny_run_folder, tiny_training, train_config
 
 # 63 steps an epoch: rows every 10 steps and at each epoch's end, counted over the run.
 LOGGED = [10, 20, 30, 40, 50, 60, 63, 73, 83, 93, 103, 113, 123, 126]
@@ -49,9 +49,9 @@ def test_one_interval_an_epoch_is_the_epochs_training_loss(token_files, tmp_path
 def test_rows_hold_the_scheduled_learning_rate_and_the_norm_before_clipping(token_files, tmp_path):
     settings = dict(schedule="cosine", warmup_steps=20, grad_clip=1e-6, log_every=7)
     state = tiny_training(token_files, tmp_path, **settings)
-    cfg = TrainConfig(lr=3e-3, **settings)
-    for row in state.steps:
-        assert row["lr"] == pytest.approx(3e-3 * lr_factor(row["step"] - 1, cfg, 126), rel=1e-12)
+    cfg = train_config(lr=3e-3, **settings)
+    for row in state.steps:  # the rate after the row's step: the next step's
+        assert row["lr"] == pytest.approx(3e-3 * lr_factor(row["step"], cfg, 126), rel=1e-12)
     assert state.steps[-1]["lr"] == pytest.approx(3e-4)  # the last step: the final fraction, 0.1
     assert min(row["grad_norm"] for row in state.steps) > 1e-3  # measured before clipping to 1e-6
 

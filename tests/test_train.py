@@ -1,7 +1,10 @@
-"""Model causality, perplexity arithmetic, training, resuming and the offline real-data path."""
+"""Model causality, perplexity arithmetic, the Trainer's state, training, resuming and the
+offline real-data path."""
 
+import io
 import math
 import signal
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,10 +13,12 @@ import torch.nn.functional as F
 
 from attnscore import checkpoints, runtime, tokenizer, tokens, train
 from attnscore.corpora import SPLITS
+from attnscore.evaluation import evaluate, evaluate_checkpoint, perplexity
 from attnscore.io import DataError
 from attnscore.model import DecoderLM, ModelConfig, linear_cross_entropy
-from attnscore.train import TrainConfig, TrainingInterrupted
-from helpers import TINY, tiny_run, tiny_run_folder, without_timing
+from attnscore.train import TrainingInterrupted
+from attnscore.trainer import Trainer
+from helpers import TINY, tiny_run, tiny_run_folder, train_config, without_timing
 
 
 @pytest.mark.parametrize("kind", ["dot", "euclid"])
@@ -72,17 +77,41 @@ def test_chunked_loss_and_its_gradients_equal_the_plain_ones(bias, vocab, chunk_
 def test_evaluation_counts_every_predicted_token_once():
     """Valid/test perplexity is exp(total NLL / predicted tokens) over every window, the short
     last one included; here the NLL is summed token by token from the model's log-probabilities."""
-    cfg = TrainConfig(seq_len=16, eval_batch_size=4, device="cpu", precision="fp32")
-    trainer = train.Trainer(ModelConfig(vocab_size=64, **TINY), cfg)
+    model = DecoderLM(ModelConfig(vocab_size=64, **TINY))
     matrix = tokens.batchify(np.arange(4 * 37) % 64, 4)  # rows of 37: 36 targets, windows of 16, 16 and 4
-    nll, count = trainer.evaluate(matrix)
-    expected, model = 0.0, trainer.model.eval()
+    nll, count = evaluate(model, matrix, seq_len=16, dtype=None)
+    expected = 0.0
+    model.eval()
     with torch.no_grad():
         for start, end in ((0, 16), (16, 32), (32, 36)):
             log_probs = torch.log_softmax(model(matrix[:, start:end]).double(), -1)
             expected -= log_probs.gather(-1, matrix[:, start + 1 : end + 1].unsqueeze(-1)).sum().item()
     assert count == 4 * 36 and nll == pytest.approx(expected, rel=1e-6)
-    assert train.perplexity(nll, count) == pytest.approx(math.exp(expected / (4 * 36)), rel=1e-6)
+    assert perplexity(nll, count) == pytest.approx(math.exp(expected / (4 * 36)), rel=1e-6)
+
+
+def test_a_trainer_loaded_from_a_state_dict_takes_the_same_next_step():
+    """Trainer.state_dict() holds all a step depends on but the RNG (model, optimizer, schedule,
+    scaler): a fresh Trainer of other initial weights, loaded with it as a checkpoint holds it,
+    steps to bit-identical weights."""
+    model_cfg = ModelConfig(vocab_size=64, **TINY)
+    cfg = train_config(optimizer="adamw", schedule="cosine", warmup_steps=2, weight_decay=0.1, grad_clip=1.0)
+    x = torch.randint(64, (2, 16), generator=torch.Generator().manual_seed(0))
+    trainer = Trainer(model_cfg, cfg, total_steps=10)
+    for _ in range(3):
+        trainer.step(x, x)
+    buffer = io.BytesIO()
+    torch.save(trainer.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = Trainer(model_cfg, replace(cfg, seed=cfg.seed + 1), total_steps=10)
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    assert fresh.lr == trainer.lr
+    for each in (trainer, fresh):
+        torch.manual_seed(5)  # the same dropout masks
+        each.step(x, x)
+    assert fresh.lr == trainer.lr != cfg.lr
+    for name, weight in trainer.model.state_dict().items():
+        assert torch.equal(fresh.model.state_dict()[name], weight), name
 
 
 def test_training_learns_and_writes_checkpoints(token_files, tmp_path):
@@ -92,7 +121,8 @@ def test_training_learns_and_writes_checkpoints(token_files, tmp_path):
     assert {"train_ppl", "valid_ppl", "test_ppl", "lr", "tokens_per_s", "elapsed_s"} <= set(history[0])
     folder = tiny_run_folder(token_files, tmp_path / "ckpt")
     saved = checkpoints.load(folder / "last.pt")
-    assert saved["epoch"] == 3 and {"model", "optimizer", "rng_cpu", "history"} <= set(saved)
+    assert saved["epoch"] == 3 and {"trainer", "rng_cpu", "history"} <= set(saved)
+    assert set(saved["trainer"]) == {"model", "optimizer", "scheduler", "scaler"}
     best = checkpoints.load(folder / "best.pt")
     assert best["history"][-1]["valid_loss"] == min(row["valid_loss"] for row in history)
     for epoch in (1, 2, 3):
@@ -132,8 +162,9 @@ def test_raising_epochs_continues_a_finished_run(token_files, tmp_path):
 def test_evaluate_checkpoint_reports_test_perplexity(token_files, tmp_path):
     history = tiny_run(token_files, tmp_path / "ckpt", epochs=2)
     checkpoints.export_best(tiny_run_folder(token_files, tmp_path / "ckpt"), history, tmp_path / "model.pt")
-    cfg = TrainConfig(seq_len=16, eval_batch_size=4, device="cpu", precision="fp32")
-    result = train.evaluate_checkpoint(tmp_path / "model.pt", token_files["test"], cfg)
+    result = evaluate_checkpoint(
+        tmp_path / "model.pt", token_files["test"], seq_len=16, eval_batch_size=4, device="cpu", precision="fp32"
+    )
     best = min(history, key=lambda row: row["valid_loss"])
     assert result["perplexity"] == pytest.approx(best["test_ppl"], rel=1e-6)
     assert result["tokens"] == 996 and result["attention"] == "dot" and result["epoch"] == best["epoch"]
@@ -171,17 +202,11 @@ def test_offline_real_path_gpt2_bpe_on_wikitext_valid_and_test(shared_data, tmp_
     for split in ("valid", "test"):
         tokens.save_tokens(np.load(out[split])[:8192], out[split])
     model_cfg = ModelConfig(vocab_size=50257, d_model=32, n_layers=1, n_heads=2, d_ff=64, max_seq_len=32)
-    cfg = TrainConfig(
-        seq_len=32,
-        batch_size=8,
-        eval_batch_size=8,
-        epochs=1,
-        lr=1e-3,
-        device="cpu",
-        precision="fp32",
-        max_steps_per_epoch=5,
-    )
-    (row,) = train.train(model_cfg, cfg, {s: out[s] for s in SPLITS}, tmp_path / "ckpt", log=lambda *_: None).history
+    cfg = train_config(seq_len=32, batch_size=8, eval_batch_size=8, epochs=1, lr=1e-3, max_steps_per_epoch=5)
+    token_files = {s: out[s] for s in SPLITS}
+    (row,) = train.train(
+        model_cfg, cfg, token_files=token_files, checkpoint_dir=tmp_path / "ckpt", log=lambda *_: None
+    ).history
     assert math.isfinite(row["test_ppl"]) and row["test_ppl"] < 2 * 50257
 
 

@@ -7,7 +7,8 @@ from attnscore.provenance import collect
 from attnscore.runtime import device_name, pick_device
 from attnscore.steplog import steps_table
 from attnscore.tokens import check_batch_sizes, read_vocab_size
-from attnscore.train import TrainConfig, train
+from attnscore.train import train
+from attnscore.trainer import TrainConfig
 
 with log_to(snakemake.log[0]):
     model_cfg = ModelConfig(
@@ -23,7 +24,13 @@ with log_to(snakemake.log[0]):
     check_batch_sizes(token_files, snakemake.params.train)
     checkpoint_dir = snakemake.params.checkpoint_dir
     run = train_distributed if cfg.processes > 1 else train
-    state = run(model_cfg, cfg, token_files, checkpoint_dir, tensorboard_dir=snakemake.params.tensorboard_dir)
+    state = run(
+        model_cfg,
+        cfg,
+        token_files=token_files,
+        checkpoint_dir=checkpoint_dir,
+        tensorboard_dir=snakemake.params.tensorboard_dir,
+    )
     export_best(run_folder(checkpoint_dir, model_cfg, cfg, token_files), state.history, snakemake.output.model)
     write_csv(state.history, snakemake.output.metrics)
     write_csv(steps_table(state.steps), snakemake.output.steps)

@@ -1,0 +1,72 @@
+"""Where the training loop is and what it has measured (TrainingState): the one object train()
+steps, checkpoints save (a key per field) and restore."""
+
+from dataclasses import dataclass, field, fields, replace
+
+from attnscore.runtime import all_sum
+
+
+@dataclass
+class TrainingState:
+    """The loop's position and running sums. A fresh run starts from TrainingState().
+
+    Within a process the running sums are its own; in a checkpoint they are the totals over all
+    processes (totals()), and on resume process 0 takes them back, the others start from zero.
+    """
+
+    epoch: int = 0  # epochs finished
+    step: int = 0  # steps finished within the current epoch
+    nll_sum: float = 0.0  # the current epoch's summed training NLL so far
+    count: int = 0  # and the tokens it predicted
+    epoch_seconds: float = 0.0  # training seconds of the current epoch so far
+    # The per-step log's current interval (train.log_every steps, within an epoch), so far:
+    interval_nll: float = 0.0  # summed training NLL
+    interval_count: int = 0  # tokens predicted
+    interval_grad_norm: float = 0.0  # the steps' gradient norms (before clipping), summed
+    interval_steps: int = 0
+    interval_seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)  # one metrics row per finished epoch
+    steps: list[dict] = field(default_factory=list)  # one row per logged interval (attnscore.steplog.COLUMNS)
+
+    SUMMED = ("nll_sum", "count", "interval_nll", "interval_count")  # summed over processes in a checkpoint
+    INTERVAL = ("interval_nll", "interval_count", "interval_grad_norm", "interval_steps", "interval_seconds")
+
+    def steps_done(self, steps_per_epoch: int) -> int:
+        """Optimizer steps done in the whole run."""
+        return self.epoch * steps_per_epoch + self.step
+
+    def log_interval(self, row: dict) -> None:
+        """The interval is logged: keep its row and start the next one from zero."""
+        self.steps = [*self.steps, row]
+        self._reset(self.INTERVAL)
+
+    def finish_epoch(self, row: dict) -> None:
+        """The epoch is done: keep its metrics row and start the next epoch's sums from zero."""
+        self.history = [*self.history, row]
+        self.epoch = row["epoch"]
+        self._reset(("step", "nll_sum", "count", "epoch_seconds", *self.INTERVAL))
+
+    def up_to(self, epochs: int) -> "TrainingState":
+        """A copy holding the metrics and per-step rows of the first `epochs` epochs only."""
+        return replace(self, history=self.history[:epochs], steps=[row for row in self.steps if row["epoch"] <= epochs])
+
+    def _reset(self, names) -> None:
+        for name in names:
+            setattr(self, name, type(getattr(self, name))())
+
+    def totals(self, device) -> "TrainingState":
+        """A copy holding the sums over all processes (the state itself in a single process)."""
+        summed = all_sum([float(getattr(self, name)) for name in self.SUMMED], device)
+        return replace(
+            self, **{name: type(getattr(self, name))(value) for name, value in zip(self.SUMMED, summed, strict=True)}
+        )
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict, rank: int = 0) -> "TrainingState":
+        state = cls(**{name: saved[name] for name in STATE_FIELDS})
+        if rank:  # the others' share of the totals is process 0's to resume with
+            state = replace(state, **{name: type(getattr(state, name))() for name in cls.SUMMED})
+        return state
+
+
+STATE_FIELDS = tuple(f.name for f in fields(TrainingState))
