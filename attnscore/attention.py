@@ -135,53 +135,6 @@ class Unsupported(ValueError):
     """A kind that cannot run on these inputs here (e.g. a CUDA kernel on a CPU)."""
 
 
-class KindCheckFailed(Explained, ValueError):
-    """A kind whose function lacks a property every kind must have (attnscore.attention.check_kind)."""
-
-
-def check_kind(
-    kind: str, attend: Callable, device="cpu", dtype=torch.float32, dropout_p=0.0, heads=3, head_dim=16
-) -> None:
-    """Check an attention function before training with it, on a small random input on `device`:
-    its output has v's shape and is finite; without dropout it is deterministic; under
-    causal=True no output position depends on a later one (the future is perturbed, the past
-    compared); with the model's dropout_p > 0 it applies dropout. `attend` is the function as the
-    model calls it, ``attend(q, k, v, causal, dropout_p)``, for `heads` heads of `head_dim`.
-    Draws from torch's RNG are undone."""
-    how = f"to see it, call attnscore.attention.check_kind({kind!r}, <its function with its options>, {str(device)!r})"
-
-    def fail(problem: str):
-        raise KindCheckFailed(f"attention kind {kind!r} fails a check before training: {problem}; {how}")
-
-    generator = torch.Generator().manual_seed(0)
-    b, h, d = 2, heads, head_dim  # the model's heads and head size (a kind may hold one parameter a head)
-    t = max(b, h, d) + 3  # unlike the others, so that a transposed output cannot pass for v's shape
-
-    def inputs():
-        return [torch.randn(b, h, t, d, generator=generator).to(device, dtype) for _ in range(3)]
-
-    tolerance = 1e-5 if dtype == torch.float32 else 1e-2
-    q, k, v = inputs()
-    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        out = attend(q, k, v, True, 0.0)
-        if not isinstance(out, torch.Tensor) or out.shape != v.shape:
-            fail(f"its output has shape {tuple(getattr(out, 'shape', ()))} for inputs of shape {(b, h, t, d)}, not v's")
-        if not torch.isfinite(out).all():
-            fail("its output is not finite (NaN or inf) on random inputs")
-        if not torch.equal(attend(q, k, v, True, 0.0), out):
-            fail("two calls with dropout_p=0 on the same input differ; without dropout it must be deterministic")
-        past = t // 2
-        changed = [x.clone() for x in (q, k, v)]
-        for x, new in zip(changed, inputs(), strict=True):
-            x[..., past + 1 :, :] = new[..., past + 1 :, :]
-        later = attend(*changed, True, 0.0)
-        if not torch.allclose(later[..., : past + 1, :], out[..., : past + 1, :], rtol=tolerance, atol=tolerance):
-            fail(f"under causal=True its outputs at positions 0-{past} change when only later positions change")
-        if dropout_p > 0 and torch.equal(attend(q, k, v, True, dropout_p), out):
-            fail(f"with dropout_p={dropout_p} (the model's attention dropout) its output equals dropout_p=0's")
-
-
 def attention(q, k, v, kind="dot", causal=True, dropout_p=0.0, **options):
     """Attention of a registered kind for tensors shaped (batch, heads, time, head_dim). A
     learnable parameter of the kind that is not given takes its initial value in every head."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from attnscore import attention, checkpoints, steplog
+from attnscore import checkpoints, kind_checks, steplog
 from attnscore.evaluation import perplexity
 from attnscore.io import Explained
 from attnscore.loop_state import TrainingState
@@ -58,10 +58,11 @@ def train(
     with checkpoints.claim(checkpoint_dir, log) if main else nullcontext():
         trainer = Trainer(model_cfg, cfg, total_steps=cfg.epochs * steps)
         attn = trainer.model.blocks[0].attn
-        attention.check_kind(
+        kind_checks.check_kind(
             model_cfg.attention, attn.attend, device=trainer.device, dtype=trainer.dtype or torch.float32,
             dropout_p=attn.dropout, heads=attn.n_heads, head_dim=model_cfg.d_model // attn.n_heads,
         )  # fmt: skip
+        kind_checks.check_in_model(trainer.model, cfg.seq_len, trainer.device, trainer.dtype)
         settings = checkpoints.settings_record(model_cfg, cfg, token_files)
         state, kept = resume(trainer, folder, eval_splits, log, settings)
         if kept is None:
