@@ -4,6 +4,7 @@ then dry-run and lint of the default config."""
 
 import base64
 import json
+import math
 import os
 import re
 
@@ -81,8 +82,10 @@ def test_tiny_workflow_end_to_end(workdir, finished):
         saved = json.loads((results / "eval" / run.variant / f"seed{run.seed}.json").read_text())
         assert run.test_ppl == pytest.approx(saved["perplexity"])
     paired = pd.read_csv(results / "compare" / "paired.csv").set_index("metric")
-    differences = runs.pivot(index="seed", columns="variant", values="test_ppl").eval("euclid - dot")
-    assert paired.at["test_ppl", "mean"] == pytest.approx(differences.mean())
+    losses = runs.pivot(index="seed", columns="variant", values="test_loss")
+    # The perplexity difference is the loss's taken to perplexity: exp(dot's mean loss) (exp(d) - 1).
+    derived = math.exp(losses["dot"].mean()) * math.expm1(losses.eval("euclid - dot").mean())
+    assert paired.at["test_ppl", "mean"] == pytest.approx(derived)
     assert paired.at["test_ppl", "seeds"] == 2
     assert paired.at["test_ppl", "ci_low"] < paired.at["test_ppl", "mean"] < paired.at["test_ppl", "ci_high"]
     epochs = pd.read_csv(results / "compare" / "epochs.csv")
