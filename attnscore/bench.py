@@ -12,6 +12,7 @@ script that calls run_round must guard its own code with ``if __name__ == "__mai
 
 import importlib.metadata
 import multiprocessing
+import os
 import resource
 import statistics
 import time
@@ -93,10 +94,20 @@ def time_calls(fn, warmup: int, repeats: int, device: torch.device) -> list[floa
     return [start.elapsed_time(end) / 1000 for start, end in events]
 
 
-def cpu_seconds() -> float:
-    """CPU time this process has used, all its threads together."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def cpu_wait_seconds() -> float | None:
+    """Seconds this process's threads have spent runnable but waiting for a CPU (Linux's
+    per-thread schedstat), or None where the system does not say. Only other work on the cores
+    makes a thread wait so: a kind that sleeps, blocks or waits for a device is not runnable."""
+    if not os.path.exists("/proc/self/schedstat"):
+        return None
+    total = 0
+    for thread in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{thread}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):  # a thread that ended meanwhile
+            continue
+    return total / 1e9
 
 
 def peak_memory(device: torch.device) -> tuple[float, str]:
@@ -120,11 +131,13 @@ def measure(model_cfg: ModelConfig, timing: Timing, seq_len: int) -> dict:
     x, y = to_device(tokens[:, :-1], device), to_device(tokens[:, 1:], device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    cpu_started, started = cpu_seconds(), time.perf_counter()
+    waited, started = cpu_wait_seconds(), time.perf_counter()
     times = time_calls(lambda: trainer.step(x, y), timing.warmup_steps, timing.steps, device)
-    # On a CPU, the share of its threads' time the steps got: well below 1 when another process
-    # competed for the cores (the statistics leave such rounds out, and say so).
-    cpu_share = (cpu_seconds() - cpu_started) / ((time.perf_counter() - started) * torch.get_num_threads())
+    # On a CPU, the share of the steps' time this process's threads waited for a core that other
+    # processes held (the statistics leave rounds with such contention out, and say so).
+    cpu_wait = None
+    if device.type == "cpu" and waited is not None:
+        cpu_wait = (cpu_wait_seconds() - waited) / ((time.perf_counter() - started) * torch.get_num_threads())
     peak_mib, memory_kind = peak_memory(device)  # the step's: the op below allocates less
     name, dtype = device_name(device), trainer.dtype or torch.float32
     step_s = statistics.median(times)
@@ -136,7 +149,7 @@ def measure(model_cfg: ModelConfig, timing: Timing, seq_len: int) -> dict:
         "step_ms_max": 1000 * max(times),
         "tokens_per_s": tokens_per_s,
         "mfu": training_flops_per_token(model_cfg, seq_len) * tokens_per_s / peak if peak else None,
-        "cpu_share": cpu_share if device.type == "cpu" else None,
+        "cpu_wait": cpu_wait,
         "peak_memory_mib": peak_mib,
         "memory_kind": memory_kind,
         **measure_attention(trainer.model.blocks[0].attn, timing, seq_len, dtype),

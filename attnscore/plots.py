@@ -198,16 +198,26 @@ def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
         ax.margins(y=0.35)
     axes[0].legend(loc="upper left", ncol=len(kinds), fontsize="small")
     rounds, busy = int(costs["rounds"].max()), int(first.get("busy_rounds", 0))
+    kept = (
+        f"{rounds} of {rounds + busy} interleaved rounds ({busy} left out: CPU busy)"
+        if busy
+        else f"{rounds} interleaved rounds"
+    )
     fig.suptitle(
-        f"{title}: {first['device']}, {first['dtype']}, batch {first['batch_size']}; geometric mean of {rounds} "
-        f"interleaved rounds{f' ({busy} more left out: CPU busy)' if busy else ''}, 95% CI; time vs {first['baseline']}, verdict at a {100 * first['margin']:g}% margin (log scale)"
+        f"{title}: {first['device']}, {first['dtype']}, batch {first['batch_size']}; geometric mean of {kept}, "
+        f"95% CI; time vs {first['baseline']}, verdict at a {100 * first['margin']:g}% margin (log scale)"
     )
     save(fig, paths)
 
 
 def _bar_label(row) -> str:
     if pd.isna(row.ms):
-        return "failed"
+        return "not measured:\nCPU busy" if row.status == "ok" else "failed"
     if row.verdict == "baseline":
         return "baseline"
-    return f"{100 * (row.ratio - 1):+.0f}% time\n{row.verdict.replace('no measurable difference', 'no difference')}"
+    verdict = (
+        "too few rounds"
+        if row.rounds < stats.MIN_ROUNDS
+        else row.verdict.replace("no measurable difference", "no difference")
+    )
+    return f"{100 * (row.ratio - 1):+.0f}% time\n{verdict}"

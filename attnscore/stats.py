@@ -250,9 +250,9 @@ MEASURES = {"step": "step_ms", "attention": "attention_ms"}
 MEASURE_NAMES = {"step": "training step", "attention": "attention op (forward + backward)"}
 MAX_MORE_ROUNDS = 10_000
 MIN_ROUNDS = 3  # kept rounds below which a comparison is not judged: 2 rounds' interval spans orders of magnitude
-# A quiet CPU gives the timed steps all its threads' time (measured share about 1.0 on the 2-core
-# machine); with one competing process it fell to about 0.6 and the step took 3-5x as long.
-BUSY_SHARE = 0.8
+# The share of a measurement's time its threads waited for a core other processes held above
+# which its round is left out (bench.cpu_wait_seconds; benchmarks/README.md has measured values).
+BUSY_WAIT = 0.1
 # What every comparison row repeats from the measurements: how and where they were taken.
 LABELS = ("batch_size", "warmup_steps", "timed_steps", "device", "dtype", "torch", "triton", "memory_kind",
           "attention_shape", "attention_dropout")  # fmt: skip
@@ -307,15 +307,13 @@ def more_rounds(log_ratios, margin: float) -> int | None:
 
 
 def busy_rounds(measurements: pd.DataFrame) -> set:
-    """Rounds in which some measurement got less than BUSY_SHARE of the CPU share its own kind
-    and seq_len got at best in any round: another process took the cores, and that round's
-    ratios say more about it than about the kinds. (Against its own best, so a kind that keeps
-    fewer threads busy than another is no reason.) On a GPU (no cpu_share) none."""
-    if "cpu_share" not in measurements:
+    """Rounds in which some measurement's threads waited for a core, held by other processes,
+    more than BUSY_WAIT of the time: that round's ratios say more about the other work than about
+    the kinds. Measured from outside the kind: a kind that sleeps or waits is not waiting for a
+    core, so its slowness stays its own. None where not measured (a GPU, a system that does not say)."""
+    if "cpu_wait" not in measurements:
         return set()
-    share = measurements["cpu_share"].astype(float)
-    best = share.groupby([measurements["kind"], measurements["seq_len"]]).transform("max")
-    return set(measurements.loc[share < BUSY_SHARE * best, "round"])
+    return set(measurements.loc[measurements["cpu_wait"].astype(float) > BUSY_WAIT, "round"])
 
 
 def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, controls: dict) -> pd.DataFrame:

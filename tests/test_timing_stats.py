@@ -89,8 +89,8 @@ def test_the_margin_judges_a_slowdown_and_the_speedup_of_the_same_factor_alike()
 
 @pytest.mark.parametrize("kept", [1, 2])
 def test_too_few_rounds_are_not_judged_and_the_advice_names_more_than_were_run(kept):
-    measurements = rounds_of({"slow": 1.5}, rounds=8, noise=0.01).assign(cpu_share=1.0)
-    measurements.loc[measurements["round"] > kept, "cpu_share"] = 0.3  # every later round left out as busy
+    measurements = rounds_of({"slow": 1.5}, rounds=8, noise=0.01).assign(cpu_wait=0.0)
+    measurements.loc[measurements["round"] > kept, "cpu_wait"] = 0.4  # every later round left out as busy
     row = compared(measurements).loc["slow"]
     assert row["rounds"] == kept and row["verdict"] == "inconclusive" and pd.isna(row["more_rounds"])
     sentence = stats.cost_sentence(row.to_dict() | {"kind": "slow"})
@@ -135,9 +135,9 @@ def test_a_control_is_compared_where_it_ran():
 
 
 def test_a_round_the_cpu_was_busy_in_is_left_out_and_said():
-    measurements = rounds_of({"slow": 1.2}, rounds=6, noise=0.02).assign(cpu_share=0.99)
+    measurements = rounds_of({"slow": 1.2}, rounds=6, noise=0.02).assign(cpu_wait=0.0)
     busy = (measurements["kind"] == "slow") & (measurements["round"] == 3)
-    measurements.loc[busy, ["step_ms", "cpu_share"]] = [measurements.loc[busy, "step_ms"].iloc[0] * 4, 0.6]
+    measurements.loc[busy, ["step_ms", "cpu_wait"]] = [measurements.loc[busy, "step_ms"].iloc[0] * 4, 0.4]
     row = compared(measurements).loc["slow"]
     assert row["rounds"] == 5 and row["busy_rounds"] == 1 and row["ratio"] == pytest.approx(1.2, rel=0.05)
     assert row["verdict"] == "slower"
@@ -145,36 +145,39 @@ def test_a_round_the_cpu_was_busy_in_is_left_out_and_said():
         row.to_dict() | {"kind": "slow"}
     )
     # Kept in, the round would have widened the interval past a decision.
-    assert compared(measurements.assign(cpu_share=None)).at["slow", "verdict"] == "inconclusive"
+    assert compared(measurements.assign(cpu_wait=None)).at["slow", "verdict"] == "inconclusive"
 
 
 def test_the_summary_counts_every_round_and_names_the_busy_ones():
-    measurements = rounds_of({"slow": 1.2}, rounds=6, noise=0.02).assign(cpu_share=0.99)
-    measurements.loc[measurements["round"] == 2, "cpu_share"] = 0.5
+    measurements = rounds_of({"slow": 1.2}, rounds=6, noise=0.02).assign(cpu_wait=0.0)
+    measurements.loc[measurements["round"] == 2, "cpu_wait"] = 0.4
     text = summary.costs_markdown(stats.compare_timings(measurements, "dot", 0.03, {}))
     assert "Each of 6 rounds timed every kind" in text
     assert "Left out, the CPU busy with another process: 1 of them." in text
 
 
-def test_a_kind_that_keeps_fewer_threads_busy_is_no_busy_round():
-    measurements = rounds_of({"slow": 1.2}, rounds=4, noise=0.02).assign(cpu_share=1.0)
-    measurements.loc[measurements["kind"] == "slow", "cpu_share"] = 0.7  # every round: the kind's own trait
-    row = compared(measurements).loc["slow"]
-    assert row["rounds"] == 4 and row["busy_rounds"] == 0 and row["verdict"] == "slower"
+def test_a_kind_slow_in_some_rounds_by_its_own_waiting_keeps_them():
+    """A kind that waits (a lock, I/O, a device) is slow without its threads waiting for a core:
+    no round is left out, and its slow rounds count against it."""
+    measurements = rounds_of({"waits": 0.9}, rounds=8, noise=0.02).assign(cpu_wait=0.001)
+    waits = (measurements["kind"] == "waits") & (measurements["round"] % 2 == 0)
+    measurements.loc[waits, "step_ms"] *= 3.0 / 0.9
+    row = compared(measurements).loc["waits"]
+    assert row["rounds"] == 8 and row["busy_rounds"] == 0 and row["ratio"] > 1.5 and row["verdict"] != "faster"
 
 
 def test_two_rounds_with_busy_ones_leave_one_or_none_and_say_so():
     """The workflow's tests run 2 rounds on a shared machine: what their sentences say when the
     rule leaves one round out, or both (each busy for another kind)."""
-    measurements = rounds_of({"slow": 1.2}, rounds=2, noise=0.02).assign(cpu_share=0.99)
-    measurements.loc[(measurements["kind"] == "slow") & (measurements["round"] == 2), "cpu_share"] = 0.5
+    measurements = rounds_of({"slow": 1.2}, rounds=2, noise=0.02).assign(cpu_wait=0.0)
+    measurements.loc[(measurements["kind"] == "slow") & (measurements["round"] == 2), "cpu_wait"] = 0.4
     row = compared(measurements).loc["slow"]
     assert row["rounds"] == 1 and row["busy_rounds"] == 1 and row["verdict"] == "inconclusive"
     assert stats.cost_sentence(row.to_dict() | {"kind": "slow"}).endswith(
         "time (1 round kept of 2; 1 round left out, the CPU busy with another process): too few rounds to tell;"
         " set benchmark.rounds to 4 or more"
     )
-    measurements.loc[(measurements["kind"] == "dot") & (measurements["round"] == 1), "cpu_share"] = 0.5
+    measurements.loc[(measurements["kind"] == "dot") & (measurements["round"] == 1), "cpu_wait"] = 0.4
     row = compared(measurements).loc["slow"]
     assert row["rounds"] == 0 and row["busy_rounds"] == 2
     assert stats.cost_sentence(row.to_dict() | {"kind": "slow"}) == (
