@@ -30,7 +30,16 @@ class TrainingInterrupted(Explained, RuntimeError):
 
 
 class TrainingDiverged(Explained, RuntimeError):
-    """A NaN or inf loss or weight; the last good checkpoint is kept."""
+    """A NaN or inf loss or weight, or a loss worse than a uniform guess; the last good checkpoint is kept."""
+
+
+class SettingCannotAct(Explained, ValueError):
+    """A training setting that would have no effect on this run, found when its length is known."""
+
+
+# Nats per token above a uniform guess (log of the vocabulary) that only a diverged run reaches:
+# an untrained model starts within about 0.3 of it.
+DIVERGED_ABOVE_UNIFORM = 1.0
 
 
 def train(
@@ -53,6 +62,12 @@ def train(
     train_rows = shard_rows(batchify(tokens["train"], cfg.batch_size))
     eval_splits = {split: batchify(tokens[split], cfg.eval_batch_size) for split in ("valid", "test")}
     steps = min(num_windows(train_rows, cfg.seq_len), cfg.max_steps_per_epoch or math.inf)
+    if cfg.warmup_steps >= cfg.epochs * steps:
+        raise SettingCannotAct(
+            f"train.warmup_steps={cfg.warmup_steps} is not shorter than this run's {cfg.epochs * steps} optimizer steps "
+            f"(train.epochs={cfg.epochs} of {steps}): the learning rate would never reach train.lr; set it below "
+            f"{cfg.epochs * steps}"
+        )
     folder = checkpoints.run_folder(checkpoint_dir, model_cfg, cfg, token_files)
     last, run = folder / "last.pt", folder.name
     with checkpoints.claim(checkpoint_dir, log) if main else nullcontext():
@@ -74,8 +89,8 @@ def train(
         def save(path=last):  # by every process together; a checkpoint holds the totals over all of them
             nonlocal kept
             totals = state.totals(trainer.device)  # a diverged state never replaces a good one:
-            check_finite("the training loss", totals.nll_sum, at(state), kept, trainer)
-            check_finite("a model weight", largest_weight(trainer.model), at(state), kept, trainer)
+            check_sane("the training loss", totals.nll_sum / max(totals.count, 1), at(state), kept, trainer)
+            check_sane("a model weight", largest_weight(trainer.model), at(state), kept, trainer, bounded=False)
             if board:  # the events up to this checkpoint are on disk before it says they were logged
                 board.flush()
             checkpoints.save(trainer, totals, run, path)
@@ -250,22 +265,32 @@ def largest_weight(model) -> float:
 
 def check_losses(row: dict, where: str, kept: str | None, trainer: Trainer) -> None:
     for split, name in (("train", "training"), ("valid", "validation"), ("test", "test")):
-        check_finite(f"the {name} loss", row[f"{split}_loss"], where, kept, trainer)
+        check_sane(f"the {name} loss", row[f"{split}_loss"], where, kept, trainer)
 
 
-def check_finite(what: str, value: float, where: str, kept: str | None, trainer: Trainer) -> None:
-    """Stop at a NaN or inf value, saying where it was seen, with which kind and precision, which
-    good checkpoint is kept, and what may help (never the precision in use)."""
-    if not math.isfinite(value):
-        keeps = f"the last good checkpoint, {kept}, is kept" if kept else "there is no earlier checkpoint of this run"
-        precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(trainer.dtype, "fp32")
-        advice = "lower train.lr" + (
-            ", or use precision bf16 or fp32 (fp16 overflows first)" if precision == "fp16" else ""
+def check_sane(what: str, value: float, where: str, kept: str | None, trainer: Trainer, bounded=True) -> None:
+    """Stop at a NaN or inf value, or (`bounded`: a loss) one worse than a uniform guess over the
+    vocabulary by DIVERGED_ABOVE_UNIFORM nats, saying where it was seen, with which kind, learning
+    rate and precision, which good checkpoint is kept, and what may help."""
+    uniform = math.log(trainer.model.cfg.vocab_size)
+    if math.isfinite(value) and not (bounded and value > uniform + DIVERGED_ABOVE_UNIFORM):
+        return
+    problem = (
+        "became NaN/inf"
+        if not math.isfinite(value)
+        else (
+            f"is {value:.4g} nats/token, worse than a uniform guess ({uniform:.2f}) by over {DIVERGED_ABOVE_UNIFORM:g}"
         )
-        raise TrainingDiverged(
-            f"{what} became NaN/inf {where}; {keeps}. Attention kind {trainer.model.cfg.attention!r} at precision "
-            f"{precision}: {advice}, or check the kind's numerics"
-        )
+    )
+    keeps = f"the last good checkpoint, {kept}, is kept" if kept else "there is no earlier checkpoint of this run"
+    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(trainer.dtype, "fp32")
+    advice = "lower train.lr" + (
+        ", or use precision bf16 or fp32 (fp16 overflows first)" if precision == "fp16" else ""
+    )
+    raise TrainingDiverged(
+        f"the run diverged: {what} {problem} {where}; {keeps}. Attention kind {trainer.model.cfg.attention!r} at "
+        f"train.lr={trainer.cfg.lr:g}, precision {precision}: {advice}, or check the kind's numerics"
+    )
 
 
 @contextmanager

@@ -93,11 +93,29 @@ def test_other_settings_train_in_their_own_folder_and_leave_the_old_one_alone(fi
 
 def test_nan_validation_loss_stops_the_run_before_anything_is_saved(token_files, tmp_path):
     message = (
-        "the validation loss became NaN/inf in epoch 1, by step 1; there is no earlier checkpoint of this run. "
-        "Attention kind 'dot' at precision fp32: lower train.lr, or check the kind's numerics"
+        "the run diverged: the validation loss became NaN/inf in epoch 1, by step 1; there is no earlier checkpoint of "
+        "this run. Attention kind 'dot' at train.lr=1e+06, precision fp32: lower train.lr, or check the kind's numerics"
     )
     with pytest.raises(TrainingDiverged, match=re.escape(message)):
         tiny_run(token_files, tmp_path / "ckpt", lr=1e6, max_steps_per_epoch=1)  # the reviewer's case
+
+
+def test_a_finite_loss_worse_than_a_uniform_guess_is_divergence_and_nothing_is_saved(token_files, tmp_path):
+    """lr 3 blows the tiny model up without a NaN: losses of hundreds of nats/token, where a uniform
+    guess over its 64 tokens costs log(64) = 4.16."""
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"the run diverged: the \w+ loss is [\d.e+]+ nats/token, worse than a uniform guess \(4.16\) by over 1 .*train.lr=3",
+    ):
+        tiny_run(token_files, tmp_path / "ckpt", lr=3.0)
+    assert not list((tmp_path / "ckpt").rglob("*.pt"))
+
+
+def test_a_warm_up_no_shorter_than_the_run_is_refused_before_training(token_files, tmp_path):
+    with pytest.raises(
+        train.SettingCannotAct, match=r"train.warmup_steps=126 is not shorter than this run's 126 optimizer steps"
+    ):
+        tiny_run(token_files, tmp_path / "ckpt", warmup_steps=126)
     assert not list(tiny_run_folder(token_files, tmp_path / "ckpt", lr=1e6, max_steps_per_epoch=1).glob("*.pt"))
 
 
