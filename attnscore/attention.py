@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from attnscore.io import Explained
+from attnscore.files import Explained
 from attnscore.kinds import BUILT_IN, Kind, declaration_problem, options_problem
 
 FIXED_ARGUMENTS = 5  # q, k, v, causal, dropout_p: every kind takes these first

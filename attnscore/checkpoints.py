@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from attnscore import attention, codeid, identity
-from attnscore.io import Explained, atomic_path, write_json
+from attnscore.files import Explained, atomic_path, write_json
 from attnscore.loop_state import STATE_FIELDS, TrainingState
 from attnscore.runtime import all_gather, barrier, rank_and_world
 

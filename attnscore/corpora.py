@@ -16,7 +16,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from attnscore.io import DataError, atomic_path
+from attnscore.files import DataError, atomic_path
 
 SPLITS = ("train", "valid", "test")
 USER_AGENT = "attnscore/0.1 (research pipeline; python-urllib)"

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnscore.io import Explained
+from attnscore.files import Explained
 from attnscore.runtime import autocast
 
 

@@ -35,7 +35,7 @@ class TrainingState:
         """Optimizer steps done in the whole run."""
         return self.epoch * steps_per_epoch + self.step
 
-    def log_interval(self, row: dict) -> None:
+    def close_interval(self, row: dict) -> None:
         """The interval is logged: keep its row and start the next one from zero."""
         self.steps = [*self.steps, row]
         self._reset(self.INTERVAL)

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
 from attnscore import stats  # noqa: E402
-from attnscore.io import atomic_path  # noqa: E402
+from attnscore.files import atomic_path  # noqa: E402
 
 LINESTYLES = ["-", "--", ":", "-."]
 

@@ -258,7 +258,7 @@ LABELS = ("batch_size", "warmup_steps", "timed_steps", "device", "dtype", "torch
           "attention_shape", "attention_dropout")  # fmt: skip
 
 
-def log_interval(values) -> dict:
+def ratio_interval(values) -> dict:
     """Geometric mean of positive values, with the 95% t interval of their mean log taken back
     to the ratio scale (NaN bounds for fewer than 2 values)."""
     logs = pd.Series(values, dtype=float).dropna().map(math.log)
@@ -331,13 +331,13 @@ def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, co
         failed = group.loc[group["status"] != "ok", "status"]
         status = "ok" if failed.empty else f"{failed.iloc[0]} ({len(failed)} of {len(group)} rounds)"
         for measure, column in MEASURES.items():
-            time_ = log_interval(done[column]) if len(done) else log_interval([])
+            time_ = ratio_interval(done[column]) if len(done) else ratio_interval([])
             control = controls.get(kind)
             against = [baseline] + ([control] if control in set(ok["kind"]) else [])
             for base in against:
                 other = ok[(ok["seq_len"] == seq_len) & (ok["kind"] == base)].set_index("round")
                 ratios = (done[column] / other[column]).dropna()
-                ratio = log_interval(ratios)
+                ratio = ratio_interval(ratios)
                 memory = (done["peak_memory_mib"] / other["peak_memory_mib"]).dropna()
                 row = {
                     "measure": measure, "kind": kind, "baseline": base, "seq_len": seq_len,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from attnscore.corpora import check_wikitext_split, fetch, file_digest, read_text
-from attnscore.io import DataError, atomic_path, write_json
+from attnscore.files import DataError, atomic_path, write_json
 from attnscore.tokens import save_tokens
 
 GPT2_BPE = {

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attnscore.io import DataError, atomic_path
+from attnscore.files import DataError, atomic_path
 
 
 def save_tokens(tokens: np.ndarray, path) -> None:

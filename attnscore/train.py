@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from attnscore import checkpoints, kind_checks, steplog
 from attnscore.evaluation import perplexity
-from attnscore.io import Explained
+from attnscore.files import Explained
 from attnscore.loop_state import TrainingState
 from attnscore.model import ModelConfig
 from attnscore.runtime import all_sum, rank_and_world, shard_rows, to_device
@@ -155,7 +155,7 @@ def evaluate_again(trainer: Trainer, folder: Path, row: dict, eval_splits: dict)
 
 def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, stop: list, save, board) -> bool:
     """Train from state.step to the end of the epoch, keeping the running sums in state; log
-    every cfg.log_every steps and at the epoch's end (log_interval), save every
+    every cfg.log_every steps and at the epoch's end (log_row), save every
     cfg.checkpoint_every steps. On a stop signal save and return True (stopped)."""
     cfg, world = trainer.cfg, rank_and_world()[1]
     # The epoch's NLL, the interval's NLL and its gradient norms, summed on the device: no step
@@ -190,7 +190,7 @@ def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, sto
             bar.set_postfix(loss=f"{sums[0].item() / state.count:.3f}", tok_s=f"{tokens_per_s:.0f}")
         if state.step % cfg.log_every == 0 or state.step == steps:
             sync()
-            log_interval(trainer, state, steps, board)
+            log_row(trainer, state, steps, board)
             sums[1:] = 0.0
             interval_started = time.perf_counter()
         stopping = stop_agreed(stop, trainer.device)
@@ -204,7 +204,7 @@ def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, sto
     return False
 
 
-def log_interval(trainer: Trainer, state: TrainingState, steps_per_epoch: int, board=None) -> None:
+def log_row(trainer: Trainer, state: TrainingState, steps_per_epoch: int, board=None) -> None:
     """One row of the per-step log, by every process together: the interval's mean training loss
     (over all processes, dropout on), the learning rate after its last step (Trainer.lr), its
     steps' mean gradient norm before clipping, and tokens/s (over all processes, by the wall
@@ -219,7 +219,7 @@ def log_interval(trainer: Trainer, state: TrainingState, steps_per_epoch: int, b
         "grad_norm": state.interval_grad_norm / state.interval_steps,
         "tokens_per_s": totals.interval_count / state.interval_seconds,
     }
-    state.log_interval(row)
+    state.close_interval(row)
     if board:
         board.step(row)
 

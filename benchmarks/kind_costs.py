@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # known_kinds, for the
 
 from attnscore import stats, summary  # noqa: E402
 from attnscore.bench import Timing, run_round  # noqa: E402
-from attnscore.io import write_csv  # noqa: E402
+from attnscore.files import write_csv  # noqa: E402
 from attnscore.model import ModelConfig  # noqa: E402
 
 SHAPES = {  # model, batch

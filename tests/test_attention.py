@@ -1,4 +1,4 @@
-"""Every attention kind against the float64 reference (attnscore.reference), values and
+"""Every attention kind against the float64 oracle (attnscore.oracle), values and
 gradients; the registry and the options of a kind."""
 
 import re
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from attnscore import attention as attention_module
 from attnscore.attention import KINDS, attention, register
-from attnscore.reference import LOGITS, reference, rel_err
+from attnscore.oracle import LOGITS, oracle, rel_err
 from attnscore.scores.euclid import EuclideanAttention
 
 SHAPES = [(2, 3, 17, 8), (1, 2, 64, 16), (3, 1, 5, 4)]
@@ -46,11 +46,11 @@ REGISTERED = [kind for kind in sorted(KINDS) if needs_no_options(kind) and runs_
 @pytest.mark.parametrize("kind", WITH_REFERENCE)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("causal", [True, False])
-def test_values_and_gradients_match_float64_reference(kind, shape, causal):
+def test_values_and_gradients_match_float64_oracle(kind, shape, causal):
     q, k, v = random_qkv(shape)
     out = attention(q, k, v, kind, causal=causal)
     q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
-    ref = reference(q64, k64, v64, kind, causal)
+    ref = oracle(q64, k64, v64, kind, causal)
     assert out.shape == v.shape
     assert rel_err(out, ref) <= 1e-5
     grad_out = torch.randn_like(ref)
@@ -75,7 +75,7 @@ def test_dropout_through_the_kinds_own_mask_matches_float64_reference(kind, caus
     torch.manual_seed(15)
     out = attention(q, k, v, kind, causal=causal, dropout_p=0.3)
     q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
-    ref = reference(q64, k64, v64, kind, causal, dropout_mask=dropout_mask((2, 3, 17, 17), 0.3, seed=15))
+    ref = oracle(q64, k64, v64, kind, causal, dropout_mask=dropout_mask((2, 3, 17, 17), 0.3, seed=15))
     assert rel_err(out, ref) <= 1e-5
     grad_out = torch.randn_like(ref)
     grads = torch.autograd.grad(out, (q, k, v), grad_out.float())
@@ -87,7 +87,7 @@ def test_dropout_through_the_kinds_own_mask_matches_float64_reference(kind, caus
 def test_euclid_norm_order_is_a_parameter(p):
     q, k, v = random_qkv((2, 2, 9, 8), seed=1)
     out = attention(q, k, v, "euclid", p=p)
-    assert rel_err(out, reference(q, k, v, "euclid", p=p)) <= 1e-5
+    assert rel_err(out, oracle(q, k, v, "euclid", p=p)) <= 1e-5
 
 
 def test_options_reach_only_their_kind():
@@ -140,10 +140,10 @@ def test_unknown_kind_names_the_known_ones():
         attention(q, k, v, "no_such_kind")
 
 
-def test_reference_refuses_a_kind_it_does_not_define():
+def test_oracle_refuses_a_kind_it_does_not_define():
     q, k, v = random_qkv((1, 1, 2, 2))
-    with pytest.raises(ValueError, match="no float64 reference for attention kind 'no_such_kind'"):
-        reference(q, k, v, "no_such_kind")
+    with pytest.raises(ValueError, match="no float64 oracle for attention kind 'no_such_kind'"):
+        oracle(q, k, v, "no_such_kind")
 
 
 @pytest.fixture
@@ -160,7 +160,7 @@ def test_a_registered_kind_is_called_with_its_options(registry):
 
     q, k, v = random_qkv((2, 2, 9, 8), seed=13)
     out = attention(q, k, v, "dot_temperature", temperature=2.0)
-    assert rel_err(out, reference(q / 2.0, k, v, "dot")) <= 1e-5
+    assert rel_err(out, oracle(q / 2.0, k, v, "dot")) <= 1e-5
     assert "dot_temperature" in registry and "dot_temperature" not in KINDS
     with pytest.raises(ValueError, match="'dot_temperature' needs option\\(s\\) \\['temperature'\\]"):
         attention_module.check_options("dot_temperature", {})
@@ -211,7 +211,7 @@ def test_euclid_function_under_bf16_autocast_is_within_1e_2(shape):
         q16, k16, v16 = (t.to(torch.bfloat16) for t in (q, k, v))  # what autocast's Linear layers hand over
         out = attention(q16, k16, v16, "euclid")
     q64, k64, v64 = (t.detach().to(torch.bfloat16).double().requires_grad_() for t in (q, k, v))
-    ref = reference(q64, k64, v64, "euclid")
+    ref = oracle(q64, k64, v64, "euclid")
     assert out.dtype == torch.bfloat16 and rel_err(out, ref) <= 1e-2
     grad_out = torch.randn_like(ref)
     grads = torch.autograd.grad(out, (q, k, v), grad_out.to(torch.bfloat16))
@@ -249,7 +249,7 @@ def test_expansion_at_zero_distance_is_finite_and_close():
     root is ~1e-3 ||q||, so near-zero distances are accurate to about 1e-4, not 1e-5."""
     q, _, v = (t.detach() for t in random_qkv((1, 2, 128, 16), seed=11))
     out = attention(q, q.clone(), v, "euclid")
-    assert torch.isfinite(out).all() and rel_err(out, reference(q, q, v, "euclid")) <= 1e-3
+    assert torch.isfinite(out).all() and rel_err(out, oracle(q, q, v, "euclid")) <= 1e-3
 
 
 def test_the_same_seed_gives_every_kind_the_same_initial_weights():

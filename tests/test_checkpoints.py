@@ -301,7 +301,7 @@ def test_full_disk_for_real_on_a_small_filesystem(tmp_path):
     mount = tmp_path / "small"
     mount.mkdir()
     script = (
-        "import torch; from attnscore.io import atomic_path\n"
+        "import torch; from attnscore.files import atomic_path\n"
         f"with atomic_path('{mount}/big.pt') as tmp: torch.save(torch.zeros(200_000), tmp)\n"
     )
     command = f'mount -t tmpfs -o size=256k none {mount} && exec {sys.executable} -c "{script}"'

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from attnscore import corpora, tokenizer, tokens
-from attnscore.io import DataError
+from attnscore.files import DataError
 from attnscore.tokens import batchify, num_windows, windows
 
 

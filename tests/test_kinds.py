@@ -12,7 +12,7 @@ from attnscore import attention as attention_module
 from attnscore.attention import KINDS, attention, head_parameters, register
 from attnscore.kinds import declared_in, known_kinds, module_file, options_problem, plugins_of
 from attnscore.model import DecoderLM, ModelConfig
-from attnscore.reference import reference, rel_err
+from attnscore.oracle import oracle, rel_err
 from attnscore.scores import manhattan
 
 SMALL = dict(vocab_size=50, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_seq_len=16)
@@ -123,7 +123,7 @@ def test_the_kind_sees_the_value_given_per_head(learned_scale):
     q, k, v = (torch.randn(1, 2, 5, 4, generator=g) for _ in range(3))
     scale = torch.tensor([0.0, 1.0])
     out = attention(q, k, v, learned_scale, log_scale=scale)
-    assert rel_err(out, reference(q * scale.exp().view(-1, 1, 1), k, v, "dot")) <= 1e-5
+    assert rel_err(out, oracle(q * scale.exp().view(-1, 1, 1), k, v, "dot")) <= 1e-5
 
 
 # cosine: Swin Transformer V2's scaled cosine similarity, a learnable log-scale per head
@@ -144,7 +144,7 @@ def test_cosine_with_a_scale_per_head_matches_float64_reference(causal, dropout_
     torch.manual_seed(21)
     mask = F.dropout(torch.ones(2, 3, 11, 11), dropout_p)
     leaves = [t.detach().double().requires_grad_() for t in (q, k, v, logit_scale)]
-    ref = reference(*leaves[:3], "cosine", causal, dropout_mask=mask, logit_scale=leaves[3])
+    ref = oracle(*leaves[:3], "cosine", causal, dropout_mask=mask, logit_scale=leaves[3])
     assert rel_err(out, ref) <= 1e-5
     grad_out = torch.randn_like(ref)
     grads = torch.autograd.grad(out, (q, k, v, logit_scale), grad_out.float())
@@ -238,7 +238,7 @@ def test_euclid_sq_matches_the_naive_squared_distance_at_every_padding(head_dim,
     q, k, v = (torch.randn(2, 2, 13, head_dim, generator=g).requires_grad_() for _ in range(3))
     out = attention(q, k, v, "euclid_sq", causal)
     leaves = [t.detach().double().requires_grad_() for t in (q, k, v)]
-    ref = reference(*leaves, "euclid_sq", causal)
+    ref = oracle(*leaves, "euclid_sq", causal)
     assert out.shape == v.shape and rel_err(out, ref) <= 1e-5
     grad_out = torch.randn_like(ref)
     grads = torch.autograd.grad(out, (q, k, v), grad_out.float())
@@ -277,7 +277,7 @@ def test_new_kinds_under_bf16_autocast_are_within_1e_2(kind):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = attention(*(t.to(torch.bfloat16) for t in (q, k, v)), kind)
     leaves = [t.detach().to(torch.bfloat16).double().requires_grad_() for t in (q, k, v)]
-    ref = reference(*leaves, kind)
+    ref = oracle(*leaves, kind)
     assert out.dtype == torch.bfloat16 and rel_err(out, ref) <= 1e-2
     grad_out = torch.randn(ref.shape, generator=g, dtype=ref.dtype)
     grads = torch.autograd.grad(out, (q, k, v), grad_out.to(torch.bfloat16))
@@ -304,7 +304,7 @@ def test_manhattan_in_small_chunks_matches_float64_reference(t_q, t_k, causal, d
     torch.manual_seed(26)
     mask = F.dropout(torch.ones(batch, heads, t_q, t_k), dropout_p)
     leaves = [t.detach().double().requires_grad_() for t in (q, k, v)]
-    ref = reference(*leaves, "manhattan", causal, dropout_mask=mask)
+    ref = oracle(*leaves, "manhattan", causal, dropout_mask=mask)
     assert rel_err(out, ref) <= 1e-5
     grad_out = torch.randn_like(ref)
     grads = torch.autograd.grad(out, (q, k, v), grad_out.float())
@@ -331,7 +331,7 @@ def test_manhattan_at_zero_difference_takes_the_subgradient_0_like_torch():
     k, v = q.detach().clone().requires_grad_(), torch.randn(1, 2, 8, 4, generator=g).requires_grad_()
     out = attention(q, k, v, "manhattan")
     leaves = [t.detach().double().requires_grad_() for t in (q, k, v)]
-    ref = reference(*leaves, "manhattan")
+    ref = oracle(*leaves, "manhattan")
     grad_out = torch.randn_like(ref)
     grads = torch.autograd.grad(out, (q, k, v), grad_out.float())
     for g, g_ref in zip(grads, torch.autograd.grad(ref, leaves, grad_out), strict=True):
@@ -401,7 +401,7 @@ def test_sigmoid_bias_defaults_to_minus_log_of_the_number_of_keys(causal):
     for bias in (0.0, -2.5):
         v = torch.randn(1, 2, 12, 8, generator=g)
         out = attention(q, k, v, "sigmoid", causal, bias=bias)
-        assert rel_err(out, reference(q, k, v, "sigmoid", causal, bias=bias)) <= 1e-5
+        assert rel_err(out, oracle(q, k, v, "sigmoid", causal, bias=bias)) <= 1e-5
     attention_module.check_options("sigmoid", {"bias": -1.0})
 
 

@@ -9,7 +9,7 @@ from helpers import ROOT
 def test_what_the_snakefile_runs_imports_no_torch():
     """A dry run plans, checks the config and hashes the code without torch (importing it costs a second)."""
     code = (
-        "import sys, yaml, attnscore.codeid, attnscore.kinds, attnscore.provenance, attnscore.corpora, attnscore.io; "
+        "import sys, yaml, attnscore.codeid, attnscore.kinds, attnscore.provenance, attnscore.corpora, attnscore.files; "
         "from attnscore.config import check; "
         "check(yaml.safe_load(open('config/config.yaml'))); "
         "euclid = attnscore.kinds.known_kinds()[0]['euclid'].source; "

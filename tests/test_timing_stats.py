@@ -106,13 +106,13 @@ def test_the_advice_on_more_rounds_names_a_total_above_the_rounds_run():
     )
 
 
-def test_log_interval_is_the_t_interval_of_the_mean_log():
+def test_ratio_interval_is_the_t_interval_of_the_mean_log():
     values = [1.0, 2.0, 4.0]
-    result = stats.log_interval(values)
+    result = stats.ratio_interval(values)
     assert result["center"] == pytest.approx(2.0)
     half = 4.302652729911275 * math.log(2) / math.sqrt(3)  # t(0.975, 2) * sd of (0, log 2, log 4) / sqrt(3)
     assert result["low"] == pytest.approx(2 * math.exp(-half)) and result["high"] == pytest.approx(2 * math.exp(half))
-    one = stats.log_interval([3.0])
+    one = stats.ratio_interval([3.0])
     assert one["rounds"] == 1 and one["center"] == pytest.approx(3.0) and math.isnan(one["low"])
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from attnscore import checkpoints, runtime, tokenizer, tokens, train
 from attnscore.corpora import SPLITS
 from attnscore.evaluation import evaluate, evaluate_checkpoint, perplexity
-from attnscore.io import DataError
+from attnscore.files import DataError
 from attnscore.model import DecoderLM, ModelConfig, linear_cross_entropy
 from attnscore.train import TrainingInterrupted
 from attnscore.trainer import Trainer

@@ -1,4 +1,4 @@
-"""The Triton attention kernels against the float64 reference, on the CPU through Triton's interpreter.
+"""The Triton attention kernels against the float64 oracle, on the CPU through Triton's interpreter.
 
 TRITON_INTERPRET=1 (set here when no GPU is present, before triton is imported) runs the kernels
 with numpy, Philox included, at block sizes the GPU path uses: the autotuned launch, which the
@@ -28,7 +28,7 @@ triton = pytest.importorskip("triton", reason="triton is not installed (pip inst
 tl = triton.language
 
 from attnscore import triton_attention as ta  # noqa: E402
-from attnscore.reference import reference, rel_err  # noqa: E402
+from attnscore.oracle import oracle, rel_err  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 HOPPER = triton.backends.compiler.GPUTarget("cuda", 90, 32)
@@ -98,12 +98,12 @@ FLOAT32_CASES = [
 
 @pytest.mark.parametrize("score", SCORES)
 @pytest.mark.parametrize("causal, shape, launches, tma", FLOAT32_CASES)
-def test_float32_values_and_gradients_match_float64_reference(score, causal, shape, launches, tma):
+def test_float32_values_and_gradients_match_float64_oracle(score, causal, shape, launches, tma):
     skip_without_descriptors(tma)
     q, k, v = random_qkv(shape)
     out = ta.triton_attention(q, k, v, causal, 0.0, score, launches, tma)
     inputs64 = as_float64(q, k, v)
-    assert_matches(out, reference(*inputs64, score, causal), (q, k, v), inputs64, TOLERANCE[torch.float32])
+    assert_matches(out, oracle(*inputs64, score, causal), (q, k, v), inputs64, TOLERANCE[torch.float32])
 
 
 # (dtype, causal, shape, launches, tma); on a GPU, training's path is bf16, causal, autotuned.
@@ -124,7 +124,7 @@ def test_half_precision_inputs_are_within_1e_2(score, dtype, causal, shape, laun
     q, k, v = random_qkv(shape, seed=1, dtype=dtype)
     out = ta.triton_attention(q, k, v, causal, 0.0, score, launches, tma)
     inputs64 = as_float64(q, k, v)  # the rounded inputs: the error measured is the kernel's alone
-    assert_matches(out, reference(*inputs64, score, causal), (q, k, v), inputs64, TOLERANCE[dtype])
+    assert_matches(out, oracle(*inputs64, score, causal), (q, k, v), inputs64, TOLERANCE[dtype])
 
 
 def test_causal_mask_hides_the_future():
@@ -152,7 +152,7 @@ def test_loop_bounds_hold_for_any_block_sizes(launches, causal, t):
     q, k, v = random_qkv((1, 2, t, 16), seed=7)
     out = ta.triton_attention(q, k, v, causal, 0.0, "euclid", launches)
     inputs64 = as_float64(q, k, v)
-    assert_matches(out, reference(*inputs64, "euclid", causal), (q, k, v), inputs64, TOLERANCE[torch.float32])
+    assert_matches(out, oracle(*inputs64, "euclid", causal), (q, k, v), inputs64, TOLERANCE[torch.float32])
 
 
 # (dtype, causal, shape, p, launches, tma); on a GPU, dropout as training runs it (bf16, autotuned).
@@ -166,7 +166,7 @@ DROPOUT_CASES = [
 @pytest.mark.parametrize("score", SCORES)
 @pytest.mark.parametrize("dtype, causal, shape, p, launches, tma", DROPOUT_CASES)
 def test_dropout_forward_and_backward_use_the_kernels_own_mask(score, dtype, causal, shape, p, launches, tma):
-    """Forward and backward against the reference weights times the mask drawn from the same
+    """Forward and backward against the oracle's weights times the mask drawn from the same
     stream: the backward regenerates the forward's mask."""
     skip_without_descriptors(tma)
     q, k, v = random_qkv(shape, seed=3, dtype=dtype)
@@ -175,7 +175,7 @@ def test_dropout_forward_and_backward_use_the_kernels_own_mask(score, dtype, cau
     torch.manual_seed(11)  # the seed the call drew
     keep = ta.dropout_mask(ta.dropout_seed(), *shape[:3], p, DEVICE)
     inputs64 = as_float64(q, k, v)
-    ref = reference(*inputs64, score, causal, dropout_mask=keep / (1 - p))
+    ref = oracle(*inputs64, score, causal, dropout_mask=keep / (1 - p))
     assert_matches(out, ref, (q, k, v), inputs64, TOLERANCE[dtype])
 
 
@@ -207,7 +207,7 @@ def test_dropout_is_reproducible_from_torchs_generator():
 def test_permuted_views_are_read_through_their_strides(score, tma, monkeypatch):
     """The model's q, k, v and its gradient of the output reach the kernels as they are (no copy),
     the output is laid out so that merging the heads is a view, and values and gradients match
-    the reference; with tensor descriptors too (tma)."""
+    the oracle; with tensor descriptors too (tma)."""
     b, h, t, d = 2, 3, 45, 32
     qkv, (q, k, v) = model_views(b, h, t, d, seed=8)
     seen = {}
@@ -222,7 +222,7 @@ def test_permuted_views_are_read_through_their_strides(score, tma, monkeypatch):
     merged = out.transpose(1, 2).reshape(b, t, h * d)  # the model's merge of the heads
     assert merged.data_ptr() == out.data_ptr() and out.transpose(1, 2).is_contiguous()
     qkv64 = qkv.detach().double().requires_grad_()
-    ref = reference(*qkv64.permute(2, 0, 3, 1, 4).unbind(0), score)
+    ref = oracle(*qkv64.permute(2, 0, 3, 1, 4).unbind(0), score)
     assert rel_err(out, ref) <= TOLERANCE[torch.float32]
     grad = torch.randn(merged.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     (grad_qkv,) = torch.autograd.grad(merged, qkv, grad.float())
@@ -307,7 +307,7 @@ def test_tuned_launches_time_the_candidates_once_per_spec(monkeypatch):
     q, k, v = random_qkv((1, 2, 100, 16), seed=9)
     out = ta.triton_attention(q, k, v, True, 0.0, "euclid")
     inputs64 = as_float64(q, k, v)
-    assert_matches(out, reference(*inputs64, "euclid"), (q, k, v), inputs64, TOLERANCE[torch.float32])
+    assert_matches(out, oracle(*inputs64, "euclid"), (q, k, v), inputs64, TOLERANCE[torch.float32])
     assert len(timed) == sum(len(ta.candidates(name, (9, 0))) for name in ta.KERNELS)  # 100 rows: none pruned
     chosen = {
         row["kernel"]: ta.Launch(row["block_m"], row["block_n"], row["warps"], row["stages"])
@@ -334,7 +334,7 @@ def test_zero_distance_gives_finite_gradients(shape, launches, tma):
     out = ta.triton_attention(q, k, v, True, 0.0, "euclid", launches, tma)
     grads = torch.autograd.grad(out.square().sum(), (q, k, v))
     assert torch.isfinite(out).all() and all(torch.isfinite(g).all() for g in grads)
-    assert rel_err(out, reference(*as_float64(q, q, v), "euclid")) <= 1e-3  # float32 cancellation near 0
+    assert rel_err(out, oracle(*as_float64(q, q, v), "euclid")) <= 1e-3  # float32 cancellation near 0
 
 
 def test_unsupported_inputs_are_refused():

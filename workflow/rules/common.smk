@@ -17,7 +17,7 @@ def code_version(script, *variants):
     )
 
 
-def run_folder(folder):
+def job_folder(folder):
     """A train job's folder under results/<experiment>/<folder>/ (the size's, the variant's and
     the seed's), as a param: not an output."""
     return lambda wildcards: (

@@ -36,9 +36,9 @@ rule train:
         train=identity.train_settings(config),
         code=lambda wildcards: code_version("train.py", wildcards.variant),
         # Resumable state, deliberately not an output: Snakemake deletes a failed job's outputs.
-        checkpoint_dir=run_folder("checkpoints"),
+        checkpoint_dir=job_folder("checkpoints"),
         # Live curves, a folder per run inside (attnscore.steplog); not an output for the same reason.
-        tensorboard_dir=run_folder("tensorboard"),
+        tensorboard_dir=job_folder("tensorboard"),
     script:
         "../scripts/train.py"
 

@@ -1,5 +1,5 @@
 from attnscore.bench import Timing, run_round
-from attnscore.io import log_to, write_csv
+from attnscore.files import log_to, write_csv
 from attnscore.model import ModelConfig
 from attnscore.tokens import read_vocab_size
 

@@ -1,5 +1,5 @@
 from attnscore import stats
-from attnscore.io import log_to, write_csv
+from attnscore.files import log_to, write_csv
 
 out = snakemake.output
 with log_to(snakemake.log[0]):

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from attnscore import stats
-from attnscore.io import log_to, write_csv
+from attnscore.files import log_to, write_csv
 from attnscore.kinds import CONTROLS
 
 out = snakemake.output

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from attnscore.io import log_to
+from attnscore.files import log_to
 from attnscore.tokenizer import download_gpt2_bpe
 
 with log_to(snakemake.log[0]):

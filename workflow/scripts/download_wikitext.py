@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from attnscore.corpora import download_wikitext
-from attnscore.io import log_to
+from attnscore.files import log_to
 
 with log_to(snakemake.log[0]):
     source = download_wikitext(snakemake.wildcards.release, Path(snakemake.output[0]).parent)

@@ -1,5 +1,5 @@
 from attnscore.evaluation import evaluate_checkpoint
-from attnscore.io import log_to, write_json
+from attnscore.files import log_to, write_json
 from attnscore.tokens import check_batch_sizes
 
 with log_to(snakemake.log[0]):

@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 from attnscore import plots, stats, summary
-from attnscore.io import atomic_path, log_to, write_csv, write_json
+from attnscore.files import atomic_path, log_to, write_csv, write_json
 
 inp, out = snakemake.input, snakemake.output
 with log_to(snakemake.log[0]):

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from attnscore.corpora import SPLITS
-from attnscore.io import log_to
+from attnscore.files import log_to
 from attnscore.tokenizer import tokenize_corpus
 
 corpus, kind = snakemake.params.corpus, snakemake.params.tokenizer

@@ -1,6 +1,6 @@
 from attnscore.checkpoints import export_best, run_folder
+from attnscore.files import log_to, write_csv, write_json
 from attnscore.identity import procedure_settings
-from attnscore.io import log_to, write_csv, write_json
 from attnscore.launch import train_distributed
 from attnscore.model import ModelConfig
 from attnscore.provenance import collect

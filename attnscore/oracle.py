@@ -59,7 +59,7 @@ LOGITS = {
 WEIGHTS = {"sigmoid": torch.sigmoid}
 
 
-def reference(q, k, v, kind, causal=True, dropout_mask=None, **options):
+def oracle(q, k, v, kind, causal=True, dropout_mask=None, **options):
     """weights v in float64 for tensors shaped (batch, heads, time, head_dim): the weights are
     softmax(logits) over the keys, or the kind's own function of them (WEIGHTS).
 
@@ -69,7 +69,7 @@ def reference(q, k, v, kind, causal=True, dropout_mask=None, **options):
     it; None: no dropout.
     """
     if kind not in LOGITS:
-        raise ValueError(f"no float64 reference for attention kind {kind!r}; defined: {sorted(LOGITS)}")
+        raise ValueError(f"no float64 oracle for attention kind {kind!r}; defined: {sorted(LOGITS)}")
     q, k, v = q.double(), k.double(), v.double()
     logits = LOGITS[kind](q, k, **options)
     if causal:
@@ -83,5 +83,5 @@ def reference(q, k, v, kind, causal=True, dropout_mask=None, **options):
 
 
 def rel_err(a, b) -> float:
-    """||a - b|| / ||b|| in float64 (b the reference)."""
+    """||a - b|| / ||b|| in float64 (b the oracle)."""
     return ((a.double() - b.double()).norm() / b.double().norm()).item()
