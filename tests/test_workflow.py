@@ -24,7 +24,7 @@ OUTPUTS = [
     "bench/rounds/round1.csv", "bench/rounds/round2.csv", "bench/measurements.csv", "bench/comparisons.csv",
     "compare/runs.csv", "compare/epochs.csv", "compare/best.csv", "compare/paired.csv",
     *(f"figures/{name}.{ext}" for name in ("perplexity", "training", "paired", "throughput") for ext in ("png", "svg")),
-    "summary.md", "verdicts.csv", "config.json",
+    "summary.md", "verdicts.csv", "config.json", "code.json",
 ]  # fmt: skip
 
 

@@ -131,6 +131,11 @@ rule plot:
             caption="../report/config.rst",
             category="Provenance",
         ),
+        made_by=report(
+            f"{RESULTS}/code.json",
+            caption="../report/code.rst",
+            category="Provenance",
+        ),
     log:
         f"{RESULTS}/logs/plot.log",
     conda:

@@ -38,7 +38,7 @@ with log_to(snakemake.log[0]):
         )
     plots.plot_costs(comparisons, [out.throughput_png, out.throughput_svg], "What it costs")
     write_json(snakemake.config, out.made_with)  # what --report compares its config with
-    write_json(snakemake.params.code, Path(out.made_with).with_name("code.json"))  # and its code
+    write_json(snakemake.params.code, out.made_by)  # and the code, which --report compares too
     write_csv(verdicts[["size", *paired.columns.drop("size"), "p_holm", "tests"]], out.verdicts)
     for _, row in verdicts.iterrows():
         print(f"{row['size']}: {stats.verdict(row)}" if row["size"] else stats.verdict(row))
