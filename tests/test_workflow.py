@@ -179,6 +179,15 @@ def test_a_hostile_label_reaches_the_report_escaped_everywhere(workdir, finished
 
 
 @pytest.mark.slow
+def test_a_scaling_figure_of_sizes_no_longer_configured_is_removed(workdir, finished):
+    figures = workdir / "results" / "tiny" / "figures"
+    for stale in ("scaling.png", "scaling.svg"):
+        (figures / stale).write_text("of sizes an earlier config had")
+    snakemake(workdir, "--configfile", "config/tiny.yaml", "--forcerun", "plot")
+    assert not list(figures.glob("scaling.*")) and (figures / "paired.png").exists()
+
+
+@pytest.mark.slow
 def test_a_report_is_refused_for_a_config_the_results_were_not_made_with(workdir, finished):
     edited = write_config(workdir, "stale.yaml", {**TINY, "train": {**TINY["train"], "lr": 5e-4, "epochs": 4}})
     refused = snakemake(workdir, "--configfile", edited, "--report", "stale.html", check=False)

@@ -36,6 +36,9 @@ with log_to(snakemake.log[0]):
         plots.plot_scaling(
             losses, verdicts, snakemake.params.baseline, [out.scaling_png, out.scaling_svg], f"Across sizes: {name}"
         )
+    else:  # a scaling figure of sizes this config no longer has would read as today's
+        for stale in Path(out.perplexity_png).parent.glob("scaling.*"):
+            stale.unlink()
     plots.plot_costs(comparisons, [out.throughput_png, out.throughput_svg], "What it costs")
     write_json(snakemake.config, out.made_with)  # what --report compares its config with
     write_json(snakemake.params.code, out.made_by)  # and the code, which --report compares too
