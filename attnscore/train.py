@@ -38,7 +38,7 @@ class SettingCannotAct(Explained, ValueError):
 
 
 # Nats per token above a uniform guess (log of the vocabulary) that only a diverged run reaches:
-# an untrained model starts within about 0.3 of it.
+# an untrained model starts well within that of it.
 DIVERGED_ABOVE_UNIFORM = 1.0
 
 

@@ -1,5 +1,5 @@
 """Triton kernels compiled ahead, in parallel, into Triton's on-disk cache, which a run then reads
-(Triton compiles one kernel at a time, about 2-4 s apiece on an H200's host)."""
+(Triton compiles one kernel at a time, each slowly)."""
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor

@@ -3,15 +3,15 @@
 Three implementations compute it:
 - on CUDA (head_dim 16 to 128, Triton installed): one Triton kernel in the FlashAttention-2
   style, dropout included (attnscore.triton_attention); no (time x time) matrix is ever stored.
-  FlexAttention was measured too and lost at every shape (benchmarks/results/), besides having
-  no dropout on the weights.
+  FlexAttention is not used: it has no dropout on the weights and is slower at every shape
+  benchmarks/README.md lists.
 - elsewhere (CPU, inputs the kernel does not take): ``EuclideanAttention``, an autograd Function
   with a hand-written backward. It computes the squared distance with one batched matmul, keeps
   only 1/logits and the softmax weights before and after dropout, and works in float32 (at
   least) whatever autocast says.
 - for norms other than p = 2: euclid_naive (torch.cdist, then mask, softmax and dropout as
   separate autograd ops), also kept as a benchmark baseline.
-Their speed is measured in README.md (Attention implementations and speed).
+benchmarks/README.md has their timings.
 """
 
 import math
