@@ -518,7 +518,7 @@ def _mask_kernel(M, seed, T, DROPOUT_P: tl.constexpr, BLOCK: tl.constexpr):
     tl.store(M + bh * T * T + rows[:, None] * T + cols[None, :], keep, mask=(rows[:, None] < T) & (cols[None, :] < T))
 
 
-def dropout_mask(seed: int, batch: int, heads: int, t: int, dropout_p: float, device) -> torch.Tensor:
+def dropout_mask(seed: int, *, batch: int, heads: int, t: int, dropout_p: float, device) -> torch.Tensor:
     """The weights the kernels keep under dropout with this seed: (batch, heads, t, t), True where
     kept. For checks: with the seed a call draws (`dropout_seed` after the same torch.manual_seed),
     the forward's output and the backward's gradients follow from it, if both regenerate it."""
@@ -554,7 +554,7 @@ def _shared_memory(name: str, launch: Launch, head_dim: int, element_size: int) 
     return (resident + launch.stages * streamed) * head_dim * element_size
 
 
-def fitting(name: str, launches: list[Launch], head_dim: int, element_size: int, t: int, limit: int) -> list[Launch]:
+def fitting(name: str, launches: list[Launch], *, head_dim: int, element_size: int, t: int, limit: int) -> list[Launch]:
     """The launches worth timing: those whose tiles fit `limit` bytes of shared memory and are no
     longer than the sequence-length bucket; at least the smallest."""
     bucket = max(triton.next_power_of_2(t), 16)
@@ -581,7 +581,12 @@ def _prune(name: str, configs, named_args, **kwargs):
     by_launch = {_as_launch(config): config for config in configs}
     x = kwargs["q"].data
     kept = fitting(
-        name, list(by_launch), kwargs["S"].HEAD_DIM, x.element_size(), kwargs["T"], shared_memory_limit(x.device)
+        name,
+        list(by_launch),
+        head_dim=kwargs["S"].HEAD_DIM,
+        element_size=x.element_size(),
+        t=kwargs["T"],
+        limit=shared_memory_limit(x.device),
     )
     return [by_launch[launch] for launch in kept]
 
@@ -697,7 +702,7 @@ class TritonAttention(torch.autograd.Function):
         return dq, dk, dv, None, None, None, None, None
 
 
-def triton_attention(q, k, v, causal=True, dropout_p=0.0, score="euclid", launches=None, tma=False):
+def triton_attention(q, k, v, *, causal=True, dropout_p=0.0, score="euclid", launches=None, tma=False):
     """Attention of (batch, heads, time, head_dim) tensors through the Triton kernels.
 
     launches: {"forward", "dkdv", "dq"} -> Launch to run those sizes instead of the autotuned ones;

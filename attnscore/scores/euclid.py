@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from attnscore.attention import register
+from attnscore.scores import euclid_naive as naive  # the module: it may be importing this one
 from attnscore.scores._masks import causal_bias
 from attnscore.scores._triton import kernel
-from attnscore.scores.euclid_naive import euclid_naive
 
 
 class EuclideanAttention(torch.autograd.Function):
@@ -76,12 +76,12 @@ class EuclideanAttention(torch.autograd.Function):
 
 
 @register("euclid", options={"p": {"type": "number", "exclusiveMinimum": 0, "default": 2.0}})
-def euclid(q, k, v, causal=True, dropout_p=0.0, p=2.0):
+def euclid(q, k, v, causal=True, dropout_p=0.0, *, p=2.0):
     """Negative Euclidean distance -||q - k||_2 / sqrt(d_k) by the fastest exact path available
     (the module's docstring)."""
     if p != 2:
-        return euclid_naive(q, k, v, causal, dropout_p, p)
+        return naive.euclid_naive(q, k, v, causal, dropout_p, p=p)
     triton = kernel() if q.is_cuda else None
     if triton and triton.supports(q, k, v):
-        return triton.triton_attention(q, k, v, causal, dropout_p, "euclid")
+        return triton.triton_attention(q, k, v, causal=causal, dropout_p=dropout_p, score="euclid")
     return EuclideanAttention.apply(q, k, v, causal, dropout_p)
