@@ -70,7 +70,7 @@ def dropout_mask(shape, p, seed):
 
 @pytest.mark.parametrize("kind", WITH_REFERENCE)
 @pytest.mark.parametrize("causal", [True, False])
-def test_dropout_through_the_kinds_own_mask_matches_float64_reference(kind, causal):
+def test_dropout_through_the_kinds_own_mask_matches_float64_oracle(kind, causal):
     q, k, v = random_qkv((2, 3, 17, 8), seed=14)
     torch.manual_seed(15)
     out = attention(q, k, v, kind, causal=causal, dropout_p=0.3)

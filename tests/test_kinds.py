@@ -133,7 +133,7 @@ LOG_100 = math.log(100)
 
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("dropout_p", [0.0, 0.3])
-def test_cosine_with_a_scale_per_head_matches_float64_reference(causal, dropout_p):
+def test_cosine_with_a_scale_per_head_matches_float64_oracle(causal, dropout_p):
     """Heads with different scales, the last beyond the clamp: values and gradients of q, k, v
     and the log-scale (0 for the clamped head, as torch.clamp takes it) against the formula."""
     g = torch.Generator().manual_seed(20)
@@ -293,7 +293,7 @@ def test_new_kinds_under_bf16_autocast_are_within_1e_2(kind):
 @pytest.mark.parametrize("t_q, t_k", [(17, 17), (6, 11)])
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("dropout_p", [0.0, 0.3])
-def test_manhattan_in_small_chunks_matches_float64_reference(t_q, t_k, causal, dropout_p, monkeypatch):
+def test_manhattan_in_small_chunks_matches_float64_oracle(t_q, t_k, causal, dropout_p, monkeypatch):
     """Chunks of 4 query rows (the last one short), and under the causal mask only the keys a
     chunk sees: values and gradients as the formula's, dropout mask for mask."""
     batch, heads, d = 2, 3, 8
