@@ -91,7 +91,7 @@ VARIANTS = config["variants"]
 SEEDS = config["seeds"]
 SIZES = config.get("sizes", {})
 # With sizes every run's files, and each size's comparison, get a folder of their size; without,
-# the model section is the one size and they keep the paths they always had (finished runs stay valid).
+# the model section is the one size and they get no size folder (a config without sizes keeps its runs' paths).
 SIZE = "{size}/" if SIZES else ""
 BENCHMARKED = config["benchmark"]["variants"]
 # Controls the benchmark times beside a kind where they run (dot_triton beside euclid, on CUDA).

@@ -135,7 +135,7 @@ class Unsupported(ValueError):
     """A kind that cannot run on these inputs here (e.g. a CUDA kernel on a CPU)."""
 
 
-def attention(q, k, v, kind="dot", causal=True, dropout_p=0.0, **options):
+def attention(q, k, v, kind="dot", *, causal=True, dropout_p=0.0, **options):
     """Attention of a registered kind for tensors shaped (batch, heads, time, head_dim). A
     learnable parameter of the kind that is not given takes its initial value in every head."""
     for name, initial in head_parameters(kind).items():

@@ -5,7 +5,7 @@ drift of the machine (another job, clocks, caches) falls on every kind alike; at
 pairs the rounds. Each (kind, shape) is measured in a fresh process: its peak memory is its own,
 and a shape that runs out of memory, or is killed for it, becomes a row that says so. The
 processes are forked from a server process that has imported torch and this package and run
-nothing else (multiprocessing's forkserver), so each starts in milliseconds, not seconds, and
+nothing else (multiprocessing's forkserver), so each starts without importing torch again and
 never inherits threads or a CUDA context. As with any multiprocessing start method but fork, a
 script that calls run_round must guard its own code with ``if __name__ == "__main__":``.
 """
@@ -29,7 +29,7 @@ from attnscore.runtime import device_name, peak_flops, to_device
 from attnscore.trainer import TrainConfig, Trainer
 
 # What each measuring process needs imported, imported once: the first optimizer a process makes
-# imports torch._dynamo (2.5 s on a CPU).
+# imports torch._dynamo, which is slow.
 _FORKSERVER = multiprocessing.get_context("forkserver")
 _FORKSERVER.set_forkserver_preload(["attnscore.bench", "torch._dynamo"])
 try:

@@ -23,7 +23,8 @@ USER_AGENT = "attnscore/0.1 (research pipeline; python-urllib)"
 
 # Each release: where its files sit in the zip, how to check the zip, the line counts of the
 # splits (which also stops anyone passing the valid split off as the train split), and the
-# sources tried in order. The Salesforce S3 bucket that first hosted the zips is gone.
+# sources tried in order. The Salesforce S3 URLs of the original release serve nothing, so they are
+# not among them.
 WIKITEXT = {
     "wikitext-2": {
         "zip": "wikitext-2-v1.zip",

@@ -1,6 +1,6 @@
 """A model's loss on a batchified split, and the evaluate job: the test loss of a saved
 checkpoint. Evaluation makes no optimizer (the first one a process makes imports torch._dynamo,
-seconds on a CPU), so it needs only the model and where and how to run it."""
+which is slow), so it needs only the model and where and how to run it."""
 
 import math
 

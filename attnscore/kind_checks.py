@@ -33,7 +33,7 @@ def _forked_rng(device: torch.device):
 
 
 def check_kind(
-    kind: str, attend: Callable, device="cpu", dtype=torch.float32, dropout_p=0.0, heads=3, head_dim=16
+    kind: str, attend: Callable, *, device="cpu", dtype=torch.float32, dropout_p=0.0, heads=3, head_dim=16
 ) -> None:
     """Check an attention function as the model calls it, ``attend(q, k, v, causal, dropout_p)``,
     for `heads` heads of `head_dim`, on a small random input on `device`."""

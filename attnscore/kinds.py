@@ -124,7 +124,7 @@ def _literal_declaration(call: ast.Call) -> tuple[str, Kind] | None:
 @functools.cache
 def declared_in(module: str, path: Path) -> dict[str, Kind]:
     """The kinds a module registers, by name (cached: the Snakefile's config check and its code
-    hashes both ask; callers copy before changing it). Read from its source where every register
+    identities both ask; callers copy before changing it). Read from its source where every register
     call in it is literal, else imported (PluginError where that fails). ValueError for a
     declaration that is not one (declaration_problem), SyntaxError for a file that does not parse."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))

@@ -105,9 +105,9 @@ class LinearCrossEntropy(torch.autograd.Function):
     incoming gradient. The matrix products are the plain ones, run under the caller's autocast.
 
     The output layer's rows are padded to a multiple of 64 (zero weights, and a bias of -inf, so
-    the padding's probability and gradients are exactly 0): with a row width of 50,257 MKL runs
-    the forward product at 62 GFLOP/s on the development CPU, with 50,304 at 79 (nanoGPT pads its
-    vocabulary for the same reason on GPUs).
+    the padding's probability and gradients are exactly 0): MKL runs the forward product faster
+    with a row width of 50,304 than of 50,257 (benchmarks/README.md; nanoGPT pads its vocabulary
+    for the same reason on GPUs).
     """
 
     @staticmethod
@@ -147,7 +147,7 @@ class LinearCrossEntropy(torch.autograd.Function):
 def linear_cross_entropy(x, linear: nn.Linear, targets, chunk_rows: int = 1024):
     """F.cross_entropy(linear(x).float(), targets, reduction="sum") for x (rows, features),
     by LinearCrossEntropy: a chunk of rows at a time, gradients only where autograd wants them.
-    At the reference shape chunks of 512 to 2,048 rows ran equally fast on the CPU, 256 slower."""
+    chunk_rows trades the chunk's memory against per-chunk overhead (benchmarks/README.md)."""
     with_grads = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in linear.parameters()))
     return LinearCrossEntropy.apply(x, linear.weight, linear.bias, targets, chunk_rows, with_grads)
 

@@ -59,7 +59,7 @@ LOGITS = {
 WEIGHTS = {"sigmoid": torch.sigmoid}
 
 
-def oracle(q, k, v, kind, causal=True, dropout_mask=None, **options):
+def oracle(q, k, v, kind, *, causal=True, dropout_mask=None, **options):
     """weights v in float64 for tensors shaped (batch, heads, time, head_dim): the weights are
     softmax(logits) over the keys, or the kind's own function of them (WEIGHTS).
 

@@ -82,7 +82,7 @@ def pick_device(name: str = "auto") -> torch.device:
 def cpu_has_fast_bf16() -> bool:
     """Whether the CPU multiplies bf16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo.
 
-    There bf16 autocast trains faster than fp32 (README: Attention implementations and speed);
+    There bf16 autocast trains faster than fp32 (benchmarks/README.md);
     elsewhere bf16 is emulated and slower, so fp32 stays.
     """
     try:

@@ -19,7 +19,7 @@ def markdown_text(text: str) -> str:
 
 
 def _fmt(value, digits=1, style=""):
-    """A number for a table: '-' when missing; style '%' or '%+' appends a percent sign (with sign)."""
+    """A number for a table: '–' when missing; style '%' or '%+' appends a percent sign (with sign)."""
     if value is None or pd.isna(value):
         return "–"
     if style:

@@ -74,7 +74,7 @@ def encode(tokenizer, text: str) -> np.ndarray:
     return np.asarray(ids, dtype=dtype)
 
 
-def tokenize_corpus(text_files: dict, out: dict, kind: str, bpe_dir=None, vocab_size=8192, release=None) -> dict:
+def tokenize_corpus(text_files: dict, out: dict, kind: str, *, bpe_dir=None, vocab_size=8192, release=None) -> dict:
     """Tokenize the three split files into out[split] (.npy), out['tokenizer'] and out['meta'].
 
     release names a WikiText release whose official line counts the files must have.

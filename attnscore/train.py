@@ -38,7 +38,7 @@ class SettingCannotAct(Explained, ValueError):
 
 
 # Nats per token above a uniform guess (log of the vocabulary) that only a diverged run reaches:
-# an untrained model starts within about 0.3 of it.
+# an untrained model starts well within that of it.
 DIVERGED_ABOVE_UNIFORM = 1.0
 
 
@@ -88,9 +88,13 @@ def train(
 
         def save(path=last):  # by every process together; a checkpoint holds the totals over all of them
             nonlocal kept
-            totals = state.totals(trainer.device)  # a diverged state never replaces a good one:
-            check_sane("the training loss", totals.nll_sum / max(totals.count, 1), at(state), kept, trainer)
-            check_sane("a model weight", largest_weight(trainer.model), at(state), kept, trainer, bounded=False)
+            totals, where = state.totals(trainer.device), at(state)  # a diverged state never replaces a good one:
+            check_sane(
+                "the training loss", totals.nll_sum / max(totals.count, 1), where=where, kept=kept, trainer=trainer
+            )
+            check_sane(
+                "a model weight", largest_weight(trainer.model), where=where, kept=kept, trainer=trainer, bounded=False
+            )
             if board:  # the events up to this checkpoint are on disk before it says they were logged
                 board.flush()
             checkpoints.save(trainer, totals, run, path)
@@ -265,10 +269,10 @@ def largest_weight(model) -> float:
 
 def check_losses(row: dict, where: str, kept: str | None, trainer: Trainer) -> None:
     for split, name in (("train", "training"), ("valid", "validation"), ("test", "test")):
-        check_sane(f"the {name} loss", row[f"{split}_loss"], where, kept, trainer)
+        check_sane(f"the {name} loss", row[f"{split}_loss"], where=where, kept=kept, trainer=trainer)
 
 
-def check_sane(what: str, value: float, where: str, kept: str | None, trainer: Trainer, bounded=True) -> None:
+def check_sane(what: str, value: float, *, where: str, kept: str | None, trainer: Trainer, bounded=True) -> None:
     """Stop at a NaN or inf value, or (`bounded`: a loss) one worse than a uniform guess over the
     vocabulary by DIVERGED_ABOVE_UNIFORM nats, saying where it was seen, with which kind, learning
     rate and precision, which good checkpoint is kept, and what may help."""

@@ -20,7 +20,7 @@ the output and one log-sum-exp per row, and the backward recomputes the weights 
   dq = W k, dk = W^T q. dv = (dropped weights)^T dO.
 - The backward is two launches, dk and dv per block of keys and dq per block of queries, each
   tuned on its own. The Triton tutorial's one launch for both (which also evens out the causal
-  work per program) would force one block size on both halves: left until a GPU can measure it.
+  work per program) would force one block size on both halves, for a gain no GPU measurement shows.
 - q, k, v, dO are read through their strides (the model's q, k, v are permuted views of one
   projection: no copies), and the output is written in (batch, time, heads, head_dim) order, so
   the model's merge of the heads after attention is a view, not a copy.
@@ -36,8 +36,8 @@ once per GPU architecture, sequence-length bucket (T rounded up to a power of tw
 CPU interpreter (TRITON_INTERPRET=1) there is one candidate per kernel, ``CONFIGS``, so nothing
 is timed there. ``tma=True`` reads q, k, v and dO through tensor descriptors (TMA, compute
 capability 9+; the kernels make them, in global memory that Triton asks of the allocator this
-module sets, ``triton.set_allocator``); it is off by default until a GPU run has measured it
-against the plain loads (``benchmarks/gpu_timing.py`` times the two). The interpreter runs
+module sets, ``triton.set_allocator``); it is off by default, since no GPU measurement shows it
+faster than the plain loads (``benchmarks/gpu_timing.py`` times the two). The interpreter runs
 the descriptor path too, so the tests cover its indexing.
 
 Block sizes follow the rules of the GPU compiler (powers of two, ``tl.dot`` tiles of at least
@@ -72,7 +72,7 @@ class Launch(NamedTuple):
 
 
 # The interpreter's launch sizes, and the first candidate of each kernel on a GPU: the best of
-# the tuning sweep of the first H200 run (benchmarks/results/h200-2.11.0-2026-11-28-*).
+# the H200 tuning sweep in benchmarks/results/h200-2.11.0-2026-11-28-*.
 CONFIGS = {
     "forward": Launch(64, 32, 4, 4),
     "dkdv": Launch(32, 64, 4, 3),
@@ -80,7 +80,7 @@ CONFIGS = {
 }
 # What the autotuner tries on a GPU: CONFIGS first, a runner-up of that sweep and a larger tile
 # in the tutorial's style; on compute capability 9+ also that tile deeper pipelined. Few, since
-# each candidate is compiled for each Spec and dtype (about 2 s apiece on the H200's host).
+# each candidate is compiled for each Spec and dtype, and compiling is slow.
 CANDIDATES = {
     "forward": [CONFIGS["forward"], Launch(64, 64, 4, 3), Launch(128, 64, 8, 3)],
     "dkdv": [CONFIGS["dkdv"], Launch(64, 64, 4, 2), Launch(64, 128, 8, 2)],
@@ -518,7 +518,7 @@ def _mask_kernel(M, seed, T, DROPOUT_P: tl.constexpr, BLOCK: tl.constexpr):
     tl.store(M + bh * T * T + rows[:, None] * T + cols[None, :], keep, mask=(rows[:, None] < T) & (cols[None, :] < T))
 
 
-def dropout_mask(seed: int, batch: int, heads: int, t: int, dropout_p: float, device) -> torch.Tensor:
+def dropout_mask(seed: int, *, batch: int, heads: int, t: int, dropout_p: float, device) -> torch.Tensor:
     """The weights the kernels keep under dropout with this seed: (batch, heads, t, t), True where
     kept. For checks: with the seed a call draws (`dropout_seed` after the same torch.manual_seed),
     the forward's output and the backward's gradients follow from it, if both regenerate it."""
@@ -554,7 +554,7 @@ def _shared_memory(name: str, launch: Launch, head_dim: int, element_size: int) 
     return (resident + launch.stages * streamed) * head_dim * element_size
 
 
-def fitting(name: str, launches: list[Launch], head_dim: int, element_size: int, t: int, limit: int) -> list[Launch]:
+def fitting(name: str, launches: list[Launch], *, head_dim: int, element_size: int, t: int, limit: int) -> list[Launch]:
     """The launches worth timing: those whose tiles fit `limit` bytes of shared memory and are no
     longer than the sequence-length bucket; at least the smallest."""
     bucket = max(triton.next_power_of_2(t), 16)
@@ -581,7 +581,12 @@ def _prune(name: str, configs, named_args, **kwargs):
     by_launch = {_as_launch(config): config for config in configs}
     x = kwargs["q"].data
     kept = fitting(
-        name, list(by_launch), kwargs["S"].HEAD_DIM, x.element_size(), kwargs["T"], shared_memory_limit(x.device)
+        name,
+        list(by_launch),
+        head_dim=kwargs["S"].HEAD_DIM,
+        element_size=x.element_size(),
+        t=kwargs["T"],
+        limit=shared_memory_limit(x.device),
     )
     return [by_launch[launch] for launch in kept]
 
@@ -697,7 +702,7 @@ class TritonAttention(torch.autograd.Function):
         return dq, dk, dv, None, None, None, None, None
 
 
-def triton_attention(q, k, v, causal=True, dropout_p=0.0, score="euclid", launches=None, tma=False):
+def triton_attention(q, k, v, *, causal=True, dropout_p=0.0, score="euclid", launches=None, tma=False):
     """Attention of (batch, heads, time, head_dim) tensors through the Triton kernels.
 
     launches: {"forward", "dkdv", "dq"} -> Launch to run those sizes instead of the autotuned ones;

@@ -57,10 +57,8 @@ STAGES = ("attention", "training", "tma", "head_dim_128")
 KERNEL_KINDS = {"dot_triton": ("dot", False), "euclid": ("euclid", False)}  # kind: (score, tma)
 TMA_KINDS = {"dot_triton_tma": ("dot", True), "euclid_tma": ("euclid", True)}
 OTHER_KINDS = {
-    "dot": attention.dot,
-    "euclid": attention.euclid,  # off CUDA: the autograd Function
-    "euclid_naive": attention.euclid_naive,
-}
+    kind: attention.get(kind) for kind in ("dot", "euclid", "euclid_naive")
+}  # euclid off CUDA: the autograd Function
 TIMED_KINDS = ("dot", "dot_triton", "euclid", "euclid_naive")
 TRAINED_KINDS = ("dot", "euclid")
 
@@ -97,7 +95,7 @@ class Run:
         return kind in self.kernel_kinds and (kind != "euclid" or not self.smoke)  # euclid runs the kernel on CUDA
 
     def attend(self, kind: str):
-        """The implementation as fn(q, k, v, causal, dropout_p); the kernel's autotuned."""
+        """The implementation as fn(q, k, v, causal=, dropout_p=); the kernel's autotuned."""
         if self.is_kernel(kind):
             score, tma = self.kernel_kinds[kind]
             return functools.partial(kernel.triton_attention, score=score, tma=tma)
@@ -159,7 +157,9 @@ def kernel_cases(run: Run, plan: dict[str, list[dict]]) -> list[tuple]:
         kept = {
             name: kernel.candidates(name, run.capability)
             if run.smoke
-            else kernel.fitting(name, kernel.candidates(name, run.capability), head_dim, 2, t, limit)  # bf16: 2 bytes
+            else kernel.fitting(
+                name, kernel.candidates(name, run.capability), head_dim=head_dim, element_size=2, t=t, limit=limit
+            )  # bf16: 2 bytes
             for name in kernel.KERNELS
         }
         for i in range(max(map(len, kept.values()))):
@@ -187,7 +187,7 @@ def run_attention(run: Run, row: dict) -> dict:
     fn = run.attend(row["kind"])
 
     def forward_backward():
-        fn(q, k, v, True, row["dropout"]).backward(grad_out)
+        fn(q, k, v, causal=True, dropout_p=row["dropout"]).backward(grad_out)
         q.grad = k.grad = v.grad = None
 
     try:

@@ -71,7 +71,7 @@ def make_step(name, batch, seq_len, nanogpt_dir):
         from attnscore.model import ModelConfig
         from attnscore.trainer import Trainer
 
-        if "unpadded" in variant:  # the loss's output rows as they were before padding (what it gained)
+        if "unpadded" in variant:  # the loss's output rows unpadded (what padding gains)
             model.PAD_OUTPUTS_TO = 1
         model_cfg = ModelConfig(VOCAB, D_MODEL, LAYERS, HEADS, D_FF, DROPOUT, max_seq_len=seq_len, attention=variant[0])
         cfg = step_config(seq_len=seq_len, batch_size=batch, device="cpu", precision=precision, compile=False)

@@ -1,5 +1,5 @@
 """Triton kernels compiled ahead, in parallel, into Triton's on-disk cache, which a run then reads
-(Triton compiles one kernel at a time, about 2-4 s apiece on an H200's host)."""
+(Triton compiles one kernel at a time, each slowly)."""
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
@@ -17,7 +17,9 @@ def compile_case(case: tuple) -> str | None:
     try:
         shape = (1, 2, t, head_dim)
         q, k, v = (torch.randn(shape, device=device, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
-        out = kernel.triton_attention(q, k, v, True, dropout, score, dict(launches), tma)
+        out = kernel.triton_attention(
+            q, k, v, causal=True, dropout_p=dropout, score=score, launches=dict(launches), tma=tma
+        )
         out.backward(torch.randn_like(out))
     except Exception as err:  # reported; the run compiles it again, or reports the same failure itself
         return f"{case}: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"

@@ -50,7 +50,7 @@ def test_values_and_gradients_match_float64_oracle(kind, shape, causal):
     q, k, v = random_qkv(shape)
     out = attention(q, k, v, kind, causal=causal)
     q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
-    ref = oracle(q64, k64, v64, kind, causal)
+    ref = oracle(q64, k64, v64, kind, causal=causal)
     assert out.shape == v.shape
     assert rel_err(out, ref) <= 1e-5
     grad_out = torch.randn_like(ref)
@@ -70,12 +70,12 @@ def dropout_mask(shape, p, seed):
 
 @pytest.mark.parametrize("kind", WITH_REFERENCE)
 @pytest.mark.parametrize("causal", [True, False])
-def test_dropout_through_the_kinds_own_mask_matches_float64_reference(kind, causal):
+def test_dropout_through_the_kinds_own_mask_matches_float64_oracle(kind, causal):
     q, k, v = random_qkv((2, 3, 17, 8), seed=14)
     torch.manual_seed(15)
     out = attention(q, k, v, kind, causal=causal, dropout_p=0.3)
     q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
-    ref = oracle(q64, k64, v64, kind, causal, dropout_mask=dropout_mask((2, 3, 17, 17), 0.3, seed=15))
+    ref = oracle(q64, k64, v64, kind, causal=causal, dropout_mask=dropout_mask((2, 3, 17, 17), 0.3, seed=15))
     assert rel_err(out, ref) <= 1e-5
     grad_out = torch.randn_like(ref)
     grads = torch.autograd.grad(out, (q, k, v), grad_out.float())
@@ -156,7 +156,7 @@ def registry(monkeypatch):
 def test_a_registered_kind_is_called_with_its_options(registry):
     @register("dot_temperature", options={"temperature": {"type": "number", "exclusiveMinimum": 0}})
     def dot_temperature(q, k, v, causal, dropout_p, temperature):
-        return attention(q / temperature, k, v, "dot", causal, dropout_p)
+        return attention(q / temperature, k, v, "dot", causal=causal, dropout_p=dropout_p)
 
     q, k, v = random_qkv((2, 2, 9, 8), seed=13)
     out = attention(q, k, v, "dot_temperature", temperature=2.0)

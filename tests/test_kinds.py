@@ -113,7 +113,7 @@ def test_kinds_without_parameters_add_none(registry):
 
     @register("dot_plain")
     def dot_plain(q, k, v, causal, dropout_p):
-        return attention(q, k, v, "dot", causal, dropout_p)
+        return attention(q, k, v, "dot", causal=causal, dropout_p=dropout_p)
 
     assert head_parameters("dot_plain") == {}
 
@@ -133,18 +133,18 @@ LOG_100 = math.log(100)
 
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("dropout_p", [0.0, 0.3])
-def test_cosine_with_a_scale_per_head_matches_float64_reference(causal, dropout_p):
+def test_cosine_with_a_scale_per_head_matches_float64_oracle(causal, dropout_p):
     """Heads with different scales, the last beyond the clamp: values and gradients of q, k, v
     and the log-scale (0 for the clamped head, as torch.clamp takes it) against the formula."""
     g = torch.Generator().manual_seed(20)
     q, k, v = (torch.randn(2, 3, 11, 8, generator=g).requires_grad_() for _ in range(3))
     logit_scale = torch.tensor([0.0, math.log(10), math.log(1000)], requires_grad=True)
     torch.manual_seed(21)
-    out = attention(q, k, v, "cosine", causal, dropout_p, logit_scale=logit_scale)
+    out = attention(q, k, v, "cosine", causal=causal, dropout_p=dropout_p, logit_scale=logit_scale)
     torch.manual_seed(21)
     mask = F.dropout(torch.ones(2, 3, 11, 11), dropout_p)
     leaves = [t.detach().double().requires_grad_() for t in (q, k, v, logit_scale)]
-    ref = oracle(*leaves[:3], "cosine", causal, dropout_mask=mask, logit_scale=leaves[3])
+    ref = oracle(*leaves[:3], "cosine", causal=causal, dropout_mask=mask, logit_scale=leaves[3])
     assert rel_err(out, ref) <= 1e-5
     grad_out = torch.randn_like(ref)
     grads = torch.autograd.grad(out, (q, k, v, logit_scale), grad_out.float())
@@ -164,7 +164,9 @@ def test_cosine_scale_is_clamped_at_100():
     assert not torch.allclose(below, at_clamp)
     # logits s cos(q, k) with s = 100 and q == k: the diagonal is 100, as far from the rest as cos allows
     q = F.normalize(q, dim=-1)
-    weights = attention(q, q, torch.eye(9).expand(1, 2, 9, 9), "cosine", False, logit_scale=torch.full((2,), 9.0))
+    weights = attention(
+        q, q, torch.eye(9).expand(1, 2, 9, 9), "cosine", causal=False, logit_scale=torch.full((2,), 9.0)
+    )
     logits = 100 * q @ q.transpose(-1, -2)
     torch.testing.assert_close(weights, torch.softmax(logits, -1), rtol=1e-5, atol=1e-6)
 
@@ -236,9 +238,9 @@ def test_the_small_model_takes_training_steps_with_every_kind(kind, autocast):
 def test_euclid_sq_matches_the_naive_squared_distance_at_every_padding(head_dim, causal):
     g = torch.Generator().manual_seed(23)
     q, k, v = (torch.randn(2, 2, 13, head_dim, generator=g).requires_grad_() for _ in range(3))
-    out = attention(q, k, v, "euclid_sq", causal)
+    out = attention(q, k, v, "euclid_sq", causal=causal)
     leaves = [t.detach().double().requires_grad_() for t in (q, k, v)]
-    ref = oracle(*leaves, "euclid_sq", causal)
+    ref = oracle(*leaves, "euclid_sq", causal=causal)
     assert out.shape == v.shape and rel_err(out, ref) <= 1e-5
     grad_out = torch.randn_like(ref)
     grads = torch.autograd.grad(out, (q, k, v), grad_out.float())
@@ -291,7 +293,7 @@ def test_new_kinds_under_bf16_autocast_are_within_1e_2(kind):
 @pytest.mark.parametrize("t_q, t_k", [(17, 17), (6, 11)])
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("dropout_p", [0.0, 0.3])
-def test_manhattan_in_small_chunks_matches_float64_reference(t_q, t_k, causal, dropout_p, monkeypatch):
+def test_manhattan_in_small_chunks_matches_float64_oracle(t_q, t_k, causal, dropout_p, monkeypatch):
     """Chunks of 4 query rows (the last one short), and under the causal mask only the keys a
     chunk sees: values and gradients as the formula's, dropout mask for mask."""
     batch, heads, d = 2, 3, 8
@@ -300,11 +302,11 @@ def test_manhattan_in_small_chunks_matches_float64_reference(t_q, t_k, causal, d
     q = torch.randn(batch, heads, t_q, d, generator=g).requires_grad_()
     k, v = (torch.randn(batch, heads, t_k, d, generator=g).requires_grad_() for _ in range(2))
     torch.manual_seed(26)
-    out = attention(q, k, v, "manhattan", causal, dropout_p)
+    out = attention(q, k, v, "manhattan", causal=causal, dropout_p=dropout_p)
     torch.manual_seed(26)
     mask = F.dropout(torch.ones(batch, heads, t_q, t_k), dropout_p)
     leaves = [t.detach().double().requires_grad_() for t in (q, k, v)]
-    ref = oracle(*leaves, "manhattan", causal, dropout_mask=mask)
+    ref = oracle(*leaves, "manhattan", causal=causal, dropout_mask=mask)
     assert rel_err(out, ref) <= 1e-5
     grad_out = torch.randn_like(ref)
     grads = torch.autograd.grad(out, (q, k, v), grad_out.float())
@@ -379,7 +381,7 @@ def test_manhattan_chunks_fit_the_budget_at_the_reference_shape():
 def sigmoid_weights(q, k, causal=True, **options):
     """The weights themselves: attention of v = the identity over the keys."""
     identity = torch.eye(k.shape[-2]).expand(*k.shape[:-1], k.shape[-2])
-    return attention(q, k, identity, "sigmoid", causal, **options)
+    return attention(q, k, identity, "sigmoid", causal=causal, **options)
 
 
 def test_sigmoid_weights_are_unnormalised_and_exactly_0_where_hidden():
@@ -400,8 +402,8 @@ def test_sigmoid_bias_defaults_to_minus_log_of_the_number_of_keys(causal):
     torch.testing.assert_close(sigmoid_weights(q, k, causal), sigmoid_weights(q, k, causal, bias=-math.log(12)))
     for bias in (0.0, -2.5):
         v = torch.randn(1, 2, 12, 8, generator=g)
-        out = attention(q, k, v, "sigmoid", causal, bias=bias)
-        assert rel_err(out, oracle(q, k, v, "sigmoid", causal, bias=bias)) <= 1e-5
+        out = attention(q, k, v, "sigmoid", causal=causal, bias=bias)
+        assert rel_err(out, oracle(q, k, v, "sigmoid", causal=causal, bias=bias)) <= 1e-5
     attention_module.check_options("sigmoid", {"bias": -1.0})
 
 

@@ -101,9 +101,9 @@ FLOAT32_CASES = [
 def test_float32_values_and_gradients_match_float64_oracle(score, causal, shape, launches, tma):
     skip_without_descriptors(tma)
     q, k, v = random_qkv(shape)
-    out = ta.triton_attention(q, k, v, causal, 0.0, score, launches, tma)
+    out = ta.triton_attention(q, k, v, causal=causal, score=score, launches=launches, tma=tma)
     inputs64 = as_float64(q, k, v)
-    assert_matches(out, oracle(*inputs64, score, causal), (q, k, v), inputs64, TOLERANCE[torch.float32])
+    assert_matches(out, oracle(*inputs64, score, causal=causal), (q, k, v), inputs64, TOLERANCE[torch.float32])
 
 
 # (dtype, causal, shape, launches, tma); on a GPU, training's path is bf16, causal, autotuned.
@@ -122,9 +122,9 @@ HALF_CASES = [
 def test_half_precision_inputs_are_within_1e_2(score, dtype, causal, shape, launches, tma):
     skip_without_descriptors(tma)
     q, k, v = random_qkv(shape, seed=1, dtype=dtype)
-    out = ta.triton_attention(q, k, v, causal, 0.0, score, launches, tma)
+    out = ta.triton_attention(q, k, v, causal=causal, score=score, launches=launches, tma=tma)
     inputs64 = as_float64(q, k, v)  # the rounded inputs: the error measured is the kernel's alone
-    assert_matches(out, oracle(*inputs64, score, causal), (q, k, v), inputs64, TOLERANCE[dtype])
+    assert_matches(out, oracle(*inputs64, score, causal=causal), (q, k, v), inputs64, TOLERANCE[dtype])
 
 
 def test_causal_mask_hides_the_future():
@@ -150,9 +150,9 @@ UNEQUAL_LAUNCHES = [
 @pytest.mark.parametrize("t", [5, 50])
 def test_loop_bounds_hold_for_any_block_sizes(launches, causal, t):
     q, k, v = random_qkv((1, 2, t, 16), seed=7)
-    out = ta.triton_attention(q, k, v, causal, 0.0, "euclid", launches)
+    out = ta.triton_attention(q, k, v, causal=causal, launches=launches)
     inputs64 = as_float64(q, k, v)
-    assert_matches(out, oracle(*inputs64, "euclid", causal), (q, k, v), inputs64, TOLERANCE[torch.float32])
+    assert_matches(out, oracle(*inputs64, "euclid", causal=causal), (q, k, v), inputs64, TOLERANCE[torch.float32])
 
 
 # (dtype, causal, shape, p, launches, tma); on a GPU, dropout as training runs it (bf16, autotuned).
@@ -171,23 +171,25 @@ def test_dropout_forward_and_backward_use_the_kernels_own_mask(score, dtype, cau
     skip_without_descriptors(tma)
     q, k, v = random_qkv(shape, seed=3, dtype=dtype)
     torch.manual_seed(11)
-    out = ta.triton_attention(q, k, v, causal, p, score, launches, tma)
+    out = ta.triton_attention(q, k, v, causal=causal, dropout_p=p, score=score, launches=launches, tma=tma)
     torch.manual_seed(11)  # the seed the call drew
-    keep = ta.dropout_mask(ta.dropout_seed(), *shape[:3], p, DEVICE)
+    keep = ta.dropout_mask(ta.dropout_seed(), batch=shape[0], heads=shape[1], t=shape[2], dropout_p=p, device=DEVICE)
     inputs64 = as_float64(q, k, v)
-    ref = oracle(*inputs64, score, causal, dropout_mask=keep / (1 - p))
+    ref = oracle(*inputs64, score, causal=causal, dropout_mask=keep / (1 - p))
     assert_matches(out, ref, (q, k, v), inputs64, TOLERANCE[dtype])
 
 
 def test_dropout_keeps_the_expected_fraction_and_seeds_differ():
     b_h, t, p = 4, 96, 0.1
-    first, second = (ta.dropout_mask(seed, 1, b_h, t, p, DEVICE) for seed in (1234, 5678))
+    first, second = (
+        ta.dropout_mask(seed, batch=1, heads=b_h, t=t, dropout_p=p, device=DEVICE) for seed in (1234, 5678)
+    )
     n = first.numel()
     sigma = (p * (1 - p) / n) ** 0.5
     for mask in (first, second):
         assert abs(mask.float().mean().item() - (1 - p)) <= 5 * sigma
     assert (first != second).float().mean().item() > 0.1  # independent masks differ in ~2p(1-p) = 18%
-    assert torch.equal(first, ta.dropout_mask(1234, 1, b_h, t, p, DEVICE))
+    assert torch.equal(first, ta.dropout_mask(1234, batch=1, heads=b_h, t=t, dropout_p=p, device=DEVICE))
     heads = first.view(b_h, -1)
     assert not torch.equal(heads[0], heads[1])  # each (batch, head) has its own stream
 
@@ -195,10 +197,10 @@ def test_dropout_keeps_the_expected_fraction_and_seeds_differ():
 def test_dropout_is_reproducible_from_torchs_generator():
     q, k, v = (t.detach() for t in random_qkv((1, 2, 40, 16), seed=4))
     torch.manual_seed(5)
-    first = ta.triton_attention(q, k, v, True, 0.2)
+    first = ta.triton_attention(q, k, v, dropout_p=0.2)
     torch.manual_seed(5)
-    again = ta.triton_attention(q, k, v, True, 0.2)
-    other = ta.triton_attention(q, k, v, True, 0.2)
+    again = ta.triton_attention(q, k, v, dropout_p=0.2)
+    other = ta.triton_attention(q, k, v, dropout_p=0.2)
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
@@ -218,7 +220,7 @@ def test_permuted_views_are_read_through_their_strides(score, tma, monkeypatch):
 
     launch = ta._launch
     monkeypatch.setattr(ta, "_launch", spy)
-    out = ta.triton_attention(q, k, v, True, 0.0, score, tma=tma)
+    out = ta.triton_attention(q, k, v, score=score, tma=tma)
     merged = out.transpose(1, 2).reshape(b, t, h * d)  # the model's merge of the heads
     assert merged.data_ptr() == out.data_ptr() and out.transpose(1, 2).is_contiguous()
     qkv64 = qkv.detach().double().requires_grad_()
@@ -281,11 +283,20 @@ def test_autotuning_candidates_are_pruned_to_what_fits():
     h200 = 232_448  # bytes of shared memory one block may use on an H200 (and H100)
     hopper = ta.candidates("forward", (9, 0))
     assert ta.candidates("forward", (8, 0)) == ta.CANDIDATES["forward"] == hopper[:-1]
-    assert ta.fitting("forward", hopper, 64, 2, 4096, h200) == hopper  # bf16, head_dim 64: all fit
-    fp32 = ta.fitting("forward", hopper, 128, 4, 4096, h200)  # fp32, head_dim 128: the largest do not
+    assert (
+        ta.fitting("forward", hopper, head_dim=64, element_size=2, t=4096, limit=h200) == hopper
+    )  # bf16, head_dim 64: all fit
+    fp32 = ta.fitting(
+        "forward", hopper, head_dim=128, element_size=4, t=4096, limit=h200
+    )  # fp32, head_dim 128: the largest do not
     assert fp32 == [L(64, 32, 4, 4), L(64, 64, 4, 3)]
-    assert ta.fitting("dq", ta.CANDIDATES["dq"], 64, 2, 40, h200) == [L(64, 64, 4, 2), L(64, 32, 4, 3)]
-    assert ta.fitting("dq", ta.CANDIDATES["dq"], 64, 2, 20, h200) == [L(64, 32, 4, 3)]  # none shorter: the smallest
+    assert ta.fitting("dq", ta.CANDIDATES["dq"], head_dim=64, element_size=2, t=40, limit=h200) == [
+        L(64, 64, 4, 2),
+        L(64, 32, 4, 3),
+    ]
+    assert ta.fitting("dq", ta.CANDIDATES["dq"], head_dim=64, element_size=2, t=20, limit=h200) == [
+        L(64, 32, 4, 3)
+    ]  # none shorter: the smallest
 
 
 def test_tuned_launches_time_the_candidates_once_per_spec(monkeypatch):
@@ -305,7 +316,7 @@ def test_tuned_launches_time_the_candidates_once_per_spec(monkeypatch):
     monkeypatch.setattr(Autotuner, "do_bench", property(lambda self: bench))
     monkeypatch.setattr(ta, "TUNERS", {})
     q, k, v = random_qkv((1, 2, 100, 16), seed=9)
-    out = ta.triton_attention(q, k, v, True, 0.0, "euclid")
+    out = ta.triton_attention(q, k, v)
     inputs64 = as_float64(q, k, v)
     assert_matches(out, oracle(*inputs64, "euclid"), (q, k, v), inputs64, TOLERANCE[torch.float32])
     assert len(timed) == sum(len(ta.candidates(name, (9, 0))) for name in ta.KERNELS)  # 100 rows: none pruned
@@ -316,9 +327,9 @@ def test_tuned_launches_time_the_candidates_once_per_spec(monkeypatch):
     assert chosen == {name: ta.HOPPER_CANDIDATES[name][-1] for name in ta.KERNELS}
     assert {row["t_bucket"] for row in ta.tuned_launches()} == {128}
     everything = len(timed)
-    ta.triton_attention(q, k, v, True, 0.0, "euclid").sum().backward()
+    ta.triton_attention(q, k, v).sum().backward()
     assert len(timed) == everything  # the same Spec: cached
-    ta.triton_attention(q, k, v, False, 0.0, "euclid")
+    ta.triton_attention(q, k, v, causal=False)
     assert len(timed) == everything + len(ta.candidates("forward", (9, 0)))  # another Spec: the forward re-tuned
     assert len(ta.tuned_launches()) == 4
 
@@ -331,7 +342,7 @@ def test_zero_distance_gives_finite_gradients(shape, launches, tma):
     skip_without_descriptors(tma)
     q, _, v = random_qkv(shape, seed=6)
     k = q.detach().clone().requires_grad_()  # q == k: every diagonal distance is zero
-    out = ta.triton_attention(q, k, v, True, 0.0, "euclid", launches, tma)
+    out = ta.triton_attention(q, k, v, launches=launches, tma=tma)
     grads = torch.autograd.grad(out.square().sum(), (q, k, v))
     assert torch.isfinite(out).all() and all(torch.isfinite(g).all() for g in grads)
     assert rel_err(out, oracle(*as_float64(q, q, v), "euclid")) <= 1e-3  # float32 cancellation near 0
@@ -347,7 +358,7 @@ def test_unsupported_inputs_are_refused():
     with pytest.raises(ValueError, match="unknown score"):
         ta.triton_attention(q, k, v, score="cosine-ish")
     with pytest.raises(ValueError, match="dropout_p"):
-        ta.triton_attention(q, k, v, True, 1.0)
+        ta.triton_attention(q, k, v, dropout_p=1.0)
 
 
 def bind_for_hopper(kernel, kwargs):

@@ -13,4 +13,4 @@ def dot_triton(q, k, v, causal=True, dropout_p=0.0):
         raise Unsupported(
             "dot_triton runs our Triton kernel: it needs a CUDA GPU with Triton and a shape the kernel takes"
         )
-    return triton.triton_attention(q, k, v, causal, dropout_p, "dot")
+    return triton.triton_attention(q, k, v, causal=causal, dropout_p=dropout_p, score="dot")

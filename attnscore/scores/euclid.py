@@ -3,15 +3,15 @@
 Three implementations compute it:
 - on CUDA (head_dim 16 to 128, Triton installed): one Triton kernel in the FlashAttention-2
   style, dropout included (attnscore.triton_attention); no (time x time) matrix is ever stored.
-  FlexAttention was measured too and lost at every shape (benchmarks/results/), besides having
-  no dropout on the weights.
+  FlexAttention is not used: it has no dropout on the weights and is slower at every shape
+  benchmarks/README.md lists.
 - elsewhere (CPU, inputs the kernel does not take): ``EuclideanAttention``, an autograd Function
   with a hand-written backward. It computes the squared distance with one batched matmul, keeps
   only 1/logits and the softmax weights before and after dropout, and works in float32 (at
   least) whatever autocast says.
 - for norms other than p = 2: euclid_naive (torch.cdist, then mask, softmax and dropout as
   separate autograd ops), also kept as a benchmark baseline.
-Their speed is measured in README.md (Attention implementations and speed).
+benchmarks/README.md has their timings.
 """
 
 import math
@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from attnscore.attention import register
+from attnscore.scores import euclid_naive as naive  # the module: it may be importing this one
 from attnscore.scores._masks import causal_bias
 from attnscore.scores._triton import kernel
-from attnscore.scores.euclid_naive import euclid_naive
 
 
 class EuclideanAttention(torch.autograd.Function):
@@ -76,12 +76,12 @@ class EuclideanAttention(torch.autograd.Function):
 
 
 @register("euclid", options={"p": {"type": "number", "exclusiveMinimum": 0, "default": 2.0}})
-def euclid(q, k, v, causal=True, dropout_p=0.0, p=2.0):
+def euclid(q, k, v, causal=True, dropout_p=0.0, *, p=2.0):
     """Negative Euclidean distance -||q - k||_2 / sqrt(d_k) by the fastest exact path available
     (the module's docstring)."""
     if p != 2:
-        return euclid_naive(q, k, v, causal, dropout_p, p)
+        return naive.euclid_naive(q, k, v, causal, dropout_p, p=p)
     triton = kernel() if q.is_cuda else None
     if triton and triton.supports(q, k, v):
-        return triton.triton_attention(q, k, v, causal, dropout_p, "euclid")
+        return triton.triton_attention(q, k, v, causal=causal, dropout_p=dropout_p, score="euclid")
     return EuclideanAttention.apply(q, k, v, causal, dropout_p)

@@ -11,7 +11,7 @@ from attnscore.scores._masks import causal_mask
 
 
 @register("euclid_naive", options={"p": {"type": "number", "exclusiveMinimum": 0, "default": 2.0}})
-def euclid_naive(q, k, v, causal=True, dropout_p=0.0, p=2.0):
+def euclid_naive(q, k, v, causal=True, dropout_p=0.0, *, p=2.0):
     """Negative distance -||q - k||_p / sqrt(d_k): torch.cdist, then mask, softmax and dropout
     as separate autograd ops."""
     logits = -torch.cdist(q, k, p=p) / math.sqrt(q.shape[-1])

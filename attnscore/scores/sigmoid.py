@@ -10,7 +10,7 @@ from attnscore.scores._masks import causal_bias
 
 
 @register("sigmoid", options={"bias": {"type": ["number", "null"], "default": None}})
-def sigmoid(q, k, v, causal=True, dropout_p=0.0, bias=None):
+def sigmoid(q, k, v, causal=True, dropout_p=0.0, *, bias=None):
     """Sigmoid attention (Ramapuram et al. 2024, "Theory, Analysis, and Best Practices for
     Sigmoid Self-Attention"): weights sigmoid(q.k / sqrt(d_k) + b), not normalised over the keys,
     b = -log(number of keys) unless ``bias`` is given. Hidden keys get weight exactly 0. Plain
