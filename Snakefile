@@ -59,15 +59,16 @@ RESULTS = f"results/{config['experiment']}"
 
 # The code behind the results: each file the workflow's scripts run and the code of each kind
 # trained or timed (attnscore.codeid). The plot rule records it beside the config, in code.json.
+# The module registering each attention kind (a plugin's file for kinds from plugins).
+KIND_SOURCES = {
+    name: kind.source
+    for name, kind in known_kinds(config["model"]["attention_plugins"])[0].items()
+}
 KINDS_USED = {*config["variants"], *config["benchmark"]["variants"]}
 KINDS_USED |= {CONTROLS[kind] for kind in KINDS_USED if kind in CONTROLS}
 RESULTS_CODE = codeid.identity(
     sorted(Path(workflow.basedir, "workflow", "scripts").glob("*.py")),
-    sorted(
-        (name, kind.source)
-        for name, kind in known_kinds(config["model"]["attention_plugins"])[0].items()
-        if name in KINDS_USED
-    ),
+    sorted((name, KIND_SOURCES[name]) for name in KINDS_USED),
 )
 # A report shows the results on disk beside this config and code: refuse results made with
 # another config or other code (Snakemake builds a report without asking whether any job would run).

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
-from attnscore import stats  # noqa: E402
+from attnscore import stats, timings  # noqa: E402
 from attnscore.files import atomic_path  # noqa: E402
 
 LINESTYLES = ["-", "--", ":", "-."]
@@ -167,7 +167,7 @@ def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
     """Per kind and seq_len: training tokens/s and the attention op's time (geometric mean over
     rounds, 95% interval as error bars, the verdict against the baseline written on each bar),
     and the step's peak memory; failed shapes marked."""
-    costs = costs[costs["baseline"] == stats.cost_baseline(costs)]  # control comparisons are in the summary
+    costs = costs[costs["baseline"] == timings.cost_baseline(costs)]  # control comparisons are in the summary
     kinds, seq_lens = list(dict.fromkeys(costs["kind"])), sorted(set(costs["seq_len"]))
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
     width = 0.8 / len(kinds)
@@ -217,7 +217,7 @@ def _bar_label(row) -> str:
         return "baseline"
     verdict = (
         "too few rounds"
-        if row.rounds < stats.MIN_ROUNDS
+        if row.rounds < timings.MIN_ROUNDS
         else row.verdict.replace("no measurable difference", "no difference")
     )
     return f"{100 * (row.ratio - 1):+.0f}% time\n{verdict}"

@@ -8,7 +8,7 @@ import re
 
 import pandas as pd
 
-from attnscore import course_report, stats
+from attnscore import course_report, stats, timings
 
 
 def markdown_text(text: str) -> str:
@@ -42,6 +42,7 @@ def summary_markdown(
     verdicts: pd.DataFrame,
     losses: pd.DataFrame,
     costs: pd.DataFrame,
+    *,
     data_name: str,
     train_seq_len: int,
 ) -> str:
@@ -49,7 +50,7 @@ def summary_markdown(
     verdicts against the baseline (stats.with_holm's rows; a section per size, headed by its
     parameter count from stats.per_size), then what each kind costs (compare_timings' rows), as
     Markdown. The benchmark times the model section, not each size."""
-    baseline = stats.cost_baseline(costs)
+    baseline = timings.cost_baseline(costs)
     steps = costs[(costs["measure"] == "step") & (costs["baseline"] == baseline)]
     at_train_shape = steps[steps["seq_len"] == train_seq_len].set_index("kind")
     first_epoch = epochs[epochs["epoch"] == 1].set_index(["size", "variant", "split"])
@@ -156,7 +157,7 @@ def costs_markdown(costs: pd.DataFrame) -> str:
     ]
     compared = costs[costs["kind"] != costs["baseline"]]
     lines += [
-        f"- {stats.cost_sentence(row)}"
+        f"- {timings.cost_sentence(row)}"
         for _, row in compared.sort_values(["measure", "seq_len"], ascending=[False, True], kind="stable").iterrows()
     ]
     lines += [

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from attnscore import checkpoints, kind_checks, steplog
+from attnscore import checkpoints, divergence, kind_checks, steplog
 from attnscore.evaluation import perplexity
 from attnscore.files import Explained
 from attnscore.loop_state import TrainingState
@@ -29,17 +29,8 @@ class TrainingInterrupted(Explained, RuntimeError):
     """Training stopped on a signal after saving a checkpoint; re-run to resume."""
 
 
-class TrainingDiverged(Explained, RuntimeError):
-    """A NaN or inf loss or weight, or a loss worse than a uniform guess; the last good checkpoint is kept."""
-
-
 class SettingCannotAct(Explained, ValueError):
     """A training setting that would have no effect on this run, found when its length is known."""
-
-
-# Nats per token above a uniform guess (log of the vocabulary) that only a diverged run reaches:
-# an untrained model starts well within that of it.
-DIVERGED_ABOVE_UNIFORM = 1.0
 
 
 def train(
@@ -89,11 +80,16 @@ def train(
         def save(path=last):  # by every process together; a checkpoint holds the totals over all of them
             nonlocal kept
             totals, where = state.totals(trainer.device), at(state)  # a diverged state never replaces a good one:
-            check_sane(
+            divergence.check_sane(
                 "the training loss", totals.nll_sum / max(totals.count, 1), where=where, kept=kept, trainer=trainer
             )
-            check_sane(
-                "a model weight", largest_weight(trainer.model), where=where, kept=kept, trainer=trainer, bounded=False
+            divergence.check_sane(
+                "a model weight",
+                divergence.largest_weight(trainer.model),
+                where=where,
+                kept=kept,
+                trainer=trainer,
+                bounded=False,
             )
             if board:  # the events up to this checkpoint are on disk before it says they were logged
                 board.flush()
@@ -109,7 +105,7 @@ def train(
                             f"stopped by signal {signum}; checkpoint {last} saved, re-run to resume"
                         )
                     row = epoch_metrics(trainer, state.totals(trainer.device), eval_splits)
-                    check_losses(row, at(state), kept, trainer)
+                    divergence.check_losses(row, at(state), kept, trainer)
                     log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
                     if board:
                         board.epoch(row, state.steps_done(steps))
@@ -143,7 +139,7 @@ def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dic
     state.history = history
     kept = position(path, state)
     for row in history:
-        check_losses(row, f"in saved epoch {row['epoch']}", kept, trainer)
+        divergence.check_losses(row, f"in saved epoch {row['epoch']}", kept, trainer)
     if state.epoch >= cfg.epochs:
         log(f"nothing to train: {kept} has reached train.epochs={cfg.epochs}")
     else:
@@ -177,6 +173,7 @@ def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, sto
 
     quiet = rank_and_world()[0] > 0 or not sys.stderr.isatty()
     bar = tqdm(total=steps, initial=state.step, desc=f"epoch {state.epoch + 1}", disable=quiet)
+    stopping = False
     for step, (x, y) in enumerate(windows(rows, cfg.seq_len)):
         if step < state.step:  # resumed mid-epoch: these windows are done
             continue
@@ -202,10 +199,10 @@ def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, sto
             sync()
             save()
             if stopping:
-                return True
+                break
     bar.close()
     sync()
-    return False
+    return stopping
 
 
 def log_row(trainer: Trainer, state: TrainingState, steps_per_epoch: int, board=None) -> None:
@@ -259,42 +256,6 @@ def position(path: Path, state: TrainingState) -> str:
     if state.step == 0:
         return f"{path} (end of epoch {state.epoch})"
     return f"{path} (epoch {state.epoch + 1}, step {state.step})"
-
-
-def largest_weight(model) -> float:
-    """The model's largest absolute weight, NaN if any weight is: one number that is finite only
-    if every weight is."""
-    return torch.stack([p.detach().abs().max().float() for p in model.parameters()]).max().item()
-
-
-def check_losses(row: dict, where: str, kept: str | None, trainer: Trainer) -> None:
-    for split, name in (("train", "training"), ("valid", "validation"), ("test", "test")):
-        check_sane(f"the {name} loss", row[f"{split}_loss"], where=where, kept=kept, trainer=trainer)
-
-
-def check_sane(what: str, value: float, *, where: str, kept: str | None, trainer: Trainer, bounded=True) -> None:
-    """Stop at a NaN or inf value, or (`bounded`: a loss) one worse than a uniform guess over the
-    vocabulary by DIVERGED_ABOVE_UNIFORM nats, saying where it was seen, with which kind, learning
-    rate and precision, which good checkpoint is kept, and what may help."""
-    uniform = math.log(trainer.model.cfg.vocab_size)
-    if math.isfinite(value) and not (bounded and value > uniform + DIVERGED_ABOVE_UNIFORM):
-        return
-    problem = (
-        "became NaN/inf"
-        if not math.isfinite(value)
-        else (
-            f"is {value:.4g} nats/token, worse than a uniform guess ({uniform:.2f}) by over {DIVERGED_ABOVE_UNIFORM:g}"
-        )
-    )
-    keeps = f"the last good checkpoint, {kept}, is kept" if kept else "there is no earlier checkpoint of this run"
-    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(trainer.dtype, "fp32")
-    advice = "lower train.lr" + (
-        ", or use precision bf16 or fp32 (fp16 overflows first)" if precision == "fp16" else ""
-    )
-    raise TrainingDiverged(
-        f"the run diverged: {what} {problem} {where}; {keeps}. Attention kind {trainer.model.cfg.attention!r} at "
-        f"train.lr={trainer.cfg.lr:g}, precision {precision}: {advice}, or check the kind's numerics"
-    )
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """What kinds cost against dot outside a workflow run: the workflow's interleaved rounds
 (attnscore.bench.run_round: each measurement in a fresh process, a rotated order) and its
-statistics (attnscore.stats.compare_timings: paired ratios, 95% intervals, verdicts, busy rounds
+statistics (attnscore.timings.compare_timings: paired ratios, 95% intervals, verdicts, busy rounds
 left out), at the demo's model or at the reference's attention shape.
 
     # every kind that runs on a CPU, at the reference's attention shape
@@ -24,7 +24,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # known_kinds, for the measuring processes too
 
-from attnscore import stats, summary  # noqa: E402
+from attnscore import summary, timings  # noqa: E402
 from attnscore.bench import Timing, run_round  # noqa: E402
 from attnscore.files import write_csv  # noqa: E402
 from attnscore.model import ModelConfig  # noqa: E402
@@ -59,7 +59,7 @@ if __name__ == "__main__":
     rows = [row for r in range(1, args.rounds + 1) for row in run_round(models, timing, round_number=r)]
     wall = time.perf_counter() - started
     measurements = pd.DataFrame(rows)
-    comparisons = stats.compare_timings(measurements, args.kinds[0], args.margin, {})
+    comparisons = timings.compare_timings(measurements, args.kinds[0], args.margin, {})
     write_csv(measurements, args.out / "measurements.csv")
     write_csv(comparisons, args.out / "comparisons.csv")
     first = measurements.iloc[0]

@@ -1,10 +1,3 @@
-# The module registering each attention kind (a plugin's file for kinds from plugins).
-KIND_SOURCES = {
-    name: kind.source
-    for name, kind in known_kinds(config["model"]["attention_plugins"])[0].items()
-}
-
-
 def code_version(script, *variants):
     """A digest of the code a script runs with the variants' kinds (attnscore.codeid: the files
     it reaches, and each kind's module with what it reaches), passed as a param so that Snakemake

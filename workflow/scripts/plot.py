@@ -45,6 +45,8 @@ with log_to(snakemake.log[0]):
     write_csv(verdicts[["size", *paired.columns.drop("size"), "p_holm", "tests"]], out.verdicts)
     for _, row in verdicts.iterrows():
         print(f"{row['size']}: {stats.verdict(row)}" if row["size"] else stats.verdict(row))
-    text = summary.summary_markdown(epochs, best, verdicts, losses, comparisons, name, snakemake.params.train_seq_len)
+    text = summary.summary_markdown(
+        epochs, best, verdicts, losses, comparisons, data_name=name, train_seq_len=snakemake.params.train_seq_len
+    )
     with atomic_path(out.summary) as tmp:
         Path(tmp).write_text(text)

@@ -1,0 +1,166 @@
+"""What a kind costs, over interleaved rounds: rounds pair timings as seeds pair runs. Each
+measurement is a median over timed calls in a fresh process (attnscore.bench); across rounds,
+times are compared as ratios on the log scale (a ratio's natural scale: 0.8 and 1.25 are equally
+far from 1), with a Student-t interval over rounds, a verdict with a margin, and rounds in which
+other processes held the cores left out and counted."""
+
+import math
+
+import pandas as pd
+from scipy import stats
+
+from attnscore.stats import CONFIDENCE
+
+MEASURES = {"step": "step_ms", "attention": "attention_ms"}
+MEASURE_NAMES = {"step": "training step", "attention": "attention op (forward + backward)"}
+MAX_MORE_ROUNDS = 10_000
+MIN_ROUNDS = 3  # kept rounds below which a comparison is not judged: 2 rounds' interval spans orders of magnitude
+# The share of a measurement's time its threads waited for a core other processes held above
+# which its round is left out (bench.cpu_wait_seconds; benchmarks/README.md has measured values).
+BUSY_WAIT = 0.1
+# What every comparison row repeats from the measurements: how and where they were taken.
+LABELS = ("batch_size", "warmup_steps", "timed_steps", "device", "dtype", "torch", "triton", "memory_kind",
+          "attention_shape", "attention_dropout")  # fmt: skip
+
+
+def ratio_interval(values) -> dict:
+    """Geometric mean of positive values, with the 95% t interval of their mean log taken back
+    to the ratio scale (NaN bounds for fewer than 2 values)."""
+    logs = pd.Series(values, dtype=float).dropna().map(math.log)
+    n = len(logs)
+    mean, sd = (logs.mean(), logs.std()) if n else (math.nan, math.nan)
+    low = high = math.nan
+    if n >= 2:
+        half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n)
+        low, high = math.exp(mean - half), math.exp(mean + half)
+    return {"rounds": n, "center": math.exp(mean) if n else math.nan, "low": low, "high": high, "log_sd": sd}
+
+
+def cost_verdict(low: float, high: float, margin: float) -> str:
+    """'no measurable difference' when the whole ratio interval lies within [1/(1 + margin),
+    1 + margin] (a difference smaller than the margin counts as none, so two runs cannot read
+    'faster' and 'slower' for a negligible one; on the log scale, so a slowdown and the speed-up
+    of the same factor are judged alike), else 'slower' or 'faster' when it excludes 1, else
+    'inconclusive'."""
+    if math.isnan(low):
+        return "inconclusive"
+    if 1 / (1 + margin) <= low and high <= 1 + margin:
+        return "no measurable difference"
+    if low > 1:
+        return "slower"
+    if high < 1:
+        return "faster"
+    return "inconclusive"
+
+
+def more_rounds(log_ratios, margin: float) -> int | None:
+    """For an inconclusive comparison: how many more rounds would likely decide it, were the
+    mean and spread of the log ratios so far to hold (None when that cannot be estimated: fewer
+    than MIN_ROUNDS rounds, whose spread says too little, or no spread)."""
+    logs = pd.Series(log_ratios, dtype=float).dropna()
+    n, mean, sd = len(logs), logs.mean(), logs.std()
+    if n < MIN_ROUNDS or not sd > 0:
+        return None
+    # Decided once the half-width is below |mean| (excludes 1) or below the mean's distance to
+    # the nearer edge of the margin, +/- log(1 + margin) (fits inside it).
+    inside = math.log1p(margin) - abs(mean)
+    needed = max(abs(mean), inside)
+    for rounds in range(n + 1, n + MAX_MORE_ROUNDS):
+        if stats.t.ppf(0.5 + CONFIDENCE / 2, rounds - 1) * sd / math.sqrt(rounds) < needed:
+            return rounds - n
+    return None
+
+
+def busy_rounds(measurements: pd.DataFrame) -> set:
+    """Rounds in which some measurement's threads waited for a core, held by other processes,
+    more than BUSY_WAIT of the time: that round's ratios say more about the other work than about
+    the kinds. Measured from outside the kind: a kind that sleeps or waits is not waiting for a
+    core, so its slowness stays its own. None where not measured (a GPU, a system that does not say)."""
+    if "cpu_wait" not in measurements:
+        return set()
+    return set(measurements.loc[measurements["cpu_wait"].astype(float) > BUSY_WAIT, "round"])
+
+
+def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, controls: dict) -> pd.DataFrame:
+    """Per measure (step, attention), seq_len and kind: its time (geometric mean over the rounds
+    that ran it, 95% interval), and its ratio to the baseline's time in the same rounds, with
+    interval and verdict. `controls` maps a kind to another it is also compared with (euclid to
+    dot_triton: the same kernel with the dot-product score), where both ran. Busy rounds (see
+    busy_rounds) are left out and counted."""
+    rows = []
+    busy = busy_rounds(measurements)
+    rounds_run = measurements["round"].nunique()
+    ok = measurements[(measurements["status"] == "ok") & ~measurements["round"].isin(busy)]
+    for (seq_len, kind), group in measurements.groupby(["seq_len", "kind"], sort=False):
+        done = ok[(ok["seq_len"] == seq_len) & (ok["kind"] == kind)].set_index("round")
+        failed = group.loc[group["status"] != "ok", "status"]
+        status = "ok" if failed.empty else f"{failed.iloc[0]} ({len(failed)} of {len(group)} rounds)"
+        for measure, column in MEASURES.items():
+            time_ = ratio_interval(done[column]) if len(done) else ratio_interval([])
+            control = controls.get(kind)
+            against = [baseline] + ([control] if control in set(ok["kind"]) else [])
+            for base in against:
+                other = ok[(ok["seq_len"] == seq_len) & (ok["kind"] == base)].set_index("round")
+                ratios = (done[column] / other[column]).dropna()
+                ratio = ratio_interval(ratios)
+                memory = (done["peak_memory_mib"] / other["peak_memory_mib"]).dropna()
+                row = {
+                    "measure": measure, "kind": kind, "baseline": base, "seq_len": seq_len,
+                    "rounds": ratio["rounds"], "ms": time_["center"], "ms_low": time_["low"], "ms_high": time_["high"],
+                    "ratio": ratio["center"], "ratio_low": ratio["low"], "ratio_high": ratio["high"],
+                    "verdict": "baseline" if kind == base else cost_verdict(ratio["low"], ratio["high"], margin)
+                    if ratio["rounds"] >= MIN_ROUNDS else "inconclusive",
+                    "more_rounds": None, "margin": margin,
+                    "peak_memory_mib": done["peak_memory_mib"].median() if len(done) else math.nan,
+                    "memory_ratio": memory.median() if len(memory) else math.nan, "status": status,
+                    "busy_rounds": len(busy), "rounds_run": rounds_run,
+                }  # fmt: skip
+                if row["verdict"] == "inconclusive":
+                    row["more_rounds"] = more_rounds(ratios.map(math.log), margin)
+                if measure == "step":  # tokens/s: the batch's tokens over the step time
+                    tokens = group["batch_size"].iloc[0] * seq_len * 1000
+                    row.update(tokens_per_s=tokens / row["ms"], tokens_per_s_low=tokens / row["ms_high"],
+                               tokens_per_s_high=tokens / row["ms_low"])  # fmt: skip
+                first = (done if len(done) else group).iloc[0]
+                row.update({key: first.get(key) for key in LABELS})
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cost_baseline(costs: pd.DataFrame) -> str:
+    """The kind a compare_timings table compares every other with: the one compared with itself."""
+    return costs.loc[costs["kind"] == costs["baseline"], "kind"].iloc[0]
+
+
+def cost_sentence(row) -> str:
+    """One quotable sentence for a compare_timings row, e.g. 'euclid vs dot, training step at
+    seq_len 64: +4.1% time (95% CI +2.0% to +6.3%, 7 rounds): slower'."""
+    head = f"{row['kind']} vs {row['baseline']}, {MEASURE_NAMES[row['measure']]} at seq_len {row['seq_len']}"
+    busy = row.get("busy_rounds", 0)
+    left_out = f"; {busy} round{'s' if busy > 1 else ''} left out, the CPU busy with another process" if busy else ""
+    if row["rounds"] == 0:
+        return f"{head}: not measured ({row['status'] if row['status'] != 'ok' else 'no round left'}{left_out})"
+    change = f"{100 * (row['ratio'] - 1):+.1f}% time"
+    rounds, run = int(row["rounds"]), int(row.get("rounds_run", row["rounds"]))
+    if rounds < MIN_ROUNDS:
+        kept = f"{rounds} round{'s' if rounds > 1 else ''}" + (f" kept of {run}" if run != rounds else "")
+        return (
+            f"{head}: {change} ({kept}{left_out}): too few rounds to tell; "
+            f"set benchmark.rounds to {run + MIN_ROUNDS - rounds} or more"
+        )
+    interval = (
+        f"95% CI {100 * (row['ratio_low'] - 1):+.1f}% to {100 * (row['ratio_high'] - 1):+.1f}%, {rounds} rounds"
+        f"{left_out}"
+    )
+    verdict, margin = row["verdict"], row["margin"]
+    if verdict == "no measurable difference":
+        verdict += f" (within {-100 * margin / (1 + margin):+.0f}% to {100 * margin:+g}%)"
+    elif verdict == "inconclusive":
+        more = row["more_rounds"]
+        verdict += (
+            f"; about {int(more)} more round{'s' if more > 1 else ''} would likely decide it"
+            f" (benchmark.rounds: {run + int(more)})"
+            if pd.notna(more)
+            else "; more rounds may decide it"
+        )
+    return f"{head}: {change} ({interval}): {verdict}"
