@@ -143,7 +143,7 @@ def costs_markdown(costs: pd.DataFrame) -> str:
     then the table."""
     first = costs.iloc[0]
     busy = int(first.get("busy_rounds", 0))
-    rounds = int(costs["rounds"].max()) + busy
+    rounds = int(first.get("rounds_run", costs["rounds"].max() + busy))
     left_out = f" Left out, the CPU busy with another process: {busy} of them." if busy else ""
     lines = [
         "## What it costs",
@@ -152,7 +152,8 @@ def costs_markdown(costs: pd.DataFrame) -> str:
         f"({first['warmup_steps']} warm-up and {first['timed_steps']} timed calls; the median of the timed ones); rounds pair the kinds.{left_out}",
         "Times are geometric means over rounds; a ratio's 95% interval is the Student-t interval of the mean log",
         "ratio. Verdicts: 'slower'/'faster' when the interval excludes 1; 'no measurable difference' when it lies",
-        f"within ±{100 * first['margin']:g}% (benchmark.margin); else 'inconclusive'.",
+        f"within [1/(1 + m), 1 + m] for m = {100 * first['margin']:g}% (benchmark.margin; a log-scale margin); else",
+        f"'inconclusive'. Fewer than {timings.MIN_ROUNDS} kept rounds are too few to tell.",
         "",
     ]
     compared = costs[costs["kind"] != costs["baseline"]]
