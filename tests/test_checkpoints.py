@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from attnscore import checkpoints, io, train
+from attnscore import checkpoints, files, train
 from attnscore.checkpoints import UnreadableCheckpoint
 from attnscore.divergence import TrainingDiverged
 from attnscore.evaluation import evaluate_checkpoint, perplexity
@@ -252,7 +252,7 @@ def test_stale_temporary_files_are_removed(finished, no_training):
 def test_written_files_take_their_mode_from_the_umask(tmp_path, umask):
     old = os.umask(umask)
     try:
-        io.write_json({"a": 1}, tmp_path / "out.json")
+        files.write_json({"a": 1}, tmp_path / "out.json")
     finally:
         os.umask(old)
     assert (tmp_path / "out.json").stat().st_mode & 0o777 == 0o666 & ~umask
@@ -260,8 +260,8 @@ def test_written_files_take_their_mode_from_the_umask(tmp_path, umask):
 
 def test_written_file_and_its_folder_entry_are_flushed_before_and_after_the_rename(tmp_path, monkeypatch):
     flushed = []
-    monkeypatch.setattr(io, "fsync", lambda path: flushed.append((Path(path), (tmp_path / "out.json").exists())))
-    io.write_json({"a": 1}, tmp_path / "out.json")
+    monkeypatch.setattr(files, "fsync", lambda path: flushed.append((Path(path), (tmp_path / "out.json").exists())))
+    files.write_json({"a": 1}, tmp_path / "out.json")
     (tmp_file, renamed_yet), (folder, renamed) = flushed
     assert tmp_file.name.startswith(".out.json.") and not renamed_yet and folder == tmp_path and renamed
     assert list(tmp_path.iterdir()) == [tmp_path / "out.json"]
@@ -271,7 +271,7 @@ def test_a_write_removes_what_a_killed_write_of_the_same_file_left(tmp_path):
     stale, other = tmp_path / ".model.pt.0badf00d.tmp", tmp_path / ".model.pt.json.0badf00d.tmp"
     stale.write_text("half a model")
     other.write_text("another file's write")
-    with io.atomic_path(tmp_path / "model.pt") as target:
+    with files.atomic_path(tmp_path / "model.pt") as target:
         Path(target).write_text("whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "model.pt"]
 
@@ -281,18 +281,18 @@ def test_a_write_removes_what_a_killed_write_of_the_same_file_left(tmp_path):
     [(OSError(errno.ENOSPC, "No space left on device"), 10**9), (RuntimeError("basic_ios::clear: iostream error"), 0)],
 )
 def test_full_disk_is_named_as_such(tmp_path, monkeypatch, error, free):
-    monkeypatch.setattr(io.shutil, "disk_usage", lambda _: SimpleNamespace(free=free))
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda _: SimpleNamespace(free=free))
     with pytest.raises(
-        io.DiskFull, match=re.escape(f"{tmp_path / 'out.pt'} was not written: the disk is full; free some space")
+        files.DiskFull, match=re.escape(f"{tmp_path / 'out.pt'} was not written: the disk is full; free some space")
     ):
-        with io.atomic_path(tmp_path / "out.pt"):
+        with files.atomic_path(tmp_path / "out.pt"):
             raise error
     assert not list(tmp_path.iterdir())
 
 
 def test_other_write_errors_pass_unchanged(tmp_path):
     with pytest.raises(ValueError, match="not about space"):
-        with io.atomic_path(tmp_path / "out.pt"):
+        with files.atomic_path(tmp_path / "out.pt"):
             raise ValueError("not about space")
 
 
