@@ -26,7 +26,14 @@ KINDS: dict[str, Callable] = {}
 NO_DEFAULT = inspect.Parameter.empty  # an option without a default: as in a signature
 
 
-def register(name: str, options: dict | None = None, parameters: dict[str, float] | None = None):
+def dot_score_flops(head_dim: int, **options) -> float:
+    """One q.k product: a multiply and an add per dimension."""
+    return 2.0 * head_dim
+
+
+def register(
+    name: str, options: dict | None = None, parameters: dict[str, float] | None = None, score_flops=dot_score_flops
+):
     """Decorator: make ``fn(q, k, v, causal, dropout_p, **options)`` the attention kind ``name``.
 
     ``options``: the kind's options by name, each a JSON schema of the values it takes, with the
@@ -41,6 +48,10 @@ def register(name: str, options: dict | None = None, parameters: dict[str, float
     (their names written as literals, so that the config check can read them from the source).
     The model makes each an ``nn.Parameter`` of shape (n_heads,) filled with that value and
     passes it to the kind as a keyword argument of that name; they are no config options.
+
+    ``score_flops(head_dim, **options)``: the arithmetic of one score, forward, per (query, key)
+    pair and head, by the formula (not the implementation); the training FLOPs the comparison at
+    equal compute counts (model.training_flops_per_token). Unless declared, a kind's is dot's.
     """
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"attention kind name {name!r}: use lower-case letters, digits and _ (a config name)")
@@ -61,6 +72,7 @@ def register(name: str, options: dict | None = None, parameters: dict[str, float
             raise ValueError(f"attention kind {name!r}: {problem}")
         fn.declaration = Kind(options, tuple(parameters))
         fn.head_parameters = parameters
+        fn.score_flops = score_flops
         KINDS[name] = fn
         return fn
 

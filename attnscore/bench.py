@@ -62,7 +62,7 @@ def step_config(*, seq_len: int, batch_size: int, device: str, precision: str, c
         seq_len=seq_len, batch_size=batch_size, eval_batch_size=batch_size, epochs=1, lr=1e-5, betas=(0.9, 0.98),
         eps=1e-9, weight_decay=0.0, grad_clip=0.0, optimizer="adam", schedule="constant", warmup_steps=0,
         min_lr_ratio=0.1, device=device, precision=precision, compile=compile, processes=1, checkpoint_every=0,
-        log_every=1, max_steps_per_epoch=0, seed=SEED,
+        log_every=1, max_steps_per_epoch=0, eval_every=0, eval_batches=0, seed=SEED,
     )  # fmt: skip
 
 

@@ -33,7 +33,7 @@ def _train(config: dict, *roles: str) -> dict:
 
 def train_settings(config: dict) -> dict:
     """The train settings a training job's outputs depend on (its seed comes from its wildcards)."""
-    return _train(config, "run", "length", "evaluation")
+    return _train(config, "run", "curve", "length", "evaluation")
 
 
 def evaluation_settings(config: dict) -> dict:
@@ -63,15 +63,15 @@ def baseline(kinds) -> str:
 
 
 def run_settings(model: dict, train: dict, code: dict) -> dict:
-    """What makes a run's weights: the model's settings, those of training with the role "run",
-    and the code that computes them (attnscore.codeid.run_code), typed canonically.
+    """What makes a run's weights and its validation curve: the model's settings, those of
+    training with the role "run" or "curve", and the code that computes them (attnscore.codeid.run_code), typed canonically.
 
     The learning-rate schedule decides two exceptions: under a constant one the final fraction of
     a cosine decay (min_lr_ratio) changes nothing, so it is left out; a cosine decay spans the
     run's epochs, so there train.epochs changes every step's learning rate and is part of the run.
     """
     train_schema = schema.load()["properties"]["train"]
-    kept = {key: train[key] for key in schema.keys_with("train", "run")} | {"seed": train["seed"]}
+    kept = {key: train[key] for key in schema.keys_with("train", "run", "curve")} | {"seed": train["seed"]}
     if train["schedule"] == "constant":
         del kept["min_lr_ratio"]
     else:

@@ -27,6 +27,7 @@ class TrainingState:
     interval_seconds: float = 0.0
     history: list[dict] = field(default_factory=list)  # one metrics row per finished epoch
     steps: list[dict] = field(default_factory=list)  # one row per logged interval (attnscore.steplog.COLUMNS)
+    curve: list[dict] = field(default_factory=list)  # the validation curve: step, epoch, valid_loss
 
     SUMMED = ("nll_sum", "count", "interval_nll", "interval_count")  # summed over processes in a checkpoint
     INTERVAL = ("interval_nll", "interval_count", "interval_grad_norm", "interval_steps", "interval_seconds")
@@ -40,6 +41,12 @@ class TrainingState:
         self.steps = [*self.steps, row]
         self._reset(self.INTERVAL)
 
+    def add_curve_point(self, step: int, valid_loss: float) -> dict:
+        """Keep a point of the validation curve, at `step` optimizer steps into the run."""
+        point = {"step": step, "epoch": self.epoch + 1, "valid_loss": valid_loss}
+        self.curve = [*self.curve, point]
+        return point
+
     def finish_epoch(self, row: dict) -> None:
         """The epoch is done: keep its metrics row and start the next epoch's sums from zero."""
         self.history = [*self.history, row]
@@ -47,8 +54,9 @@ class TrainingState:
         self._reset(("step", "nll_sum", "count", "epoch_seconds", *self.INTERVAL))
 
     def up_to(self, epochs: int) -> "TrainingState":
-        """A copy holding the metrics and per-step rows of the first `epochs` epochs only."""
-        return replace(self, history=self.history[:epochs], steps=[row for row in self.steps if row["epoch"] <= epochs])
+        """A copy holding the metrics, per-step rows and curve of the first `epochs` epochs only."""
+        steps, curve = ([row for row in rows if row["epoch"] <= epochs] for rows in (self.steps, self.curve))
+        return replace(self, history=self.history[:epochs], steps=steps, curve=curve)
 
     def _reset(self, names) -> None:
         for name in names:

@@ -195,11 +195,13 @@ def training_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
     """Model FLOPs of one training token, forward and backward (PaLM, appendix B; nanoGPT).
 
     6 N for the N weights of the matrix multiplies (attention in/out projections, feed-forward,
-    output layer; embeddings, norms and biases excluded), plus 12 L d T for the attention
-    scores and the weighted sum over T positions (the masked causal half counted too, as is
-    customary). Every attention kind is charged the same: Euclidean distances need one q.k
-    product per pair like dot products; their elementwise extra work is not model FLOPs.
+    output layer; embeddings, norms and biases excluded), plus, per layer and each of the T
+    positions attended to (the masked causal half counted too, as is customary), 3 x (the
+    kind's score for each head, attention.register's score_flops, + 2 d for the weighted sum):
+    backward twice forward, as for the matrix multiplies. For dot, whose score is 2 head_dim,
+    that is 12 L d T; a score with more arithmetic per pair (a distance) costs more.
     """
-    d = cfg.d_model
+    d, heads = cfg.d_model, cfg.n_heads
     matmul_weights = cfg.n_layers * (4 * d * d + 2 * d * cfg.d_ff) + d * cfg.vocab_size
-    return 6 * matmul_weights + 12 * cfg.n_layers * d * seq_len
+    score = attention.get(cfg.attention).score_flops(d // heads, **cfg.attention_options)
+    return 6 * matmul_weights + 3 * cfg.n_layers * seq_len * (heads * score + 2 * d)

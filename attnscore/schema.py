@@ -14,6 +14,7 @@ ROLES = {
     "jobs": "which jobs exist (results folder, variants, seeds, sizes, benchmark rounds): new ones run, others stay",
     "data": "the corpus or its tokens: tokenize and everything after it",
     "run": "a run's weights: part of its run id; train, evaluate, compare and plot run again",
+    "curve": "the validation curve recorded while training: part of the run id, so the run trains again (to the same weights); everything after it runs again",
     "length": "how many epochs: a trained run is continued or cut, not trained again",
     "evaluation": "how a saved model is evaluated: its saved epochs are evaluated again, nothing is trained",
     "timing": "what the benchmark measures: every round is measured again",

@@ -24,6 +24,9 @@ STEP_TAGS = {
     "tokens_per_s": "speed/tokens_per_s",
 }
 EPOCH_TAGS = {"valid_loss": "loss/valid", "test_loss": "loss/test"}
+CURVE_TAG = "loss/valid_curve"  # the validation curve's points, with train.eval_every
+# curve.csv's columns: the validation curve (train.py: curve_point), and the model FLOPs trained by then.
+CURVE_COLUMNS = ("step", "epoch", "valid_loss", "flops")
 FLUSH_SECONDS = 10  # how stale a live view can be; saves and epoch ends flush at once
 
 
@@ -53,6 +56,9 @@ class TensorBoard:
         for key, tag in EPOCH_TAGS.items():
             self.writer.add_scalar(tag, row[key], step)
 
+    def curve(self, point: dict) -> None:
+        self.writer.add_scalar(CURVE_TAG, point["valid_loss"], point["step"])
+
     def flush(self) -> None:
         """Make what was logged so far durable: before a checkpoint records it as logged."""
         self.writer.flush()
@@ -61,8 +67,9 @@ class TensorBoard:
         self.writer.close()
 
 
-def steps_table(rows: list[dict]):
-    """The per-step rows as steps.csv's table (its header even without rows)."""
+def steps_table(rows: list[dict], columns=COLUMNS):
+    """The per-step rows as steps.csv's table (its header even without rows); with `columns`,
+    another per-step table's (CURVE_COLUMNS: curve.csv)."""
     import pandas as pd
 
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    return pd.DataFrame(rows, columns=list(columns))

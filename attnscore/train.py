@@ -1,6 +1,7 @@
 """The training loop: train() steps a Trainer over the batchified train split, logs every
-train.log_every steps, evaluates on valid and test after each epoch, and checkpoints so that it
-resumes (after a crash, or after a stop signal, on which it saves first).
+train.log_every steps, evaluates on valid and test after each epoch (and on the validation
+curve's windows every train.eval_every steps), and checkpoints so that it resumes (after a crash,
+or after a stop signal, on which it saves first).
 
 train() runs in one process, or in each process of a DDP run (attnscore.launch starts those).
 """
@@ -41,7 +42,8 @@ def train(
     cfg.eval_batch_size changed), cut to cfg.epochs, without training, and writes nothing.
 
     token_files maps train/valid/test to .npy token arrays. Returns the run's TrainingState cut
-    to cfg.epochs: .history holds one metrics row per epoch, .steps the per-step log. With
+    to cfg.epochs: .history holds one metrics row per epoch, .steps the per-step log, .curve the
+    validation curve (curve_windows; each epoch's validation loss when cfg.eval_every is 0). With
     tensorboard_dir, the per-step log and each epoch's validation and test loss are written as
     TensorBoard events to tensorboard_dir/<run id> while training (attnscore.steplog).
     Under torch.distributed each process trains on its own rows of the batch (DDP averages the
@@ -52,6 +54,7 @@ def train(
     tokens = {split: load_tokens(path, model_cfg.vocab_size) for split, path in token_files.items()}
     train_rows = shard_rows(batchify(tokens["train"], cfg.batch_size))
     eval_splits = {split: batchify(tokens[split], cfg.eval_batch_size) for split in ("valid", "test")}
+    curve = curve_windows(tokens["valid"], cfg)
     steps = min(num_windows(train_rows, cfg.seq_len), cfg.max_steps_per_epoch or math.inf)
     if cfg.warmup_steps >= cfg.epochs * steps:
         raise SettingCannotAct(
@@ -98,8 +101,12 @@ def train(
 
         try:
             with stop_signals() as stop:
+                if cfg.eval_every and not state.curve and state.epoch < cfg.epochs:  # the untrained model
+                    curve_point(trainer, state, curve, board, 0)
                 while state.epoch < cfg.epochs:
-                    if train_epoch(trainer, state, rows=train_rows, steps=steps, stop=stop, save=save, board=board):
+                    if train_epoch(
+                        trainer, state, rows=train_rows, steps=steps, stop=stop, save=save, board=board, curve=curve
+                    ):
                         signum = stop[0] if stop else "on another process"
                         raise TrainingInterrupted(
                             f"stopped by signal {signum}; checkpoint {last} saved, re-run to resume"
@@ -109,6 +116,10 @@ def train(
                     log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
                     if board:
                         board.epoch(row, state.steps_done(steps))
+                    if cfg.eval_every:
+                        curve_point(trainer, state, curve, board, state.steps_done(steps))
+                    else:
+                        state.add_curve_point(state.steps_done(steps), row["valid_loss"])
                     best = min((r["valid_loss"] for r in state.history), default=math.inf)
                     state.finish_epoch(row)
                     checkpoints.save_model(trainer.model, run, row["epoch"], folder)
@@ -137,6 +148,9 @@ def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dic
         history = [evaluate_again(trainer, folder, row, eval_splits) for row in history]
     state = checkpoints.restore(trainer, saved)
     state.history = history
+    if not cfg.eval_every:  # the curve is the epochs' validation loss
+        loss = {row["epoch"]: row["valid_loss"] for row in history}
+        state.curve = [{**point, "valid_loss": loss[point["epoch"]]} for point in state.curve if point["epoch"] in loss]
     kept = position(path, state)
     for row in history:
         divergence.check_losses(row, f"in saved epoch {row['epoch']}", kept, trainer)
@@ -153,9 +167,10 @@ def evaluate_again(trainer: Trainer, folder: Path, row: dict, eval_splits: dict)
     return {**row, **evaluate_splits(trainer, eval_splits)}
 
 
-def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, stop: list, save, board) -> bool:
+def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, stop: list, save, board, curve) -> bool:
     """Train from state.step to the end of the epoch, keeping the running sums in state; log
-    every cfg.log_every steps and at the epoch's end (log_row), save every
+    every cfg.log_every steps and at the epoch's end (log_row), add a point to the validation
+    curve every cfg.eval_every steps of the run (its time is no training time), save every
     cfg.checkpoint_every steps. On a stop signal save and return True (stopped)."""
     cfg, world = trainer.cfg, rank_and_world()[1]
     # The epoch's NLL, the interval's NLL and its gradient norms, summed on the device: no step
@@ -194,6 +209,9 @@ def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, sto
             log_row(trainer, state, steps, board)
             sums[1:] = 0.0
             interval_started = time.perf_counter()
+        if cfg.eval_every and state.steps_done(steps) % cfg.eval_every == 0 and state.step < steps:
+            seconds = curve_point(trainer, state, curve, board, state.steps_done(steps))  # not the epoch's end: its own
+            started, interval_started = started + seconds, interval_started + seconds
         stopping = stop_agreed(stop, trainer.device)
         if stopping or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < steps):
             sync()
@@ -223,6 +241,25 @@ def log_row(trainer: Trainer, state: TrainingState, steps_per_epoch: int, board=
     state.close_interval(row)
     if board:
         board.step(row)
+
+
+def curve_windows(valid_tokens, cfg: TrainConfig) -> torch.Tensor:
+    """What each point of the validation curve evaluates (cfg.eval_every > 0): the valid split laid
+    out in cfg.batch_size rows, its first cfg.eval_batches windows (0: all), the same every time.
+    Its own layout, not eval_batch_size's, so that evaluating saved epochs again leaves it as it was."""
+    matrix = batchify(valid_tokens, cfg.batch_size)
+    return matrix[:, : cfg.eval_batches * cfg.seq_len + 1] if cfg.eval_batches else matrix
+
+
+def curve_point(trainer: Trainer, state: TrainingState, curve: torch.Tensor, board, step: int) -> float:
+    """Evaluate the curve's windows after `step` optimizer steps (by every process together) and
+    keep the point in state; returns the seconds that took."""
+    started = time.perf_counter()
+    nll, count = trainer.evaluate(curve)
+    point = state.add_curve_point(step, nll / count)
+    if board:
+        board.curve(point)
+    return time.perf_counter() - started
 
 
 def epoch_metrics(trainer: Trainer, totals: TrainingState, eval_splits: dict) -> dict:

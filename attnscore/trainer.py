@@ -37,6 +37,8 @@ class TrainConfig:
     checkpoint_every: int  # also save every N steps within an epoch; 0 = at epoch ends only
     log_every: int  # steps between rows of the per-step log (steps.csv, TensorBoard), and at epoch ends
     max_steps_per_epoch: int  # 0 = the whole split; >0 truncates epochs (debugging only)
+    eval_every: int  # steps between points of the validation curve; 0 = each epoch's validation loss
+    eval_batches: int  # windows of batch_size rows of the valid split each point evaluates; 0 = all
     seed: int
 
 

@@ -28,15 +28,19 @@ def test_flop_count_of_the_reference_model():
 
 
 def test_flop_count_is_what_torch_counts_in_a_training_step():
-    """6 N + 12 L d T per token, the count MFU uses, is exactly the matrix-multiply FLOPs that
-    torch's FlopCounterMode sees in a forward and backward pass when attention runs as plain
-    matmuls (euclid's autograd Function; the count covers the masked half, as is customary)."""
+    """6 N + 12 L d T per token, dot's count, is exactly the matrix-multiply FLOPs that torch's
+    FlopCounterMode sees in a forward and backward pass when attention runs as plain matmuls
+    (euclid's autograd Function; the count covers the masked half, as is customary). euclid's
+    own count adds its elementwise work per pair (5 a score: attention.register's score_flops),
+    three times (forward and backward) per layer, head and position."""
     model_cfg = replace(TINY, n_layers=2, dropout=0.0)
     model = DecoderLM(model_cfg)
     x, y = torch.randint(64, (3, 16)), torch.randint(64, (3, 16))
     with FlopCounterMode(display=False) as counter:
         model(x, y).backward()
-    assert counter.get_total_flops() == training_flops_per_token(model_cfg, 16) * x.numel()
+    dot_count = training_flops_per_token(replace(model_cfg, attention="dot"), 16)
+    assert counter.get_total_flops() == dot_count * x.numel()
+    assert training_flops_per_token(model_cfg, 16) == dot_count + 3 * 2 * 16 * 2 * 5
 
 
 def test_rounds_rotate_the_order_of_the_kinds():

@@ -75,7 +75,9 @@ class EuclideanAttention(torch.autograd.Function):
         return *grads, None, None
 
 
-@register("euclid", options={"p": {"type": "number", "exclusiveMinimum": 0, "default": 2.0}})
+@register(
+    "euclid", options={"p": {"type": "number", "exclusiveMinimum": 0, "default": 2.0}}, score_flops=naive.distance_flops
+)
 def euclid(q, k, v, causal=True, dropout_p=0.0, *, p=2.0):
     """Negative Euclidean distance -||q - k||_2 / sqrt(d_k) by the fastest exact path available
     (the module's docstring)."""

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from attnscore.attention import register
 
 
-@register("euclid_sq")
+@register("euclid_sq", score_flops=lambda head_dim: 2.0 * head_dim + 2)  # q.k, then - |k|^2 and the scale
 def euclid_sq(q, k, v, causal=True, dropout_p=0.0):
     """Negative squared distance -||q - k||^2 / sqrt(d_k), as dot-product attention: ||q||^2 is
     the same along a softmax row, so the logits may be (2 q.k - ||k||^2) / sqrt(d_k), the dot

@@ -9,7 +9,11 @@ from attnscore.attention import register
 from attnscore.scores._masks import causal_bias
 
 
-@register("sigmoid", options={"bias": {"type": ["number", "null"], "default": None}})
+@register(
+    "sigmoid",
+    options={"bias": {"type": ["number", "null"], "default": None}},
+    score_flops=lambda head_dim, bias=None: 2.0 * head_dim + 1,  # q.k, then the bias
+)
 def sigmoid(q, k, v, causal=True, dropout_p=0.0, *, bias=None):
     """Sigmoid attention (Ramapuram et al. 2024, "Theory, Analysis, and Best Practices for
     Sigmoid Self-Attention"): weights sigmoid(q.k / sqrt(d_k) + b), not normalised over the keys,

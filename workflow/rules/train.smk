@@ -7,6 +7,7 @@ rule train:
     output:
         metrics=f"{RESULTS}/train/{SIZE}{{variant}}/seed{{seed}}/metrics.csv",
         steps=f"{RESULTS}/train/{SIZE}{{variant}}/seed{{seed}}/steps.csv",
+        curve=f"{RESULTS}/train/{SIZE}{{variant}}/seed{{seed}}/curve.csv",
         model=f"{RESULTS}/train/{SIZE}{{variant}}/seed{{seed}}/model.pt",
         provenance=report(
             f"{RESULTS}/train/{SIZE}{{variant}}/seed{{seed}}/provenance.json",
