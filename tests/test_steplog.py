@@ -28,7 +28,8 @@ def test_a_short_run_logs_every_interval_and_epoch_once(token_files, tmp_path):
     assert (table["lr"] == 3e-3).all()  # the reference's constant rate
 
     scalars = events(board_folder(tmp_path, token_files, log_every=10))
-    tags = {*steplog.STEP_TAGS.values(), *steplog.EPOCH_TAGS.values(), steplog.CURVE_TAG}  # the tiny config's eval_every
+    # the tiny config sets train.eval_every
+    tags = {*steplog.STEP_TAGS.values(), *steplog.EPOCH_TAGS.values(), steplog.CURVE_TAG}
     assert set(scalars) == tags
     for key, tag in steplog.STEP_TAGS.items():
         assert [step for step, _ in scalars[tag]] == LOGGED, tag
