@@ -221,3 +221,40 @@ def _bar_label(row) -> str:
         else row.verdict.replace("no measurable difference", "no difference")
     )
     return f"{100 * (row.ratio - 1):+.0f}% time\n{verdict}"
+
+
+def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, paths, title: str) -> None:
+    """The validation curve against optimizer steps, estimated training time and model FLOPs, a
+    row of panels per size: per variant the mean over seeds with the seeds' range shaded, and the
+    baseline's best (the target of to_target's table `targets`, mean over seeds) dashed. The time
+    is steps x the variant's step time (`step_ms`: variant -> ms, the benchmark's, which times no
+    size), drawn where measured."""
+    panels = [("step", "optimizer step"), ("seconds", "estimated training time (s)"), ("flops", "model FLOPs")]
+    fig, rows = size_rows(curves, 3, 15, layout="constrained", sharey="row")
+    for size, axes in rows:
+        for i, (variant, runs) in enumerate(curves[curves["size"] == size].groupby("variant", sort=False)):
+            band = runs.groupby("step", as_index=False).agg(
+                mean=("valid_loss", "mean"),
+                low=("valid_loss", "min"),
+                high=("valid_loss", "max"),
+                flops=("flops", "mean"),
+            )
+            ms = None if size else step_ms.get(variant)
+            band["seconds"] = band["step"] * (ms or 0) / 1000
+            seeds = runs["seed"].nunique()
+            label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, range)"
+            for ax, (x, _) in zip(axes, panels, strict=True):
+                if x != "seconds" or ms:
+                    ax.plot(band[x], band["mean"], LINESTYLES[i % len(LINESTYLES)], color=f"C{i}", lw=1.2, label=label)
+                    ax.fill_between(band[x], band["low"], band["high"], color=f"C{i}", alpha=0.2)
+        target = targets[targets["size"] == size].iloc[0]
+        for ax, (x, xlabel) in zip(axes, panels, strict=True):
+            ax.axhline(target["target"], color="gray", ls="--", lw=1, label=f"{target['baseline']}'s best (target)")
+            ax.set(title=plain_title(size), xlabel=xlabel)
+            ax.grid(True, alpha=0.3)
+            if x == "seconds" and len(ax.lines) == 1:
+                ax.text(0.5, 0.5, "not timed", transform=ax.transAxes, ha="center")
+        axes[0].set_ylabel("validation loss (nats/token)")
+    rows[0][1][0].legend(fontsize="small")
+    fig.suptitle(plain_title(title))
+    save(fig, paths)

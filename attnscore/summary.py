@@ -8,7 +8,7 @@ import re
 
 import pandas as pd
 
-from attnscore import course_report, stats, timings
+from attnscore import course_report, stats, timings, to_target
 
 
 def markdown_text(text: str) -> str:
@@ -42,14 +42,16 @@ def summary_markdown(
     verdicts: pd.DataFrame,
     losses: pd.DataFrame,
     costs: pd.DataFrame,
+    targets: pd.DataFrame,
     *,
     data_name: str,
     train_seq_len: int,
 ) -> str:
     """Our numbers (mean and 95% interval over seeds) beside the course report's, the paired
     verdicts against the baseline (stats.with_holm's rows; a section per size, headed by its
-    parameter count from stats.per_size), then what each kind costs (compare_timings' rows), as
-    Markdown. The benchmark times the model section, not each size."""
+    parameter count from stats.per_size), then what each kind costs (compare_timings' rows) and
+    what it needs to reach the baseline's quality (to_target's rows, `targets`), as Markdown. The
+    benchmark times the model section, not each size."""
     baseline = timings.cost_baseline(costs)
     steps = costs[(costs["measure"] == "step") & (costs["baseline"] == baseline)]
     at_train_shape = steps[steps["seq_len"] == train_seq_len].set_index("kind")
@@ -112,7 +114,7 @@ def summary_markdown(
         lines.pop()
     else:
         lines.append("No variant to pair with dot: add dot and another kind to `variants`.")
-    return "\n".join(lines) + "\n\n" + costs_markdown(costs)
+    return "\n".join(lines) + "\n\n" + costs_markdown(costs) + "\n" + targets_markdown(targets)
 
 
 def _tokens_per_s(cost) -> str:
@@ -181,3 +183,27 @@ def costs_markdown(costs: pd.DataFrame) -> str:
               f"seq_len x head_dim at seq_len {first['seq_len']}), attention dropout {first['attention_dropout']}; "
               f"memory is {first['memory_kind']}."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def targets_markdown(targets: pd.DataFrame) -> str:
+    """Quality at equal cost (to_target's rows) as a Markdown section: the method, then a sentence
+    per variant (a list per size)."""
+    baseline = targets["baseline"].iloc[0]
+    lines = [
+        "## At equal cost",
+        "",
+        f"The target is, seed by seed, {baseline}'s best validation loss on its validation curve (train.eval_every;",
+        "each epoch's end without it). A variant's steps to reach it are interpolated linearly between evaluations;",
+        "one that does not reach it within the run is 'not reached', never extrapolated. Ratios to",
+        f"{baseline}'s steps and model FLOPs are geometric means over paired seeds with 95% Student-t intervals on",
+        "the log scale; the training time multiplies the steps ratio by the benchmark's step-time ratio at the",
+        "training shape (independent measurements: their log variances add). Verdicts as for the costs: 'more' /",
+        "'less' time when the interval excludes 1, 'no measurable difference' within the benchmark's margin,",
+        "else 'inconclusive'; 'not timed' where the benchmark did not time the variant at this shape.",
+        "",
+    ]
+    for size, rows in targets[targets["kind"] != baseline].groupby("size", sort=False):
+        if size:
+            lines += [f"### {markdown_text(size)}", ""]
+        lines += [f"- {to_target.sentence(row)}" for _, row in rows.iterrows()] + [""]
+    return "\n".join(lines)

@@ -143,7 +143,10 @@ def sentence(row) -> str:
     steps = f"in {row['steps_ratio']:.2f}x {base}'s steps ({_ci(row, 'steps')}{paired})"
     flops = f"{row['flops_ratio']:.2f}x its FLOPs"
     if row["verdict"] == "not timed":
-        return f"{head} {steps} and {flops}; its step cost was not measured at this shape: not timed"
+        return (
+            f"{head} {steps} and {flops}; its step cost is not measured at this shape (not benchmarked there, or "
+            "no round kept: see What it costs): not timed"
+        )
     cost = (
         f"{100 * (row['step_cost'] - 1):+.0f}%, "
         + (

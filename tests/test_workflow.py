@@ -19,11 +19,13 @@ SEEDS = [1234, 1235]
 RUNS = [f"{variant}/seed{seed}" for variant in ("dot", "euclid") for seed in SEEDS]
 OUTPUTS = [
     "data/train.npy", "data/tokenizer.json", "data/meta.json",
-    *(f"train/{run}/{name}" for run in RUNS for name in ("metrics.csv", "steps.csv", "model.pt", "provenance.json")),
+    *(f"train/{run}/{name}" for run in RUNS for name in ("metrics.csv", "steps.csv", "curve.csv", "model.pt",
+                                                          "provenance.json")),
     *(f"eval/{run}.json" for run in RUNS),
     "bench/rounds/round1.csv", "bench/rounds/round2.csv", "bench/measurements.csv", "bench/comparisons.csv",
-    "compare/runs.csv", "compare/epochs.csv", "compare/best.csv", "compare/paired.csv",
-    *(f"figures/{name}.{ext}" for name in ("perplexity", "training", "paired", "throughput") for ext in ("png", "svg")),
+    "compare/runs.csv", "compare/epochs.csv", "compare/best.csv", "compare/paired.csv", "compare/to_target.csv",
+    *(f"figures/{name}.{ext}" for name in ("perplexity", "training", "paired", "throughput", "to_target")
+      for ext in ("png", "svg")),
     "summary.md", "verdicts.csv", "config.json", "code.json",
 ]  # fmt: skip
 
@@ -44,7 +46,8 @@ def finished(workdir):
 @pytest.mark.slow
 def test_tiny_workflow_end_to_end(workdir, finished):
     assert executed_rules(finished) == [
-        "all", "benchmark", "compare", "compare_timings", "demo_corpus", "evaluate", "plot", "tokenize", "train",
+        "all", "benchmark", "compare", "compare_timings", "demo_corpus", "evaluate", "plot", "to_target", "tokenize",
+        "train",
     ]  # fmt: skip
     results = workdir / "results" / "tiny"
     for output in OUTPUTS:
@@ -53,9 +56,20 @@ def test_tiny_workflow_end_to_end(workdir, finished):
     assert list(metrics["epoch"]) == [1, 2] and {"train_ppl", "valid_ppl", "test_ppl", "tokens_per_s"} <= set(metrics)
     steps = pd.read_csv(results / "train" / "euclid" / "seed1235" / "steps.csv")  # 20 steps an epoch, log_every 5
     assert list(steps["step"]) == [5, 10, 15, 20, 25, 30, 35, 40] and list(steps["epoch"]) == [1] * 4 + [2] * 4
+    curve = pd.read_csv(results / "train" / "euclid" / "seed1235" / "curve.csv")  # eval_every 10
+    assert list(curve["step"]) == [0, 10, 20, 30, 40] and list(curve["epoch"]) == [1, 1, 1, 2, 2]
+    assert curve["flops"].tolist() == pytest.approx((curve["step"] * curve["flops"].iloc[1] / 10).tolist())
     for run in RUNS:  # one TensorBoard run per (variant, seed), in its run id's folder
         (board,) = (results / "tensorboard" / run).iterdir()
         assert [step for step, _ in events(board)["loss/train"]] == list(steps["step"])
+        assert [step for step, _ in events(board)["loss/valid_curve"]] == list(curve["step"])
+    to_target = pd.read_csv(results / "compare" / "to_target.csv").set_index("kind")
+    assert {"size", "baseline", "seeds", "reached", "target", "steps_ratio", "steps_low", "steps_high", "time_ratio",
+            "time_low", "time_high", "verdict", "flops_ratio"} <= set(to_target.columns) | {"kind"}  # fmt: skip
+    assert to_target.at["dot", "verdict"] == "baseline" and to_target.at["dot", "steps_ratio"] == 1
+    assert to_target.at["euclid", "verdict"] in {
+        "more", "less", "no measurable difference", "inconclusive", "not reached", "not timed"
+    }  # fmt: skip
     # Two interleaved rounds, each timing every kind at every shape in its own order; the
     # comparisons pair them by round, each kind against dot.
     timings = pd.read_csv(results / "bench" / "measurements.csv")
@@ -107,6 +121,8 @@ def test_tiny_workflow_end_to_end(workdir, finished):
         summary,
     )
     assert "| euclid_naive | dot | 64 | attention |" in summary
+    assert "## At equal cost" in summary
+    assert re.search(r"- euclid (reaches|does not reach) dot's best validation loss \([\d.]+ nats\)", summary)
     assert (results / "figures" / "perplexity.png").read_bytes()[:4] == b"\x89PNG"
 
     # Nothing changed: nothing runs.
@@ -140,6 +156,8 @@ def test_report_embeds_the_figures_tables_and_summary_with_captions(workdir, fin
         "figures/training.png": "Training as it went, against the optimizer step",
         "figures/paired.png": "Paired differences against",
         "figures/throughput.png": "What each kind costs",
+        "figures/to_target.png": "Validation loss on the validation curve",
+        "compare/to_target.csv": "Quality at equal cost",
         "bench/comparisons.csv": "paired ratio of times",
         "compare/paired.csv": "paired t-test",
         "summary.md": "one quotable sentence",
@@ -224,12 +242,13 @@ CODE = "\n_EDITED = True\n"  # a statement: comments and docstrings are not code
 KEY_ORDER = "the same config, keys in reverse order, train.weight_decay written 0"
 # What each role of a config key (attnscore.schema.ROLES, declared per key in the schema) re-runs.
 RERUNS = {
-    "data": {"tokenize", "train", "evaluate", "compare", "benchmark", "compare_timings", "plot"},
-    "run": {"train", "evaluate", "compare", "plot"},
-    "length": {"train", "evaluate", "compare", "plot"},
-    "evaluation": {"train", "evaluate", "compare", "plot"},
-    "timing": {"benchmark", "compare_timings", "plot"},
-    "statistics": {"compare_timings", "plot"},
+    "data": {"tokenize", "train", "evaluate", "compare", "benchmark", "compare_timings", "to_target", "plot"},
+    "run": {"train", "evaluate", "compare", "to_target", "plot"},
+    "curve": {"train", "evaluate", "compare", "to_target", "plot"},
+    "length": {"train", "evaluate", "compare", "to_target", "plot"},
+    "evaluation": {"train", "evaluate", "compare", "to_target", "plot"},
+    "timing": {"benchmark", "compare_timings", "to_target", "plot"},
+    "statistics": {"compare_timings", "to_target", "plot"},
     "presentation": {"plot"},
     "procedure": set(),
 }
@@ -248,8 +267,9 @@ CACHING_TABLE = [
     ("train.compile", {"train": {**TINY["train"], "compile": True}}, None, rerun_by_roles("train.compile")),
     ("benchmark.steps", {"benchmark": {**TINY["benchmark"], "steps": 3}}, None, rerun_by_roles("benchmark.steps")),
     ("benchmark.rounds + 1", {"benchmark": {**TINY["benchmark"], "rounds": 3}}, None,
-     ["benchmark", "compare_timings", "plot"]),
-    ("benchmark.rounds - 1", {"benchmark": {**TINY["benchmark"], "rounds": 1}}, None, ["compare_timings", "plot"]),
+     ["benchmark", "compare_timings", "plot", "to_target"]),
+    ("benchmark.rounds - 1", {"benchmark": {**TINY["benchmark"], "rounds": 1}}, None,
+     ["compare_timings", "plot", "to_target"]),
     ("benchmark.margin", {"benchmark": {**TINY["benchmark"], "margin": 0.05}}, None, rerun_by_roles("benchmark.margin")),
     ("benchmark.variants", {"benchmark": {**TINY["benchmark"], "variants": ["dot", "euclid"]}}, None,
      rerun_by_roles("benchmark.variants")),
@@ -264,18 +284,22 @@ CACHING_TABLE = [
     ("train.min_lr_ratio", {"train": {**TINY["train"], "min_lr_ratio": 0.2}}, None,
      rerun_by_roles("train.min_lr_ratio")),
     ("train.log_every", {"train": {**TINY["train"], "log_every": 3}}, None, rerun_by_roles("train.log_every")),
-    ("seeds + 1", {"seeds": [*SEEDS, 7]}, None, ["compare", "evaluate", "plot", "train"]),
-    ("variants + 1", {"variants": ["dot", "euclid", "euclid_sq"]}, None, ["compare", "evaluate", "plot", "train"]),
+    ("train.eval_every", {"train": {**TINY["train"], "eval_every": 5}}, None, rerun_by_roles("train.eval_every")),
+    ("train.eval_batches", {"train": {**TINY["train"], "eval_batches": 1}}, None,
+     rerun_by_roles("train.eval_batches")),
+    ("seeds + 1", {"seeds": [*SEEDS, 7]}, None, ["compare", "evaluate", "plot", "to_target", "train"]),
+    ("variants + 1", {"variants": ["dot", "euclid", "euclid_sq"]}, None,
+     ["compare", "evaluate", "plot", "to_target", "train"]),
     ("attention_options.euclid", {"model": {**TINY["model"], "attention_options": {"euclid": {"p": 3}}}}, None,
      rerun_by_roles("model.attention_options")),
     ("tokenizer.vocab_size", {"tokenizer": {**TINY["tokenizer"], "vocab_size": 300}}, None,
      rerun_by_roles("tokenizer.vocab_size")),
     ("attnscore/plots.py", {}, ("attnscore/plots.py", None, CODE), ["plot"]),
-    ("attnscore/stats.py", {}, ("attnscore/stats.py", None, CODE), ["compare", "compare_timings", "plot"]),
+    ("attnscore/stats.py", {}, ("attnscore/stats.py", None, CODE), ["compare", "compare_timings", "plot", "to_target"]),
     ("attnscore/model.py", {}, ("attnscore/model.py", None, CODE),
-     ["benchmark", "compare", "compare_timings", "evaluate", "plot", "train"]),
+     ["benchmark", "compare", "compare_timings", "evaluate", "plot", "to_target", "train"]),
     ("kind euclid's function", {}, ("attnscore/scores/euclid.py", "    if p != 2:\n", "    if p != 2.0:\n"),
-     ["benchmark", "compare", "compare_timings", "evaluate", "plot", "train"]),
+     ["benchmark", "compare", "compare_timings", "evaluate", "plot", "to_target", "train"]),
     ("a comment in a kind's module", {}, ("attnscore/scores/euclid.py", None, "\n# a comment computes nothing\n"), []),
     ("workflow/scripts/compare.py", {}, ("workflow/scripts/compare.py", None, "\n# edited\n"), ["compare", "plot"]),
     ("key order, 0 for 0.0", KEY_ORDER, None, []),
@@ -408,7 +432,8 @@ SIZED_CACHING_TABLE = [
 )
 def test_a_size_or_kind_added_plans_its_own_jobs(sized, edit, change, trained, compared):
     log = snakemake(sized, "--configfile", write_config(sized, "edited.yaml", {**SIZED, **change}), "--dry-run").log
-    assert [rule for rule in executed_rules(log) if rule != "all"] == ["compare", "evaluate", "plot", "train"], log
+    planned = [rule for rule in executed_rules(log) if rule != "all"]
+    assert planned == ["compare", "evaluate", "plot", "to_target", "train"], log
     wildcards = r"wildcards: size=([\w.-]+), variant=(\w+), seed=(\d+)"
     assert set(re.findall(r"rule train:.*?" + wildcards, log, flags=re.S)) == trained
     assert set(re.findall(r"rule evaluate:.*?" + wildcards, log, flags=re.S)) == trained
@@ -433,6 +458,7 @@ def test_default_config_dry_run_plans_the_whole_chain_with_gpu_tags():
         "benchmark",
         "compare",
         "compare_timings",
+        "to_target",
         "plot",
         "all",
     }
@@ -493,7 +519,9 @@ def test_a_kind_registered_in_a_plugin_module_trains_through_the_workflow(tmp_pa
     assert "Nothing to be done" in snakemake(work, "--configfile", "config/toy.yaml", "--dry-run").log
     (work / "toy_kinds.py").write_text(original.replace("temperature * math.sqrt", "temperature * 1.0 * math.sqrt"))
     log = snakemake(work, "--configfile", "config/toy.yaml", "--dry-run").log
-    assert executed_rules(log) == ["all", "benchmark", "compare", "compare_timings", "evaluate", "plot", "train"]
+    assert executed_rules(log) == [
+        "all", "benchmark", "compare", "compare_timings", "evaluate", "plot", "to_target", "train",
+    ]  # fmt: skip
     assert set(re.findall(r"wildcards: variant=(\w+)", log)) == {"dot_temperature"}  # the benchmark times all kinds
     snakemake(work, "--configfile", "config/toy.yaml")
     train_log = (results / "logs" / "train_dot_temperature_seed1234.log").read_text()

@@ -69,6 +69,36 @@ rule compare_timings:
         "../scripts/compare_timings.py"
 
 
+# One job per size: the steps, time and FLOPs each variant needs to reach dot's best validation
+# loss (attnscore.to_target), from the runs' validation curves and the benchmark's step costs.
+rule to_target:
+    input:
+        curves=expand(
+            rules.train.output.curve, variant=VARIANTS, seed=SEEDS, allow_missing=True
+        ),
+        comparisons=rules.compare_timings.output.comparisons,
+    output:
+        report(
+            f"{RESULTS}/compare/{SIZE}to_target.csv",
+            caption="../report/to_target_table.rst",
+            category="Tables",
+        ),
+    log:
+        f"{RESULTS}/logs/{SIZE}to_target.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        runs=[(variant, seed) for variant in VARIANTS for seed in SEEDS],
+        baseline=identity.baseline(VARIANTS),
+        margin=config["benchmark"]["margin"],
+        train_seq_len=config["train"]["seq_len"],
+        # The benchmark times the model section: a size's steps are not timed.
+        timed=not SIZES,
+        code=code_version("to_target.py"),
+    script:
+        "../scripts/to_target.py"
+
+
 rule plot:
     input:
         runs=expand(rules.compare.output.runs, size=SIZE_NAMES),
@@ -76,6 +106,10 @@ rule plot:
         best=expand(rules.compare.output.best, size=SIZE_NAMES),
         paired=expand(rules.compare.output.paired, size=SIZE_NAMES),
         comparisons=rules.compare_timings.output.comparisons,
+        to_target=expand(rules.to_target.output[0], size=SIZE_NAMES),
+        curves=expand(
+            rules.train.output.curve, size=SIZE_NAMES, variant=VARIANTS, seed=SEEDS
+        ),
         steps=expand(
             rules.train.output.steps, size=SIZE_NAMES, variant=VARIANTS, seed=SEEDS
         ),
@@ -116,6 +150,12 @@ rule plot:
             category="Figures",
         ),
         throughput_svg=f"{RESULTS}/figures/throughput.svg",
+        to_target_png=report(
+            f"{RESULTS}/figures/to_target.png",
+            caption="../report/to_target.rst",
+            category="Figures",
+        ),
+        to_target_svg=f"{RESULTS}/figures/to_target.svg",
         summary=report(
             f"{RESULTS}/summary.md",
             caption="../report/summary.rst",

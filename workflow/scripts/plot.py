@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from attnscore import plots, stats, summary
+from attnscore import plots, stats, summary, to_target
 from attnscore.files import atomic_path, log_to, write_csv, write_json
 
 inp, out = snakemake.input, snakemake.output
@@ -40,13 +40,30 @@ with log_to(snakemake.log[0]):
         for stale in Path(out.perplexity_png).parent.glob("scaling.*"):
             stale.unlink()
     plots.plot_costs(comparisons, [out.throughput_png, out.throughput_svg], "What it costs")
+    targets = of_every_size(inp.to_target)
+    curves = pd.concat(
+        pd.read_csv(path).assign(size=size, variant=variant, seed=seed)
+        for (size, (variant, seed)), path in zip(
+            [(size, run) for size in sizes for run in runs_of_a_size], inp.curves, strict=True
+        )
+    )
+    step_ms = {kind: cost["ms"] for kind, cost in to_target.step_costs(
+        comparisons, snakemake.params.baseline, snakemake.params.train_seq_len).items()}  # fmt: skip
+    plots.plot_to_target(curves, targets, step_ms, [out.to_target_png, out.to_target_svg], f"At equal cost: {name}")
     write_json(snakemake.config, out.made_with)  # what --report compares its config with
     write_json(snakemake.params.code, out.made_by)  # and the code, which --report compares too
     write_csv(verdicts[["size", *paired.columns.drop("size"), "p_holm", "tests"]], out.verdicts)
     for _, row in verdicts.iterrows():
         print(f"{row['size']}: {stats.verdict(row)}" if row["size"] else stats.verdict(row))
     text = summary.summary_markdown(
-        epochs, best, verdicts, losses, comparisons, data_name=name, train_seq_len=snakemake.params.train_seq_len
+        epochs,
+        best,
+        verdicts,
+        losses,
+        comparisons,
+        targets,
+        data_name=name,
+        train_seq_len=snakemake.params.train_seq_len,
     )
     with atomic_path(out.summary) as tmp:
         Path(tmp).write_text(text)
