@@ -76,6 +76,8 @@ rule plot:
         best=expand(rules.compare.output.best, size=SIZE_NAMES),
         paired=expand(rules.compare.output.paired, size=SIZE_NAMES),
         comparisons=rules.compare_timings.output.comparisons,
+        attention_runs=rules.compare_attention.output.runs,
+        attention_paired=rules.compare_attention.output.paired,
         steps=expand(
             rules.train.output.steps, size=SIZE_NAMES, variant=VARIANTS, seed=SEEDS
         ),
