@@ -9,7 +9,7 @@ TORCH_INDEX ?=
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: install install-slurm demo demo-docs sweep recipe-compare test run slurm-deps test-slurm config-readme
+.PHONY: install install-slurm browser-deps demo demo-docs sweep recipe-compare test run slurm-deps test-slurm config-readme
 
 install: $(VENV)/.installed
 
@@ -24,7 +24,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 # One thread per training and evaluation job: the demo's tiny model gains little from a second
 # thread, so two runs side by side finish sooner (benchmarks keep every core).
 demo: install
-	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --configfile config/demo.yaml --set-threads train=1 evaluate=1
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --configfile config/demo.yaml --set-threads train=1 evaluate=1 attention=1
 
 # README's figures and quoted sentences: the demo's, with its summary (machine, versions) and raw tables.
 DEMO_DOCS := figures/perplexity.png figures/paired.png figures/throughput.png figures/training.png summary.md \
@@ -38,7 +38,7 @@ demo-docs: demo
 # Every kind at three model sizes on the demo corpus (config/sweep.yaml, about 20 minutes on 2
 # cores), then the summary's paired verdicts, size by size.
 sweep: install
-	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --configfile config/sweep.yaml --set-threads train=1 evaluate=1
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --configfile config/sweep.yaml --set-threads train=1 evaluate=1 attention=1
 	sed -n '/^## Paired comparison/,/^## What it costs/{/^## What it costs/!p;}' results/sweep/summary.md
 
 # The demo under today's recipe (config/demo-modern.yaml) against the demo's, paired by variant
@@ -63,6 +63,11 @@ install-slurm: install
 slurm-deps: install-slurm
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge
+
+# Debian's Chromium, for the test that opens the HTML report in a headless browser (root, apt).
+browser-deps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 test-slurm: install slurm-deps
 	$(BIN)/pytest -ra -m slurm

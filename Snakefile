@@ -1,4 +1,5 @@
-"""tokenize -> train[size, variant, seed] -> evaluate[size, variant, seed] -> compare[size] -> plot; benchmark[round] -> plot
+"""tokenize -> train[size, variant, seed] -> evaluate[size, variant, seed] -> compare[size] -> plot; benchmark[round] -> plot;
+train -> attention[size, variant, seed] -> compare_attention -> plot; train (first seed) -> samples
 
 Run: snakemake --cores 1 --resources gpu=1             (the reference experiment)
      snakemake --cores 2 --configfile config/demo.yaml  (offline demo)
@@ -134,6 +135,7 @@ onstart:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/attention.smk"
 include: "workflow/rules/compare.smk"
 
 
@@ -141,3 +143,4 @@ rule all:
     default_target: True
     input:
         rules.plot.output,
+        rules.samples.output,

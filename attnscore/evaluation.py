@@ -36,11 +36,9 @@ def perplexity(nll_sum: float, count: int) -> float:
     return math.inf if loss > 700 else math.exp(loss)  # a diverging run's loss would overflow exp
 
 
-def evaluate_checkpoint(
-    model_path, token_file, *, seq_len: int, eval_batch_size: int, device: str, precision: str
-) -> dict:
-    """Loss, perplexity and token count of a checkpoint's model on one split, and its parameter
-    count. The keywords are the config's train keys of that name (the evaluation role)."""
+def load_model(model_path, where: torch.device) -> tuple[DecoderLM, dict]:
+    """A saved model (a model output of train) on a device (runtime.pick_device), and what its
+    file holds besides the weights; refused if this code would not have made its weights."""
     try:
         saved = checkpoints.load(model_path, checkpoints.MODEL_KEYS)
     except checkpoints.UnreadableCheckpoint as err:
@@ -52,9 +50,19 @@ def evaluate_checkpoint(
             f"{model_path} was trained by other code ({' and '.join(changed)} changed since), so this code does "
             "not evaluate it; run the workflow again: train starts a run with the current code"
         )
-    where = pick_device(device)
     model = DecoderLM(model_cfg).to(where)
     model.load_state_dict(saved["model"])
+    return model, saved
+
+
+def evaluate_checkpoint(
+    model_path, token_file, *, seq_len: int, eval_batch_size: int, device: str, precision: str
+) -> dict:
+    """Loss, perplexity and token count of a checkpoint's model on one split, and its parameter
+    count. The keywords are the config's train keys of that name (the evaluation role)."""
+    where = pick_device(device)
+    model, saved = load_model(model_path, where)
+    model_cfg = model.cfg
     tokens = batchify(load_tokens(token_file, model_cfg.vocab_size), eval_batch_size)
     nll, count = evaluate(model, tokens, seq_len, autocast_dtype(where, precision))
     return {

@@ -57,6 +57,22 @@ def measurement_settings(config: dict) -> dict:
     return {key: config["benchmark"][key] for key in schema.keys_with("benchmark", "timing") if key != "variants"}
 
 
+def _analysis(config: dict, role: str) -> dict:
+    """The analysis keys of a role, with the training length and device it reads the checkpoints at."""
+    keys = {key: config["analysis"][key] for key in schema.keys_with("analysis", role)}
+    return {**keys, "seq_len": config["train"]["seq_len"], "device": config["train"]["device"]}
+
+
+def attention_settings(config: dict) -> dict:
+    """What a run's attention statistics depend on besides its checkpoint and the test tokens."""
+    return _analysis(config, "attention")
+
+
+def sample_settings(config: dict) -> dict:
+    """What the text samples depend on besides the checkpoints, the test tokens and the tokenizer."""
+    return _analysis(config, "samples")
+
+
 def baseline(kinds) -> str:
     """The kind every other kind is compared with, in quality and in cost: dot, else the first."""
     return "dot" if "dot" in kinds else list(kinds)[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 SCHEMA = Path(__file__).with_name("schemas") / "config.schema.yaml"  # package data: a wheel has it too
-SECTIONS = ("", "data", "tokenizer", "model", "train", "benchmark")  # "": the top level
+SECTIONS = ("", "data", "tokenizer", "model", "train", "benchmark", "analysis")  # "": the top level
 
 # What changing a key changes: each key's x-role in the schema names one or more of these.
 ROLES = {
@@ -20,6 +20,8 @@ ROLES = {
     "timing": "what the benchmark measures: every round is measured again",
     "statistics": "how measurements are judged: compare_timings and plot run again",
     "presentation": "labels and the figures' contents: plot runs again",
+    "attention": "which test windows the attention statistics read: attention, its figures and plot run again",
+    "samples": "how the text samples are drawn: samples runs again",
     "procedure": "how a run goes (checkpoint spacing, compilation): no result changes, nothing runs again",
 }
 

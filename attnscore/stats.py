@@ -188,6 +188,24 @@ def paired_summary(differences: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def paired_means(runs: pd.DataFrame, baseline: str, metrics) -> pd.DataFrame:
+    """Per size, variant other than the baseline and metric (a column of `runs`, which has one
+    row per size, variant and seed): the mean paired difference from the baseline over the seeds
+    both ran, its interval and p-value, as with_holm's rows (Holm over the kinds and sizes of
+    each metric)."""
+    rows = []
+    for size, of_size in runs.groupby("size", sort=False):
+        base = of_size[of_size["variant"] == baseline].set_index("seed")
+        for variant, group in of_size[of_size["variant"] != baseline].groupby("variant", sort=False):
+            group = group[group["seed"].isin(base.index)].set_index("seed")
+            for metric in metrics:
+                differences = group[metric] - base.loc[group.index, metric]
+                rows.append({"size": size, "variant": variant, "baseline": baseline, "metric": metric,
+                             **mean_interval(differences), "p_value": _paired_p(differences)})  # fmt: skip
+    columns = ["size", "variant", "baseline", "metric", "seeds", "mean", "ci_low", "ci_high", "p_value"]
+    return with_holm(pd.DataFrame(rows, columns=columns))
+
+
 def _paired_p(values: pd.Series) -> float:
     """The paired t-test's p-value (NaN with one seed); without spread, 1 where every difference
     is 0 (identical results) and 0 where all are one nonzero value."""
@@ -220,12 +238,13 @@ def with_holm(paired: pd.DataFrame) -> pd.DataFrame:
     return paired.assign(p_holm=adjusted, tests=tests.transform("count"), significant=significant)
 
 
-def verdict(row) -> str:
+def verdict(row, *, what: str | None = None, digits: int | None = None) -> str:
     """One quotable sentence for a with_holm row, e.g. 'euclid - dot, test perplexity: +3.7
     (95% CI -1.2 to +8.6, 3 paired seeds): no significant difference at this size (p = 0.21,
-    Holm-adjusted over 4 tests: 0.63).' Significant as with_holm decides it."""
-    what = "test perplexity" if row["metric"] == "test_ppl" else "test loss (nats/token)"
-    digits = 2 if row["metric"] == "test_ppl" else 4
+    Holm-adjusted over 4 tests: 0.63).' Significant as with_holm decides it. `what` names the
+    metric and `digits` its decimals; by default those of test perplexity or test loss."""
+    what = what or ("test perplexity" if row["metric"] == "test_ppl" else "test loss (nats/token)")
+    digits = digits if digits is not None else 2 if row["metric"] == "test_ppl" else 4
     head = f"{row['variant']} - {row['baseline']}, {what}: {row['mean']:+.{digits}f}"
     if row["seeds"] < 2:
         return (

@@ -207,3 +207,47 @@ def targets_markdown(targets: pd.DataFrame) -> str:
             lines += [f"### {markdown_text(size)}", ""]
         lines += [f"- {to_target.sentence(row)}" for _, row in rows.iterrows()] + [""]
     return "\n".join(lines)
+
+
+# The attention statistics summary.md compares with the baseline's, and how its sentences name them.
+ATTENTION_COMPARED = {
+    "entropy": "attention entropy (nats)",
+    "distance": "attention distance (tokens)",
+    "first_share": "first-token share",
+}
+
+
+def attention_markdown(means: pd.DataFrame, comparisons: pd.DataFrame) -> str:
+    """What each kind attends to, as a Markdown section: per size, each kind's model-wide means
+    over seeds (`means`: one row per size, variant and seed, attnscore.attention_stats'
+    statistics averaged over layers and heads), then a verdict sentence per kind and compared
+    statistic (`comparisons`: stats.paired_means' rows)."""
+    statistics = [column for column in means.columns if column not in ("size", "variant", "seed")]
+    lines = [
+        "## What each kind attends to",
+        "",
+        "Attention weights read from each best checkpoint on fixed test windows at the training length (dropout",
+        "off), averaged over every query position of every window, then over layers and heads: entropy in nats,",
+        "distance sum_j w_ij (i - j) in tokens, the first token's share w_i0 and the previous token's w_i,i-1.",
+        "Mean over seeds [95% interval]; each kind paired with the baseline by seed as in the losses, 'significant'",
+        "by Holm's method over the kinds and sizes of each statistic.",
+        "",
+    ]
+    for size, runs in means.groupby("size", sort=False):
+        if size:
+            lines += [f"### {markdown_text(size)}", ""]
+        lines += [
+            f"| kind | seeds | {' | '.join(statistics)} |",
+            "|---|---|" + "---|" * len(statistics),
+        ]
+        for variant, group in runs.groupby("variant", sort=False):
+            cells = [_with_interval(stats.mean_interval(group[name]), 3) for name in statistics]
+            lines.append(f"| {markdown_text(variant)} | {len(group)} | {' | '.join(cells)} |")
+        lines.append("")
+        compared = comparisons[comparisons["size"] == size]
+        lines += [
+            f"- {stats.verdict(row, what=ATTENTION_COMPARED[row['metric']], digits=3)}"
+            for _, row in compared.iterrows()
+        ]
+        lines += [""] if len(compared) else []
+    return "\n".join(lines)

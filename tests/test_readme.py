@@ -19,7 +19,7 @@ DOCUMENTS = [README, GUIDE]
 # `train/<variant>/...` are relative to results/<experiment>/ and are not checked).
 TOP_LEVEL = ("attnscore/", "workflow/", "config/", "benchmarks/", "analysis/", "docs/", "tests/", "profiles/", "envs/",
              ".test/", ".ci/", "Snakefile", "Makefile", "requirements")  # fmt: skip
-SECTIONS = ("data", "tokenizer", "model", "train", "benchmark")
+SECTIONS = ("data", "tokenizer", "model", "train", "benchmark", "analysis")
 
 
 def code_spans(path: Path) -> list[str]:

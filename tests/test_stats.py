@@ -186,3 +186,24 @@ def test_two_experiments_pair_by_variant_and_seed():
     summary = stats.paired_summary(differences).set_index(["variant", "metric"])
     assert summary.loc[("modern: dot", "test_loss"), "mean"] == pytest.approx(-0.35)
     assert summary.loc[("modern: dot", "test_loss"), "seeds"] == 2
+
+
+def test_paired_means_pair_each_statistic_by_seed_with_holm_over_kinds_and_sizes():
+    rows = [("", "dot", s, 1.0 + s, 5.0) for s in (1, 2, 3)] + [
+        ("", "euclid", s, 1.5 + s + 0.1 * s, 5.0) for s in (1, 2, 3)
+    ]
+    rows += [("", "cosine", s, 1.0 + s, 5.0) for s in (1, 2)] + [("", "cosine", 9, 7.0, 7.0)]  # seed 9: no dot run
+    means = pd.DataFrame(rows, columns=["size", "variant", "seed", "entropy", "distance"])
+    paired = stats.paired_means(means, "dot", ["entropy", "distance"]).set_index(["variant", "metric"])
+    expected = stats.mean_interval([0.6, 0.7, 0.8])
+    assert paired.loc[("euclid", "entropy"), ["mean", "ci_low", "ci_high"]].tolist() == pytest.approx(
+        [expected["mean"], expected["ci_low"], expected["ci_high"]]
+    )
+    assert paired.loc[("cosine", "entropy"), "seeds"] == 2 and (paired["tests"] == 2).all()
+    assert (
+        paired.loc[("euclid", "distance"), "p_value"] == 1.0 and not paired.loc[("euclid", "distance"), "significant"]
+    )
+    sentence = stats.verdict(
+        paired.loc[("euclid", "entropy")].to_dict() | {"variant": "euclid"}, what="entropy", digits=3
+    )
+    assert sentence.startswith("euclid - dot, entropy: +0.700 (95% CI ") and "3 paired seeds" in sentence

@@ -24,9 +24,12 @@ OUTPUTS = [
     *(f"eval/{run}.json" for run in RUNS),
     "bench/rounds/round1.csv", "bench/rounds/round2.csv", "bench/measurements.csv", "bench/comparisons.csv",
     "compare/runs.csv", "compare/epochs.csv", "compare/best.csv", "compare/paired.csv", "compare/to_target.csv",
-    *(f"figures/{name}.{ext}" for name in ("perplexity", "training", "paired", "throughput", "to_target")
+    *(f"attention/{run}.{ext}" for run in RUNS for ext in ("csv", "npy", "json")),
+    "attention/runs.csv", "attention/paired.csv",
+    *(f"figures/{name}.{ext}" for name in ("perplexity", "training", "paired", "throughput", "to_target",
+                                           "attention_heads", "attention_maps", "attention_layers")
       for ext in ("png", "svg")),
-    "summary.md", "verdicts.csv", "config.json", "code.json",
+    "summary.md", "verdicts.csv", "config.json", "code.json", "samples.md",
 ]  # fmt: skip
 
 
@@ -46,8 +49,8 @@ def finished(workdir):
 @pytest.mark.slow
 def test_tiny_workflow_end_to_end(workdir, finished):
     assert executed_rules(finished) == [
-        "all", "benchmark", "compare", "compare_timings", "demo_corpus", "evaluate", "plot", "to_target", "tokenize",
-        "train",
+        "all", "attention", "benchmark", "compare", "compare_attention", "compare_timings", "demo_corpus", "evaluate",
+        "plot", "samples", "to_target", "tokenize", "train",
     ]  # fmt: skip
     results = workdir / "results" / "tiny"
     for output in OUTPUTS:
@@ -241,16 +244,20 @@ TINY = tiny_config(seeds=SEEDS)
 CODE = "\n_EDITED = True\n"  # a statement: comments and docstrings are not code
 KEY_ORDER = "the same config, keys in reverse order, train.weight_decay written 0"
 # What each role of a config key (attnscore.schema.ROLES, declared per key in the schema) re-runs.
+# Whatever changes the checkpoints re-reads them (READS).
+READS = {"attention", "compare_attention", "samples"}
 RERUNS = {
-    "data": {"tokenize", "train", "evaluate", "compare", "benchmark", "compare_timings", "to_target", "plot"},
-    "run": {"train", "evaluate", "compare", "to_target", "plot"},
-    "curve": {"train", "evaluate", "compare", "to_target", "plot"},
-    "length": {"train", "evaluate", "compare", "to_target", "plot"},
-    "evaluation": {"train", "evaluate", "compare", "to_target", "plot"},
+    "data": {"tokenize", "train", "evaluate", "compare", "benchmark", "compare_timings", "to_target", "plot", *READS},
+    "run": {"train", "evaluate", "compare", "to_target", "plot", *READS},
+    "curve": {"train", "evaluate", "compare", "to_target", "plot", *READS},
+    "length": {"train", "evaluate", "compare", "to_target", "plot", *READS},
+    "evaluation": {"train", "evaluate", "compare", "to_target", "plot", *READS},
     "timing": {"benchmark", "compare_timings", "to_target", "plot"},
     "statistics": {"compare_timings", "to_target", "plot"},
     "presentation": {"plot"},
     "procedure": set(),
+    "attention": {"attention", "compare_attention", "plot"},
+    "samples": {"samples"},
 }
 
 
@@ -287,19 +294,27 @@ CACHING_TABLE = [
     ("train.eval_every", {"train": {**TINY["train"], "eval_every": 5}}, None, rerun_by_roles("train.eval_every")),
     ("train.eval_batches", {"train": {**TINY["train"], "eval_batches": 1}}, None,
      rerun_by_roles("train.eval_batches")),
-    ("seeds + 1", {"seeds": [*SEEDS, 7]}, None, ["compare", "evaluate", "plot", "to_target", "train"]),
+    ("seeds + 1", {"seeds": [*SEEDS, 7]}, None,
+     ["attention", "compare", "compare_attention", "evaluate", "plot", "to_target", "train"]),
     ("variants + 1", {"variants": ["dot", "euclid", "euclid_sq"]}, None,
-     ["compare", "evaluate", "plot", "to_target", "train"]),
+     ["attention", "compare", "compare_attention", "evaluate", "plot", "samples", "to_target", "train"]),
     ("attention_options.euclid", {"model": {**TINY["model"], "attention_options": {"euclid": {"p": 3}}}}, None,
      rerun_by_roles("model.attention_options")),
     ("tokenizer.vocab_size", {"tokenizer": {**TINY["tokenizer"], "vocab_size": 300}}, None,
      rerun_by_roles("tokenizer.vocab_size")),
-    ("attnscore/plots.py", {}, ("attnscore/plots.py", None, CODE), ["plot"]),
-    ("attnscore/stats.py", {}, ("attnscore/stats.py", None, CODE), ["compare", "compare_timings", "plot", "to_target"]),
+    ("attnscore/plots.py", {}, ("attnscore/plots.py", None, CODE), ["compare_attention", "plot"]),
+    ("attnscore/stats.py", {}, ("attnscore/stats.py", None, CODE),
+     ["compare", "compare_attention", "compare_timings", "plot", "samples", "to_target"]),
     ("attnscore/model.py", {}, ("attnscore/model.py", None, CODE),
-     ["benchmark", "compare", "compare_timings", "evaluate", "plot", "to_target", "train"]),
+     ["attention", "benchmark", "compare", "compare_attention", "compare_timings", "evaluate", "plot", "samples",
+      "to_target", "train"]),
     ("kind euclid's function", {}, ("attnscore/scores/euclid.py", "    if p != 2:\n", "    if p != 2.0:\n"),
-     ["benchmark", "compare", "compare_timings", "evaluate", "plot", "to_target", "train"]),
+     ["attention", "benchmark", "compare", "compare_attention", "compare_timings", "evaluate", "plot", "samples",
+      "to_target", "train"]),
+    ("analysis.windows", {"analysis": {**TINY["analysis"], "windows": 3}}, None, rerun_by_roles("analysis.windows")),
+    ("analysis.top_k", {"analysis": {**TINY["analysis"], "top_k": 5}}, None, rerun_by_roles("analysis.top_k")),
+    ("attnscore/attention_probe.py", {}, ("attnscore/attention_probe.py", None, CODE),
+     ["attention", "compare_attention", "plot", "samples"]),
     ("a comment in a kind's module", {}, ("attnscore/scores/euclid.py", None, "\n# a comment computes nothing\n"), []),
     ("workflow/scripts/compare.py", {}, ("workflow/scripts/compare.py", None, "\n# edited\n"), ["compare", "plot"]),
     ("key order, 0 for 0.0", KEY_ORDER, None, []),
@@ -432,8 +447,9 @@ SIZED_CACHING_TABLE = [
 )
 def test_a_size_or_kind_added_plans_its_own_jobs(sized, edit, change, trained, compared):
     log = snakemake(sized, "--configfile", write_config(sized, "edited.yaml", {**SIZED, **change}), "--dry-run").log
-    planned = [rule for rule in executed_rules(log) if rule != "all"]
-    assert planned == ["compare", "evaluate", "plot", "to_target", "train"], log
+    assert [rule for rule in executed_rules(log) if rule != "all"] == [
+        "attention", "compare", "compare_attention", "evaluate", "plot", "samples", "to_target", "train",
+    ], log  # fmt: skip
     wildcards = r"wildcards: size=([\w.-]+), variant=(\w+), seed=(\d+)"
     assert set(re.findall(r"rule train:.*?" + wildcards, log, flags=re.S)) == trained
     assert set(re.findall(r"rule evaluate:.*?" + wildcards, log, flags=re.S)) == trained
@@ -461,9 +477,13 @@ def test_default_config_dry_run_plans_the_whole_chain_with_gpu_tags():
         "to_target",
         "plot",
         "all",
+        "attention",
+        "compare_attention",
+        "samples",
     }
-    assert {rule for rule, gpu in jobs.items() if gpu == {True}} == {"train", "evaluate", "benchmark"}
-    assert all(gpu == {False} for rule, gpu in jobs.items() if rule not in {"train", "evaluate", "benchmark"})
+    on_gpu = {"train", "evaluate", "benchmark", "attention", "samples"}
+    assert {rule for rule, gpu in jobs.items() if gpu == {True}} == on_gpu
+    assert all(gpu == {False} for rule, gpu in jobs.items() if rule not in on_gpu)
 
 
 def test_lint_has_nothing_to_say():
@@ -511,6 +531,13 @@ def test_a_kind_registered_in_a_plugin_module_trains_through_the_workflow(tmp_pa
     timings = pd.read_csv(results / "bench" / "measurements.csv")
     assert list(timings.loc[timings["kind"] == "dot_temperature", "status"]) == ["ok", "ok"]  # two rounds
     assert "| ours: dot_temperature | 1 | 2 |" in (results / "summary.md").read_text()
+    # The probe reads a kind it has never seen: its weights are exact, so its statistics are there.
+    statistics = pd.read_csv(results / "attention" / "dot_temperature" / "seed1234.csv")
+    assert list(statistics.columns) == ["layer", "head", "entropy", "distance", "first_share", "prev_share"]
+    assert (
+        len(statistics) == 2
+        and json.loads((results / "attention" / "dot_temperature" / "seed1234.json").read_text())["normalised"]
+    )
 
     # Editing the plugin's kind re-runs the jobs of its kind, and only those: a new run, saying
     # why; going back to the old code finds the old run. A comment is no edit.
@@ -520,7 +547,8 @@ def test_a_kind_registered_in_a_plugin_module_trains_through_the_workflow(tmp_pa
     (work / "toy_kinds.py").write_text(original.replace("temperature * math.sqrt", "temperature * 1.0 * math.sqrt"))
     log = snakemake(work, "--configfile", "config/toy.yaml", "--dry-run").log
     assert executed_rules(log) == [
-        "all", "benchmark", "compare", "compare_timings", "evaluate", "plot", "to_target", "train",
+        "all", "attention", "benchmark", "compare", "compare_attention", "compare_timings", "evaluate", "plot",
+        "samples", "to_target", "train",
     ]  # fmt: skip
     assert set(re.findall(r"wildcards: variant=(\w+)", log)) == {"dot_temperature"}  # the benchmark times all kinds
     snakemake(work, "--configfile", "config/toy.yaml")

@@ -110,6 +110,8 @@ rule plot:
         curves=expand(
             rules.train.output.curve, size=SIZE_NAMES, variant=VARIANTS, seed=SEEDS
         ),
+        attention_runs=rules.compare_attention.output.runs,
+        attention_paired=rules.compare_attention.output.paired,
         steps=expand(
             rules.train.output.steps, size=SIZE_NAMES, variant=VARIANTS, seed=SEEDS
         ),

@@ -65,5 +65,11 @@ with log_to(snakemake.log[0]):
         data_name=name,
         train_seq_len=snakemake.params.train_seq_len,
     )
+    text += "\n" + summary.attention_markdown(
+        *(
+            pd.read_csv(inp[table], dtype={"size": str}).fillna({"size": ""})
+            for table in ("attention_runs", "attention_paired")
+        )
+    )
     with atomic_path(out.summary) as tmp:
         Path(tmp).write_text(text)

@@ -1,0 +1,105 @@
+"""The attention weights of any kind, read without its cooperation.
+
+A kind is a function of (q, k, v) whose output, for every kind that weighs values, is W v with
+weights W that depend on q and k only. Run on value vectors that are columns of the identity
+(head_dim of them a call: v[j, c] = 1 where j = start + c), it returns the columns start ... start +
+head_dim - 1 of W itself, exactly: fused kernels (SDPA, our Triton kernel) and plugins that never
+materialise W give it up the same way. That reading is exact only if the kind is linear in v with
+weights that ignore v, so every reading is checked before it is used (``check``): the kind's output
+with the model's own v must equal W v, its output on values of ones must equal W's row sums (1
+where the kind normalises), and no query may weigh a later key. A kind failing any is refused.
+"""
+
+from contextlib import contextmanager
+
+import torch
+
+from attnscore.files import Explained
+
+# Largest difference allowed between the kind's output and W v, relative to the largest |W| |v|:
+# float32's rounding over a row of a few hundred terms stays orders of magnitude below it.
+TOLERANCE = 1e-4
+
+
+class ProbeError(Explained, RuntimeError):
+    """A kind whose weights cannot be read exactly from its outputs."""
+
+
+def read_weights(attend, q, k, v) -> torch.Tensor:
+    """W (batch, heads, queries, keys) of a kind `attend(q, k, v, causal, dropout_p)`, causal and
+    without dropout, from its outputs on identity columns of v, head_dim keys a call."""
+    t, width = k.shape[-2], v.shape[-1]
+    weights = q.new_zeros(*q.shape[:-1], t)
+    for start in range(0, t, width):
+        columns = min(width, t - start)
+        identity = torch.zeros_like(v)
+        identity[..., start : start + columns, :columns] = torch.eye(columns, dtype=v.dtype, device=v.device)
+        weights[..., start : start + columns] = attend(q, k, identity, True, 0.0)[..., :columns]
+    return weights
+
+
+def check(attend, q, k, v, weights: torch.Tensor, *, kind: str, layer: int) -> bool:
+    """Refuse (ProbeError) weights that do not reproduce the kind: its output with v, and with
+    values of ones, must be W v and W's row sums; a query may not weigh a later key. Whether every
+    row sums to 1 (the kind normalises) is returned."""
+    ones = torch.ones_like(v)
+    sums = weights.sum(-1)
+    scale = max((weights.abs() @ v.abs()).max().item(), sums.abs().max().item(), 1e-30)
+    where = f"attention kind {kind!r}, layer {layer}"
+    errors = {
+        "its output with the model's values differs from weights x values": attend(q, k, v, True, 0.0) - weights @ v,
+        "its output on values of ones differs from the weights' row sums": attend(q, k, ones, True, 0.0)[..., 0] - sums,
+        "it weighs later positions": weights.triu(1),
+    }
+    for problem, error in errors.items():
+        worst = error.abs().max().item() / scale
+        if not worst <= TOLERANCE:  # NaN too
+            raise ProbeError(
+                f"{where}: its weights cannot be read from its outputs: {problem} (by {worst:.2g} of the largest "
+                f"term, more than {TOLERANCE:g}). The probe reads the weights W of kinds whose output is W v with W "
+                "independent of v; this kind is not one, so its attention statistics are not computed"
+            )
+    return bool(((sums - 1).abs() <= TOLERANCE).all())
+
+
+@contextmanager
+def recorded_inputs(model):
+    """Within: each attention layer's q, k, v of the model's forward passes, in a list per layer
+    (the layers' calls pass through unchanged)."""
+    recorded = [[] for _ in model.blocks]
+    layers = [block.attn for block in model.blocks]
+
+    def recording(layer, attend):
+        def attend_and_record(q, k, v, causal, dropout_p):
+            recorded[layer].append((q, k, v))
+            return attend(q, k, v, causal, dropout_p)
+
+        return attend_and_record
+
+    for i, attn in enumerate(layers):
+        attn.attend = recording(i, attn.attend)
+    try:
+        yield recorded
+    finally:
+        for attn in layers:
+            del attn.attend  # the class's method again
+
+
+@torch.no_grad()
+def layer_weights(model, idx: torch.Tensor, kind: str) -> tuple[list[torch.Tensor], bool]:
+    """Every layer's checked attention weights (batch, heads, time, time) for windows idx (batch,
+    time) in eval mode (no dropout), in float32; and whether the kind normalised every row."""
+    training = model.training
+    model.eval()
+    try:
+        with recorded_inputs(model) as recorded:
+            model(idx)
+    finally:
+        model.train(training)
+    weights, normalised = [], True
+    for layer, ((q, k, v),) in enumerate(recorded):
+        attend = model.blocks[layer].attn.attend
+        w = read_weights(attend, q, k, v)
+        normalised &= check(attend, q, k, v, w, kind=kind, layer=layer)
+        weights.append(w)
+    return weights, normalised
