@@ -34,9 +34,12 @@ from attnscore.kinds import CONTROLS, known_kinds
 check_unique_keys(CONFIG_FILES)
 update_config(config, typed_overrides(CONFIG_OVERRIDES))
 check(config)
-# Figures and tables show the sizes in the order the config lists them (the canonical config
-# below sorts them by name).
-SIZE_NAMES = list(config.get("sizes") or {}) or [""]
+
+
+# Sizes, read before the canonical config below sorts them by name.
+include: "workflow/rules/sizes.smk"
+
+
 # Keys sorted, numbers typed by the schema: key order and 0 for 0.0 never re-run a job.
 canonical_config = canonical(config)
 config.clear()
@@ -78,10 +81,6 @@ if REPORTING:
         )
 VARIANTS = config["variants"]
 SEEDS = config["seeds"]
-SIZES = config.get("sizes", {})
-# With sizes every run's files, and each size's comparison, get a folder of their size; without,
-# the model section is the one size and they get no size folder (a config without sizes keeps its runs' paths).
-SIZE = "{size}/" if SIZES else ""
 BENCHMARKED = config["benchmark"]["variants"]
 # Controls the benchmark times beside a kind where they run (dot_triton beside euclid, on CUDA).
 CONTROLLED = [
@@ -95,7 +94,7 @@ ROUNDS = range(1, config["benchmark"]["rounds"] + 1)
 # Each wildcard takes the config's own values only (a name that repeats itself, e.g. "aaaa",
 # would otherwise read to Snakemake as a pattern recursing into itself).
 wildcard_constraints:
-    size="|".join(map(re.escape, SIZES)) or "(?!)",
+    size="|".join(map(re.escape, SIZE_NAMES)),
     variant="|".join(map(re.escape, sorted({*VARIANTS, *BENCHMARKED}))),
     seed=r"\d+",
     round=r"\d+",

@@ -2,7 +2,7 @@
 comparisons (summary.py writes the text beside them).
 
 The tables carry a size column: the size's name, or "" where the config has no sizes (the
-model section is the one size). Figures of runs draw one row of panels per size."""
+model section is the one size; stats.size_label). Figures of runs draw one row of panels per size."""
 
 from pathlib import Path
 
@@ -52,7 +52,7 @@ def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
                     line["epoch"], line["mean"], LINESTYLES[i % len(LINESTYLES)], marker="o", ms=3, label=label
                 )
                 ax.fill_between(line["epoch"], line["ci_low"], line["ci_high"], color=drawn[0].get_color(), alpha=0.2)
-            ax.set(title=f"{plain_title(size)}: {split}" if size else split, xlabel="epoch", yscale="log")
+            ax.set(title=stats.size_label(plain_title(size), split), xlabel="epoch", yscale="log")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.yaxis.set_major_formatter(ScalarFormatter())
             ax.yaxis.set_minor_formatter(ScalarFormatter())

@@ -186,3 +186,9 @@ def test_two_experiments_pair_by_variant_and_seed():
     summary = stats.paired_summary(differences).set_index(["variant", "metric"])
     assert summary.loc[("modern: dot", "test_loss"), "mean"] == pytest.approx(-0.35)
     assert summary.loc[("modern: dot", "test_loss"), "seeds"] == 2
+
+
+def test_a_size_heads_its_text_and_the_model_section_of_a_config_without_sizes_shows_none():
+    assert stats.size_label("wide", "dot", "/") == "wide/dot"
+    assert stats.size_label("wide", "valid") == "wide: valid"
+    assert stats.size_label("", "valid") == "valid"

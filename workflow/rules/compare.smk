@@ -89,7 +89,7 @@ rule plot:
                 ),
                 "scaling_svg": f"{RESULTS}/figures/scaling.svg",
             }
-            if SIZES
+            if SIZED
             else {}
         ),
         perplexity_png=report(
