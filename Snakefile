@@ -6,9 +6,7 @@ Run: snakemake --cores 1 --resources gpu=1             (the reference experiment
 """
 
 import json
-import os
 import re
-import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -17,39 +15,32 @@ from snakemake.utils import min_version, update_config
 min_version("9.0")
 
 
-# The reference experiment, unless config files are given: a user's config file is complete on
-# its own and never silently inherits keys it lacks from this one (the schema names any missing
-# key). `--config` values apply on top of either.
-if not workflow.overwrite_configfiles:
-
-    configfile: "config/config.yaml"
+# Snakemake internals, in one file: the config files and `--config` values, whether this call
+# builds a report, the jobs' PYTHONPATH and the jobs onstart checks.
+include: "workflow/rules/internals.smk"
 
 
 report: "workflow/report/workflow.rst"
 
 
-# Scripts import the attnscore package of this checkout, in whatever environment runs them
-# (a conda env from envs/ does not have it installed). This sets a variable for the jobs; the
-# workflow requires none, so there is nothing for `envvars:` to assert.
-sys.path.insert(0, workflow.basedir)
-os.environ.update(
-    PYTHONPATH=os.pathsep.join(
-        filter(None, [workflow.basedir, os.getenv("PYTHONPATH")])
-    )
-)
-# None of these imports torch: a dry run costs what Snakemake costs.
+# The attnscore package beside this file: Snakemake puts the Snakefile's folder first on sys.path
+# (public: its FAQ on importing helper modules). None of these imports torch: a dry run costs
+# what Snakemake costs.
 from attnscore import codeid, identity
 from attnscore.config import check, check_unique_keys, typed_overrides
 from attnscore.schema import canonical
 from attnscore.corpora import SPLITS, release_file
 from attnscore.kinds import CONTROLS, known_kinds
 
-check_unique_keys(workflow.configfiles)
-update_config(config, typed_overrides(workflow.config_settings.config))
+check_unique_keys(CONFIG_FILES)
+update_config(config, typed_overrides(CONFIG_OVERRIDES))
 check(config)
-# Figures and tables show the sizes in the order the config lists them (the canonical config
-# below sorts them by name).
-SIZE_NAMES = list(config.get("sizes") or {}) or [""]
+
+
+# Sizes, read before the canonical config below sorts them by name.
+include: "workflow/rules/sizes.smk"
+
+
 # Keys sorted, numbers typed by the schema: key order and 0 for 0.0 never re-run a job.
 canonical_config = canonical(config)
 config.clear()
@@ -73,7 +64,7 @@ RESULTS_CODE = codeid.identity(
 )
 # A report shows the results on disk beside this config and code: refuse results made with
 # another config or other code (Snakemake builds a report without asking whether any job would run).
-if any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv):
+if REPORTING:
     made_with, made_by = Path(RESULTS, "config.json"), Path(RESULTS, "code.json")
     stale = []
     if made_with.exists():
@@ -91,10 +82,6 @@ if any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv):
         )
 VARIANTS = config["variants"]
 SEEDS = config["seeds"]
-SIZES = config.get("sizes", {})
-# With sizes every run's files, and each size's comparison, get a folder of their size; without,
-# the model section is the one size and they get no size folder (a config without sizes keeps its runs' paths).
-SIZE = "{size}/" if SIZES else ""
 BENCHMARKED = config["benchmark"]["variants"]
 # Controls the benchmark times beside a kind where they run (dot_triton beside euclid, on CUDA).
 CONTROLLED = [
@@ -108,7 +95,7 @@ ROUNDS = range(1, config["benchmark"]["rounds"] + 1)
 # Each wildcard takes the config's own values only (a name that repeats itself, e.g. "aaaa",
 # would otherwise read to Snakemake as a pattern recursing into itself).
 wildcard_constraints:
-    size="|".join(map(re.escape, SIZES)) or "(?!)",
+    size="|".join(map(re.escape, SIZE_NAMES)),
     variant="|".join(map(re.escape, sorted({*VARIANTS, *BENCHMARKED}))),
     seed=r"\d+",
     round=r"\d+",
@@ -118,18 +105,17 @@ wildcard_constraints:
 # machine (a cluster's jobs check on theirs): that the plugin modules import, and the GPUs that
 # jobs holding one will use.
 onstart:
-    if workflow.local_exec:
-        jobs = list(workflow.dag.needrun_jobs())
-        if config["model"]["attention_plugins"] and any(
-            job.rule.name in ("train", "evaluate", "benchmark") for job in jobs
-        ):
-            from attnscore.attention import load_plugins
+    jobs = jobs_run_here()
+    if config["model"]["attention_plugins"] and any(
+        job.rule.name in ("train", "evaluate", "benchmark") for job in jobs
+    ):
+        from attnscore.attention import load_plugins
 
-            load_plugins(config["model"]["attention_plugins"])
-        if any(job.resources.get("gpu") for job in jobs):
-            from attnscore.runtime import check_device
+        load_plugins(config["model"]["attention_plugins"])
+    if any(job.resources.get("gpu") for job in jobs):
+        from attnscore.runtime import check_device
 
-            check_device(config["train"]["device"], config["train"]["processes"])
+        check_device(config["train"]["device"], config["train"]["processes"])
 
 
 include: "workflow/rules/common.smk"

@@ -87,11 +87,6 @@ def run_record(model_cfg, run: str, epoch: int) -> dict:
     return {"run_id": run, "epoch": epoch, "model_config": vars(model_cfg), "code": run_code(model_cfg)}
 
 
-def code_changes(old: dict, new: dict) -> list[str]:
-    """What differs between two run_code records, in words (attnscore.codeid.changes)."""
-    return codeid.changes(old, new)
-
-
 def save(trainer, state: TrainingState, run: str, path) -> None:
     """Save the training state (run by every process together: each hands over its RNG state,
     process 0 writes). `state` holds the totals over all processes (TrainingState.totals)."""
@@ -162,7 +157,7 @@ def find_resumable(folder: Path, log, settings: dict) -> tuple[dict | None, Path
         except (OSError, ValueError):
             continue
         if {**saved, "code": None, "token_files": None} == {**settings, "code": None, "token_files": None}:
-            changed = " and ".join(code_changes(saved.get("code", {}), settings["code"]))
+            changed = " and ".join(codeid.changes(saved.get("code", {}), settings["code"]))
             log(f"{changed} changed since {other} was trained; training a new run")
     log(f"training from the start in {folder}")
     if others:

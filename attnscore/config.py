@@ -19,8 +19,9 @@ class ConfigError(ValueError):
     pass
 
 
-class _RepeatNotingLoader(yaml.SafeLoader):
-    """YAML's safe loader, noting each key given twice in one mapping (PyYAML keeps the last)."""
+class _RepeatNotingLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """YAML's safe loader (libyaml's where PyYAML has it), noting each key given twice in one mapping
+    (PyYAML keeps the last)."""
 
     def __init__(self, stream):
         super().__init__(stream)

@@ -68,16 +68,18 @@ def fetch(url: str, timeout: float = 60.0) -> bytes:
         return response.read()
 
 
+def existing_file(path, fix: str) -> Path:
+    """`path`, where it is a file; else a DataError saying what it is instead, and `fix`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {'is a directory, not a file' if path.is_dir() else 'file not found'}; {fix}")
+    return path
+
+
 def read_text(path) -> str:
     """A split file as text, without a UTF-8 byte order mark (it would become tokens); fails
     clearly if it is missing, a directory, empty or not UTF-8."""
-    path = Path(path)
-    if path.is_dir():
-        raise DataError(
-            f"{path}: is a directory, not a file; point data.dir / data.files in the config at the split files"
-        )
-    if not path.is_file():
-        raise DataError(f"{path}: file not found; check data.dir / data.files in the config")
+    path = existing_file(path, "point data.dir / data.files in the config at the split files")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:

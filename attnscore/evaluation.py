@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from attnscore import checkpoints
+from attnscore import checkpoints, codeid
 from attnscore.model import DecoderLM, ModelConfig
 from attnscore.runtime import all_sum, autocast, autocast_dtype, pick_device, shard_rows, to_device
 from attnscore.tokens import batchify, load_tokens, windows
@@ -44,7 +44,7 @@ def load_model(model_path, where: torch.device) -> tuple[DecoderLM, dict]:
     except checkpoints.UnreadableCheckpoint as err:
         raise checkpoints.UnreadableCheckpoint(f"{err}; delete it, and the workflow exports it again") from None
     model_cfg = ModelConfig(**saved["model_config"])
-    changed = checkpoints.code_changes(saved["code"], checkpoints.run_code(model_cfg))
+    changed = codeid.changes(saved["code"], checkpoints.run_code(model_cfg))
     if changed:
         raise checkpoints.UnreadableCheckpoint(
             f"{model_path} was trained by other code ({' and '.join(changed)} changed since), so this code does "

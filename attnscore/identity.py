@@ -15,10 +15,11 @@ from attnscore.kinds import plugins_of
 NOT_PER_SIZE = ("attention_options", "attention_plugins")
 
 
-def model_settings(config: dict, kind: str, size: str | None = None) -> dict:
-    """The model section for one kind (at one size, with the keys the size sets): only that kind's
-    own attention options and the plugin modules that register it, so changing one kind's
-    options, or adding a plugin, re-runs that kind's jobs and no others."""
+def model_settings(config: dict, kind: str, size: str = "") -> dict:
+    """The model section for one kind (at one size, with the keys the size sets; size "" is the
+    model section as it is, a config without sizes' one size): only that kind's own attention
+    options and the plugin modules that register it, so changing one kind's options, or adding a
+    plugin, re-runs that kind's jobs and no others."""
     model = {**config["model"], **(config["sizes"][size] if size else {})}
     return {
         **model,

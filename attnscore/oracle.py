@@ -6,6 +6,7 @@ no code shared with the kinds (attnscore.scores), so a bug there cannot hide her
 does not define is refused, never approximated by another kind's formula.
 """
 
+import functools
 import math
 
 import torch
@@ -34,11 +35,6 @@ def _squared_distance_logits(q, k):
     return -diff.square().sum(-1) / math.sqrt(q.shape[-1])
 
 
-def _manhattan_logits(q, k):
-    diff = q.unsqueeze(-2) - k.unsqueeze(-3)  # (..., t_q, t_k, d)
-    return -diff.abs().sum(-1) / math.sqrt(q.shape[-1])
-
-
 def _sigmoid_logits(q, k, bias=None):
     """Ramapuram et al. 2024: q.k / sqrt(d) + b, b = -log(n) for n keys unless given."""
     return _dot_logits(q, k) + (-math.log(k.shape[-2]) if bias is None else bias)
@@ -52,7 +48,7 @@ LOGITS = {
     "euclid_naive": _distance_logits,
     "cosine": _cosine_logits,
     "euclid_sq": _squared_distance_logits,
-    "manhattan": _manhattan_logits,
+    "manhattan": functools.partial(_distance_logits, p=1.0),  # the L1 distance
     "sigmoid": _sigmoid_logits,
 }
 # The kinds whose weights are no softmax of their logits: elementwise, each weight alone.

@@ -2,7 +2,7 @@
 comparisons (summary.py writes the text beside them).
 
 The tables carry a size column: the size's name, or "" where the config has no sizes (the
-model section is the one size). Figures of runs draw one row of panels per size."""
+model section is the one size; stats.size_label). Figures of runs draw one row of panels per size."""
 
 from pathlib import Path
 
@@ -52,7 +52,7 @@ def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
                     line["epoch"], line["mean"], LINESTYLES[i % len(LINESTYLES)], marker="o", ms=3, label=label
                 )
                 ax.fill_between(line["epoch"], line["ci_low"], line["ci_high"], color=drawn[0].get_color(), alpha=0.2)
-            ax.set(title=f"{plain_title(size)}: {split}" if size else split, xlabel="epoch", yscale="log")
+            ax.set(title=stats.size_label(plain_title(size), split), xlabel="epoch", yscale="log")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.yaxis.set_major_formatter(ScalarFormatter())
             ax.yaxis.set_minor_formatter(ScalarFormatter())
@@ -227,8 +227,8 @@ def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, p
     """The validation curve against optimizer steps, estimated training time and model FLOPs, a
     row of panels per size: per variant the mean over seeds with the seeds' range shaded, and the
     baseline's best (the target of to_target's table `targets`, mean over seeds) dashed. The time
-    is steps x the variant's step time (`step_ms`: variant -> ms, the benchmark's, which times no
-    size), drawn where measured."""
+    is steps x the variant's step time (`step_ms`: variant -> ms, the benchmark's), drawn where
+    the table has its step cost (the benchmark times no size)."""
     panels = [("step", "optimizer step"), ("seconds", "estimated training time (s)"), ("flops", "model FLOPs")]
     fig, rows = size_rows(curves, 3, 15, layout="constrained", sharey="row")
     for size, axes in rows:
@@ -239,7 +239,8 @@ def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, p
                 high=("valid_loss", "max"),
                 flops=("flops", "mean"),
             )
-            ms = None if size else step_ms.get(variant)
+            timed = targets[(targets["size"] == size) & (targets["kind"] == variant)]["step_cost"].notna().any()
+            ms = step_ms.get(variant) if timed else None
             band["seconds"] = band["step"] * (ms or 0) / 1000
             seeds = runs["seed"].nunique()
             label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, range)"

@@ -27,19 +27,20 @@ ROLES = {
 
 
 @functools.cache
-def load(path=SCHEMA) -> dict:
-    return yaml.safe_load(Path(path).read_text())
+def load() -> dict:
+    """The schema, parsed by libyaml where PyYAML has it (every dry run reads it)."""
+    return yaml.load(SCHEMA.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
-def properties(section: str, path=SCHEMA) -> dict:
+def properties(section: str) -> dict:
     """The schema of each key of a section ("" for the top level)."""
-    schema = load(path)
+    schema = load()
     return schema["properties"][section]["properties"] if section else schema["properties"]
 
 
-def roles(section: str, path=SCHEMA) -> dict[str, tuple[str, ...]]:
+def roles(section: str) -> dict[str, tuple[str, ...]]:
     """Each key of a section and its roles."""
-    return {key: tuple(spec["x-role"]) for key, spec in properties(section, path).items() if "x-role" in spec}
+    return {key: tuple(spec["x-role"]) for key, spec in properties(section).items() if "x-role" in spec}
 
 
 def keys_with(section: str, *wanted: str) -> tuple[str, ...]:
@@ -47,12 +48,12 @@ def keys_with(section: str, *wanted: str) -> tuple[str, ...]:
     return tuple(key for key, has in roles(section).items() if set(has) & set(wanted))
 
 
-def canonical(value, schema: dict | None = None, path=SCHEMA):
+def canonical(value, schema: dict | None = None):
     """A config (or a section of one, with its `schema`) with its keys sorted and each number
     typed as the schema says (1 becomes 1.0 where a number is asked for): one experiment however
     its file orders its keys or writes its numbers, so that rule params (Snakemake compares their
     repr) and run ids stay the same. A size's keys are typed as the model section's."""
-    root = load(path)
+    root = load()
     schema = root if schema is None else schema
     while "$ref" in schema:  # "#/definitions/<name>"
         schema = root["definitions"][schema["$ref"].rsplit("/", 1)[1]]
@@ -60,9 +61,9 @@ def canonical(value, schema: dict | None = None, path=SCHEMA):
         fields = schema.get("properties", {})
         if schema is root["properties"].get("sizes"):
             fields = dict.fromkeys(value, root["properties"]["model"])
-        return {key: canonical(value[key], fields.get(key, {}), path) for key in sorted(value)}
+        return {key: canonical(value[key], fields.get(key, {})) for key in sorted(value)}
     if isinstance(value, list | tuple):
-        return [canonical(item, schema.get("items", {}), path) for item in value]
+        return [canonical(item, schema.get("items", {})) for item in value]
     types = schema.get("type", [])
     types = [types] if isinstance(types, str) else types
     if "number" in types and "integer" not in types and type(value) is int:

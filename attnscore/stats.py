@@ -104,6 +104,12 @@ def best_checkpoints(runs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def size_label(size: str, text: str, joint: str = ": ") -> str:
+    """`text` as shown for one size (a figure's title, a table's row, a log line): after the
+    size's name, or alone for size "", the model section of a config without sizes."""
+    return f"{size}{joint}{text}" if size else text
+
+
 def per_size(runs: pd.DataFrame) -> pd.DataFrame:
     """Per size and variant (runs of every size, with a size column): the parameter count and the
     best checkpoints' test loss, mean and interval over seeds."""

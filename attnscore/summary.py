@@ -1,7 +1,7 @@
 """summary.md: our numbers (mean and 95% interval over seeds) beside the course report's, the
 paired verdicts against the baseline, then what each kind costs, as Markdown, from the compare
 step's tables and the benchmark's comparisons. The tables carry a size column: the size's name,
-or "" where the config has no sizes (the model section is the one size)."""
+or "" where the config has no sizes (the model section is the one size; stats.size_label)."""
 
 import html
 import re
@@ -57,6 +57,7 @@ def summary_markdown(
     at_train_shape = steps[steps["seq_len"] == train_seq_len].set_index("kind")
     first_epoch = epochs[epochs["epoch"] == 1].set_index(["size", "variant", "split"])
     seeds = int(best["seeds"].max())
+    sized = any(best["size"])  # else the one size is the model section, which the benchmark times
     lines = [
         f"# Results: {markdown_text(data_name)}",
         "",
@@ -74,10 +75,10 @@ def summary_markdown(
     for row in best.itertuples():
         size, variant = row.size, row.variant
         first = {split: first_epoch.loc[(size, variant, split)] for split in ("train", "valid", "test")}
-        cost = at_train_shape.loc[variant] if variant in at_train_shape.index and not size else None
+        cost = at_train_shape.loc[variant] if variant in at_train_shape.index and not sized else None
         trained = epochs.loc[(epochs["size"] == size) & (epochs["variant"] == variant), "epoch"].max()
         lines.append(
-            f"| ours: {f'{size}/' if size else ''}{variant} | {row.seeds} | {trained} | {_with_interval(first['train'])} "
+            f"| ours: {stats.size_label(size, variant, '/')} | {row.seeds} | {trained} | {_with_interval(first['train'])} "
             f"| {_with_interval(first['valid'])} | {_with_interval(first['test'])} | {_with_interval(row._asdict())} "
             f"| {_tokens_per_s(cost)} | {_time_change(cost)} |"
         )
@@ -90,7 +91,7 @@ def summary_markdown(
             f"| {ref['test_ppl_1']} | {_fmt(ref['test_ppl_final'])} | {tokens_per_s:,.0f} | {100 * relative:+.1f}% (one run, no interval) |"
         )
     lines += ["", f"Reference: {course_report.SETUP}", ""]
-    if any(best["size"]):
+    if sized:
         lines += ["Sizes are trained, evaluated and compared each on its own; the benchmark's throughput is the",
                   "model section's, so it is left out of the sizes' rows.", ""]  # fmt: skip
     lines += ["## Paired comparison", ""]
@@ -107,7 +108,7 @@ def summary_markdown(
             ]
         lines += [""]  # fmt: skip
         for size, rows in verdicts.groupby("size", sort=False):
-            if size:
+            if sized:
                 parameters = losses.loc[losses["size"] == size, "parameters"]
                 lines += [f"### {markdown_text(size)}: {parameters.min():,} parameters", ""]
             lines += [f"- {stats.verdict(row)}" for _, row in rows.iterrows()] + [""]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnscore.corpora import check_wikitext_split, fetch, file_digest, read_text
+from attnscore.corpora import check_wikitext_split, existing_file, fetch, file_digest, read_text
 from attnscore.files import DataError, atomic_path, write_json
 from attnscore.tokens import save_tokens
 
@@ -38,13 +38,8 @@ def download_gpt2_bpe(out_dir) -> None:
 
 def check_gpt2_bpe(bpe_dir) -> None:
     for name, expected in GPT2_BPE.items():
-        path = Path(bpe_dir) / name
-        if path.is_dir():
-            raise DataError(
-                f"{path}: is a directory, not a file; set tokenizer.dir to the folder holding GPT-2's {name}"
-            )
-        if not path.is_file():
-            raise DataError(f"{path}: missing; set tokenizer.dir to GPT-2's BPE files, or null to download them")
+        fix = f"set tokenizer.dir to the folder holding GPT-2's {name}, or null to download it"
+        path = existing_file(Path(bpe_dir) / name, fix)
         if file_digest(path) != expected:
             raise DataError(f"{path}: sha256 does not match GPT-2's {name} ({expected}); replace the file")
 

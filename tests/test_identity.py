@@ -73,3 +73,7 @@ def test_one_baseline_for_quality_and_cost():
 
 def test_text_for_the_report_cannot_end_its_script_element():
     assert "<" not in identity.script_safe("</script><b>") and "&" not in identity.script_safe("a & b")
+
+
+def test_the_empty_size_is_the_model_section():
+    assert identity.model_settings(tiny_config(), "dot", "") == identity.model_settings(tiny_config(), "dot")

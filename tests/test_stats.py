@@ -207,3 +207,9 @@ def test_paired_means_pair_each_statistic_by_seed_with_holm_over_kinds_and_sizes
         paired.loc[("euclid", "entropy")].to_dict() | {"variant": "euclid"}, what="entropy", digits=3
     )
     assert sentence.startswith("euclid - dot, entropy: +0.700 (95% CI ") and "3 paired seeds" in sentence
+
+
+def test_a_size_heads_its_text_and_the_model_section_of_a_config_without_sizes_shows_none():
+    assert stats.size_label("wide", "dot", "/") == "wide/dot"
+    assert stats.size_label("wide", "valid") == "wide: valid"
+    assert stats.size_label("", "valid") == "valid"

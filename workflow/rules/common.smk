@@ -15,7 +15,7 @@ def job_folder(folder):
     the seed's), as a param: not an output."""
     return lambda wildcards: (
         f"{RESULTS}/{folder}/{SIZE}{wildcards.variant}/seed{wildcards.seed}".format(
-            size=wildcards.get("size")
+            size=size_of(wildcards)
         )
     )
 

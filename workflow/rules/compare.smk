@@ -92,8 +92,9 @@ rule to_target:
         baseline=identity.baseline(VARIANTS),
         margin=config["benchmark"]["margin"],
         train_seq_len=config["train"]["seq_len"],
+        size=size_of,
         # The benchmark times the model section: a size's steps are not timed.
-        timed=not SIZES,
+        timed=not SIZED,
         code=code_version("to_target.py"),
     script:
         "../scripts/to_target.py"
@@ -125,7 +126,7 @@ rule plot:
                 ),
                 "scaling_svg": f"{RESULTS}/figures/scaling.svg",
             }
-            if SIZES
+            if SIZED
             else {}
         ),
         perplexity_png=report(

@@ -14,7 +14,7 @@ rule train:
             caption="../report/provenance.rst",
             category="Provenance",
             labels={
-                **({"size": "{size}"} if SIZES else {}),
+                **SIZE_LABEL,
                 "variant": "{variant}",
                 "seed": "{seed}",
             },
@@ -32,7 +32,7 @@ rule train:
         # Only what changes the run's outputs (attnscore.identity; the procedure settings are
         # read by the script from the config), so a label or checkpoint spacing re-runs nothing.
         model=lambda wildcards: identity.model_settings(
-            config, wildcards.variant, wildcards.get("size")
+            config, wildcards.variant, size_of(wildcards)
         ),
         train=identity.train_settings(config),
         code=lambda wildcards: code_version("train.py", wildcards.variant),

@@ -54,7 +54,7 @@ with log_to(snakemake.log[0]):
     write_json(snakemake.params.code, out.made_by)  # and the code, which --report compares too
     write_csv(verdicts[["size", *paired.columns.drop("size"), "p_holm", "tests"]], out.verdicts)
     for _, row in verdicts.iterrows():
-        print(f"{row['size']}: {stats.verdict(row)}" if row["size"] else stats.verdict(row))
+        print(stats.size_label(row["size"], stats.verdict(row)))
     text = summary.summary_markdown(
         epochs,
         best,

@@ -5,9 +5,8 @@ from attnscore.files import log_to, write_csv
 
 params = snakemake.params
 with log_to(snakemake.log[0]):
-    size = snakemake.wildcards.get("size", "")
     curves = pd.concat(
-        pd.read_csv(path).assign(size=size, variant=variant, seed=seed)
+        pd.read_csv(path).assign(size=params.size, variant=variant, seed=seed)
         for (variant, seed), path in zip(params.runs, snakemake.input.curves, strict=True)
     )
     costs = pd.read_csv(snakemake.input.comparisons)
