@@ -27,8 +27,10 @@ demo: install
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --configfile config/demo.yaml --set-threads train=1 evaluate=1 attention=1
 
 # README's figures and quoted sentences: the demo's, with its summary (machine, versions) and raw tables.
-DEMO_DOCS := figures/perplexity.png figures/paired.png figures/throughput.png figures/training.png summary.md \
-	compare/paired.csv compare/runs.csv bench/comparisons.csv bench/measurements.csv
+DEMO_DOCS := figures/perplexity.png figures/paired.png figures/throughput.png figures/training.png \
+	figures/to_target.png figures/attention_heads.png figures/attention_maps.png figures/attention_layers.png \
+	summary.md samples.md compare/paired.csv compare/runs.csv compare/to_target.csv \
+	bench/comparisons.csv bench/measurements.csv
 demo-docs: demo
 	mkdir -p docs/demo
 	cp $(addprefix results/demo/,$(DEMO_DOCS)) docs/demo/
