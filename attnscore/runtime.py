@@ -1,10 +1,12 @@
 """Where and how a job runs: the device, the autocast precision, the processes of a distributed
-run (rank, world, sums, each one's rows), and the device's name and peak FLOPs."""
+run (rank, world, sums, each one's rows, stopping together on a signal), and the device's name
+and peak FLOPs."""
 
 import functools
 import os
 import platform
-from contextlib import nullcontext
+import signal
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -137,3 +139,24 @@ def peak_flops(name: str, dtype, override_tflops=None) -> float | None:
     if dtype not in (torch.bfloat16, torch.float16):
         return None
     return next((tflops * 1e12 for key, tflops in PEAK_TFLOPS if key in name), None)
+
+
+@contextmanager
+def stop_signals():
+    """While training, SIGTERM and SIGINT are recorded in the yielded list instead of killing the
+    process, so the loop saves a checkpoint before it stops."""
+    received = []
+    signals = (signal.SIGTERM, signal.SIGINT)
+    handlers = {sig: signal.signal(sig, lambda signum, _: received.append(signum)) for sig in signals}
+    try:
+        yield received
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def stop_agreed(received: list, device) -> bool:
+    """Whether to stop now. All processes must stop at the same step: under DDP they agree every step."""
+    if rank_and_world()[1] == 1:
+        return bool(received)
+    return all_sum([len(received)], device)[0] > 0

@@ -7,10 +7,9 @@ train() runs in one process, or in each process of a DDP run (attnscore.launch s
 """
 
 import math
-import signal
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -21,7 +20,7 @@ from attnscore.evaluation import perplexity
 from attnscore.files import Explained
 from attnscore.loop_state import TrainingState
 from attnscore.model import ModelConfig
-from attnscore.runtime import all_sum, rank_and_world, shard_rows, to_device
+from attnscore.runtime import rank_and_world, shard_rows, stop_agreed, stop_signals, to_device
 from attnscore.tokens import batchify, load_tokens, num_windows, windows
 from attnscore.trainer import TrainConfig, Trainer
 
@@ -293,24 +292,3 @@ def position(path: Path, state: TrainingState) -> str:
     if state.step == 0:
         return f"{path} (end of epoch {state.epoch})"
     return f"{path} (epoch {state.epoch + 1}, step {state.step})"
-
-
-@contextmanager
-def stop_signals():
-    """While training, SIGTERM and SIGINT are recorded in the yielded list instead of killing the
-    process, so the loop saves a checkpoint before it stops."""
-    received = []
-    signals = (signal.SIGTERM, signal.SIGINT)
-    handlers = {sig: signal.signal(sig, lambda signum, _: received.append(signum)) for sig in signals}
-    try:
-        yield received
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-
-
-def stop_agreed(received: list, device) -> bool:
-    """Whether to stop now. All processes must stop at the same step: under DDP they agree every step."""
-    if rank_and_world()[1] == 1:
-        return bool(received)
-    return all_sum([len(received)], device)[0] > 0
