@@ -111,6 +111,8 @@ def test_demo_workflow_runs_through_slurm_and_matches_a_local_run(cluster, tmp_p
         "train=2",
         "evaluate=2",
         "benchmark=2",
+        "attention=2",
+        "samples=2",
     )
 
     config = write_config(work, "slurm.yaml", {**local, "experiment": "slurm"})
@@ -118,7 +120,7 @@ def test_demo_workflow_runs_through_slurm_and_matches_a_local_run(cluster, tmp_p
     profile = yaml.safe_load((work / "profiles" / "slurm" / "config.yaml").read_text())
     profile["default-resources"] = {"runtime": 30, "mem_mb": 1000}
     profile["set-resources"] = {rule: {"mem_mb": 2000} for rule in profile["set-resources"]}
-    profile["set-threads"] = {"train": 2, "evaluate": 2, "benchmark": 2}
+    profile["set-threads"] = {"train": 2, "evaluate": 2, "benchmark": 2, "attention": 2, "samples": 2}
     profile.update(
         {"slurm-no-account": True, "slurm-status-command": "squeue", "slurm-init-seconds-before-status-checks": 1}
     )
@@ -131,9 +133,9 @@ def test_demo_workflow_runs_through_slurm_and_matches_a_local_run(cluster, tmp_p
 
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log))
     # Every job but the local `all`: tokenize, 4 train, 4 evaluate, 2 benchmark rounds, compare,
-    # compare_timings, plot
+    # compare_timings, to_target, 4 attention, compare_attention, samples, plot
     # (the demo corpus in resources/ is shared with the local run).
-    assert len(submitted) == 14 and "15 of 15 steps (100%) done" in log, log[-3000:]
+    assert len(submitted) == 21 and "22 of 22 steps (100%) done" in log, log[-3000:]
     train_jobs = re.findall(r"rule train:.*?jobid: (\d+)", log, flags=re.S)
     assert train_jobs
     for job in train_jobs:  # gpu=1 became a real GPU request, granted from the node's fake GPU
