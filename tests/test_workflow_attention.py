@@ -21,7 +21,7 @@ def work(tmp_path_factory):
     the whole workflow: (folder, log of the second run, modification times of the first's files)."""
     work = copy_workflow(tmp_path_factory.mktemp("attention"))
     config = write_config(work, "attn.yaml", tiny_config(experiment="attn", seeds=SEEDS))
-    snakemake(work, "--configfile", config, "--until", "compare", "compare_timings")
+    snakemake(work, "--configfile", config, "--until", "compare", "compare_timings", "to_target")
     finished = {path: path.stat().st_mtime_ns for path in (work / RESULTS).rglob("*") if path.is_file()}
     return work, snakemake(work, "--configfile", config).log, finished
 
@@ -64,8 +64,8 @@ def test_the_report_opens_in_a_browser_with_its_figures_and_verdicts(work):
         assert page.errors == []
     assert figures["failed"] == [] and sorted(figures["decoded"]) == sorted(
         f"{RESULTS}/figures/{name}.png"
-        for name in ("perplexity", "training", "paired", "throughput", "attention_heads", "attention_maps",
-                     "attention_layers")
+        for name in ("perplexity", "training", "paired", "throughput", "to_target", "attention_heads",
+                     "attention_maps", "attention_layers")
     )  # fmt: skip
     first_view = text[: text.index("How the results are made")]  # the verdicts lead, before the method and config
     assert all(verdict in first_view for verdict in verdicts), first_view
