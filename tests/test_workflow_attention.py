@@ -21,7 +21,7 @@ def work(tmp_path_factory):
     the whole workflow: (folder, log of the second run, modification times of the first's files)."""
     work = copy_workflow(tmp_path_factory.mktemp("attention"))
     config = write_config(work, "attn.yaml", tiny_config(experiment="attn", seeds=SEEDS))
-    snakemake(work, "--configfile", config, "--until", "compare", "compare_timings", "to_target")
+    snakemake(work, "--configfile", config, "--omit-from", "plot", "attention", "samples")
     finished = {path: path.stat().st_mtime_ns for path in (work / RESULTS).rglob("*") if path.is_file()}
     return work, snakemake(work, "--configfile", config).log, finished
 
