@@ -12,6 +12,7 @@ the entry files reach without entering any kind module, so editing one kind's mo
 changes the identity of a kind registered elsewhere.
 """
 
+import ast
 import functools
 import hashlib
 import importlib.machinery
@@ -57,52 +58,22 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def _imports(tokens: list[tuple[int, str]]) -> list[tuple[int, str, tuple[str, ...]]]:
-    """Every import statement among a file's tokens as (level, module, names): `import a.b` is
-    (0, "a.b", ()), `from ..a import b, c as d` is (2, "a", ("b", "c")). `import` is a keyword, so
-    it is an import wherever it stands; `from` starts one only when `import` follows its module
-    (else it is `yield from` or `raise ... from`)."""
-    tokens = [*tokens, (tokenize.ENDMARKER, "")]  # lookahead never runs past the end
-
-    def dotted(i: int) -> tuple[str, int]:
-        parts = [tokens[i][1]]
-        while tokens[i + 1][1] == "." and tokens[i + 2][0] == tokenize.NAME:
-            parts.append(tokens[i + 2][1])
-            i += 2
-        return ".".join(parts), i + 1
-
-    found, i = [], 0
-    while i < len(tokens):
-        kind, text = tokens[i]
-        if kind == tokenize.NAME and text == "from":
-            j, level, module = i + 1, 0, ""
-            while tokens[j][1] in (".", "..."):
-                level, j = level + len(tokens[j][1]), j + 1
-            if tokens[j][0] == tokenize.NAME and tokens[j][1] != "import":
-                module, j = dotted(j)
-            if tokens[j] == (tokenize.NAME, "import"):
-                names, j = [], j + 1
-                while tokens[j][0] not in LAYOUT and tokens[j][1] != ";":
-                    if tokens[j][0] == tokenize.NAME and "as" not in (tokens[j][1], tokens[j - 1][1]):
-                        names.append(tokens[j][1])
-                    j += 1
-                found.append((level, module, tuple(names)))
-                i = j
-        elif kind == tokenize.NAME and text == "import":
-            j = i + 1
-            while tokens[j][0] == tokenize.NAME:
-                module, j = dotted(j)
-                found.append((0, module, ()))
-                j += 2 if tokens[j][1] == "as" else 0
-                j += 1 if tokens[j][1] == "," else 0
-            i = j
-        i += 1
+def _imports(data: bytes) -> list[tuple[int, str, tuple[str, ...]]]:
+    """Every import statement in a file, inside functions too, as (level, module, names): `import
+    a.b` is (0, "a.b", ()), `from ..a import b, c as d` is (2, "a", ("b", "c"))."""
+    found = []
+    for node in ast.walk(ast.parse(data)):
+        if isinstance(node, ast.Import):
+            found += [(0, alias.name, ()) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.level, node.module or "", tuple(alias.name for alias in node.names)))
     return found
 
 
 def _read(path: Path, data: bytes) -> Source:
     """A file's digest and imports: of its tokens for Python source (layout and comments left out),
-    of its bytes for anything else (a compiled module, or source that does not tokenize)."""
+    of its bytes for anything else (a compiled module, or source that does not parse: it imports
+    nothing)."""
     if path.suffix != ".py":
         return Source(_digest(data), [])
     try:
@@ -111,10 +82,11 @@ def _read(path: Path, data: bytes) -> Source:
             for token in tokenize.tokenize(io.BytesIO(data).readline)
             if token.type not in IGNORED
         ]
-    except (tokenize.TokenError, SyntaxError):
+        imports = _imports(data)
+    except (tokenize.TokenError, SyntaxError, ValueError):
         return Source(_digest(data), [])
     text = "".join(f"{kind}:{len(string)}:{string}" for kind, string in tokens)
-    return Source(_digest(text.encode()), _imports(tokens))
+    return Source(_digest(text.encode()), imports)
 
 
 class _Store:
