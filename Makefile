@@ -76,4 +76,4 @@ test-slurm: install slurm-deps
 
 # config/README.md from the schema (every key, its role, its reference value); a test keeps them equal.
 config-readme: install
-	$(BIN)/python -c "import yaml; from attnscore.configdoc import keys_markdown; print(keys_markdown(yaml.safe_load(open('config/config.yaml'))), end='')" > config/README.md
+	$(BIN)/python -c "import yaml; from attnscore.schema import keys_markdown; print(keys_markdown(yaml.safe_load(open('config/config.yaml'))), end='')" > config/README.md

@@ -1,7 +1,9 @@
-"""The config's schema: every key, its type and range, and its role (what changing it changes).
-Read once per process; torch-free, so the Snakefile reads it on every dry run."""
+"""The config's schema: every key, its type and range, and its role (what changing it changes);
+and config/README.md, generated from it. Read once per process; torch-free, so the Snakefile
+reads it on every dry run."""
 
 import functools
+import json
 from pathlib import Path
 
 import yaml
@@ -69,3 +71,34 @@ def canonical(value, schema: dict | None = None):
     if "number" in types and "integer" not in types and type(value) is int:
         return float(value)
     return value
+
+
+def keys_markdown(reference: dict) -> str:
+    """The text of config/README.md for the reference config (config/config.yaml)."""
+    root = load()
+    optional = ", ".join(f"`{key}`" for key in root["properties"] if key not in root["required"])
+    lines = [
+        "# Configuration keys",
+        "",
+        "Every key of a config, from `attnscore/schemas/config.schema.yaml` (written by `make config-readme`;",
+        f"a test keeps the two equal). Every key but {optional} is required: a config file is complete on its own.",
+        "**Changes** is the key's role (`x-role`): what changing it changes, so what re-runs.",
+        "**Reference** is its value in `config/config.yaml`, the published experiment.",
+        "",
+        "| role | what changing it changes |",
+        "|---|---|",
+        *(f"| `{role}` | {meaning} |" for role, meaning in ROLES.items()),
+        "",
+        "| key | changes | reference | what it does |",
+        "|---|---|---|---|",
+    ]
+    for section in SECTIONS:
+        values = reference.get(section, {}) if section else reference
+        for key, spec in properties(section).items():
+            if "x-role" not in spec:
+                continue
+            name = f"{section}.{key}" if section else key
+            value = json.dumps(values.get(key), ensure_ascii=False).replace("|", "\\|")
+            what = " ".join(str(spec.get("description", "")).split()).replace("|", "\\|")
+            lines.append(f"| `{name}` | {', '.join(spec['x-role'])} | `{value}` | {what} |")
+    return "\n".join(lines) + "\n"

@@ -289,6 +289,6 @@ def test_a_plugins_options_and_name_are_checked_before_any_job(tmp_path, monkeyp
 
 
 def test_config_readme_lists_every_key_as_the_schema_declares_it():
-    from attnscore.configdoc import keys_markdown
+    from attnscore.schema import keys_markdown
 
     assert (ROOT / "config" / "README.md").read_text() == keys_markdown(load("config.yaml")), "run make config-readme"
