@@ -20,8 +20,7 @@ class ConfigError(ValueError):
 
 
 class _RepeatNotingLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """YAML's safe loader (libyaml's where PyYAML has it), noting each key given twice in one mapping
-    (PyYAML keeps the last)."""
+    """YAML's safe loader noting each key given twice in one mapping (PyYAML keeps the last)."""
 
     def __init__(self, stream):
         super().__init__(stream)
@@ -40,8 +39,8 @@ class _RepeatNotingLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
 
 
 def check_unique_keys(paths) -> None:
-    """Fail naming the file, line and key wherever a config file gives a key twice: Snakemake
-    reads config files with PyYAML, which silently keeps the last value."""
+    """Fail naming the file, line and key wherever a config file gives a key twice (Snakemake's
+    PyYAML silently keeps the last value)."""
     repeated = []
     for path in paths:
         with open(path, encoding="utf-8") as f:
@@ -57,12 +56,8 @@ def check_unique_keys(paths) -> None:
 
 
 def typed_overrides(overrides: dict) -> dict:
-    """The nested values of `--config` (e.g. train={epochs: 3}) typed as a config file types them.
-
-    Snakemake reads them with YAML's BaseLoader, which leaves every scalar text ('3'), and the
-    schema would refuse them; here each is read as an unquoted YAML scalar (3, 1.0e-3, null, cpu).
-    Top-level values Snakemake has typed already.
-    """
+    """The nested values of `--config` (e.g. train={epochs: 3}) typed as a config file types them:
+    Snakemake's YAML BaseLoader leaves every nested scalar text ('3'), which the schema refuses."""
     loader = yaml.SafeLoader("")
 
     def typed(value):
@@ -96,8 +91,7 @@ def _strict_validator(schema: dict):
 
 
 def _describe(error, prefix=()) -> list[str]:
-    """One line per problem of a jsonschema error, naming the key (below `prefix`, where the
-    validated value is part of a config)."""
+    """One line per problem of a jsonschema error, naming the key (below `prefix`)."""
     path = [*prefix, *error.absolute_path]
 
     def key(*more):
@@ -138,13 +132,12 @@ def _is_number(text: str) -> bool:
 
 
 def schema_problems(config: dict) -> list[str]:
-    """The schema's verdict on a config, one line per problem, sorted by key."""
     validator = _strict_validator(schema.load())
     return sorted({line for error in validator.iter_errors(config) for line in _describe(error)})
 
 
 def check_attention(model: dict, kinds_used: list) -> list[str]:
-    """Problems with the attention kinds a config uses, their options and the plugins providing them."""
+    """Problems with the kinds a config uses, their options and the plugins providing them."""
     kinds, problems = known_kinds(model["attention_plugins"])
     known = sorted(kinds)
     for key, names in kinds_used:
@@ -172,7 +165,6 @@ def check(config: dict) -> None:
 
 
 def cross_field_problems(config: dict) -> list[str]:
-    """Problems of a schema-valid config that involve several keys or the attention kinds."""
     model, train, data = config["model"], config["train"], config["data"]
     kinds_used = [("variants", config["variants"]), ("benchmark.variants", config["benchmark"]["variants"])]
     problems = check_attention(model, kinds_used) + text_option_problems(model["attention_options"])
@@ -203,8 +195,8 @@ def cross_field_problems(config: dict) -> list[str]:
 
 
 def model_problems(model: dict, train: dict, size: str = "", overrides=()) -> list[str]:
-    """Problems of a model's settings that involve several keys, each key named where the config
-    sets it: sizes.<size>.<key> for the `overrides` of a size, else model.<key>."""
+    """Problems of a model involving several keys, each named where the config sets it: sizes.<size>.<key>
+    for the `overrides` of a size, else model.<key>."""
 
     def name(key):
         return f"sizes.{size}.{key}" if key in overrides else f"model.{key}"
@@ -222,9 +214,8 @@ def model_problems(model: dict, train: dict, size: str = "", overrides=()) -> li
 
 
 def size_problems(config: dict) -> list[str]:
-    """Problems of each size's model (the model section with the size's keys), by the model
-    section's own schema and cross-field rules, named sizes.<size>.<key>; and two sizes that are
-    one model (they would train the same runs twice)."""
+    """Problems of each size's model (the model section with the size's keys), by the model's
+    schema and cross-field rules; and two sizes that are one model (they would train the same runs twice)."""
     root = schema.load()
     validator = _strict_validator({**root["properties"]["model"], "definitions": root["definitions"]})
     problems, seen = [], {}
@@ -252,8 +243,7 @@ def size_problems(config: dict) -> list[str]:
 
 
 def _meaning(model: dict) -> dict:
-    """A model section as the model it builds: numbers typed by the schema, and attention dropout
-    null meaning model.dropout."""
+    """A model section as the model it builds (attention_dropout null is model.dropout)."""
     model = schema.canonical(model, schema.load()["properties"]["model"])
     return model | {
         "attention_dropout": model["dropout"] if model["attention_dropout"] is None else model["attention_dropout"]
@@ -261,8 +251,7 @@ def _meaning(model: dict) -> dict:
 
 
 def text_option_problems(options: dict) -> list[str]:
-    """Text values among the attention options that are not plain words: they reach job params,
-    logs and the report, so they take letters, digits and . _ + - only."""
+    """Text options that are not plain words: they reach job params, logs and the report."""
     problems = []
 
     def walk(value, key):

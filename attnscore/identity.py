@@ -16,10 +16,8 @@ NOT_PER_SIZE = ("attention_options", "attention_plugins")
 
 
 def model_settings(config: dict, kind: str, size: str = "") -> dict:
-    """The model section for one kind (at one size, with the keys the size sets; size "" is the
-    model section as it is, a config without sizes' one size): only that kind's own attention
-    options and the plugin modules that register it, so changing one kind's options, or adding a
-    plugin, re-runs that kind's jobs and no others."""
+    """The model section for one kind at one size ("": the model section as it is), with only that
+    kind's own options and plugins, so that changing them re-runs that kind's jobs and no others."""
     model = {**config["model"], **(config["sizes"][size] if size else {})}
     return {
         **model,
@@ -33,23 +31,21 @@ def _train(config: dict, *roles: str) -> dict:
 
 
 def train_settings(config: dict) -> dict:
-    """The train settings a training job's outputs depend on (its seed comes from its wildcards)."""
+    """What a training job's outputs depend on (its seed comes from its wildcards)."""
     return _train(config, "run", "curve", "length", "evaluation")
 
 
 def evaluation_settings(config: dict) -> dict:
-    """The train settings evaluating a saved model depends on."""
     return _train(config, "evaluation")
 
 
 def timing_settings(config: dict) -> dict:
-    """The train settings timing a training step depends on."""
     return _train(config, "timing")
 
 
 def procedure_settings(config: dict) -> dict:
-    """The train settings that change how a run goes and none of its outputs (role procedure
-    alone): read by the train job from the config, not its params, so editing them re-runs nothing."""
+    """The train settings that change no output (role procedure alone): the train job reads them
+    from the config, not its params, so editing them re-runs nothing."""
     return {key: value for key, value in config["train"].items() if key not in train_settings(config)}
 
 
@@ -65,12 +61,10 @@ def _analysis(config: dict, role: str) -> dict:
 
 
 def attention_settings(config: dict) -> dict:
-    """What a run's attention statistics depend on besides its checkpoint and the test tokens."""
     return _analysis(config, "attention")
 
 
 def sample_settings(config: dict) -> dict:
-    """What the text samples depend on besides the checkpoints, the test tokens and the tokenizer."""
     return _analysis(config, "samples")
 
 
@@ -80,22 +74,19 @@ def baseline(kinds) -> str:
 
 
 def run_settings(model: dict, train: dict, code: dict) -> dict:
-    """What makes a run's weights and its validation curve: the model's settings, those of
-    training with the role "run" or "curve", and the code that computes them (attnscore.codeid.run_code), typed canonically.
-
-    The learning-rate schedule decides two exceptions: under a constant one the final fraction of
-    a cosine decay (min_lr_ratio) changes nothing, so it is left out; a cosine decay spans the
-    run's epochs, so there train.epochs changes every step's learning rate and is part of the run.
-    """
-    train_schema = schema.load()["properties"]["train"]
+    """What makes a run's weights and its validation curve, typed canonically: the model, the
+    train keys of role "run" or "curve", and the code (attnscore.codeid.run_code). Under a constant
+    schedule min_lr_ratio changes nothing and is left out; a cosine decay spans the run's epochs,
+    so there train.epochs changes every step's learning rate and is part of the run."""
     kept = {key: train[key] for key in schema.keys_with("train", "run", "curve")} | {"seed": train["seed"]}
     if train["schedule"] == "constant":
         del kept["min_lr_ratio"]
     else:
         kept["epochs"] = train["epochs"]
+    sections = schema.load()["properties"]
     return {
-        "model": schema.canonical(model, schema.load()["properties"]["model"]),
-        "train": schema.canonical(kept, train_schema),
+        "model": schema.canonical(model, sections["model"]),
+        "train": schema.canonical(kept, sections["train"]),
         "code": code,
     }
 

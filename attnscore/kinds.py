@@ -1,12 +1,9 @@
-"""Attention kinds as the config sees them, without importing torch: their names, the options each
-declares and the module that registers it, read from the ``register("name", options=...,
-parameters=...)`` calls in the source of the built-in kinds' modules and the plugins.
-
-The Snakefile checks a config with this on every run, dry runs included, where importing torch
-would cost most of the time. A module whose registration is not written out as literals (a name
-or options= computed), or that has no register call of its own, is imported instead and the
-registry asked: slower, the same declaration. attnscore.attention checks a kind's options at run
-time from that declaration too, by the same rule (``options_problem``).
+"""Attention kinds as the config sees them, without importing torch (the Snakefile checks a config
+on every dry run): their names, options and modules, read from the ``register("name", options=...,
+parameters=...)`` calls in the built-in kinds' and the plugins' source. A module whose
+registration is not literal, or has no register call of its own, is imported and the registry
+asked instead: slower, the same declaration. attnscore.attention checks options at run time by
+the same rule (``options_problem``).
 """
 
 import ast
@@ -43,14 +40,13 @@ class Kind:
         return tuple(option for option, schema in self.options.items() if "default" not in schema)
 
     def numeric(self, option: str) -> bool:
-        """Whether the option takes numbers (its schema's type is number or integer): finite ones only."""
+        """Whether the option takes numbers (finite ones only)."""
         types = self.options[option].get("type", [])
         return bool(NUMBER_TYPES & set([types] if isinstance(types, str) else types))
 
 
 def declaration_problem(name: str, options) -> str | None:
-    """What is wrong with register's options= for a kind, or None: it maps option names to JSON
-    schemas, and an option's "default" is a value its schema takes."""
+    """What is wrong with register's options= for a kind, or None."""
     if not isinstance(options, dict) or not all(
         isinstance(option, str) and isinstance(schema, dict) for option, schema in options.items()
     ):
@@ -68,8 +64,7 @@ def declaration_problem(name: str, options) -> str | None:
 
 
 def options_problem(name: str, kind: Kind, given: dict) -> str | None:
-    """What is wrong with giving these options to the kind, or None: unknown or missing options,
-    a number option given text, NaN or infinity, a value outside the kind's declared schema."""
+    """What is wrong with giving these options to the kind, or None."""
     unknown = [option for option in given if option not in kind.options]
     missing = [option for option in kind.required if option not in given]
     if unknown or missing:
@@ -89,7 +84,7 @@ def options_problem(name: str, kind: Kind, given: dict) -> str | None:
 
 def registers(call: ast.expr) -> str | None:
     """The kind a call registers where its name is a literal: ``register("name", ...)`` or
-    ``<module>.register("name", ...)``, as a decorator or not; None for any other expression."""
+    ``<module>.register("name", ...)``; None for any other expression."""
     if not isinstance(call, ast.Call) or _called(call) != "register" or len(call.args) != 1:
         return None
     name = call.args[0]
@@ -102,8 +97,7 @@ def _called(call: ast.Call) -> str | None:
 
 
 def _literal_declaration(call: ast.Call) -> tuple[str, Kind] | None:
-    """The kind a register call declares, if its name, options= and the names of parameters= are
-    literals; else None."""
+    """The kind a register call declares, if its name, options= and parameters='s names are literals."""
     keywords = {keyword.arg: keyword.value for keyword in call.keywords}
     name, parameters = registers(call), keywords.get("parameters")
     if name is None or None in keywords:  # register(NAME) or register("name", **settings)
@@ -112,21 +106,19 @@ def _literal_declaration(call: ast.Call) -> tuple[str, Kind] | None:
         options = ast.literal_eval(keywords["options"]) if "options" in keywords else {}
     except (ValueError, TypeError):  # not a literal (or an unhashable key)
         return None
-    if parameters is None:
-        return name, Kind(options or {})
-    if not isinstance(parameters, ast.Dict) or not all(
-        isinstance(key, ast.Constant) and isinstance(key.value, str) for key in parameters.keys
-    ):
+    keys = (
+        [] if parameters is None else parameters.keys if isinstance(parameters, ast.Dict) else [None]
+    )  # None: not literal
+    if not all(isinstance(key, ast.Constant) and isinstance(key.value, str) for key in keys):
         return None
-    return name, Kind(options or {}, tuple(key.value for key in parameters.keys))
+    return name, Kind(options or {}, tuple(key.value for key in keys))
 
 
 @functools.cache
 def declared_in(module: str, path: Path) -> dict[str, Kind]:
-    """The kinds a module registers, by name (cached: the Snakefile's config check and its code
-    identities both ask; callers copy before changing it). Read from its source where every register
-    call in it is literal, else imported (PluginError where that fails). ValueError for a
-    declaration that is not one (declaration_problem), SyntaxError for a file that does not parse."""
+    """The kinds a module registers, by name (cached: callers copy before changing it), from its
+    source where every register call is literal, else imported (PluginError where that fails).
+    ValueError for a wrong declaration, SyntaxError for a file that does not parse."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and _called(node) == "register"]
     declared = [_literal_declaration(call) for call in calls]
@@ -161,9 +153,8 @@ def module_file(module: str) -> Path:
 
 
 def known_kinds(plugins=()) -> tuple[dict[str, Kind], list[str]]:
-    """Every kind the package and the plugin modules declare, and the problems finding them: a
-    module that is not there, does not parse, does not import or declares options wrongly, and a
-    kind declared twice (a plugin may not replace a built-in kind, nor another plugin's)."""
+    """Every kind the package and the plugins declare, and the problems finding them, a kind
+    declared twice included (a plugin may not replace a built-in kind, nor another plugin's)."""
     kinds, problems, declared_by, modules = {}, [], {}, list(BUILT_IN)
     for module in plugins:
         try:
@@ -192,8 +183,7 @@ def known_kinds(plugins=()) -> tuple[dict[str, Kind], list[str]]:
 
 
 def plugins_of(kind: str, plugins) -> list[str]:
-    """The plugin modules that register a kind (none for a built-in one): all of them that a run
-    of that kind imports, and so all that are part of its settings."""
+    """The plugin modules that register a kind (none for a built-in one): part of its settings."""
     found = []
     for module in plugins:
         try:
