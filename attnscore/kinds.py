@@ -106,9 +106,9 @@ def _literal_declaration(call: ast.Call) -> tuple[str, Kind] | None:
         options = ast.literal_eval(keywords["options"]) if "options" in keywords else {}
     except (ValueError, TypeError):  # not a literal (or an unhashable key)
         return None
-    keys = (
-        [] if parameters is None else parameters.keys if isinstance(parameters, ast.Dict) else [None]
-    )  # None: not literal
+    if parameters is not None and not isinstance(parameters, ast.Dict):
+        return None
+    keys = parameters.keys if parameters else []
     if not all(isinstance(key, ast.Constant) and isinstance(key.value, str) for key in keys):
         return None
     return name, Kind(options or {}, tuple(key.value for key in keys))
