@@ -1,13 +1,10 @@
 """The registry of attention kinds: scoring functions registered by name, all called the same way.
 
-A kind is a function ``fn(q, k, v, causal, dropout_p, **options)``: q, k, v shaped
-(batch, heads, time, head_dim) in, a tensor of v's shape out. ``options`` are the kind's own
-settings, given per kind in the config (``model.attention_options: {euclid: {p: 2}}``), so no
-kind sees another's. ``@register("name", options=...)`` puts a kind in ``KINDS``, against which
-the config's variants are checked. The built-in kinds are the modules of attnscore/scores/, one
-a kind, imported when this module is; a kind defined outside this package registers itself when
-its module is imported, which ``model.attention_plugins`` asks for (see ``load_plugins``).
-README.md's table of kinds lists the built-in ones.
+A kind is a function ``fn(q, k, v, causal, dropout_p, **options)``: q, k, v shaped (batch,
+heads, time, head_dim) in, a tensor of v's shape out. ``options`` are the kind's own settings,
+given per kind in the config (``model.attention_options: {euclid: {p: 2}}``). The built-in kinds
+are the modules of attnscore/scores/, imported when this module is; a plugin kind registers
+itself when its module is imported, which ``model.attention_plugins`` asks for (``load_plugins``).
 """
 
 import importlib
@@ -27,8 +24,7 @@ NO_DEFAULT = inspect.Parameter.empty  # an option without a default: as in a sig
 
 
 def dot_score_flops(head_dim: int, **options) -> float:
-    """One q.k product: a multiply and an add per dimension."""
-    return 2.0 * head_dim
+    return 2.0 * head_dim  # a multiply and an add per dimension
 
 
 def register(
@@ -36,22 +32,18 @@ def register(
 ):
     """Decorator: make ``fn(q, k, v, causal, dropout_p, **options)`` the attention kind ``name``.
 
-    ``options``: the kind's options by name, each a JSON schema of the values it takes, with the
-    option's "default" unless the config must give it, e.g. ``{"p": {"type": "number",
-    "exclusiveMinimum": 0, "default": 2.0}}``. An option whose type is number or integer takes
-    finite numbers only. This declaration is the one statement of what a kind takes: the config
-    check reads it (from the source where it is written as a literal, else by importing the
-    module), and the function's keyword arguments after the first five must be exactly these
-    options and parameters, with the declared defaults.
+    ``options``: the kind's options by name, each a JSON schema of the values it takes, with a
+    "default" unless the config must give it, e.g. ``{"p": {"type": "number", "exclusiveMinimum":
+    0, "default": 2.0}}``; number and integer options take finite numbers only. The one statement
+    of what a kind takes: the config check reads it (from the source where it is a literal, else
+    by importing the module), and fn's keyword arguments after the first five must be exactly
+    these options and parameters, with the declared defaults.
 
-    ``parameters``: learnable per-head parameters of the kind, by name, with their initial value
-    (their names written as literals, so that the config check can read them from the source).
-    The model makes each an ``nn.Parameter`` of shape (n_heads,) filled with that value and
-    passes it to the kind as a keyword argument of that name; they are no config options.
+    ``parameters``: learnable per-head parameters by name (literal names, for the config check),
+    with their initial value: the model passes each as an ``nn.Parameter`` of shape (n_heads,).
 
-    ``score_flops(head_dim, **options)``: the arithmetic of one score, forward, per (query, key)
-    pair and head, by the formula (not the implementation); the training FLOPs the comparison at
-    equal compute counts (model.training_flops_per_token). Unless declared, a kind's is dot's.
+    ``score_flops(head_dim, **options)``: the forward arithmetic of one score per (query, key)
+    pair and head, by the formula: what the comparison at equal compute counts (dot's unless given).
     """
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"attention kind name {name!r}: use lower-case letters, digits and _ (a config name)")
@@ -80,8 +72,7 @@ def register(
 
 
 def _signature_problem(fn: Callable, options: dict, parameters: dict) -> str | None:
-    """Where a kind's function disagrees with its declaration: an option or parameter it does not
-    take, a keyword argument declared as neither, or a default other than the declared one."""
+    """Where a kind's function disagrees with its declaration (arguments, defaults), or None."""
     takes = list(inspect.signature(fn).parameters.values())[FIXED_ARGUMENTS:]
     by_name = {p.name: p for p in takes if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     untaken = [key for key in [*options, *parameters] if key not in by_name]
@@ -106,7 +97,6 @@ class PluginError(Explained, ImportError):
 
 
 def load_plugins(modules) -> None:
-    """Import modules that register kinds of their own (``model.attention_plugins``)."""
     for module in modules:
         try:
             importlib.import_module(module)
@@ -118,26 +108,22 @@ def load_plugins(modules) -> None:
 
 
 def source_of(kind: str, plugins=()) -> Path:
-    """The file of the module that registers a kind (its module in attnscore/scores/, or a plugin's)."""
+    """The file of the module that registers a kind."""
     load_plugins(plugins)
     return Path(inspect.getsourcefile(get(kind)))
 
 
 def get(kind: str) -> Callable:
-    """The function of a registered kind; an unknown kind fails naming the known ones."""
     if kind not in KINDS:
         raise ValueError(f"unknown attention kind {kind!r}; known kinds: {sorted(KINDS)}")
     return KINDS[kind]
 
 
 def head_parameters(kind: str) -> dict[str, float]:
-    """The learnable per-head parameters of a kind, by name, with their initial value (see register)."""
     return dict(get(kind).head_parameters)
 
 
 def check_options(kind: str, options: dict) -> None:
-    """Fail unless the kind declares these options and needs no others, with values its
-    declaration takes (its learnable parameters are no options)."""
     problem = options_problem(kind, get(kind).declaration, options)
     if problem:
         raise ValueError(problem)
@@ -148,19 +134,14 @@ class Unsupported(ValueError):
 
 
 def attention(q, k, v, kind="dot", *, causal=True, dropout_p=0.0, **options):
-    """Attention of a registered kind for tensors shaped (batch, heads, time, head_dim). A
-    learnable parameter of the kind that is not given takes its initial value in every head."""
+    """Attention of a registered kind; a learnable parameter not given takes its initial value."""
     for name, initial in head_parameters(kind).items():
         if name not in options:
             options[name] = torch.full((q.shape[1],), initial, dtype=torch.float32, device=q.device)
     return get(kind)(q, k, v, causal, dropout_p, **options)
 
 
-def _load_built_in() -> None:
-    """Import each built-in kind's module, which registers it: by name, so that no import
-    statement ties this registry (or one kind) to the other kinds' code."""
-    for module, _ in BUILT_IN:
-        importlib.import_module(module)
-
-
-_load_built_in()
+# Each built-in kind's module registers it, imported by name: no import statement ties this
+# registry (or one kind) to the other kinds' code.
+for _module, _ in BUILT_IN:
+    importlib.import_module(_module)
