@@ -1,13 +1,11 @@
 """What a kind costs: training steps and the attention op alone, timed in interleaved rounds.
 
 A round times every kind once per shape, in an order rotated by the round's number, so that a
-drift of the machine (another job, clocks, caches) falls on every kind alike; attnscore.stats
-pairs the rounds. Each (kind, shape) is measured in a fresh process: its peak memory is its own,
-and a shape that runs out of memory, or is killed for it, becomes a row that says so. The
-processes are forked from a server process that has imported torch and this package and run
-nothing else (multiprocessing's forkserver), so each starts without importing torch again and
-never inherits threads or a CUDA context. As with any multiprocessing start method but fork, a
-script that calls run_round must guard its own code with ``if __name__ == "__main__":``.
+drift of the machine falls on every kind alike (attnscore.timings pairs the rounds). Each (kind,
+shape) is measured in a fresh process, so that its peak memory is its own and running out of
+memory is a row that says so. The processes come from a forkserver that has imported torch and
+this package: none imports torch again or inherits threads or a CUDA context. A script calling
+run_round must guard its own code with ``if __name__ == "__main__":``.
 """
 
 import importlib.metadata
@@ -41,8 +39,7 @@ SEED = 1234  # the initial weights and the random tokens: the same for every kin
 
 @dataclass(frozen=True)
 class Timing:
-    """What a round measures and how: the config's train keys of the timing role (the batch, where
-    and how the step runs) and its benchmark keys (shapes, untimed and timed steps, the peak for MFU)."""
+    """What a round measures and how: the config's train keys of the timing role and its benchmark keys."""
 
     batch_size: int
     device: str
@@ -55,9 +52,8 @@ class Timing:
 
 
 def step_config(*, seq_len: int, batch_size: int, device: str, precision: str, compile: bool) -> TrainConfig:
-    """The training step a measurement times, of this shape, where and how it runs: the reference
-    recipe's (Adam at a constant learning rate, no weight decay, no clipping) whatever the run
-    trains with, since a step costs the same at any learning rate."""
+    """The training step a measurement times: the reference recipe's (Adam at a constant learning
+    rate) whatever the run trains with, since a step costs the same at any learning rate."""
     return TrainConfig(
         seq_len=seq_len, batch_size=batch_size, eval_batch_size=batch_size, epochs=1, lr=1e-5, betas=(0.9, 0.98),
         eps=1e-9, weight_decay=0.0, grad_clip=0.0, optimizer="adam", schedule="constant", warmup_steps=0,
@@ -67,14 +63,13 @@ def step_config(*, seq_len: int, batch_size: int, device: str, precision: str, c
 
 
 def round_order(kinds: list, round_number: int) -> list:
-    """The kinds in the order round `round_number` (from 1) times them: rotated by one a round."""
+    """The kinds in the order round `round_number` (from 1) times them."""
     shift = (round_number - 1) % len(kinds)
     return kinds[shift:] + kinds[:shift]
 
 
 def time_calls(fn, warmup: int, repeats: int, device: torch.device) -> list[float]:
-    """Seconds of each of `repeats` calls of fn() after `warmup` untimed ones (which compile and
-    autotune whatever the first calls do). On CUDA, CUDA events after a synchronise."""
+    """Seconds of each of `repeats` calls of fn() after `warmup` untimed ones (CUDA events on CUDA)."""
     for _ in range(warmup):
         fn()
     if device.type != "cuda":
@@ -110,15 +105,8 @@ def cpu_wait_seconds() -> float | None:
     return total / 1e9
 
 
-def peak_memory(device: torch.device) -> tuple[float, str]:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process max RSS"
-
-
 def measure(model_cfg: ModelConfig, timing: Timing, seq_len: int) -> dict:
-    """Time timing.steps training steps (step_config) on random tokens after timing.warmup_steps
-    untimed ones, then as many calls of the first layer's attention op alone, in this process."""
+    """Time training steps (step_config) on random tokens, then the first layer's attention op alone."""
     model_cfg = replace(model_cfg, max_seq_len=max(model_cfg.max_seq_len, seq_len))
     cfg = step_config(
         seq_len=seq_len, batch_size=timing.batch_size, device=timing.device, precision=timing.precision,
@@ -138,7 +126,10 @@ def measure(model_cfg: ModelConfig, timing: Timing, seq_len: int) -> dict:
     cpu_wait = None
     if device.type == "cpu" and waited is not None:
         cpu_wait = (cpu_wait_seconds() - waited) / ((time.perf_counter() - started) * torch.get_num_threads())
-    peak_mib, memory_kind = peak_memory(device)  # the step's: the op below allocates less
+    if device.type == "cuda":  # the step's peak: the op below allocates less
+        peak_mib, memory_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
+    else:
+        peak_mib, memory_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process max RSS"
     name, dtype = device_name(device), trainer.dtype or torch.float32
     step_s = statistics.median(times)
     tokens_per_s = timing.batch_size * seq_len / step_s
@@ -160,9 +151,8 @@ def measure(model_cfg: ModelConfig, timing: Timing, seq_len: int) -> dict:
 
 
 def measure_attention(attn: SelfAttention, timing: Timing, seq_len: int, dtype) -> dict:
-    """Time an attention layer's op alone, forward and backward, at the training shape: q, k, v
-    as the model makes them (permuted views of one projection), its dropout, its dtype, as many
-    calls as measure times steps."""
+    """Time an attention layer's op alone, forward and backward, on q, k, v as the model makes them
+    (permuted views of one projection), with its dropout and dtype."""
     b, t, heads = timing.batch_size, seq_len, attn.n_heads
     head_dim = attn.qkv.in_features // heads
     device = attn.qkv.weight.device
@@ -214,7 +204,7 @@ def with_controls(model_cfgs: dict, device: str) -> dict:
 
 def run_round(model_cfgs: dict, timing: Timing, round_number: int) -> list[dict]:
     """One round: every kind of `model_cfgs` (kind -> ModelConfig) and its control at every
-    timing.seq_lens, in round_order, each in a fresh process. One row per (kind, seq_len)."""
+    timing.seq_lens, each in a fresh process; a row per (kind, seq_len)."""
     model_cfgs = with_controls(model_cfgs, timing.device)
     rows = []
     for seq_len in timing.seq_lens:

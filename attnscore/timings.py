@@ -27,13 +27,12 @@ def ratio_interval(values) -> dict:
     """Geometric mean of positive values, with the 95% t interval of their mean log taken back
     to the ratio scale (NaN bounds for fewer than 2 values)."""
     logs = pd.Series(values, dtype=float).dropna().map(math.log)
-    n = len(logs)
-    mean, sd = (logs.mean(), logs.std()) if n else (math.nan, math.nan)
+    n, mean, sd = len(logs), logs.mean(), logs.std()  # NaN where too few
     low = high = math.nan
     if n >= 2:
         half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n)
         low, high = math.exp(mean - half), math.exp(mean + half)
-    return {"rounds": n, "center": math.exp(mean) if n else math.nan, "low": low, "high": high, "log_sd": sd}
+    return {"rounds": n, "center": math.exp(mean), "low": low, "high": high, "log_sd": sd}
 
 
 def cost_verdict(low: float, high: float, margin: float) -> str:
@@ -72,21 +71,18 @@ def more_rounds(log_ratios, margin: float) -> int | None:
 
 
 def busy_rounds(measurements: pd.DataFrame) -> set:
-    """Rounds in which some measurement's threads waited for a core, held by other processes,
-    more than BUSY_WAIT of the time: that round's ratios say more about the other work than about
-    the kinds. Measured from outside the kind: a kind that sleeps or waits is not waiting for a
-    core, so its slowness stays its own. None where not measured (a GPU, a system that does not say)."""
+    """Rounds in which some measurement's threads waited for a core held by other processes more
+    than BUSY_WAIT of the time: their ratios say more about the other work than about the kinds. A
+    kind that sleeps or waits is not waiting for a core, so its slowness stays its own."""
     if "cpu_wait" not in measurements:
         return set()
     return set(measurements.loc[measurements["cpu_wait"].astype(float) > BUSY_WAIT, "round"])
 
 
 def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, controls: dict) -> pd.DataFrame:
-    """Per measure (step, attention), seq_len and kind: its time (geometric mean over the rounds
-    that ran it, 95% interval), and its ratio to the baseline's time in the same rounds, with
-    interval and verdict. `controls` maps a kind to another it is also compared with (euclid to
-    dot_triton: the same kernel with the dot-product score), where both ran. Busy rounds (see
-    busy_rounds) are left out and counted."""
+    """Per measure, seq_len and kind: its time (geometric mean over rounds, 95% interval) and its
+    ratio to the baseline's time in the same rounds, with interval and verdict; also to its
+    control (`controls`, kind -> control kind) where both ran. Busy rounds are left out and counted."""
     rows = []
     busy = busy_rounds(measurements)
     rounds_run = measurements["round"].nunique()
@@ -96,7 +92,7 @@ def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, co
         failed = group.loc[group["status"] != "ok", "status"]
         status = "ok" if failed.empty else f"{failed.iloc[0]} ({len(failed)} of {len(group)} rounds)"
         for measure, column in MEASURES.items():
-            time_ = ratio_interval(done[column]) if len(done) else ratio_interval([])
+            time_ = ratio_interval(done[column])
             control = controls.get(kind)
             against = [baseline] + ([control] if control in set(ok["kind"]) else [])
             for base in against:
@@ -111,8 +107,8 @@ def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, co
                     "verdict": "baseline" if kind == base else cost_verdict(ratio["low"], ratio["high"], margin)
                     if ratio["rounds"] >= MIN_ROUNDS else "inconclusive",
                     "more_rounds": None, "margin": margin,
-                    "peak_memory_mib": done["peak_memory_mib"].median() if len(done) else math.nan,
-                    "memory_ratio": memory.median() if len(memory) else math.nan, "status": status,
+                    "peak_memory_mib": done["peak_memory_mib"].median(), "memory_ratio": memory.median(),
+                    "status": status,
                     "busy_rounds": len(busy), "rounds_run": rounds_run,
                 }  # fmt: skip
                 if row["verdict"] == "inconclusive":
