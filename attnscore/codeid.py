@@ -91,9 +91,8 @@ def _read(path: Path, data: bytes) -> Source:
 
 class _Store:
     """The Sources of files read before, kept across processes as {path: [digest of the bytes,
-    digest, imports]}: reading tokens is most of what a dry run spends here, and a file is read
-    again only when its bytes differ. Unreadable or unwritable, it is done without; processes
-    saving at once lose one another's additions, never correctness."""
+    digest, imports]}: reading is most of what a dry run spends here. Unreadable or unwritable,
+    it is done without; processes saving at once lose one another's additions, never correctness."""
 
     def __init__(self, path: Path):
         self.path, self.entries, self.changed = path, None, False
@@ -130,8 +129,8 @@ _sources: dict[Path, tuple[tuple[int, int], Source]] = {}
 
 
 def source_of(path: Path) -> Source:
-    """A file's Source, read once in a process while its modification time and size stay the
-    same, and tokenized once while its bytes stay the same (STORE)."""
+    """A file's Source, read once a process while its modification time and size stay the same,
+    and tokenized once while its bytes stay the same (STORE)."""
     stat = path.stat()
     key = (stat.st_mtime_ns, stat.st_size)
     if path not in _sources or _sources[path][0] != key:
@@ -147,8 +146,7 @@ def source_of(path: Path) -> Source:
 
 @functools.cache
 def _local(origin: str) -> Path | None:
-    """The file of a module, where it is the project's code (the attnscore package is, wherever it
-    is installed); None for the standard library and installed packages."""
+    """The file of a module that is the project's code (attnscore is, wherever it is installed), else None."""
     path = Path(origin).resolve()
     if path.is_relative_to(PACKAGE) or not any(path.is_relative_to(folder) for folder in INSTALLED):
         return path
@@ -158,9 +156,8 @@ def _local(origin: str) -> Path | None:
 @functools.cache
 def _spec(name: str, locations: tuple[str, ...] | None, search_path: tuple[str, ...]):
     """The spec of module `name` in the folders `locations`, or of a top-level module (None) in
-    `search_path` (sys.path), as a fresh process would find it; else, for a top-level name, by
-    importlib.util.find_spec, which imports nothing for one and also asks the finders editable
-    installs add."""
+    `search_path` (sys.path), as a fresh process would find it; else by importlib.util.find_spec,
+    which imports nothing for a top-level name and also asks the finders of editable installs."""
     try:
         spec = importlib.machinery.PathFinder.find_spec(name, list(locations or search_path))
         if spec is None and locations is None:
@@ -202,9 +199,8 @@ def _packages(folder: Path) -> list[Path]:
 
 
 def reach(entries, leave_out=frozenset()) -> set[Path]:
-    """Every file the entry files run, transitively: what their import statements find, and
-    the packages of those, outside the standard library and installed packages; not entering
-    (nor counting) the files in `leave_out`."""
+    """Every local file the entry files run, transitively, and their packages; not entering (nor
+    counting) the files in `leave_out`."""
     found, todo = set(), [Path(entry).resolve() for entry in entries]
     while todo:
         path = todo.pop()
@@ -224,21 +220,17 @@ def _name(path: Path, roots) -> str:
     return path.relative_to(root).as_posix() if root else str(path)
 
 
-@functools.cache
-def _built_in_kind_modules() -> frozenset[Path]:  # their files do not move while a process runs
-    return frozenset(kind.source.resolve() for kind in kinds.known_kinds()[0].values())
-
-
 def _combined(parts: dict) -> str:
     return _digest(json.dumps(parts, sort_keys=True).encode())
 
 
 def identity(entries, kind_sources=()) -> dict[str, str]:
-    """The code that entry files run with some kinds ((kind, module file) pairs), by name: each
-    file the entries reach without entering any kind module ("attnscore/model.py": its digest),
-    and each kind's own code ("kind euclid": a digest of the files its module reaches beyond
-    those, other kind modules included)."""
-    kind_modules = _built_in_kind_modules() | {Path(module).resolve() for _, module in kind_sources}
+    """The code entry files run with some kinds ((kind, module file) pairs), by name: each file the
+    entries reach without entering any kind module ("attnscore/model.py": its digest), and each
+    kind's own code ("kind euclid": a digest of the files its module reaches beyond those)."""
+    kind_modules = {path.resolve() for _, path in kinds.BUILT_IN} | {
+        Path(module).resolve() for _, module in kind_sources
+    }
     shared = reach(entries, kind_modules)
     roots = (PACKAGE.parent, Path.cwd().resolve())  # the checkout holding the package, the working folder
     parts = {_name(path, roots): source_of(path).digest for path in shared}
@@ -250,21 +242,18 @@ def identity(entries, kind_sources=()) -> dict[str, str]:
 
 
 def code_version(script, kind_sources=()) -> str:
-    """A short digest of the code a workflow script runs with its kinds (identity): a param of
-    its rule, so that Snakemake re-runs a job when that code changes (its own tracking sees only
-    the script file)."""
+    """A digest of the code a workflow script runs with its kinds: a param of its rule, since
+    Snakemake's own tracking sees only the script file."""
     return _combined(identity([script], kind_sources))
 
 
 def run_code(kind: str, source) -> dict[str, str]:
-    """The code that makes a training run's weights with this kind (the module file registering
-    it): part of the run's identity, so that an edit starts a new run."""
+    """The code that makes a training run's weights with this kind (registered in `source`)."""
     return identity(TRAINING, [(kind, source)])
 
 
 def changes(old: dict, new: dict) -> list[str]:
-    """What differs between two identities, in words, kinds first: "the code of kind 'euclid'",
-    "the code of attnscore/model.py"."""
+    """What differs between two identities, in words, kinds first."""
     names = sorted(
         (name for name in old.keys() | new.keys() if old.get(name) != new.get(name)),
         key=lambda name: (not name.startswith("kind "), name),
