@@ -1,13 +1,11 @@
 """The attention weights of any kind, read without its cooperation.
 
-A kind is a function of (q, k, v) whose output, for every kind that weighs values, is W v with
-weights W that depend on q and k only. Run on value vectors that are columns of the identity
-(head_dim of them a call: v[j, c] = 1 where j = start + c), it returns the columns start ... start +
-head_dim - 1 of W itself, exactly: fused kernels (SDPA, our Triton kernel) and plugins that never
-materialise W give it up the same way. That reading is exact only if the kind is linear in v with
-weights that ignore v, so every reading is checked before it is used (``check``): the kind's output
-with the model's own v must equal W v, its output on values of ones must equal W's row sums (1
-where the kind normalises), and no query may weigh a later key. A kind failing any is refused.
+For every kind that weighs values, the output is W v with weights W that depend on q and k only.
+Run on value vectors that are columns of the identity (head_dim of them a call), it returns those
+columns of W exactly: fused kernels and plugins that never materialise W give it up the same way.
+That holds only for a kind linear in v with weights that ignore v, so every reading is checked
+(``check``): the output with the model's v must equal W v, on values of ones W's row sums, and
+no query may weigh a later key. A kind failing any is refused.
 """
 
 from contextlib import contextmanager
@@ -26,8 +24,7 @@ class ProbeError(Explained, RuntimeError):
 
 
 def read_weights(attend, q, k, v) -> torch.Tensor:
-    """W (batch, heads, queries, keys) of a kind `attend(q, k, v, causal, dropout_p)`, causal and
-    without dropout, from its outputs on identity columns of v, head_dim keys a call."""
+    """W (batch, heads, queries, keys) of `attend(q, k, v, causal, dropout_p)`, causal, no dropout."""
     t, width = k.shape[-2], v.shape[-1]
     weights = q.new_zeros(*q.shape[:-1], t)
     for start in range(0, t, width):
@@ -39,9 +36,8 @@ def read_weights(attend, q, k, v) -> torch.Tensor:
 
 
 def check(attend, q, k, v, weights: torch.Tensor, *, kind: str, layer: int) -> bool:
-    """Refuse (ProbeError) weights that do not reproduce the kind: its output with v, and with
-    values of ones, must be W v and W's row sums; a query may not weigh a later key. Whether every
-    row sums to 1 (the kind normalises) is returned."""
+    """Refuse (ProbeError) weights that do not reproduce the kind (the module's docstring); return
+    whether every row sums to 1 (the kind normalises)."""
     ones = torch.ones_like(v)
     sums = weights.sum(-1)
     scale = max((weights.abs() @ v.abs()).max().item(), sums.abs().max().item(), 1e-30)
@@ -64,8 +60,7 @@ def check(attend, q, k, v, weights: torch.Tensor, *, kind: str, layer: int) -> b
 
 @contextmanager
 def recorded_inputs(model):
-    """Within: each attention layer's q, k, v of the model's forward passes, in a list per layer
-    (the layers' calls pass through unchanged)."""
+    """Within: each attention layer's q, k, v of the model's forward passes, a list per layer."""
     recorded = [[] for _ in model.blocks]
     layers = [block.attn for block in model.blocks]
 
@@ -87,8 +82,8 @@ def recorded_inputs(model):
 
 @torch.no_grad()
 def layer_weights(model, idx: torch.Tensor, kind: str) -> tuple[list[torch.Tensor], bool]:
-    """Every layer's checked attention weights (batch, heads, time, time) for windows idx (batch,
-    time) in eval mode (no dropout), in float32; and whether the kind normalised every row."""
+    """Every layer's checked attention weights for windows idx in eval mode, in float32; and
+    whether the kind normalised every row."""
     training = model.training
     model.eval()
     try:

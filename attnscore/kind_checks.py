@@ -1,14 +1,11 @@
 """Checks on an attention kind before a run trains with it. A kind is user code: one that reads
 later tokens trains to a loss no causal model can reach, and would read as a finding.
 
-check_kind: the function alone, on a small input: its output has v's shape, it is deterministic
-without dropout, and it applies the model's attention dropout.
-check_in_model: the kind inside the model as configured, at the lengths it trains at (and
-shorter ones), with q, k, v as the model hands them (views of one buffer), in eval mode and in
-train mode (dropout on, the same masks in every pass): its logits are finite; changing token j
-leaves every logit before j as it was, for several j up to the last; and the gradient of the
-logits at a position reaches no later position.
-
+check_kind: the function alone, on a small input: v's shape out, deterministic without dropout,
+and the model's attention dropout applied.
+check_in_model: the kind inside the model as configured, at its training length and shorter
+ones, in eval and train mode (the same dropout masks in every pass): finite logits; changing
+token j leaves every logit before j as it was; the gradient at a position reaches no later one.
 Both undo their draws from torch's random streams and change no weight.
 """
 
@@ -35,8 +32,7 @@ def _forked_rng(device: torch.device):
 def check_kind(
     kind: str, attend: Callable, *, device="cpu", dtype=torch.float32, dropout_p=0.0, heads=3, head_dim=16
 ) -> None:
-    """Check an attention function as the model calls it, ``attend(q, k, v, causal, dropout_p)``,
-    for `heads` heads of `head_dim`, on a small random input on `device`."""
+    """Check an attention function as the model calls it, ``attend(q, k, v, causal, dropout_p)``."""
     generator = torch.Generator().manual_seed(0)
     b, h, d = 2, heads, head_dim  # the model's heads and head size (a kind may hold one parameter a head)
     t = max(b, h, d) + 3  # unlike the others, so that a transposed output cannot pass for v's shape
@@ -53,18 +49,15 @@ def check_kind(
 
 
 def lengths(seq_len: int) -> list[int]:
-    """The lengths check_in_model runs: the training length and two shorter ones."""
     return sorted({seq_len, (seq_len + 1) // 2, min(3, seq_len)} - {1})
 
 
 def positions(length: int) -> list[int]:
-    """The tokens check_in_model changes at one length: the second, the middle and the last two."""
     return sorted({1, length // 2, length - 2, length - 1} & set(range(1, length)))
 
 
 def check_in_model(model: torch.nn.Module, seq_len: int, device: torch.device, dtype=None) -> None:
-    """Check the kind of a DecoderLM (attnscore.model) as it trains: see the module's docstring.
-    `dtype` is the autocast dtype training uses (None: fp32)."""
+    """Check the kind of a DecoderLM as it trains; `dtype` is training's autocast dtype (None: fp32)."""
     kind, vocab = model.cfg.attention, model.cfg.vocab_size
     tolerance = 1e-5 if dtype is None or dtype == torch.float32 else 2e-2
     embedded = []  # the input of the first block, per forward pass: what a gradient reaches

@@ -1,9 +1,8 @@
 """Float64 definitions by formula, independent of the implementations: the ground truth for the
 tests, on the CPU and (marked gpu) on CUDA (tests/test_triton_attention.py).
 
-Each kind is written out as its textbook formula on an explicit (t_q x t_k) score matrix, with
-no code shared with the kinds (attnscore.scores), so a bug there cannot hide here too. A kind this module
-does not define is refused, never approximated by another kind's formula.
+Each kind is its textbook formula on an explicit (t_q x t_k) score matrix, sharing no code with
+attnscore.scores, so that a bug there cannot hide here too. A kind not defined here is refused.
 """
 
 import functools
@@ -56,14 +55,9 @@ WEIGHTS = {"sigmoid": torch.sigmoid}
 
 
 def oracle(q, k, v, kind, *, causal=True, dropout_mask=None, **options):
-    """weights v in float64 for tensors shaped (batch, heads, time, head_dim): the weights are
-    softmax(logits) over the keys, or the kind's own function of them (WEIGHTS).
-
-    The causal mask hides key j from query i when j > i + t_k - t_q (aligned at the end, as
-    PyTorch's SDPA does). dropout_mask, shaped (..., t_q, t_k): the factor by which dropout
-    multiplies each weight (0 where dropped, 1 / (1 - p) where kept), as an implementation drew
-    it; None: no dropout.
-    """
+    """weights v in float64, the weights softmax(logits) or the kind's own function of them
+    (WEIGHTS). The causal mask is aligned at the end, as SDPA's. dropout_mask (..., t_q, t_k): the
+    factor dropout multiplied each weight by (0 or 1 / (1 - p)) as an implementation drew it."""
     if kind not in LOGITS:
         raise ValueError(f"no float64 oracle for attention kind {kind!r}; defined: {sorted(LOGITS)}")
     q, k, v = q.double(), k.double(), v.double()
