@@ -5,7 +5,7 @@ import functools
 
 @functools.cache
 def kernel():
-    """attnscore.triton_attention, or None where Triton is not installed (it comes with CUDA torch)."""
+    """attnscore.triton_attention, or None where Triton is not installed."""
     try:
         from attnscore import triton_attention
     except ImportError:

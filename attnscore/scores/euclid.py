@@ -1,17 +1,11 @@
 """euclid: the negative Euclidean distance -||q - k||_2 / sqrt(d_k), by the fastest exact path.
 
-Three implementations compute it:
-- on CUDA (head_dim 16 to 128, Triton installed): one Triton kernel in the FlashAttention-2
-  style, dropout included (attnscore.triton_attention); no (time x time) matrix is ever stored.
-  FlexAttention is not used: it has no dropout on the weights and is slower at every shape
-  benchmarks/README.md lists.
-- elsewhere (CPU, inputs the kernel does not take): ``EuclideanAttention``, an autograd Function
-  with a hand-written backward. It computes the squared distance with one batched matmul, keeps
-  only 1/logits and the softmax weights before and after dropout, and works in float32 (at
-  least) whatever autocast says.
-- for norms other than p = 2: euclid_naive (torch.cdist, then mask, softmax and dropout as
-  separate autograd ops), also kept as a benchmark baseline.
-benchmarks/README.md has their timings.
+- on CUDA (head_dim 16 to 128, Triton installed): a FlashAttention-2 style Triton kernel with
+  dropout (attnscore.triton_attention). Not FlexAttention: it has no dropout on the weights and
+  is slower at every shape benchmarks/README.md lists.
+- elsewhere: ``EuclideanAttention``, an autograd Function with a hand-written backward, in
+  float32 at least whatever autocast says.
+- for norms other than p = 2: euclid_naive.
 """
 
 import math
@@ -79,8 +73,7 @@ class EuclideanAttention(torch.autograd.Function):
     "euclid", options={"p": {"type": "number", "exclusiveMinimum": 0, "default": 2.0}}, score_flops=naive.distance_flops
 )
 def euclid(q, k, v, causal=True, dropout_p=0.0, *, p=2.0):
-    """Negative Euclidean distance -||q - k||_2 / sqrt(d_k) by the fastest exact path available
-    (the module's docstring)."""
+    """Negative Euclidean distance by the fastest exact path available (the module's docstring)."""
     if p != 2:
         return naive.euclid_naive(q, k, v, causal, dropout_p, p=p)
     triton = kernel() if q.is_cuda else None

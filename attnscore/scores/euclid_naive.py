@@ -20,8 +20,7 @@ def distance_flops(head_dim: int, p: float = 2.0) -> float:
     "euclid_naive", options={"p": {"type": "number", "exclusiveMinimum": 0, "default": 2.0}}, score_flops=distance_flops
 )
 def euclid_naive(q, k, v, causal=True, dropout_p=0.0, *, p=2.0):
-    """Negative distance -||q - k||_p / sqrt(d_k): torch.cdist, then mask, softmax and dropout
-    as separate autograd ops."""
+    """Negative distance -||q - k||_p / sqrt(d_k) by separate autograd ops."""
     logits = -torch.cdist(q, k, p=p) / math.sqrt(q.shape[-1])
     if causal:
         logits = logits.masked_fill(causal_mask(q.shape[-2], k.shape[-2], q.device), float("-inf"))

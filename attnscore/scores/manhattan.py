@@ -8,24 +8,19 @@ import torch.nn.functional as F
 from attnscore.attention import register
 from attnscore.scores._masks import causal_bias
 
-# Elements of one chunk of ManhattanAttention's backward, a (rows x t_k x head_dim) sign tensor
-# per batch element and head: 2**24 is 64 MiB in float32 (8 query rows at the reference shape,
-# batch 8, 8 heads, 512 keys, head_dim 64).
+# Elements of one chunk of ManhattanAttention's backward sign tensor: 64 MiB in float32.
 CHUNK_ELEMENTS = 2**24
 
 
 class ManhattanAttention(torch.autograd.Function):
     """softmax(-||q - k||_1 / sqrt(d)) v with dropout on the weights, in memory O(t_q t_k), not
-    O(t_q t_k d).
+    O(t_q t_k d) as torch.cdist's own backward (4 GiB a call at the reference shape on CUDA).
 
-    Forward: torch.cdist(p=1) sums |q - k| into the (t_q x t_k) distances directly. Backward:
-    with G = dL/dlogits (softmax and dropout backward folded as in EuclideanAttention) and
-    W = -s G the gradient by the distance D (s = 1/sqrt(d)), since dD_ij/dq_i = sign(q_i - k_j)
-    = -dD_ij/dk_j: dq_i = sum_j W_ij sign(q_i - k_j), dk_j = -sum_i W_ij sign(q_i - k_j). The
-    sign tensor is built for a chunk of query rows at a time, at most CHUNK_ELEMENTS
-    elements, and under the causal mask only for the keys the chunk sees. sign(0) = 0: the
-    subgradient torch takes for |x| at 0. (torch.cdist's own backward on CUDA allocates a
-    (batch x t_k x t_q x d) buffer: 4 GiB per call at the reference shape.)
+    Backward: with G = dL/dlogits (as in EuclideanAttention) and W = -s G the gradient by the
+    distance D (s = 1/sqrt(d)), since dD_ij/dq_i = sign(q_i - k_j) = -dD_ij/dk_j:
+    dq_i = sum_j W_ij sign(q_i - k_j), dk_j = -sum_i W_ij sign(q_i - k_j), the sign tensor built
+    for a chunk of query rows at a time (CHUNK_ELEMENTS), and only for the keys the chunk sees.
+    sign(0) = 0: the subgradient torch takes for |x| at 0.
     """
 
     @staticmethod

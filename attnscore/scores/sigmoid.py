@@ -16,9 +16,8 @@ from attnscore.scores._masks import causal_bias
 )
 def sigmoid(q, k, v, causal=True, dropout_p=0.0, *, bias=None):
     """Sigmoid attention (Ramapuram et al. 2024, "Theory, Analysis, and Best Practices for
-    Sigmoid Self-Attention"): weights sigmoid(q.k / sqrt(d_k) + b), not normalised over the keys,
-    b = -log(number of keys) unless ``bias`` is given. Hidden keys get weight exactly 0. Plain
-    autograd ops on the (t_q x t_k) matrix, in float32 at least, like euclid_naive."""
+    Sigmoid Self-Attention"): weights sigmoid(q.k / sqrt(d_k) + b), b = -log(number of keys)
+    unless ``bias`` is given, by autograd ops in float32 at least."""
     b = -math.log(k.shape[-2]) if bias is None else bias
     compute = torch.promote_types(q.dtype, torch.float32)
     logits = (q @ k.transpose(-1, -2)).to(compute) * (1 / math.sqrt(q.shape[-1])) + b
