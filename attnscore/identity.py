@@ -26,21 +26,14 @@ def model_settings(config: dict, kind: str, size: str = "") -> dict:
     }
 
 
-def _train(config: dict, *roles: str) -> dict:
+def train_keys(config: dict, *roles: str) -> dict:
+    """The train settings of these roles (e.g. "evaluation": what evaluating a saved model depends on)."""
     return {key: config["train"][key] for key in schema.keys_with("train", *roles)}
 
 
 def train_settings(config: dict) -> dict:
     """What a training job's outputs depend on (its seed comes from its wildcards)."""
-    return _train(config, "run", "curve", "length", "evaluation")
-
-
-def evaluation_settings(config: dict) -> dict:
-    return _train(config, "evaluation")
-
-
-def timing_settings(config: dict) -> dict:
-    return _train(config, "timing")
+    return train_keys(config, "run", "curve", "length", "evaluation")
 
 
 def procedure_settings(config: dict) -> dict:
@@ -54,18 +47,11 @@ def measurement_settings(config: dict) -> dict:
     return {key: config["benchmark"][key] for key in schema.keys_with("benchmark", "timing") if key != "variants"}
 
 
-def _analysis(config: dict, role: str) -> dict:
-    """The analysis keys of a role, with the training length and device it reads the checkpoints at."""
+def analysis_settings(config: dict, role: str) -> dict:
+    """What the attention statistics or the samples (role) depend on besides checkpoints and tokens:
+    the analysis keys of the role, with the training length and device it reads the checkpoints at."""
     keys = {key: config["analysis"][key] for key in schema.keys_with("analysis", role)}
     return {**keys, "seq_len": config["train"]["seq_len"], "device": config["train"]["device"]}
-
-
-def attention_settings(config: dict) -> dict:
-    return _analysis(config, "attention")
-
-
-def sample_settings(config: dict) -> dict:
-    return _analysis(config, "samples")
 
 
 def baseline(kinds) -> str:

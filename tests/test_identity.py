@@ -17,7 +17,7 @@ def test_every_train_key_is_a_rule_setting_or_procedure_never_both():
     config = tiny_config()
     settings, procedure = identity.train_settings(config), identity.procedure_settings(config)
     assert settings.keys() | procedure.keys() == config["train"].keys() and not settings.keys() & procedure.keys()
-    assert identity.evaluation_settings(config).keys() <= settings.keys()
+    assert identity.train_keys(config, "evaluation").keys() <= settings.keys()
     assert set(procedure) == {key for key, has in schema.roles("train").items() if set(has) <= {"procedure", "timing"}}
 
 

@@ -18,7 +18,7 @@ rule attention:
     resources:
         gpu=EVAL_GPUS,
     params:
-        attention=identity.attention_settings(config),
+        attention=identity.analysis_settings(config, "attention"),
         code=lambda wildcards: code_version("attention.py", wildcards.variant),
     script:
         "../scripts/attention.py"
@@ -107,7 +107,7 @@ rule samples:
     params:
         runs=[(size, variant) for size in SIZE_NAMES for variant in VARIANTS],
         seed=SEEDS[0],
-        samples=identity.sample_settings(config),
+        samples=identity.analysis_settings(config, "samples"),
         code=code_version("samples.py", *VARIANTS),
     script:
         "../scripts/samples.py"

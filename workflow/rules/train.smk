@@ -58,7 +58,7 @@ rule evaluate:
     resources:
         gpu=EVAL_GPUS,
     params:
-        evaluation=identity.evaluation_settings(config),
+        evaluation=identity.train_keys(config, "evaluation"),
         code=lambda wildcards: code_version("evaluate.py", wildcards.variant),
     script:
         "../scripts/evaluate.py"
@@ -80,7 +80,7 @@ rule benchmark:
         gpu=EVAL_GPUS,
     params:
         models={kind: identity.model_settings(config, kind) for kind in BENCHMARKED},
-        timing=identity.timing_settings(config),
+        timing=identity.train_keys(config, "timing"),
         measurement=identity.measurement_settings(config),
         code=code_version("benchmark.py", *BENCHMARKED, *CONTROLLED),
     script:
