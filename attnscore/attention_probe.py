@@ -8,7 +8,7 @@ That holds only for a kind linear in v with weights that ignore v, so every read
 no query may weigh a later key. A kind failing any is refused.
 """
 
-from contextlib import contextmanager
+import functools
 
 import torch
 
@@ -58,43 +58,28 @@ def check(attend, q, k, v, weights: torch.Tensor, *, kind: str, layer: int) -> b
     return bool(((sums - 1).abs() <= TOLERANCE).all())
 
 
-@contextmanager
-def recorded_inputs(model):
-    """Within: each attention layer's q, k, v of the model's forward passes, a list per layer."""
-    recorded = [[] for _ in model.blocks]
-    layers = [block.attn for block in model.blocks]
-
-    def recording(layer, attend):
-        def attend_and_record(q, k, v, causal, dropout_p):
-            recorded[layer].append((q, k, v))
-            return attend(q, k, v, causal, dropout_p)
-
-        return attend_and_record
-
-    for i, attn in enumerate(layers):
-        attn.attend = recording(i, attn.attend)
-    try:
-        yield recorded
-    finally:
-        for attn in layers:
-            del attn.attend  # the class's method again
+def _recording(attend, recorded: list, q, k, v, causal, dropout_p):
+    recorded.append((q, k, v))
+    return attend(q, k, v, causal, dropout_p)
 
 
 @torch.no_grad()
 def layer_weights(model, idx: torch.Tensor, kind: str) -> tuple[list[torch.Tensor], bool]:
     """Every layer's checked attention weights for windows idx in eval mode, in float32; and
     whether the kind normalised every row."""
-    training = model.training
+    recorded, training = [], model.training  # each layer's q, k, v, in the order the layers run
     model.eval()
+    for block in model.blocks:
+        block.attn.attend = functools.partial(_recording, block.attn.attend, recorded)
     try:
-        with recorded_inputs(model) as recorded:
-            model(idx)
+        model(idx)
     finally:
         model.train(training)
+        for block in model.blocks:
+            del block.attn.attend  # the class's method again
     weights, normalised = [], True
-    for layer, ((q, k, v),) in enumerate(recorded):
-        attend = model.blocks[layer].attn.attend
-        w = read_weights(attend, q, k, v)
-        normalised &= check(attend, q, k, v, w, kind=kind, layer=layer)
+    for layer, (block, (q, k, v)) in enumerate(zip(model.blocks, recorded, strict=True)):
+        w = read_weights(block.attn.attend, q, k, v)
+        normalised &= check(block.attn.attend, q, k, v, w, kind=kind, layer=layer)
         weights.append(w)
     return weights, normalised
