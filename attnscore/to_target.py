@@ -21,6 +21,8 @@ from scipy import stats
 from attnscore.stats import CONFIDENCE
 from attnscore.timings import MIN_ROUNDS, cost_verdict, ratio_interval
 
+# A compare_timings row's columns -> the keys of its step cost (step_costs).
+STEP_COST = {"ratio": "center", "ratio_low": "low", "ratio_high": "high", "rounds": "n", "ms": "ms"}
 VERDICTS = {"slower": "more", "faster": "less"}  # cost_verdict's words for time to the target
 COLUMNS = ["size", "kind", "baseline", "seeds", "reached", "target", "best_loss", "gap",
            "steps_ratio", "steps_low", "steps_high", "step_cost", "step_cost_low", "step_cost_high", "cost_rounds",
@@ -64,18 +66,9 @@ def step_costs(costs: pd.DataFrame, baseline: str, seq_len: int) -> dict[str, di
     """Each kind's training-step time ratio to `baseline` at seq_len from a compare_timings table
     (center, low, high, n rounds, and its time per step in ms), where the benchmark compared it
     with that baseline."""
-    rows = costs[(costs["measure"] == "step") & (costs["seq_len"] == seq_len) & (costs["baseline"] == baseline)]
-    return {
-        row.kind: {
-            "center": row.ratio,
-            "low": row.ratio_low,
-            "high": row.ratio_high,
-            "n": int(row.rounds),
-            "ms": row.ms,
-        }  # fmt: skip
-        for row in rows.itertuples()
-        if row.rounds > 0
-    }
+    timed = (costs["measure"] == "step") & (costs["seq_len"] == seq_len) & (costs["baseline"] == baseline)
+    rows = costs[timed & (costs["rounds"] > 0)].set_index("kind")
+    return rows[list(STEP_COST)].rename(columns=STEP_COST).to_dict("index")
 
 
 def to_target(curves: pd.DataFrame, baseline: str, costs: dict[str, dict], margin: float) -> pd.DataFrame:
@@ -112,14 +105,14 @@ def _row(size, kind, baseline, targets, steps, flops, best, cost, margin) -> dic
                    cost_rounds=cost["n"])  # fmt: skip
     if reached < len(steps):
         return row | {"verdict": "not reached"}
-    by_steps, by_flops = ratio_interval(steps), ratio_interval(flops)
-    row.update(steps_ratio=by_steps["center"], steps_low=by_steps["low"], steps_high=by_steps["high"],
-               flops_ratio=by_flops["center"], flops_low=by_flops["low"], flops_high=by_flops["high"])  # fmt: skip
+    for name, values in (("steps", steps), ("flops", flops)):
+        ratio = ratio_interval(values)
+        row.update({f"{name}_ratio": ratio["center"], f"{name}_low": ratio["low"], f"{name}_high": ratio["high"]})
     if kind == baseline:
         return row | {"time_ratio": 1.0, "time_low": 1.0, "time_high": 1.0, "verdict": "baseline"}
     if not cost:
         return row | {"verdict": "not timed"}
-    steps_ratio = {"center": by_steps["center"], "low": by_steps["low"], "high": by_steps["high"], "n": len(steps)}
+    steps_ratio = {"center": row["steps_ratio"], "low": row["steps_low"], "high": row["steps_high"], "n": len(steps)}
     center, low, high = combined_interval(steps_ratio, cost)
     row.update(time_ratio=center, time_low=low, time_high=high)
     decided = cost["n"] >= MIN_ROUNDS and not math.isnan(low)
