@@ -24,11 +24,22 @@ def plain_title(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def save(fig, paths) -> None:
+def save(fig, paths, title: str) -> None:
+    """The figure under `title` into each of `paths` (the format by suffix)."""
+    fig.suptitle(plain_title(title))
     for path in paths:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=Path(path).suffix[1:], dpi=150, bbox_inches="tight")
     plt.close(fig)
+
+
+def draw_mean(ax, i: int, variant: str, points: pd.DataFrame, x: str, spread="95% CI", **style) -> None:
+    """The i-th variant's mean over seeds against column x of `points` (columns seeds, mean, ci_low
+    and ci_high), a line in the i-th style, the seeds' spread (ci_low to ci_high) shaded."""
+    seeds = points["seeds"].max()
+    label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, {spread})"
+    drawn = ax.plot(points[x], points["mean"], LINESTYLES[i % len(LINESTYLES)], label=label, **style)
+    ax.fill_between(points[x], points["ci_low"], points["ci_high"], color=drawn[0].get_color(), alpha=0.2)
 
 
 def size_rows(table: pd.DataFrame, columns: int, width: float, height: float = 4, **options):
@@ -46,12 +57,7 @@ def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
         for ax, split in zip(axes, ("train", "valid", "test"), strict=True):
             points = epochs[(epochs["size"] == size) & (epochs["split"] == split)]
             for i, (variant, line) in enumerate(points.groupby("variant", sort=False)):
-                seeds = line["seeds"].max()
-                label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, 95% CI)"
-                drawn = ax.plot(
-                    line["epoch"], line["mean"], LINESTYLES[i % len(LINESTYLES)], marker="o", ms=3, label=label
-                )
-                ax.fill_between(line["epoch"], line["ci_low"], line["ci_high"], color=drawn[0].get_color(), alpha=0.2)
+                draw_mean(ax, i, variant, line, "epoch", marker="o", ms=3)
             ax.set(title=stats.size_label(plain_title(size), split), xlabel="epoch", yscale="log")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.yaxis.set_major_formatter(ScalarFormatter())
@@ -59,8 +65,7 @@ def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
             ax.grid(True, which="both", alpha=0.3)
         axes[0].set_ylabel("perplexity")
     rows[0][1][0].legend(fontsize="small")
-    fig.suptitle(plain_title(title))
-    save(fig, paths)
+    save(fig, paths, title)
 
 
 def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
@@ -79,35 +84,27 @@ def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
         for ax, (measure, ylabel, scale) in zip(axes, panels, strict=True):
             points = steps[(steps["size"] == size) & (steps["measure"] == measure)]
             for i, (variant, line) in enumerate(points.groupby("variant", sort=False)):
-                line = line.sort_values("step")
-                seeds = line["seeds"].max()
-                label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, 95% CI)"
-                drawn = ax.plot(line["step"], line["mean"], LINESTYLES[i % len(LINESTYLES)], lw=1.2, label=label)
-                ax.fill_between(line["step"], line["ci_low"], line["ci_high"], color=drawn[0].get_color(), alpha=0.2)
+                draw_mean(ax, i, variant, line.sort_values("step"), "step", lw=1.2)
             for end in epoch_ends.iloc[:-1]:
                 ax.axvline(end, color="gray", lw=0.8, ls=":")
             ax.set(title=plain_title(size), xlabel="optimizer step", ylabel=ylabel, yscale=scale)
             ax.grid(True, which="both", alpha=0.3)
         axes[2].set_ylim(bottom=0)  # the schedule's shape: warm-up from near 0, a constant or a decay
     rows[0][1][0].legend(fontsize="small")
-    fig.suptitle(title)
-    save(fig, paths)
+    save(fig, paths, title)
 
 
 def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, baseline: str, paths, title: str) -> None:
     """Per variant (a row per size), each seed's difference from the baseline run of the same
     seed (dots, labelled by seed) and their mean with its 95% interval (bar), in test loss and
     test perplexity."""
+    panels = {"test_loss": "test loss difference (nats/token)", "test_ppl": "test perplexity difference"}
+    summary = summary.set_index(["size", "variant", "metric"])
     fig, rows = size_rows(runs, 2, 10)
     for size, axes in rows:
         differences = stats.paired_differences(runs[runs["size"] == size], baseline)
         variants = list(dict.fromkeys(differences["variant"]))
-        for ax, metric, ylabel in zip(
-            axes,
-            ("test_loss", "test_ppl"),
-            ("test loss difference (nats/token)", "test perplexity difference"),
-            strict=True,
-        ):
+        for ax, (metric, ylabel) in zip(axes, panels.items(), strict=True):
             ax.axhline(0, color="gray", lw=1)
             for x, variant in enumerate(variants):
                 points = differences[differences["variant"] == variant]
@@ -115,9 +112,7 @@ def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, baseline: str, paths,
                 for point in points.itertuples():
                     ax.annotate(f"seed {point.seed}", (x - 0.15, getattr(point, metric)), xytext=(-4, 0),
                                 textcoords="offset points", ha="right", va="center", fontsize="x-small")  # fmt: skip
-                row = summary[
-                    (summary["size"] == size) & (summary["variant"] == variant) & (summary["metric"] == metric)
-                ].iloc[0]
+                row = summary.loc[(size, variant, metric)]
                 error = [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]] if row["seeds"] >= 2 else None
                 ax.errorbar([x + 0.15], [row["mean"]], yerr=error, fmt="D", color="C3", capsize=6, label="mean, 95% CI")
             ax.set(xticks=range(len(variants)), xticklabels=[f"{v} - {baseline}" for v in variants], ylabel=ylabel)
@@ -127,8 +122,7 @@ def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, baseline: str, paths,
     handles, labels = rows[0][1][0].get_legend_handles_labels()
     if handles:
         rows[0][1][0].legend(handles[:1], labels[:1], loc="best", fontsize="small")
-    fig.suptitle(plain_title(title))
-    save(fig, paths)
+    save(fig, paths, title)
 
 
 def plot_scaling(losses: pd.DataFrame, verdicts: pd.DataFrame, baseline: str, paths, title: str) -> None:
@@ -159,8 +153,7 @@ def plot_scaling(losses: pd.DataFrame, verdicts: pd.DataFrame, baseline: str, pa
         ax.set(xscale="log", xlabel="parameters")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(plain_title(title))
-    save(fig, paths)
+    save(fig, paths, title)
 
 
 def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
@@ -203,11 +196,12 @@ def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
         if busy
         else f"{rounds} interleaved rounds"
     )
-    fig.suptitle(
+    save(
+        fig,
+        paths,
         f"{title}: {first['device']}, {first['dtype']}, batch {first['batch_size']}; geometric mean of {kept}, "
-        f"95% CI; time vs {first['baseline']}, verdict at a {100 * first['margin']:g}% margin (log scale)"
+        f"95% CI; time vs {first['baseline']}, verdict at a {100 * first['margin']:g}% margin (log scale)",
     )
-    save(fig, paths)
 
 
 def _bar_label(row) -> str:
@@ -234,20 +228,18 @@ def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, p
     for size, axes in rows:
         for i, (variant, runs) in enumerate(curves[curves["size"] == size].groupby("variant", sort=False)):
             band = runs.groupby("step", as_index=False).agg(
+                seeds=("seed", "nunique"),
                 mean=("valid_loss", "mean"),
-                low=("valid_loss", "min"),
-                high=("valid_loss", "max"),
+                ci_low=("valid_loss", "min"),  # the seeds' range
+                ci_high=("valid_loss", "max"),
                 flops=("flops", "mean"),
             )
             timed = targets[(targets["size"] == size) & (targets["kind"] == variant)]["step_cost"].notna().any()
             ms = step_ms.get(variant) if timed else None
             band["seconds"] = band["step"] * (ms or 0) / 1000
-            seeds = runs["seed"].nunique()
-            label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, range)"
             for ax, (x, _) in zip(axes, panels, strict=True):
                 if x != "seconds" or ms:
-                    ax.plot(band[x], band["mean"], LINESTYLES[i % len(LINESTYLES)], color=f"C{i}", lw=1.2, label=label)
-                    ax.fill_between(band[x], band["low"], band["high"], color=f"C{i}", alpha=0.2)
+                    draw_mean(ax, i, variant, band, x, "range", color=f"C{i}", lw=1.2)
         target = targets[targets["size"] == size].iloc[0]
         for ax, (x, xlabel) in zip(axes, panels, strict=True):
             ax.axhline(target["target"], color="gray", ls="--", lw=1, label=f"{target['baseline']}'s best (target)")
@@ -257,5 +249,4 @@ def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, p
                 ax.text(0.5, 0.5, "not timed", transform=ax.transAxes, ha="center")
         axes[0].set_ylabel("validation loss (nats/token)")
     rows[0][1][0].legend(fontsize="small")
-    fig.suptitle(plain_title(title))
-    save(fig, paths)
+    save(fig, paths, title)
