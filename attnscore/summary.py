@@ -90,13 +90,12 @@ def summary_markdown(
     ]
     for row in best.itertuples():
         size, variant = row.size, row.variant
-        first = {split: first_epoch.loc[(size, variant, split)] for split in ("train", "valid", "test")}
+        first = [_with_interval(first_epoch.loc[(size, variant, split)]) for split in ("train", "valid", "test")]
         cost = at_train_shape.loc[variant] if variant in at_train_shape.index and not sized else None
         trained = epochs.loc[(epochs["size"] == size) & (epochs["variant"] == variant), "epoch"].max()
         lines.append(
-            f"| ours: {stats.size_label(size, variant, '/')} | {row.seeds} | {trained} | {_with_interval(first['train'])} "
-            f"| {_with_interval(first['valid'])} | {_with_interval(first['test'])} | {_with_interval(row._asdict())} "
-            f"| {_with_interval(cost, 0, TOKENS_PER_S)} | {_time_change(cost)} |"
+            f"| ours: {stats.size_label(size, variant, '/')} | {row.seeds} | {trained} | {' | '.join(first)} "
+            f"| {_with_interval(row._asdict())} | {_with_interval(cost, 0, TOKENS_PER_S)} | {_time_change(cost)} |"
         )
     for variant, ref in COURSE_NUMBERS.items():
         relative = _change(COURSE_NUMBERS["dot"]["iters_per_s"] / ref["iters_per_s"])
@@ -145,8 +144,7 @@ def _time_change(cost) -> str:
 
 
 def costs_markdown(costs: pd.DataFrame) -> str:
-    """What each kind costs (compare_timings' rows) as a Markdown section: the verdict sentences,
-    then the table."""
+    """What it costs (compare_timings' rows): the method, the verdict sentences, then the table."""
     first = costs.iloc[0]
     busy = int(first.get("busy_rounds", 0))
     rounds = int(first.get("rounds_run", costs["rounds"].max() + busy))
@@ -185,8 +183,7 @@ def costs_markdown(costs: pd.DataFrame) -> str:
 
 
 def targets_markdown(targets: pd.DataFrame) -> str:
-    """Quality at equal cost (to_target's rows) as a Markdown section: the method, then a sentence
-    per variant (a list per size)."""
+    """At equal cost (to_target's rows): the method, then a sentence per variant (a list per size)."""
     baseline = targets["baseline"].iloc[0]
     lines = [
         "## At equal cost",
@@ -217,10 +214,9 @@ ATTENTION_COMPARED = {
 
 
 def attention_markdown(means: pd.DataFrame, comparisons: pd.DataFrame) -> str:
-    """What each kind attends to, as a Markdown section: per size, each kind's model-wide means
-    over seeds (`means`: one row per size, variant and seed, attnscore.attention_stats'
-    statistics averaged over layers and heads), then a verdict sentence per kind and compared
-    statistic (`comparisons`: stats.paired_means' rows)."""
+    """What each kind attends to: per size, each kind's means over seeds (`means`: one row per
+    size, variant and seed, attention_stats' statistics averaged over layers and heads), then a
+    verdict per kind and compared statistic (`comparisons`: stats.paired_means' rows)."""
     statistics = [column for column in means.columns if column not in ("size", "variant", "seed")]
     lines = [
         "## What each kind attends to",
@@ -235,10 +231,7 @@ def attention_markdown(means: pd.DataFrame, comparisons: pd.DataFrame) -> str:
     for size, runs in means.groupby("size", sort=False):
         if size:
             lines += [f"### {markdown_text(size)}", ""]
-        lines += [
-            f"| kind | seeds | {' | '.join(statistics)} |",
-            "|---|---|" + "---|" * len(statistics),
-        ]
+        lines += [f"| kind | seeds | {' | '.join(statistics)} |", "|---|---|" + "---|" * len(statistics)]
         for variant, group in runs.groupby("variant", sort=False):
             cells = [_with_interval(stats.mean_interval(group[name]), 3) for name in statistics]
             lines.append(f"| {markdown_text(variant)} | {len(group)} | {' | '.join(cells)} |")

@@ -125,12 +125,12 @@ def sentence(row) -> str:
     (5.31 nats) in 1.03x dot's steps (95% CI 0.98 to 1.08, 3 paired seeds) and, at its measured
     step cost (+9%, 95% CI +2% to +16%), in 1.12x dot's training time (95% CI 1.04 to 1.21): more"."""
     kind, base, seeds = row["kind"], row["baseline"], int(row["seeds"])
-    head = f"{kind} reaches {base}'s best validation loss ({row['target']:.3f} nats)"
+    target = f"{base}'s best validation loss ({row['target']:.3f} nats)"
+    head = f"{kind} reaches {target}"
     if row["verdict"] == "not reached":
-        missed = seeds - int(row["reached"])
         return (
-            f"{kind} does not reach {base}'s best validation loss ({row['target']:.3f} nats) within the run in "
-            f"{missed} of {seeds} seeds: its best is {row['best_loss']:.3f} nats ({row['gap']:+.3f}): not reached"
+            f"{kind} does not reach {target} within the run in {seeds - int(row['reached'])} of {seeds} seeds: "
+            f"its best is {row['best_loss']:.3f} nats ({row['gap']:+.3f}): not reached"
         )
     paired = f"{seeds} paired seed{'s' if seeds > 1 else ''}"
     steps = f"in {row['steps_ratio']:.2f}x {base}'s steps ({_ci(row, 'steps')}{paired})"
@@ -140,19 +140,15 @@ def sentence(row) -> str:
             f"{head} {steps} and {flops}; its step cost is not measured at this shape (not benchmarked there, or "
             "no round kept: see What it costs): not timed"
         )
-    cost = (
-        f"{100 * (row['step_cost'] - 1):+.0f}%, "
-        + (
-            f"95% CI {100 * (row['step_cost_low'] - 1):+.0f}% to {100 * (row['step_cost_high'] - 1):+.0f}%, "
-            if not math.isnan(row["step_cost_low"])
-            else ""
-        )  # fmt: skip
-        + f"{int(row['cost_rounds'])} rounds"
-    )
+    cost = f"{_percent(row['step_cost'])}, {_ci(row, 'step_cost', _percent)}{int(row['cost_rounds'])} rounds"
     time = f"{row['time_ratio']:.2f}x {base}'s training time ({_ci(row, 'time').rstrip(', ') or 'no interval'})"
     return f"{head} {steps} and, at its measured step cost ({cost}), in {time} and {flops}: {row['verdict']}"
 
 
-def _ci(row, name: str) -> str:
+def _percent(ratio: float) -> str:
+    return f"{100 * (ratio - 1):+.0f}%"
+
+
+def _ci(row, name: str, show=lambda value: f"{value:.2f}") -> str:
     low, high = row[f"{name}_low"], row[f"{name}_high"]
-    return "" if math.isnan(low) else f"95% CI {low:.2f} to {high:.2f}, "
+    return "" if math.isnan(low) else f"95% CI {show(low)} to {show(high)}, "
