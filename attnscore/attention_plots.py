@@ -1,16 +1,13 @@
 """The figures of what each kind attends to, from the attention step's tables and maps: a row of
 panels per (size, kind), one colour scale per statistic across them all, so kinds compare by colour."""
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import PowerNorm
 
-matplotlib.use("Agg")  # files only, no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import PowerNorm  # noqa: E402
-
-from attnscore import stats  # noqa: E402
-from attnscore.plots import draw_mean, plain_title, save  # noqa: E402
+from attnscore import stats
+from attnscore.plots import draw_mean, plain_title, save  # and the Agg backend, before any figure
 
 HEAD_STATISTICS = {"entropy": "entropy (nats)", "distance": "distance (tokens back)"}
 
@@ -41,14 +38,11 @@ def plot_maps(maps: dict, paths) -> None:
     high = max(float(array.max()) for array in maps.values())
     fig, axes = plt.subplots(len(maps), 2, figsize=(8, 0.6 + 3.6 * len(maps)), squeeze=False, layout="constrained")
     for row, ((size, variant), array) in enumerate(maps.items()):
+        kind = plain_title(stats.size_label(size, variant, "/"))
         for column, title in enumerate(("first layer", "last layer")):
             ax = axes[row, column]
             image = ax.imshow(array[column], norm=PowerNorm(0.5, vmin=0, vmax=high), cmap="magma")
-            ax.set(
-                title=f"{plain_title(stats.size_label(size, variant, '/'))}: {title}",
-                xlabel="key position j",
-                ylabel="query position i",
-            )
+            ax.set(title=f"{kind}: {title}", xlabel="key position j", ylabel="query position i")
     fig.colorbar(image, ax=axes, label="weight w_ij (mean over heads)", shrink=0.6)
     save(fig, paths, "Attention on the first test window (first seed)")
 

@@ -174,15 +174,13 @@ def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
         for ax, (measure, column, _) in zip(axes, panels, strict=True):
             rows = costs[(costs["kind"] == kind) & (costs["measure"] == measure)].set_index("seq_len").reindex(seq_lens)
             values = rows[column]
-            error = None
-            if column != "peak_memory_mib":
+            if column == "peak_memory_mib":
+                error, labels = None, ["" if pd.isna(m) else f"{m / 1024:.2f} GiB" for m in values]
+            else:
                 low, high = rows[f"{column}_low"], rows[f"{column}_high"]
                 error = [(values - low).fillna(0).clip(lower=0), (high - values).fillna(0).clip(lower=0)]
-            bars = ax.bar(positions, values.fillna(0), width, yerr=error, capsize=3, label=kind, color=f"C{i}")
-            if column == "peak_memory_mib":
-                labels = ["" if pd.isna(m) else f"{m / 1024:.2f} GiB" for m in values]
-            else:
                 labels = [_bar_label(row) for row in rows.itertuples()]
+            bars = ax.bar(positions, values.fillna(0), width, yerr=error, capsize=3, label=kind, color=f"C{i}")
             ax.bar_label(bars, labels=labels, fontsize="x-small", padding=2)
     first = costs.iloc[0]
     for ax, (*_, ylabel) in zip(axes, panels, strict=True):
@@ -209,12 +207,8 @@ def _bar_label(row) -> str:
         return "not measured:\nCPU busy" if row.status == "ok" else "failed"
     if row.verdict == "baseline":
         return "baseline"
-    verdict = (
-        "too few rounds"
-        if row.rounds < timings.MIN_ROUNDS
-        else row.verdict.replace("no measurable difference", "no difference")
-    )
-    return f"{100 * (row.ratio - 1):+.0f}% time\n{verdict}"
+    verdict = row.verdict.replace("no measurable difference", "no difference")
+    return f"{100 * (row.ratio - 1):+.0f}% time\n{verdict if row.rounds >= timings.MIN_ROUNDS else 'too few rounds'}"
 
 
 def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, paths, title: str) -> None:
