@@ -1,8 +1,6 @@
 """The figures, one function each, from the compare step's tables and the benchmark's
-comparisons (summary.py writes the text beside them).
-
-The tables carry a size column: the size's name, or "" where the config has no sizes (the
-model section is the one size; stats.size_label). Figures of runs draw one row of panels per size."""
+comparisons (summary.py writes the text beside them). The tables carry a size column
+(stats.size_label); figures of runs draw one row of panels per size."""
 
 from pathlib import Path
 
@@ -126,11 +124,10 @@ def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, baseline: str, paths,
 
 
 def plot_scaling(losses: pd.DataFrame, verdicts: pd.DataFrame, baseline: str, paths, title: str) -> None:
-    """Against the parameter count (log scale), one line per variant through its sizes: the best
-    checkpoints' test loss (mean over seeds, 95% interval; stats.per_size), and each variant's
-    paired difference from the baseline in test loss (mean, 95% interval; a filled marker where
-    it is significant after Holm's adjustment). Each variant's points are moved a little
-    sideways, so that intervals at one size do not hide each other."""
+    """Against the parameter count (log scale), a line per variant through its sizes: the best
+    checkpoints' test loss (stats.per_size) and the paired difference from the baseline's (filled
+    where significant after Holm's adjustment), each mean and 95% interval over seeds. A variant's
+    points move a little sideways, so that intervals at one size do not hide each other."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
     differences = verdicts[verdicts["metric"] == "test_loss"].merge(losses[["size", "variant", "parameters"]])
     variants = list(dict.fromkeys(losses["variant"]))
@@ -212,11 +209,10 @@ def _bar_label(row) -> str:
 
 
 def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, paths, title: str) -> None:
-    """The validation curve against optimizer steps, estimated training time and model FLOPs, a
-    row of panels per size: per variant the mean over seeds with the seeds' range shaded, and the
-    baseline's best (the target of to_target's table `targets`, mean over seeds) dashed. The time
-    is steps x the variant's step time (`step_ms`: variant -> ms, the benchmark's), drawn where
-    the table has its step cost (the benchmark times no size)."""
+    """The validation curve against optimizer steps, estimated training time and model FLOPs (a
+    row per size): per variant the mean over seeds, their range shaded; the target (`targets`,
+    to_target's) dashed. The time is steps x the benchmark's step time (`step_ms`: variant -> ms),
+    drawn where `targets` has the variant's step cost (the benchmark times no size)."""
     panels = [("step", "optimizer step"), ("seconds", "estimated training time (s)"), ("flops", "model FLOPs")]
     fig, rows = size_rows(curves, 3, 15, layout="constrained", sharey="row")
     for size, axes in rows:

@@ -123,10 +123,9 @@ def paired_differences(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
 
 
 def paired_between(runs: pd.DataFrame, baseline_runs: pd.DataFrame, name: str, baseline: str) -> pd.DataFrame:
-    """Two experiments' runs (compare/runs.csv) paired by variant and seed: `runs` minus
-    `baseline_runs`, as paired_differences' table (variants named '<name>: <variant>'), for
-    paired_summary. Two training recipes are not kinds of one experiment, so their comparison
-    pairs two experiments: the same seed and data order, each run under its own recipe."""
+    """Two experiments' runs (compare/runs.csv) paired by variant and seed, `runs` minus
+    `baseline_runs`, as paired_differences' table (variants named '<name>: <variant>'): two
+    recipes are not kinds of one experiment; their runs share seed and data order."""
     differences = _paired(runs, baseline_runs, ["variant", "seed"], ["test_loss", "test_ppl"])
     return differences.assign(
         variant=f"{name}: " + differences["variant"],
@@ -167,10 +166,9 @@ def paired_summary(differences: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_means(runs: pd.DataFrame, baseline: str, metrics) -> pd.DataFrame:
-    """Per size, variant other than the baseline and metric (a column of `runs`, which has one
-    row per size, variant and seed): the mean paired difference from the baseline over the seeds
-    both ran, its interval and p-value, as with_holm's rows (Holm over the kinds and sizes of
-    each metric)."""
+    """Per size, variant other than the baseline and metric (a column of `runs`: a row per size,
+    variant and seed): paired_test of its differences from the baseline over the seeds both ran,
+    as with_holm's rows (Holm over the kinds and sizes of each metric)."""
     differences = _against_baseline(runs, baseline, ["size", "seed"], metrics)
     rows = [
         {"size": size, "variant": variant, "baseline": baseline, "metric": metric, **paired_test(group[metric])}

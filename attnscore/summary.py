@@ -1,7 +1,6 @@
 """summary.md: our numbers (mean and 95% interval over seeds) beside the course report's, the
 paired verdicts against the baseline, then what each kind costs, as Markdown, from the compare
-step's tables and the benchmark's comparisons. The tables carry a size column: the size's name,
-or "" where the config has no sizes (the model section is the one size; stats.size_label)."""
+step's tables and the benchmark's comparisons. The tables carry a size column (stats.size_label)."""
 
 import html
 import re

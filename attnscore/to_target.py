@@ -63,9 +63,8 @@ def combined_interval(first: dict, second: dict) -> tuple[float, float, float]:
 
 
 def step_costs(costs: pd.DataFrame, baseline: str, seq_len: int) -> dict[str, dict]:
-    """Each kind's training-step time ratio to `baseline` at seq_len from a compare_timings table
-    (center, low, high, n rounds, and its time per step in ms), where the benchmark compared it
-    with that baseline."""
+    """Per kind the benchmark compared with `baseline` (compare_timings' rows): its training-step
+    time ratio at seq_len (center, low, high, n rounds) and step time in ms."""
     timed = (costs["measure"] == "step") & (costs["seq_len"] == seq_len) & (costs["baseline"] == baseline)
     rows = costs[timed & (costs["rounds"] > 0)].set_index("kind")
     return rows[list(STEP_COST)].rename(columns=STEP_COST).to_dict("index")
