@@ -1,22 +1,15 @@
 """The figures of what each kind attends to, from the attention step's tables and maps: a row of
 panels per (size, kind), one colour scale per statistic across them all, so kinds compare by colour."""
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import PowerNorm
 
-matplotlib.use("Agg")  # files only, no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import PowerNorm  # noqa: E402
-
-from attnscore import stats  # noqa: E402
-from attnscore.plots import LINESTYLES, plain_title, save  # noqa: E402
+from attnscore import stats
+from attnscore.plots import draw_mean, plain_title, save  # and the Agg backend, before any figure
 
 HEAD_STATISTICS = {"entropy": "entropy (nats)", "distance": "distance (tokens back)"}
-
-
-def _label(size: str, variant: str) -> str:
-    return plain_title(f"{size}/{variant}" if size else variant)
 
 
 def plot_heads(heads: pd.DataFrame, paths) -> None:
@@ -31,12 +24,11 @@ def plot_heads(heads: pd.DataFrame, paths) -> None:
             grid = means.loc[(size, variant), name].unstack("head")
             ax = axes[row, column]
             image = ax.imshow(grid.to_numpy(), vmin=low, vmax=high, cmap="viridis", aspect="auto")
-            ax.set(title=f"{_label(size, variant)}: {label}", xlabel="head", ylabel="layer")
+            ax.set(title=f"{plain_title(stats.size_label(size, variant, '/'))}: {label}", xlabel="head", ylabel="layer")
             ax.set(xticks=range(grid.shape[1]), yticks=range(grid.shape[0]))
         fig.colorbar(image, ax=axes[:, column], label=label)
     seeds = heads.groupby(["size", "variant"])["seed"].nunique().max()
-    fig.suptitle(f"Attention per layer and head (mean over {seeds} seed(s))")
-    save(fig, paths)
+    save(fig, paths, f"Attention per layer and head (mean over {seeds} seed(s))")
 
 
 def plot_maps(maps: dict, paths) -> None:
@@ -46,13 +38,13 @@ def plot_maps(maps: dict, paths) -> None:
     high = max(float(array.max()) for array in maps.values())
     fig, axes = plt.subplots(len(maps), 2, figsize=(8, 0.6 + 3.6 * len(maps)), squeeze=False, layout="constrained")
     for row, ((size, variant), array) in enumerate(maps.items()):
+        kind = plain_title(stats.size_label(size, variant, "/"))
         for column, title in enumerate(("first layer", "last layer")):
             ax = axes[row, column]
             image = ax.imshow(array[column], norm=PowerNorm(0.5, vmin=0, vmax=high), cmap="magma")
-            ax.set(title=f"{_label(size, variant)}: {title}", xlabel="key position j", ylabel="query position i")
+            ax.set(title=f"{kind}: {title}", xlabel="key position j", ylabel="query position i")
     fig.colorbar(image, ax=axes, label="weight w_ij (mean over heads)", shrink=0.6)
-    fig.suptitle("Attention on the first test window (first seed)")
-    save(fig, paths)
+    save(fig, paths, "Attention on the first test window (first seed)")
 
 
 def plot_layers(heads: pd.DataFrame, seq_len: int, paths) -> None:
@@ -65,17 +57,10 @@ def plot_layers(heads: pd.DataFrame, seq_len: int, paths) -> None:
     for ax, size in zip(axes[0], sizes, strict=True):
         of_size = per_layer[per_layer["size"] == size]
         for i, (variant, lines) in enumerate(of_size.groupby("variant", sort=False)):
-            points = pd.DataFrame(
-                [{"layer": layer, **stats.mean_interval(group["entropy"])} for layer, group in lines.groupby("layer")]
-            )
-            seeds = points["seeds"].max()
-            label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, 95% CI)"
-            drawn = ax.plot(points["layer"], points["mean"], LINESTYLES[i % len(LINESTYLES)], marker="o", label=label)
-            ax.fill_between(points["layer"], points["ci_low"], points["ci_high"], color=drawn[0].get_color(), alpha=0.2)
+            draw_mean(ax, i, variant, stats.over_seeds(lines, ["layer"], ["entropy"]), "layer", marker="o")
         ax.axhline(uniform, color="grey", linestyle=":", label="uniform over the past")
-        ax.set(title=plain_title(size) if size else "", xlabel="layer", ylabel="entropy (nats, mean over heads)")
+        ax.set(title=plain_title(size), xlabel="layer", ylabel="entropy (nats, mean over heads)")
         ax.set_xticks(sorted(of_size["layer"].unique()))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle("Attention entropy by layer")
-    save(fig, paths)
+    save(fig, paths, "Attention entropy by layer")

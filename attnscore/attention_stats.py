@@ -64,8 +64,5 @@ def run_statistics(model, tokens, *, seq_len: int, windows: int, kind: str) -> t
         values = {name: torch.cat([chunk[layer][name] for chunk in per_window]).mean(0) for name in STATISTICS}
         for head in range(len(values["entropy"])):
             rows.append({"layer": layer, "head": head, **{name: values[name][head].item() for name in STATISTICS}})
-    return (
-        pd.DataFrame(rows, columns=COLUMNS),
-        maps,
-        {"windows": len(starts), "starts": starts, "normalised": normalised},
-    )
+    probe = {"windows": len(starts), "starts": starts, "normalised": normalised}
+    return pd.DataFrame(rows, columns=COLUMNS), maps, probe

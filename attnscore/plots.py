@@ -1,8 +1,6 @@
 """The figures, one function each, from the compare step's tables and the benchmark's
-comparisons (summary.py writes the text beside them).
-
-The tables carry a size column: the size's name, or "" where the config has no sizes (the
-model section is the one size; stats.size_label). Figures of runs draw one row of panels per size."""
+comparisons (summary.py writes the text beside them). The tables carry a size column
+(stats.size_label); figures of runs draw one row of panels per size."""
 
 from pathlib import Path
 
@@ -24,11 +22,22 @@ def plain_title(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def save(fig, paths) -> None:
+def save(fig, paths, title: str) -> None:
+    """The figure under `title` into each of `paths` (the format by suffix)."""
+    fig.suptitle(plain_title(title))
     for path in paths:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=Path(path).suffix[1:], dpi=150, bbox_inches="tight")
     plt.close(fig)
+
+
+def draw_mean(ax, i: int, variant: str, points: pd.DataFrame, x: str, spread="95% CI", **style) -> None:
+    """The i-th variant's mean over seeds against column x of `points` (columns seeds, mean, ci_low
+    and ci_high), a line in the i-th style, the seeds' spread (ci_low to ci_high) shaded."""
+    seeds = points["seeds"].max()
+    label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, {spread})"
+    drawn = ax.plot(points[x], points["mean"], LINESTYLES[i % len(LINESTYLES)], label=label, **style)
+    ax.fill_between(points[x], points["ci_low"], points["ci_high"], color=drawn[0].get_color(), alpha=0.2)
 
 
 def size_rows(table: pd.DataFrame, columns: int, width: float, height: float = 4, **options):
@@ -46,12 +55,7 @@ def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
         for ax, split in zip(axes, ("train", "valid", "test"), strict=True):
             points = epochs[(epochs["size"] == size) & (epochs["split"] == split)]
             for i, (variant, line) in enumerate(points.groupby("variant", sort=False)):
-                seeds = line["seeds"].max()
-                label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, 95% CI)"
-                drawn = ax.plot(
-                    line["epoch"], line["mean"], LINESTYLES[i % len(LINESTYLES)], marker="o", ms=3, label=label
-                )
-                ax.fill_between(line["epoch"], line["ci_low"], line["ci_high"], color=drawn[0].get_color(), alpha=0.2)
+                draw_mean(ax, i, variant, line, "epoch", marker="o", ms=3)
             ax.set(title=stats.size_label(plain_title(size), split), xlabel="epoch", yscale="log")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.yaxis.set_major_formatter(ScalarFormatter())
@@ -59,8 +63,7 @@ def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
             ax.grid(True, which="both", alpha=0.3)
         axes[0].set_ylabel("perplexity")
     rows[0][1][0].legend(fontsize="small")
-    fig.suptitle(plain_title(title))
-    save(fig, paths)
+    save(fig, paths, title)
 
 
 def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
@@ -79,35 +82,27 @@ def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
         for ax, (measure, ylabel, scale) in zip(axes, panels, strict=True):
             points = steps[(steps["size"] == size) & (steps["measure"] == measure)]
             for i, (variant, line) in enumerate(points.groupby("variant", sort=False)):
-                line = line.sort_values("step")
-                seeds = line["seeds"].max()
-                label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, 95% CI)"
-                drawn = ax.plot(line["step"], line["mean"], LINESTYLES[i % len(LINESTYLES)], lw=1.2, label=label)
-                ax.fill_between(line["step"], line["ci_low"], line["ci_high"], color=drawn[0].get_color(), alpha=0.2)
+                draw_mean(ax, i, variant, line.sort_values("step"), "step", lw=1.2)
             for end in epoch_ends.iloc[:-1]:
                 ax.axvline(end, color="gray", lw=0.8, ls=":")
             ax.set(title=plain_title(size), xlabel="optimizer step", ylabel=ylabel, yscale=scale)
             ax.grid(True, which="both", alpha=0.3)
         axes[2].set_ylim(bottom=0)  # the schedule's shape: warm-up from near 0, a constant or a decay
     rows[0][1][0].legend(fontsize="small")
-    fig.suptitle(title)
-    save(fig, paths)
+    save(fig, paths, title)
 
 
 def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, baseline: str, paths, title: str) -> None:
     """Per variant (a row per size), each seed's difference from the baseline run of the same
     seed (dots, labelled by seed) and their mean with its 95% interval (bar), in test loss and
     test perplexity."""
+    panels = {"test_loss": "test loss difference (nats/token)", "test_ppl": "test perplexity difference"}
+    summary = summary.set_index(["size", "variant", "metric"])
     fig, rows = size_rows(runs, 2, 10)
     for size, axes in rows:
         differences = stats.paired_differences(runs[runs["size"] == size], baseline)
         variants = list(dict.fromkeys(differences["variant"]))
-        for ax, metric, ylabel in zip(
-            axes,
-            ("test_loss", "test_ppl"),
-            ("test loss difference (nats/token)", "test perplexity difference"),
-            strict=True,
-        ):
+        for ax, (metric, ylabel) in zip(axes, panels.items(), strict=True):
             ax.axhline(0, color="gray", lw=1)
             for x, variant in enumerate(variants):
                 points = differences[differences["variant"] == variant]
@@ -115,9 +110,7 @@ def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, baseline: str, paths,
                 for point in points.itertuples():
                     ax.annotate(f"seed {point.seed}", (x - 0.15, getattr(point, metric)), xytext=(-4, 0),
                                 textcoords="offset points", ha="right", va="center", fontsize="x-small")  # fmt: skip
-                row = summary[
-                    (summary["size"] == size) & (summary["variant"] == variant) & (summary["metric"] == metric)
-                ].iloc[0]
+                row = summary.loc[(size, variant, metric)]
                 error = [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]] if row["seeds"] >= 2 else None
                 ax.errorbar([x + 0.15], [row["mean"]], yerr=error, fmt="D", color="C3", capsize=6, label="mean, 95% CI")
             ax.set(xticks=range(len(variants)), xticklabels=[f"{v} - {baseline}" for v in variants], ylabel=ylabel)
@@ -127,16 +120,14 @@ def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, baseline: str, paths,
     handles, labels = rows[0][1][0].get_legend_handles_labels()
     if handles:
         rows[0][1][0].legend(handles[:1], labels[:1], loc="best", fontsize="small")
-    fig.suptitle(plain_title(title))
-    save(fig, paths)
+    save(fig, paths, title)
 
 
 def plot_scaling(losses: pd.DataFrame, verdicts: pd.DataFrame, baseline: str, paths, title: str) -> None:
-    """Against the parameter count (log scale), one line per variant through its sizes: the best
-    checkpoints' test loss (mean over seeds, 95% interval; stats.per_size), and each variant's
-    paired difference from the baseline in test loss (mean, 95% interval; a filled marker where
-    it is significant after Holm's adjustment). Each variant's points are moved a little
-    sideways, so that intervals at one size do not hide each other."""
+    """Against the parameter count (log scale), a line per variant through its sizes: the best
+    checkpoints' test loss (stats.per_size) and the paired difference from the baseline's (filled
+    where significant after Holm's adjustment), each mean and 95% interval over seeds. A variant's
+    points move a little sideways, so that intervals at one size do not hide each other."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
     differences = verdicts[verdicts["metric"] == "test_loss"].merge(losses[["size", "variant", "parameters"]])
     variants = list(dict.fromkeys(losses["variant"]))
@@ -159,8 +150,7 @@ def plot_scaling(losses: pd.DataFrame, verdicts: pd.DataFrame, baseline: str, pa
         ax.set(xscale="log", xlabel="parameters")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(plain_title(title))
-    save(fig, paths)
+    save(fig, paths, title)
 
 
 def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
@@ -181,15 +171,13 @@ def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
         for ax, (measure, column, _) in zip(axes, panels, strict=True):
             rows = costs[(costs["kind"] == kind) & (costs["measure"] == measure)].set_index("seq_len").reindex(seq_lens)
             values = rows[column]
-            error = None
-            if column != "peak_memory_mib":
+            if column == "peak_memory_mib":
+                error, labels = None, ["" if pd.isna(m) else f"{m / 1024:.2f} GiB" for m in values]
+            else:
                 low, high = rows[f"{column}_low"], rows[f"{column}_high"]
                 error = [(values - low).fillna(0).clip(lower=0), (high - values).fillna(0).clip(lower=0)]
-            bars = ax.bar(positions, values.fillna(0), width, yerr=error, capsize=3, label=kind, color=f"C{i}")
-            if column == "peak_memory_mib":
-                labels = ["" if pd.isna(m) else f"{m / 1024:.2f} GiB" for m in values]
-            else:
                 labels = [_bar_label(row) for row in rows.itertuples()]
+            bars = ax.bar(positions, values.fillna(0), width, yerr=error, capsize=3, label=kind, color=f"C{i}")
             ax.bar_label(bars, labels=labels, fontsize="x-small", padding=2)
     first = costs.iloc[0]
     for ax, (*_, ylabel) in zip(axes, panels, strict=True):
@@ -203,11 +191,12 @@ def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
         if busy
         else f"{rounds} interleaved rounds"
     )
-    fig.suptitle(
+    save(
+        fig,
+        paths,
         f"{title}: {first['device']}, {first['dtype']}, batch {first['batch_size']}; geometric mean of {kept}, "
-        f"95% CI; time vs {first['baseline']}, verdict at a {100 * first['margin']:g}% margin (log scale)"
+        f"95% CI; time vs {first['baseline']}, verdict at a {100 * first['margin']:g}% margin (log scale)",
     )
-    save(fig, paths)
 
 
 def _bar_label(row) -> str:
@@ -215,39 +204,32 @@ def _bar_label(row) -> str:
         return "not measured:\nCPU busy" if row.status == "ok" else "failed"
     if row.verdict == "baseline":
         return "baseline"
-    verdict = (
-        "too few rounds"
-        if row.rounds < timings.MIN_ROUNDS
-        else row.verdict.replace("no measurable difference", "no difference")
-    )
-    return f"{100 * (row.ratio - 1):+.0f}% time\n{verdict}"
+    verdict = row.verdict.replace("no measurable difference", "no difference")
+    return f"{100 * (row.ratio - 1):+.0f}% time\n{verdict if row.rounds >= timings.MIN_ROUNDS else 'too few rounds'}"
 
 
 def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, paths, title: str) -> None:
-    """The validation curve against optimizer steps, estimated training time and model FLOPs, a
-    row of panels per size: per variant the mean over seeds with the seeds' range shaded, and the
-    baseline's best (the target of to_target's table `targets`, mean over seeds) dashed. The time
-    is steps x the variant's step time (`step_ms`: variant -> ms, the benchmark's), drawn where
-    the table has its step cost (the benchmark times no size)."""
+    """The validation curve against optimizer steps, estimated training time and model FLOPs (a
+    row per size): per variant the mean over seeds, their range shaded; the target (`targets`,
+    to_target's) dashed. The time is steps x the benchmark's step time (`step_ms`: variant -> ms),
+    drawn where `targets` has the variant's step cost (the benchmark times no size)."""
     panels = [("step", "optimizer step"), ("seconds", "estimated training time (s)"), ("flops", "model FLOPs")]
     fig, rows = size_rows(curves, 3, 15, layout="constrained", sharey="row")
     for size, axes in rows:
         for i, (variant, runs) in enumerate(curves[curves["size"] == size].groupby("variant", sort=False)):
             band = runs.groupby("step", as_index=False).agg(
+                seeds=("seed", "nunique"),
                 mean=("valid_loss", "mean"),
-                low=("valid_loss", "min"),
-                high=("valid_loss", "max"),
+                ci_low=("valid_loss", "min"),  # the seeds' range
+                ci_high=("valid_loss", "max"),
                 flops=("flops", "mean"),
             )
             timed = targets[(targets["size"] == size) & (targets["kind"] == variant)]["step_cost"].notna().any()
             ms = step_ms.get(variant) if timed else None
             band["seconds"] = band["step"] * (ms or 0) / 1000
-            seeds = runs["seed"].nunique()
-            label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, range)"
             for ax, (x, _) in zip(axes, panels, strict=True):
                 if x != "seconds" or ms:
-                    ax.plot(band[x], band["mean"], LINESTYLES[i % len(LINESTYLES)], color=f"C{i}", lw=1.2, label=label)
-                    ax.fill_between(band[x], band["low"], band["high"], color=f"C{i}", alpha=0.2)
+                    draw_mean(ax, i, variant, band, x, "range", color=f"C{i}", lw=1.2)
         target = targets[targets["size"] == size].iloc[0]
         for ax, (x, xlabel) in zip(axes, panels, strict=True):
             ax.axhline(target["target"], color="gray", ls="--", lw=1, label=f"{target['baseline']}'s best (target)")
@@ -257,5 +239,4 @@ def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, p
                 ax.text(0.5, 0.5, "not timed", transform=ax.transAxes, ha="center")
         axes[0].set_ylabel("validation loss (nats/token)")
     rows[0][1][0].legend(fontsize="small")
-    fig.suptitle(plain_title(title))
-    save(fig, paths)
+    save(fig, paths, title)

@@ -18,29 +18,24 @@ from attnscore.corpora import SPLITS
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE
 MAX_LOSS = 700.0  # nats: exp of more overflows a float; a loss that high is a diverged run
+# An eval JSON's keys -> the columns of a run's row.
+EVAL_COLUMNS = {"epoch": "best_epoch", "loss": "test_loss", "perplexity": "test_ppl", "parameters": "parameters"}
 
 
 def load_runs(metrics: dict, evals: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-epoch metrics of every run, and one row per run with its best checkpoint's test
     numbers; `metrics` and `evals` map (variant, seed) to the run's metrics.csv and eval JSON."""
-    epochs = pd.concat(
-        [pd.read_csv(path).assign(variant=variant, seed=seed) for (variant, seed), path in metrics.items()],
+    results = pd.DataFrame([json.loads(Path(path).read_text()) for path in evals.values()])
+    best = results[list(EVAL_COLUMNS)].rename(columns=EVAL_COLUMNS)
+    return load_tables(metrics), pd.DataFrame(list(evals), columns=["variant", "seed"]).join(best)
+
+
+def load_tables(paths: dict) -> pd.DataFrame:
+    """Every run's CSV file (metrics.csv, steps.csv) in one table; `paths` maps (variant, seed) to the file."""
+    return pd.concat(
+        [pd.read_csv(path).assign(variant=variant, seed=seed) for (variant, seed), path in paths.items()],
         ignore_index=True,
     )
-    runs = []
-    for (variant, seed), path in evals.items():
-        result = json.loads(Path(path).read_text())
-        runs.append(
-            {
-                "variant": variant,
-                "seed": seed,
-                "best_epoch": result["epoch"],
-                "test_loss": result["loss"],
-                "test_ppl": result["perplexity"],
-                "parameters": result["parameters"],
-            }
-        )
-    return epochs, pd.DataFrame(runs)
 
 
 def mean_interval(values) -> dict:
@@ -63,45 +58,33 @@ def perplexity_interval(losses) -> dict:
     return {**interval, **{key: math.exp(min(interval[key], MAX_LOSS)) for key in ("mean", "ci_low", "ci_high")}}
 
 
+def over_seeds(table: pd.DataFrame, by: list, columns, name=None, interval=mean_interval) -> pd.DataFrame:
+    """Per group of rows alike in `by` (a run's seeds) and per column of `columns`: that column's
+    interval over the group; `name`, where given, is a column holding columns[column]."""
+    rows = []
+    for keys, group in table.groupby(by, sort=False):
+        for column in columns:
+            named = {name: columns[column]} if name else {}
+            rows.append({**dict(zip(by, keys, strict=True)), **named, **interval(group[column])})
+    return pd.DataFrame(rows, columns=[*by, *([name] if name else []), "seeds", "mean", "ci_low", "ci_high"])
+
+
 def per_epoch(epochs: pd.DataFrame) -> pd.DataFrame:
     """Per variant, epoch and split: perplexity over seeds (perplexity_interval)."""
-    rows = []
-    for (variant, epoch), group in epochs.groupby(["variant", "epoch"], sort=False):
-        for split in SPLITS:
-            rows.append(
-                {"variant": variant, "epoch": epoch, "split": split, **perplexity_interval(group[f"{split}_loss"])}
-            )
-    return pd.DataFrame(rows)
+    splits = {f"{split}_loss": split for split in SPLITS}
+    return over_seeds(epochs, ["variant", "epoch"], splits, "split", perplexity_interval)
 
 
-def load_steps(steps: dict) -> pd.DataFrame:
-    """Every run's per-step log (steps.csv) in one table; `steps` maps (variant, seed) to the file."""
-    return pd.concat(
-        [pd.read_csv(path).assign(variant=variant, seed=seed) for (variant, seed), path in steps.items()],
-        ignore_index=True,
-    )
-
-
-def per_step(steps: pd.DataFrame, columns=("train_loss", "grad_norm", "lr")) -> pd.DataFrame:
-    """Per variant, logged step and measure (a column of steps.csv): mean and interval over the
-    seeds that logged that step."""
-    rows = []
-    for (variant, step), group in steps.groupby(["variant", "step"], sort=False):
-        epoch = group["epoch"].iloc[0]
-        for column in columns:
-            rows.append({"variant": variant, "step": step, "epoch": epoch, "measure": column,
-                         **mean_interval(group[column])})  # fmt: skip
-    return pd.DataFrame(rows, columns=["variant", "step", "epoch", "measure", "seeds", "mean", "ci_low", "ci_high"])
+def per_step(steps: pd.DataFrame) -> pd.DataFrame:
+    """Per variant, logged step (and its epoch) and measure (a column of steps.csv): mean and
+    interval over the seeds that logged that step."""
+    measures = {measure: measure for measure in ("train_loss", "grad_norm", "lr")}
+    return over_seeds(steps, ["variant", "step", "epoch"], measures, "measure")
 
 
 def best_checkpoints(runs: pd.DataFrame) -> pd.DataFrame:
     """Per variant: the best checkpoint's test perplexity over seeds (perplexity_interval)."""
-    return pd.DataFrame(
-        [
-            {"variant": variant, **perplexity_interval(group["test_loss"])}
-            for variant, group in runs.groupby("variant", sort=False)
-        ]
-    )
+    return over_seeds(runs, ["variant"], ["test_loss"], interval=perplexity_interval)
 
 
 def size_label(size: str, text: str, joint: str = ": ") -> str:
@@ -113,65 +96,54 @@ def size_label(size: str, text: str, joint: str = ": ") -> str:
 def per_size(runs: pd.DataFrame) -> pd.DataFrame:
     """Per size and variant (runs of every size, with a size column): the parameter count and the
     best checkpoints' test loss, mean and interval over seeds."""
-    return pd.DataFrame(
-        [
-            {
-                "size": size,
-                "variant": variant,
-                "parameters": group["parameters"].iloc[0],
-                **mean_interval(group["test_loss"]),
-            }
-            for (size, variant), group in runs.groupby(["size", "variant"], sort=False)
-        ]
-    )
+    return over_seeds(runs, ["size", "variant", "parameters"], ["test_loss"])
 
 
 PAIRED_COLUMNS = ["variant", "baseline", "seed", "test_loss", "test_ppl", "baseline_loss"]
 
 
+def _paired(runs: pd.DataFrame, base: pd.DataFrame, on: list, metrics) -> pd.DataFrame:
+    """Each row of `runs` that has a row of `base` alike in `on` (the same seed; its columns
+    suffixed _base), with each metric's difference: runs minus base."""
+    both = runs.merge(base, on=on, suffixes=("", "_base"))
+    return both.assign(**{metric: both[metric] - both[f"{metric}_base"] for metric in metrics})
+
+
+def _against_baseline(runs: pd.DataFrame, baseline: str, on: list, metrics) -> pd.DataFrame:
+    """_paired: each variant's runs other than the baseline's against the baseline's."""
+    is_baseline = runs["variant"] == baseline
+    return _paired(runs[~is_baseline], runs[is_baseline], on, metrics).assign(baseline=baseline)
+
+
 def paired_differences(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Per variant other than the baseline and per seed both ran: variant minus baseline, in
     test loss and test perplexity of the best checkpoints (and the baseline's loss)."""
-    base = runs[runs["variant"] == baseline].set_index("seed")
-    rows = []
-    for variant, group in runs[runs["variant"] != baseline].groupby("variant", sort=False):
-        for run in group.itertuples():
-            if run.seed in base.index:
-                rows.append(
-                    {
-                        "variant": variant,
-                        "baseline": baseline,
-                        "seed": run.seed,
-                        "test_loss": run.test_loss - base.at[run.seed, "test_loss"],
-                        "test_ppl": run.test_ppl - base.at[run.seed, "test_ppl"],
-                        "baseline_loss": base.at[run.seed, "test_loss"],
-                    }
-                )
-    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+    differences = _against_baseline(runs, baseline, ["seed"], ["test_loss", "test_ppl"])
+    return differences.rename(columns={"test_loss_base": "baseline_loss"})[PAIRED_COLUMNS]
 
 
 def paired_between(runs: pd.DataFrame, baseline_runs: pd.DataFrame, name: str, baseline: str) -> pd.DataFrame:
-    """Two experiments' runs (compare/runs.csv) paired by variant and seed: per variant and seed
-    both ran, `runs` minus `baseline_runs` in test loss and test perplexity of the best
-    checkpoints, as paired_differences' table (variants named '<name>: <variant>'), for
-    paired_summary. Two training recipes are not kinds of one experiment, so their comparison
-    pairs two experiments: the same seed and data order, each run under its own recipe."""
-    base = baseline_runs.set_index(["variant", "seed"])
-    rows = []
-    for run in runs.itertuples():
-        if (run.variant, run.seed) in base.index:
-            other = base.loc[(run.variant, run.seed)]
-            rows.append(
-                {
-                    "variant": f"{name}: {run.variant}",
-                    "baseline": f"{baseline}: {run.variant}",
-                    "seed": run.seed,
-                    "test_loss": run.test_loss - other["test_loss"],
-                    "test_ppl": run.test_ppl - other["test_ppl"],
-                    "baseline_loss": other["test_loss"],
-                }
-            )
-    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+    """Two experiments' runs (compare/runs.csv) paired by variant and seed, `runs` minus
+    `baseline_runs`, as paired_differences' table (variants named '<name>: <variant>'): two
+    recipes are not kinds of one experiment; their runs share seed and data order."""
+    differences = _paired(runs, baseline_runs, ["variant", "seed"], ["test_loss", "test_ppl"])
+    return differences.assign(
+        variant=f"{name}: " + differences["variant"],
+        baseline=f"{baseline}: " + differences["variant"],
+        baseline_loss=differences["test_loss_base"],
+    )[PAIRED_COLUMNS]
+
+
+def paired_test(differences: pd.Series) -> dict:
+    """mean_interval of paired differences with the paired t-test's p-value (NaN with one seed;
+    without spread, 1 where every difference is 0 and 0 where all are one nonzero value)."""
+    if len(differences) < 2:
+        p_value = math.nan
+    elif not differences.std() > 0:
+        p_value = 1.0 if (differences == 0).all() else 0.0
+    else:
+        p_value = stats.ttest_1samp(differences, 0.0).pvalue
+    return {**mean_interval(differences), "p_value": p_value}
 
 
 def paired_summary(differences: pd.DataFrame) -> pd.DataFrame:
@@ -181,8 +153,7 @@ def paired_summary(differences: pd.DataFrame) -> pd.DataFrame:
     from the baseline's perplexity exp(L) (L its mean loss) at each bound, exp(L) (exp(d) - 1)."""
     rows = []
     for (variant, baseline), group in differences.groupby(["variant", "baseline"], sort=False):
-        loss = {"variant": variant, "baseline": baseline, "metric": "test_loss", **mean_interval(group["test_loss"])}
-        loss["p_value"] = _paired_p(group["test_loss"])
+        loss = {"variant": variant, "baseline": baseline, "metric": "test_loss", **paired_test(group["test_loss"])}
         loss["significant"] = (loss["ci_low"] > 0 or loss["ci_high"] < 0) if loss["seeds"] >= 2 else None
         base = math.exp(min(group["baseline_loss"].mean(), MAX_LOSS))
         ppl = {
@@ -195,31 +166,17 @@ def paired_summary(differences: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_means(runs: pd.DataFrame, baseline: str, metrics) -> pd.DataFrame:
-    """Per size, variant other than the baseline and metric (a column of `runs`, which has one
-    row per size, variant and seed): the mean paired difference from the baseline over the seeds
-    both ran, its interval and p-value, as with_holm's rows (Holm over the kinds and sizes of
-    each metric)."""
-    rows = []
-    for size, of_size in runs.groupby("size", sort=False):
-        base = of_size[of_size["variant"] == baseline].set_index("seed")
-        for variant, group in of_size[of_size["variant"] != baseline].groupby("variant", sort=False):
-            group = group[group["seed"].isin(base.index)].set_index("seed")
-            for metric in metrics:
-                differences = group[metric] - base.loc[group.index, metric]
-                rows.append({"size": size, "variant": variant, "baseline": baseline, "metric": metric,
-                             **mean_interval(differences), "p_value": _paired_p(differences)})  # fmt: skip
+    """Per size, variant other than the baseline and metric (a column of `runs`: a row per size,
+    variant and seed): paired_test of its differences from the baseline over the seeds both ran,
+    as with_holm's rows (Holm over the kinds and sizes of each metric)."""
+    differences = _against_baseline(runs, baseline, ["size", "seed"], metrics)
+    rows = [
+        {"size": size, "variant": variant, "baseline": baseline, "metric": metric, **paired_test(group[metric])}
+        for (size, variant), group in differences.groupby(["size", "variant"], sort=False)
+        for metric in metrics
+    ]
     columns = ["size", "variant", "baseline", "metric", "seeds", "mean", "ci_low", "ci_high", "p_value"]
     return with_holm(pd.DataFrame(rows, columns=columns))
-
-
-def _paired_p(values: pd.Series) -> float:
-    """The paired t-test's p-value (NaN with one seed); without spread, 1 where every difference
-    is 0 (identical results) and 0 where all are one nonzero value."""
-    if len(values) < 2:
-        return math.nan
-    if not values.std() > 0:
-        return 1.0 if (values == 0).all() else 0.0
-    return stats.ttest_1samp(values, 0.0).pvalue
 
 
 def holm(p_values) -> pd.Series:

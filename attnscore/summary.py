@@ -1,14 +1,28 @@
 """summary.md: our numbers (mean and 95% interval over seeds) beside the course report's, the
 paired verdicts against the baseline, then what each kind costs, as Markdown, from the compare
-step's tables and the benchmark's comparisons. The tables carry a size column: the size's name,
-or "" where the config has no sizes (the model section is the one size; stats.size_label)."""
+step's tables and the benchmark's comparisons. The tables carry a size column (stats.size_label)."""
 
 import html
 import re
 
 import pandas as pd
 
-from attnscore import course_report, stats, timings, to_target
+from attnscore import stats, timings, to_target
+
+# The course report this project reproduces (config/config.yaml holds its model and training
+# settings): its setup and its published numbers, one run per kind; README.md quotes them
+# (tests/test_readme.py keeps the two equal). Perplexity after the first epoch (train, valid,
+# test), test perplexity after the last (None: not published), training iterations per second.
+COURSE_BATCH_SIZE, COURSE_SEQ_LEN, COURSE_EPOCHS = 8, 512, 20
+COURSE_SETUP = (
+    f"16 GB NVIDIA A4000, fp16 autocast, batch {COURSE_BATCH_SIZE} x {COURSE_SEQ_LEN}, WikiText-2, {COURSE_EPOCHS} "
+    "epochs, one run."
+)
+COURSE_NUMBERS = {
+    "dot": {"train_ppl_1": 484, "valid_ppl_1": 245, "test_ppl_1": 233, "test_ppl_final": 170.7, "iters_per_s": 7.5},
+    "euclid": {"train_ppl_1": 485, "valid_ppl_1": 249, "test_ppl_1": 236, "test_ppl_final": None, "iters_per_s": 6.3},
+}
+TOKENS_PER_S = ("tokens_per_s", "tokens_per_s_low", "tokens_per_s_high")
 
 
 def markdown_text(text: str) -> str:
@@ -18,22 +32,25 @@ def markdown_text(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+!|~])", r"\\\1", escaped)
 
 
-def _fmt(value, digits=1, style=""):
-    """A number for a table: '–' when missing; style '%' or '%+' appends a percent sign (with sign)."""
-    if value is None or pd.isna(value):
-        return "–"
-    if style:
-        return f"{value:{'+' if style == '%+' else ''},.{digits}f}%"
-    return f"{value:,.{digits}f}"
+def _fmt(value, digits=1) -> str:
+    """A number for a table: '–' when missing."""
+    return "–" if value is None or pd.isna(value) else f"{value:,.{digits}f}"
 
 
-def _with_interval(row, digits=1) -> str:
-    """'102.0 [99.1, 104.9]' for several seeds, '102.0' for one."""
+def _change(ratio) -> str:
+    """A ratio as a change in percent: 1.041 -> '+4.1%' ('–' when missing)."""
+    return "–" if pd.isna(ratio) else f"{100 * (ratio - 1):+,.1f}%"
+
+
+def _with_interval(row, digits=1, keys=("mean", "ci_low", "ci_high")) -> str:
+    """'102.0 [99.1, 104.9]', or '102.0' where the row has no interval (one seed); keys name the
+    row's mean and bounds."""
     if row is None:
         return "–"
-    if row["seeds"] < 2:
-        return _fmt(row["mean"], digits)
-    return f"{_fmt(row['mean'], digits)} [{_fmt(row['ci_low'], digits)}, {_fmt(row['ci_high'], digits)}]"
+    mean, low, high = (row[key] for key in keys)
+    if pd.isna(low):
+        return _fmt(mean, digits)
+    return f"{_fmt(mean, digits)} [{_fmt(low, digits)}, {_fmt(high, digits)}]"
 
 
 def summary_markdown(
@@ -47,11 +64,9 @@ def summary_markdown(
     data_name: str,
     train_seq_len: int,
 ) -> str:
-    """Our numbers (mean and 95% interval over seeds) beside the course report's, the paired
-    verdicts against the baseline (stats.with_holm's rows; a section per size, headed by its
-    parameter count from stats.per_size), then what each kind costs (compare_timings' rows) and
-    what it needs to reach the baseline's quality (to_target's rows, `targets`), as Markdown. The
-    benchmark times the model section, not each size."""
+    """summary.md but the attention section: `verdicts` are stats.with_holm's rows (a section per
+    size, headed by its parameter count from `losses`, stats.per_size), `costs` compare_timings'
+    and `targets` to_target's. The benchmark times the model section, not each size."""
     baseline = timings.cost_baseline(costs)
     steps = costs[(costs["measure"] == "step") & (costs["baseline"] == baseline)]
     at_train_shape = steps[steps["seq_len"] == train_seq_len].set_index("kind")
@@ -74,23 +89,21 @@ def summary_markdown(
     ]
     for row in best.itertuples():
         size, variant = row.size, row.variant
-        first = {split: first_epoch.loc[(size, variant, split)] for split in ("train", "valid", "test")}
+        first = [_with_interval(first_epoch.loc[(size, variant, split)]) for split in ("train", "valid", "test")]
         cost = at_train_shape.loc[variant] if variant in at_train_shape.index and not sized else None
         trained = epochs.loc[(epochs["size"] == size) & (epochs["variant"] == variant), "epoch"].max()
         lines.append(
-            f"| ours: {stats.size_label(size, variant, '/')} | {row.seeds} | {trained} | {_with_interval(first['train'])} "
-            f"| {_with_interval(first['valid'])} | {_with_interval(first['test'])} | {_with_interval(row._asdict())} "
-            f"| {_tokens_per_s(cost)} | {_time_change(cost)} |"
+            f"| ours: {stats.size_label(size, variant, '/')} | {row.seeds} | {trained} | {' | '.join(first)} "
+            f"| {_with_interval(row._asdict())} | {_with_interval(cost, 0, TOKENS_PER_S)} | {_time_change(cost)} |"
         )
-    published = course_report.NUMBERS
-    for variant, ref in published.items():
-        relative = published["dot"]["iters_per_s"] / ref["iters_per_s"] - 1
-        tokens_per_s = ref["iters_per_s"] * course_report.BATCH_SIZE * course_report.SEQ_LEN
+    for variant, ref in COURSE_NUMBERS.items():
+        relative = _change(COURSE_NUMBERS["dot"]["iters_per_s"] / ref["iters_per_s"])
         lines.append(
-            f"| reference: {variant} | 1 | {course_report.EPOCHS} | {ref['train_ppl_1']} | {ref['valid_ppl_1']} "
-            f"| {ref['test_ppl_1']} | {_fmt(ref['test_ppl_final'])} | {tokens_per_s:,.0f} | {100 * relative:+.1f}% (one run, no interval) |"
+            f"| reference: {variant} | 1 | {COURSE_EPOCHS} | {ref['train_ppl_1']} | {ref['valid_ppl_1']} "
+            f"| {ref['test_ppl_1']} | {_fmt(ref['test_ppl_final'])} | {_fmt(ref['iters_per_s'] * COURSE_BATCH_SIZE * COURSE_SEQ_LEN, 0)} "
+            f"| {relative} (one run, no interval) |"
         )
-    lines += ["", f"Reference: {course_report.SETUP}", ""]
+    lines += ["", f"Reference: {COURSE_SETUP}", ""]
     if sized:
         lines += ["Sizes are trained, evaluated and compared each on its own; the benchmark's throughput is the",
                   "model section's, so it is left out of the sizes' rows.", ""]  # fmt: skip
@@ -118,32 +131,19 @@ def summary_markdown(
     return "\n".join(lines) + "\n\n" + costs_markdown(costs) + "\n" + targets_markdown(targets)
 
 
-def _tokens_per_s(cost) -> str:
-    if cost is None or pd.isna(cost["tokens_per_s"]):
-        return "–"
-    if pd.isna(cost["tokens_per_s_low"]):
-        return _fmt(cost["tokens_per_s"], 0)
-    return (
-        f"{_fmt(cost['tokens_per_s'], 0)} [{_fmt(cost['tokens_per_s_low'], 0)}, {_fmt(cost['tokens_per_s_high'], 0)}]"
-    )
-
-
 def _time_change(cost) -> str:
     """'+4.1% [+2.0%, +6.3%]: slower' from a compare_timings row."""
     if cost is None or pd.isna(cost["ratio"]):
         return "–"
     if cost["verdict"] == "baseline":
         return "baseline"
-    change = _fmt(100 * (cost["ratio"] - 1), 1, "%+")
     if pd.isna(cost["ratio_low"]):
-        return change
-    low, high = (_fmt(100 * (cost[key] - 1), 1, "%+") for key in ("ratio_low", "ratio_high"))
-    return f"{change} [{low}, {high}]: {cost['verdict']}"
+        return _change(cost["ratio"])
+    return f"{_change(cost['ratio'])} [{_change(cost['ratio_low'])}, {_change(cost['ratio_high'])}]: {cost['verdict']}"
 
 
 def costs_markdown(costs: pd.DataFrame) -> str:
-    """What each kind costs (compare_timings' rows) as a Markdown section: the verdict sentences,
-    then the table."""
+    """What it costs (compare_timings' rows): the method, the verdict sentences, then the table."""
     first = costs.iloc[0]
     busy = int(first.get("busy_rounds", 0))
     rounds = int(first.get("rounds_run", costs["rounds"].max() + busy))
@@ -159,21 +159,16 @@ def costs_markdown(costs: pd.DataFrame) -> str:
         f"'inconclusive'. Fewer than {timings.MIN_ROUNDS} kept rounds are too few to tell.",
         "",
     ]
-    compared = costs[costs["kind"] != costs["baseline"]]
-    lines += [
-        f"- {timings.cost_sentence(row)}"
-        for _, row in compared.sort_values(["measure", "seq_len"], ascending=[False, True], kind="stable").iterrows()
-    ]
+    costs = costs.sort_values(["measure", "seq_len"], ascending=[False, True], kind="stable")
+    lines += [f"- {timings.cost_sentence(row)}" for _, row in costs[costs["kind"] != costs["baseline"]].iterrows()]
     lines += [
         "",
         "| kind | vs | seq_len | measure | ms [95% CI] | tokens/s | time vs [95% CI] | peak memory MiB | memory vs | status |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for _, row in costs.sort_values(["measure", "seq_len"], ascending=[False, True], kind="stable").iterrows():
-        ms = _with_interval(
-            {"seeds": row["rounds"], "mean": row["ms"], "ci_low": row["ms_low"], "ci_high": row["ms_high"]}, 2
-        )
-        memory = _fmt(100 * (row["memory_ratio"] - 1), 1, "%+") if row["measure"] == "step" else "–"
+    for _, row in costs.iterrows():
+        ms = _with_interval(row, 2, ("ms", "ms_low", "ms_high")) if row["rounds"] >= 2 else _fmt(row["ms"], 2)
+        memory = _change(row["memory_ratio"]) if row["measure"] == "step" else "–"
         lines.append(
             f"| {row['kind']} | {row['baseline']} | {row['seq_len']} | {row['measure']} | {ms} "
             f"| {_fmt(row.get('tokens_per_s'), 0)} | {_time_change(row)} "
@@ -187,8 +182,7 @@ def costs_markdown(costs: pd.DataFrame) -> str:
 
 
 def targets_markdown(targets: pd.DataFrame) -> str:
-    """Quality at equal cost (to_target's rows) as a Markdown section: the method, then a sentence
-    per variant (a list per size)."""
+    """At equal cost (to_target's rows): the method, then a sentence per variant (a list per size)."""
     baseline = targets["baseline"].iloc[0]
     lines = [
         "## At equal cost",
@@ -219,10 +213,9 @@ ATTENTION_COMPARED = {
 
 
 def attention_markdown(means: pd.DataFrame, comparisons: pd.DataFrame) -> str:
-    """What each kind attends to, as a Markdown section: per size, each kind's model-wide means
-    over seeds (`means`: one row per size, variant and seed, attnscore.attention_stats'
-    statistics averaged over layers and heads), then a verdict sentence per kind and compared
-    statistic (`comparisons`: stats.paired_means' rows)."""
+    """What each kind attends to: per size, each kind's means over seeds (`means`: one row per
+    size, variant and seed, attention_stats' statistics averaged over layers and heads), then a
+    verdict per kind and compared statistic (`comparisons`: stats.paired_means' rows)."""
     statistics = [column for column in means.columns if column not in ("size", "variant", "seed")]
     lines = [
         "## What each kind attends to",
@@ -237,10 +230,7 @@ def attention_markdown(means: pd.DataFrame, comparisons: pd.DataFrame) -> str:
     for size, runs in means.groupby("size", sort=False):
         if size:
             lines += [f"### {markdown_text(size)}", ""]
-        lines += [
-            f"| kind | seeds | {' | '.join(statistics)} |",
-            "|---|---|" + "---|" * len(statistics),
-        ]
+        lines += [f"| kind | seeds | {' | '.join(statistics)} |", "|---|---|" + "---|" * len(statistics)]
         for variant, group in runs.groupby("variant", sort=False):
             cells = [_with_interval(stats.mean_interval(group[name]), 3) for name in statistics]
             lines.append(f"| {markdown_text(variant)} | {len(group)} | {' | '.join(cells)} |")

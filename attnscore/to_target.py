@@ -21,6 +21,8 @@ from scipy import stats
 from attnscore.stats import CONFIDENCE
 from attnscore.timings import MIN_ROUNDS, cost_verdict, ratio_interval
 
+# A compare_timings row's columns -> the keys of its step cost (step_costs).
+STEP_COST = {"ratio": "center", "ratio_low": "low", "ratio_high": "high", "rounds": "n", "ms": "ms"}
 VERDICTS = {"slower": "more", "faster": "less"}  # cost_verdict's words for time to the target
 COLUMNS = ["size", "kind", "baseline", "seeds", "reached", "target", "best_loss", "gap",
            "steps_ratio", "steps_low", "steps_high", "step_cost", "step_cost_low", "step_cost_high", "cost_rounds",
@@ -61,21 +63,11 @@ def combined_interval(first: dict, second: dict) -> tuple[float, float, float]:
 
 
 def step_costs(costs: pd.DataFrame, baseline: str, seq_len: int) -> dict[str, dict]:
-    """Each kind's training-step time ratio to `baseline` at seq_len from a compare_timings table
-    (center, low, high, n rounds, and its time per step in ms), where the benchmark compared it
-    with that baseline."""
-    rows = costs[(costs["measure"] == "step") & (costs["seq_len"] == seq_len) & (costs["baseline"] == baseline)]
-    return {
-        row.kind: {
-            "center": row.ratio,
-            "low": row.ratio_low,
-            "high": row.ratio_high,
-            "n": int(row.rounds),
-            "ms": row.ms,
-        }  # fmt: skip
-        for row in rows.itertuples()
-        if row.rounds > 0
-    }
+    """Per kind the benchmark compared with `baseline` (compare_timings' rows): its training-step
+    time ratio at seq_len (center, low, high, n rounds) and step time in ms."""
+    timed = (costs["measure"] == "step") & (costs["seq_len"] == seq_len) & (costs["baseline"] == baseline)
+    rows = costs[timed & (costs["rounds"] > 0)].set_index("kind")
+    return rows[list(STEP_COST)].rename(columns=STEP_COST).to_dict("index")
 
 
 def to_target(curves: pd.DataFrame, baseline: str, costs: dict[str, dict], margin: float) -> pd.DataFrame:
@@ -112,14 +104,14 @@ def _row(size, kind, baseline, targets, steps, flops, best, cost, margin) -> dic
                    cost_rounds=cost["n"])  # fmt: skip
     if reached < len(steps):
         return row | {"verdict": "not reached"}
-    by_steps, by_flops = ratio_interval(steps), ratio_interval(flops)
-    row.update(steps_ratio=by_steps["center"], steps_low=by_steps["low"], steps_high=by_steps["high"],
-               flops_ratio=by_flops["center"], flops_low=by_flops["low"], flops_high=by_flops["high"])  # fmt: skip
+    for name, values in (("steps", steps), ("flops", flops)):
+        ratio = ratio_interval(values)
+        row.update({f"{name}_ratio": ratio["center"], f"{name}_low": ratio["low"], f"{name}_high": ratio["high"]})
     if kind == baseline:
         return row | {"time_ratio": 1.0, "time_low": 1.0, "time_high": 1.0, "verdict": "baseline"}
     if not cost:
         return row | {"verdict": "not timed"}
-    steps_ratio = {"center": by_steps["center"], "low": by_steps["low"], "high": by_steps["high"], "n": len(steps)}
+    steps_ratio = {"center": row["steps_ratio"], "low": row["steps_low"], "high": row["steps_high"], "n": len(steps)}
     center, low, high = combined_interval(steps_ratio, cost)
     row.update(time_ratio=center, time_low=low, time_high=high)
     decided = cost["n"] >= MIN_ROUNDS and not math.isnan(low)
@@ -132,12 +124,12 @@ def sentence(row) -> str:
     (5.31 nats) in 1.03x dot's steps (95% CI 0.98 to 1.08, 3 paired seeds) and, at its measured
     step cost (+9%, 95% CI +2% to +16%), in 1.12x dot's training time (95% CI 1.04 to 1.21): more"."""
     kind, base, seeds = row["kind"], row["baseline"], int(row["seeds"])
-    head = f"{kind} reaches {base}'s best validation loss ({row['target']:.3f} nats)"
+    target = f"{base}'s best validation loss ({row['target']:.3f} nats)"
+    head = f"{kind} reaches {target}"
     if row["verdict"] == "not reached":
-        missed = seeds - int(row["reached"])
         return (
-            f"{kind} does not reach {base}'s best validation loss ({row['target']:.3f} nats) within the run in "
-            f"{missed} of {seeds} seeds: its best is {row['best_loss']:.3f} nats ({row['gap']:+.3f}): not reached"
+            f"{kind} does not reach {target} within the run in {seeds - int(row['reached'])} of {seeds} seeds: "
+            f"its best is {row['best_loss']:.3f} nats ({row['gap']:+.3f}): not reached"
         )
     paired = f"{seeds} paired seed{'s' if seeds > 1 else ''}"
     steps = f"in {row['steps_ratio']:.2f}x {base}'s steps ({_ci(row, 'steps')}{paired})"
@@ -147,19 +139,15 @@ def sentence(row) -> str:
             f"{head} {steps} and {flops}; its step cost is not measured at this shape (not benchmarked there, or "
             "no round kept: see What it costs): not timed"
         )
-    cost = (
-        f"{100 * (row['step_cost'] - 1):+.0f}%, "
-        + (
-            f"95% CI {100 * (row['step_cost_low'] - 1):+.0f}% to {100 * (row['step_cost_high'] - 1):+.0f}%, "
-            if not math.isnan(row["step_cost_low"])
-            else ""
-        )  # fmt: skip
-        + f"{int(row['cost_rounds'])} rounds"
-    )
+    cost = f"{_percent(row['step_cost'])}, {_ci(row, 'step_cost', _percent)}{int(row['cost_rounds'])} rounds"
     time = f"{row['time_ratio']:.2f}x {base}'s training time ({_ci(row, 'time').rstrip(', ') or 'no interval'})"
     return f"{head} {steps} and, at its measured step cost ({cost}), in {time} and {flops}: {row['verdict']}"
 
 
-def _ci(row, name: str) -> str:
+def _percent(ratio: float) -> str:
+    return f"{100 * (ratio - 1):+.0f}%"
+
+
+def _ci(row, name: str, show=lambda value: f"{value:.2f}") -> str:
     low, high = row[f"{name}_low"], row[f"{name}_high"]
-    return "" if math.isnan(low) else f"95% CI {low:.2f} to {high:.2f}, "
+    return "" if math.isnan(low) else f"95% CI {show(low)} to {show(high)}, "

@@ -152,7 +152,7 @@ def test_each_rule_hashes_the_files_its_script_runs_and_no_others():
         return {path.name for path in codeid.reach([SCRIPTS / script], set(SOURCES.values()))}
 
     statistics = {"__init__.py", "stats.py", "corpora.py", "files.py"}
-    figures = {"plots.py", "summary.py", "course_report.py", "timings.py", "to_target.py"}
+    figures = {"plots.py", "summary.py", "timings.py", "to_target.py"}
     assert names("plot.py") == {"plot.py"} | statistics | figures
     assert names("compare.py") == {"compare.py"} | statistics
     assert names("to_target.py") == {"to_target.py", "timings.py"} | statistics

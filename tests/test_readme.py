@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from attnscore import course_report
 from attnscore.schema import SCHEMA
+from attnscore.summary import COURSE_NUMBERS
 
 ROOT = Path(__file__).resolve().parents[1]
 README, GUIDE = ROOT / "README.md", ROOT / "docs" / "guide.md"
@@ -79,9 +79,9 @@ def test_readme_is_short_and_its_intervals_are_committed():
 
 
 def test_readme_quotes_the_course_reports_numbers():
-    """README's reference table says what attnscore/course_report.py states (summary.md prints it)."""
+    """README's reference table says what attnscore.summary.COURSE_NUMBERS states (summary.md prints it)."""
     section = README.read_text().split("## Reference numbers beside ours")[1].split("\n## ")[0]
-    for kind, numbers in course_report.NUMBERS.items():
+    for kind, numbers in COURSE_NUMBERS.items():
         labels = [(line, line.split("|")[1]) for line in section.splitlines() if line.startswith("|")]
         rows = "\n".join(line for line, label in labels if re.search(rf"\b{kind}\b", label))
         first_epoch = " / ".join(str(numbers[split]) for split in ("train_ppl_1", "valid_ppl_1", "test_ppl_1"))

@@ -153,7 +153,7 @@ def test_per_step_means_pair_the_seeds_that_logged_each_step(tmp_path):
         paths[variant, seed] = tmp_path / f"{variant}{seed}.csv"
         frame = pd.DataFrame(steps, columns=["step", "epoch", "train_loss"]).assign(grad_norm=1.0, lr=1e-3)
         frame.to_csv(paths[variant, seed], index=False)
-    table = stats.per_step(stats.load_steps(paths)).set_index(["variant", "step", "measure"])
+    table = stats.per_step(stats.load_tables(paths)).set_index(["variant", "step", "measure"])
     first = table.loc[("dot", 5, "train_loss")]
     assert first["seeds"] == 2 and first["mean"] == 3.5 and first["ci_low"] < 3.5 < first["ci_high"]
     assert table.loc[("dot", 10, "train_loss"), "ci_low"] == 2.0  # identical values: the interval is the point

@@ -21,9 +21,9 @@ with log_to(snakemake.log[0]):
     plots.plot_perplexity(epochs, [out.perplexity_png, out.perplexity_svg], f"Perplexity per epoch: {name}")
     n = len(runs_of_a_size)  # the steps files: every size's runs in turn
     steps = pd.concat(
-        stats.per_step(stats.load_steps(dict(zip(runs_of_a_size, inp.steps[i * n : (i + 1) * n], strict=True)))).assign(
-            size=size
-        )
+        stats.per_step(
+            stats.load_tables(dict(zip(runs_of_a_size, inp.steps[i * n : (i + 1) * n], strict=True)))
+        ).assign(size=size)
         for i, size in enumerate(sizes)
     )
     plots.plot_training(steps, [out.training_png, out.training_svg], f"Training per step: {name}")
