@@ -208,14 +208,14 @@ def verdict(row, *, what: str | None = None, digits: int | None = None) -> str:
     metric and `digits` its decimals; by default those of test perplexity or test loss."""
     what = what or ("test perplexity" if row["metric"] == "test_ppl" else "test loss (nats/token)")
     digits = digits if digits is not None else 2 if row["metric"] == "test_ppl" else 4
-    head = f"{row['variant']} - {row['baseline']}, {what}: {row['mean']:+.{digits}f}"
+    head = f"{row['variant']} - {row['baseline']}, {what}: {row['mean']:+z.{digits}f}"
     if row["seeds"] < 2:
         return (
             f"{head} ({row['seeds']} paired seed): no interval from one seed; add seeds to tell an effect from noise."
         )
     if row["mean"] == 0 and row["ci_low"] == row["ci_high"] == 0:
         return f"{head} ({row['seeds']} paired seeds): identical results in every seed."
-    interval = f"95% CI {row['ci_low']:+.{digits}f} to {row['ci_high']:+.{digits}f}, {row['seeds']} paired seeds"
+    interval = f"95% CI {row['ci_low']:+z.{digits}f} to {row['ci_high']:+z.{digits}f}, {row['seeds']} paired seeds"
     test = f"p = {row['p_value']:.2g}"
     if row["tests"] > 1:
         test += f", Holm-adjusted over {row['tests']} tests: {row['p_holm']:.2g}"

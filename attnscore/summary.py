@@ -39,7 +39,7 @@ def _fmt(value, digits=1) -> str:
 
 def _change(ratio) -> str:
     """A ratio as a change in percent: 1.041 -> '+4.1%' ('–' when missing)."""
-    return "–" if pd.isna(ratio) else f"{100 * (ratio - 1):+,.1f}%"
+    return "–" if pd.isna(ratio) else f"{100 * (ratio - 1):+z,.1f}%"
 
 
 def _with_interval(row, digits=1, keys=("mean", "ci_low", "ci_high")) -> str:

@@ -136,7 +136,7 @@ def cost_sentence(row) -> str:
     left_out = f"; {busy} round{'s' if busy > 1 else ''} left out, the CPU busy with another process" if busy else ""
     if row["rounds"] == 0:
         return f"{head}: not measured ({row['status'] if row['status'] != 'ok' else 'no round left'}{left_out})"
-    change = f"{100 * (row['ratio'] - 1):+.1f}% time"
+    change = f"{100 * (row['ratio'] - 1):+z.1f}% time"
     rounds, run = int(row["rounds"]), int(row.get("rounds_run", row["rounds"]))
     if rounds < MIN_ROUNDS:
         kept = f"{rounds} round{'s' if rounds > 1 else ''}" + (f" kept of {run}" if run != rounds else "")
@@ -145,12 +145,12 @@ def cost_sentence(row) -> str:
             f"set benchmark.rounds to {run + MIN_ROUNDS - rounds} or more"
         )
     interval = (
-        f"95% CI {100 * (row['ratio_low'] - 1):+.1f}% to {100 * (row['ratio_high'] - 1):+.1f}%, {rounds} rounds"
+        f"95% CI {100 * (row['ratio_low'] - 1):+z.1f}% to {100 * (row['ratio_high'] - 1):+z.1f}%, {rounds} rounds"
         f"{left_out}"
     )
     verdict, margin = row["verdict"], row["margin"]
     if verdict == "no measurable difference":
-        verdict += f" (within {-100 * margin / (1 + margin):+.0f}% to {100 * margin:+g}%)"
+        verdict += f" (within {-100 * margin / (1 + margin):+z.0f}% to {100 * margin:+g}%)"
     elif verdict == "inconclusive":
         more = row["more_rounds"]
         verdict += (

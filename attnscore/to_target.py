@@ -129,7 +129,7 @@ def sentence(row) -> str:
     if row["verdict"] == "not reached":
         return (
             f"{kind} does not reach {target} within the run in {seeds - int(row['reached'])} of {seeds} seeds: "
-            f"its best is {row['best_loss']:.3f} nats ({row['gap']:+.3f}): not reached"
+            f"its best is {row['best_loss']:.3f} nats ({row['gap']:+z.3f}): not reached"
         )
     paired = f"{seeds} paired seed{'s' if seeds > 1 else ''}"
     steps = f"in {row['steps_ratio']:.2f}x {base}'s steps ({_ci(row, 'steps')}{paired})"
@@ -145,7 +145,7 @@ def sentence(row) -> str:
 
 
 def _percent(ratio: float) -> str:
-    return f"{100 * (ratio - 1):+.0f}%"
+    return f"{100 * (ratio - 1):+z.0f}%"
 
 
 def _ci(row, name: str, show=lambda value: f"{value:.2f}") -> str:

@@ -68,6 +68,14 @@ def test_a_consistent_difference_is_significant_and_a_noisy_one_is_not():
     )
 
 
+def test_a_mean_that_rounds_to_zero_prints_without_a_minus_sign():
+    row = {"variant": "euclid", "baseline": "dot", "metric": "test_loss", "seeds": 3, "mean": -0.00004,
+           "ci_low": -0.00009, "ci_high": 0.002, "p_value": 0.8, "tests": 1, "p_holm": 0.8, "significant": False}  # fmt: skip
+    assert stats.verdict(row, what="first-token share", digits=3).startswith(
+        "euclid - dot, first-token share: +0.000 (95% CI +0.000 to +0.002, 3 paired seeds)"
+    )
+
+
 def test_holm_adjusts_as_by_hand():
     # Four tests (NaN is none). Sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, and
     # 0.04 x 1 = 0.04, raised to 0.06: never below an earlier one.
