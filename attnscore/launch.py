@@ -4,7 +4,6 @@ each of them runs."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ import torch.distributed as dist
 
 from attnscore.loop_state import TrainingState
 from attnscore.model import ModelConfig
-from attnscore.runtime import pick_device
+from attnscore.runtime import pick_device, signals_to
 from attnscore.train import train
 from attnscore.trainer import TrainConfig
 
@@ -59,13 +58,8 @@ def train_distributed(
         threads = max(1, torch.get_num_threads() // cfg.processes)  # CPU workers share the cores
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         torchrun = subprocess.Popen(torchrun_command(cfg.processes, job, history), env=env)
-        signals = (signal.SIGTERM, signal.SIGINT)
-        forward = {sig: signal.signal(sig, lambda signum, _: torchrun.send_signal(signum)) for sig in signals}
-        try:
+        with signals_to(lambda signum, _: torchrun.send_signal(signum)):
             returncode = torchrun.wait()
-        finally:
-            for sig, handler in forward.items():
-                signal.signal(sig, handler)
         if returncode != 0:
             raise RuntimeError(
                 f"torchrun with {cfg.processes} processes exited with {returncode}; see the log above. "

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from attnscore import checkpoints, divergence, kind_checks, steplog
+from attnscore import checkpoints, kind_checks, steplog
 from attnscore.evaluation import perplexity
 from attnscore.files import Explained
 from attnscore.loop_state import TrainingState
@@ -81,18 +81,9 @@ def train(
 
         def save(path=last):  # by every process together; a checkpoint holds the totals over all of them
             nonlocal kept
-            totals, where = state.totals(trainer.device), at(state)  # a diverged state never replaces a good one:
-            divergence.check_sane(
-                "the training loss", totals.nll_sum / max(totals.count, 1), where=where, kept=kept, trainer=trainer
-            )
-            divergence.check_sane(
-                "a model weight",
-                divergence.largest_weight(trainer.model),
-                where=where,
-                kept=kept,
-                trainer=trainer,
-                bounded=False,
-            )
+            totals, where = state.totals(trainer.device), at(state)  # a diverged state never replaces a good one
+            trainer.check_sane("the training loss", totals.nll_sum / max(totals.count, 1), where=where, kept=kept)
+            trainer.check_weights(where, kept)
             if board:  # the events up to this checkpoint are on disk before it says they were logged
                 board.flush()
             checkpoints.save(trainer, totals, run, path)
@@ -111,7 +102,7 @@ def train(
                             f"stopped by signal {signum}; checkpoint {last} saved, re-run to resume"
                         )
                     row = epoch_metrics(trainer, state.totals(trainer.device), eval_splits)
-                    divergence.check_losses(row, at(state), kept, trainer)
+                    trainer.check_losses(row, at(state), kept)
                     log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
                     if board:
                         board.epoch(row, state.steps_done(steps))
@@ -152,7 +143,7 @@ def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dic
         state.curve = [{**point, "valid_loss": loss[point["epoch"]]} for point in state.curve if point["epoch"] in loss]
     kept = position(path, state)
     for row in history:
-        divergence.check_losses(row, f"in saved epoch {row['epoch']}", kept, trainer)
+        trainer.check_losses(row, f"in saved epoch {row['epoch']}", kept)
     if state.epoch >= cfg.epochs:
         log(f"nothing to train: {kept} has reached train.epochs={cfg.epochs}")
     else:
