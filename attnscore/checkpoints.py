@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from attnscore import attention, codeid, identity
-from attnscore.files import Explained, atomic_path, write_json
+from attnscore.files import Explained, atomic_path
 from attnscore.loop_state import STATE_FIELDS, TrainingState
 from attnscore.runtime import all_gather, barrier, rank_and_world
 
@@ -171,18 +171,9 @@ def settings_record(model_cfg, cfg, token_files: dict) -> dict:
     return json.loads(json.dumps({**run_settings(model_cfg, cfg), "token_files": files}, default=str))
 
 
-def write_settings(record: dict, folder: Path) -> None:
-    """settings.json of a run folder (process 0)."""
-    if rank_and_world()[0] == 0:
-        write_json(record, folder / "settings.json")
-
-
 def restore(trainer, saved: dict) -> TrainingState:
-    """Restore the trainer from a saved state; the loop's state to go on from.
-
-    The running sums in a checkpoint are the totals over all processes: process 0 resumes with
-    them, the others from zero, so the next sum over processes is right again.
-    """
+    """Restore the trainer and this process's RNG from a saved state; the loop's state to go on
+    from (TrainingState.from_checkpoint: this process's share of the saved totals)."""
     rank = rank_and_world()[0]
     trainer.load_state_dict(saved["trainer"])
     torch.set_rng_state(saved["rng_cpu"][rank])

@@ -1,15 +1,8 @@
-"""Watching a run learn: its per-step log as TensorBoard event files, written while it trains.
-
-train() measures every train.log_every steps (and at each epoch's end) the mean training loss
-over those steps, the learning rate, the gradient norm before clipping and tokens/s, and keeps
-the rows in its TrainingState, so that they are checkpointed with the weights: a resumed run
-goes on with the rows of the checkpoint it resumed from, and steps.csv is published from them
-like metrics.csv. This module writes the same rows, and each epoch's validation and test loss,
-as TensorBoard scalars in one folder per run (train.py: tensorboard_dir/<run id>), so that
-
-    tensorboard --logdir results/<experiment>/tensorboard
-
-shows every run of an experiment side by side as <variant>/seed<k>/<run id>.
+"""Watching a run learn: the per-step log's columns (steps.csv, curve.csv), and its rows, each
+epoch's validation and test loss and the validation curve as TensorBoard event files, one folder
+per run, written while it trains, so that `tensorboard --logdir results/<experiment>/tensorboard`
+shows every run of an experiment side by side as <variant>/seed<k>/<run id>. The rows themselves
+live in the TrainingState, checkpointed with the weights: a resumed run goes on with them.
 """
 
 from pathlib import Path
@@ -68,8 +61,7 @@ class TensorBoard:
 
 
 def steps_table(rows: list[dict], columns=COLUMNS):
-    """The per-step rows as steps.csv's table (its header even without rows); with `columns`,
-    another per-step table's (CURVE_COLUMNS: curve.csv)."""
+    """steps.csv's table (its header even without rows), or with CURVE_COLUMNS curve.csv's."""
     import pandas as pd
 
     return pd.DataFrame(rows, columns=list(columns))

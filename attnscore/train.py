@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from attnscore import checkpoints, kind_checks, steplog
 from attnscore.evaluation import perplexity
-from attnscore.files import Explained
+from attnscore.files import Explained, write_json
 from attnscore.loop_state import TrainingState
 from attnscore.model import ModelConfig
 from attnscore.runtime import rank_and_world, shard_rows, stop_agreed, stop_signals, to_device
@@ -36,15 +36,12 @@ class SettingCannotAct(Explained, ValueError):
 def train(
     model_cfg: ModelConfig, cfg: TrainConfig, *, token_files: dict, checkpoint_dir, tensorboard_dir=None, log=print
 ) -> TrainingState:
-    """Train until cfg.epochs in this run's folder of checkpoint_dir, resuming from its last.pt.
-    A run already trained that far returns its saved state (its history evaluated again if
-    cfg.eval_batch_size changed), cut to cfg.epochs, without training, and writes nothing.
+    """Train until cfg.epochs in this run's folder of checkpoint_dir, resuming from its last.pt; a
+    run already trained that far (its history evaluated again if cfg.eval_batch_size changed) is
+    not trained further and nothing is written. Returns the run's TrainingState cut to cfg.epochs.
 
-    token_files maps train/valid/test to .npy token arrays. Returns the run's TrainingState cut
-    to cfg.epochs: .history holds one metrics row per epoch, .steps the per-step log, .curve the
-    validation curve (curve_windows; each epoch's validation loss when cfg.eval_every is 0). With
-    tensorboard_dir, the per-step log and each epoch's validation and test loss are written as
-    TensorBoard events to tensorboard_dir/<run id> while training (attnscore.steplog).
+    token_files maps train/valid/test to .npy token arrays. With tensorboard_dir, the per-step log
+    and each epoch's validation and test loss go to tensorboard_dir/<run id> as they are measured.
     Under torch.distributed each process trains on its own rows of the batch (DDP averages the
     gradients, so the global batch is cfg.batch_size); process 0 logs and writes checkpoints.
     """
@@ -73,8 +70,8 @@ def train(
         kind_checks.check_in_model(trainer.model, cfg.seq_len, trainer.device, trainer.dtype)
         settings = checkpoints.settings_record(model_cfg, cfg, token_files)
         state, kept = resume(trainer, folder, eval_splits, log, settings)
-        if kept is None:
-            checkpoints.write_settings(settings, folder)
+        if main and kept is None:
+            write_json(settings, folder / "settings.json")
         board = None
         if main and tensorboard_dir is not None and state.epoch < cfg.epochs:
             board = steplog.TensorBoard(Path(tensorboard_dir) / run, state.steps_done(steps), log)
@@ -135,7 +132,9 @@ def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dic
     if saved["eval_batch_size"] != cfg.eval_batch_size:
         was, now = saved["eval_batch_size"], cfg.eval_batch_size
         log(f"train.eval_batch_size changed from {was} to {now}: evaluating each saved epoch again")
-        history = [evaluate_again(trainer, folder, row, eval_splits) for row in history]
+        for row in history:  # each saved epoch's model, measured again
+            trainer.model.load_state_dict(checkpoints.load_epoch(folder, row["epoch"])["model"])
+            row.update(evaluate_splits(trainer, eval_splits))
     state = checkpoints.restore(trainer, saved)
     state.history = history
     if not cfg.eval_every:  # the curve is the epochs' validation loss
@@ -149,12 +148,6 @@ def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dic
     else:
         log(f"resuming from {kept}")
     return state, kept
-
-
-def evaluate_again(trainer: Trainer, folder: Path, row: dict, eval_splits: dict) -> dict:
-    """A metrics row with its valid/test columns measured again on that epoch's saved model."""
-    trainer.model.load_state_dict(checkpoints.load_epoch(folder, row["epoch"])["model"])
-    return {**row, **evaluate_splits(trainer, eval_splits)}
 
 
 def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, stop: list, save, board, curve) -> bool:
