@@ -172,14 +172,16 @@ def settings_record(model_cfg, cfg, token_files: dict) -> dict:
 
 
 def restore(trainer, saved: dict) -> TrainingState:
-    """Restore the trainer and this process's RNG from a saved state; the loop's state to go on
-    from (TrainingState.from_checkpoint: this process's share of the saved totals)."""
+    """Restore the trainer and this process's RNG from a saved state; the loop's state to go on from."""
     rank = rank_and_world()[0]
     trainer.load_state_dict(saved["trainer"])
     torch.set_rng_state(saved["rng_cpu"][rank])
     if trainer.device.type == "cuda" and saved["rng_cuda"]:
         torch.cuda.set_rng_state(saved["rng_cuda"][rank], trainer.device)
-    return TrainingState.from_checkpoint(saved, rank)
+    state = TrainingState(**{name: saved[name] for name in STATE_FIELDS})
+    if rank:  # the saved totals are process 0's to resume with (TrainingState)
+        state.reset(TrainingState.SUMMED)
+    return state
 
 
 def best_epoch(history: list[dict]) -> int:

@@ -39,7 +39,7 @@ class TrainingState:
     def close_interval(self, row: dict) -> None:
         """The interval is logged: keep its row and start the next one from zero."""
         self.steps = [*self.steps, row]
-        self._reset(self.INTERVAL)
+        self.reset(self.INTERVAL)
 
     def add_curve_point(self, step: int, valid_loss: float) -> dict:
         """Keep a point of the validation curve, at `step` optimizer steps into the run."""
@@ -51,14 +51,14 @@ class TrainingState:
         """The epoch is done: keep its metrics row and start the next epoch's sums from zero."""
         self.history = [*self.history, row]
         self.epoch = row["epoch"]
-        self._reset(("step", "nll_sum", "count", "epoch_seconds", *self.INTERVAL))
+        self.reset(("step", "nll_sum", "count", "epoch_seconds", *self.INTERVAL))
 
     def up_to(self, epochs: int) -> "TrainingState":
         """A copy holding the metrics, per-step rows and curve of the first `epochs` epochs only."""
         steps, curve = ([row for row in rows if row["epoch"] <= epochs] for rows in (self.steps, self.curve))
         return replace(self, history=self.history[:epochs], steps=steps, curve=curve)
 
-    def _reset(self, names) -> None:
+    def reset(self, names) -> None:
         for name in names:
             setattr(self, name, type(getattr(self, name))())
 
@@ -68,13 +68,6 @@ class TrainingState:
         return replace(
             self, **{name: type(getattr(self, name))(value) for name, value in zip(self.SUMMED, summed, strict=True)}
         )
-
-    @classmethod
-    def from_checkpoint(cls, saved: dict, rank: int = 0) -> "TrainingState":
-        state = cls(**{name: saved[name] for name in STATE_FIELDS})
-        if rank:  # the others' share of the totals is process 0's to resume with
-            state = replace(state, **{name: type(getattr(state, name))() for name in cls.SUMMED})
-        return state
 
 
 STATE_FIELDS = tuple(f.name for f in fields(TrainingState))

@@ -10,6 +10,7 @@ import math
 import sys
 import time
 from contextlib import nullcontext
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -172,11 +173,7 @@ def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, sto
     quiet = rank_and_world()[0] > 0 or not sys.stderr.isatty()
     bar = tqdm(total=steps, initial=state.step, desc=f"epoch {state.epoch + 1}", disable=quiet)
     stopping = False
-    for step, (x, y) in enumerate(windows(rows, cfg.seq_len)):
-        if step < state.step:  # resumed mid-epoch: these windows are done
-            continue
-        if step >= steps:
-            break
+    for step, (x, y) in islice(enumerate(windows(rows, cfg.seq_len)), state.step, steps):  # resumed: from state.step
         nll, norm = trainer.step(to_device(x, trainer.device), to_device(y, trainer.device))
         sums += torch.stack([nll.double(), nll.double(), norm.double()])
         state.count += y.numel()
@@ -207,14 +204,12 @@ def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, sto
 
 
 def log_row(trainer: Trainer, state: TrainingState, steps_per_epoch: int, board=None) -> None:
-    """One row of the per-step log, by every process together: the interval's mean training loss
-    (over all processes, dropout on), the learning rate after its last step (Trainer.lr), its
-    steps' mean gradient norm before clipping, and tokens/s (over all processes, by the wall
-    clock). Kept in state; process 0 also writes it to TensorBoard."""
+    """One row of the per-step log (steplog.COLUMNS), by every process together: the interval's mean
+    training loss and tokens/s over all processes, the learning rate after its last step, its steps'
+    mean gradient norm before clipping. Kept in state; process 0 also writes it to TensorBoard."""
     totals = state.totals(trainer.device)
-    done = state.steps_done(steps_per_epoch)
     row = {
-        "step": done,
+        "step": state.steps_done(steps_per_epoch),
         "epoch": state.epoch + 1,
         "train_loss": totals.interval_nll / totals.interval_count,
         "lr": trainer.lr,
@@ -247,15 +242,13 @@ def curve_point(trainer: Trainer, state: TrainingState, curve: torch.Tensor, boa
 
 def epoch_metrics(trainer: Trainer, totals: TrainingState, eval_splits: dict) -> dict:
     """One metrics row: the epoch's train loss (`totals`: over all processes, dropout on), valid and
-    test loss and perplexity, the learning rate after the epoch's last step (Trainer.lr), training
-    tokens/s and the run's elapsed seconds."""
-    nll_sum, count = totals.nll_sum, totals.count
+    test loss and perplexity, the learning rate after the epoch's last step, training tokens/s and
+    the run's elapsed seconds."""
+    nll_sum, count, seconds = totals.nll_sum, totals.count, totals.epoch_seconds
     row = {"epoch": totals.epoch + 1, "train_loss": nll_sum / count, "train_ppl": perplexity(nll_sum, count)}
-    row.update(evaluate_splits(trainer, eval_splits))
-    seconds = totals.epoch_seconds
     elapsed = (totals.history[-1]["elapsed_s"] if totals.history else 0.0) + seconds
-    row.update(lr=trainer.lr, tokens_per_s=count / seconds, elapsed_s=elapsed)
-    return row
+    row |= evaluate_splits(trainer, eval_splits)
+    return row | {"lr": trainer.lr, "tokens_per_s": count / seconds, "elapsed_s": elapsed}
 
 
 def evaluate_splits(trainer: Trainer, eval_splits: dict) -> dict:
