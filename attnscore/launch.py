@@ -20,18 +20,9 @@ from attnscore.train import train
 from attnscore.trainer import TrainConfig
 
 
-def write_job(
-    path, model_cfg: ModelConfig, cfg: TrainConfig, *, token_files: dict, checkpoint_dir, tensorboard_dir=None
-) -> None:
-    """What every worker needs to know, as JSON."""
-    job = {
-        "model": vars(model_cfg),
-        "train": vars(cfg),
-        "token_files": {split: str(file) for split, file in token_files.items()},
-        "checkpoint_dir": str(checkpoint_dir),
-        "tensorboard_dir": None if tensorboard_dir is None else str(tensorboard_dir),
-    }
-    Path(path).write_text(json.dumps(job))
+def write_job(path, model_cfg: ModelConfig, cfg: TrainConfig, **train_args) -> None:
+    """train()'s arguments (token_files, checkpoint_dir, tensorboard_dir) as JSON: what every worker needs."""
+    Path(path).write_text(json.dumps({"model_cfg": vars(model_cfg), "cfg": vars(cfg), **train_args}, default=str))
 
 
 def torchrun_command(processes: int, job, history) -> list[str]:
@@ -71,13 +62,10 @@ def train_distributed(
 def worker(job_path, history_path) -> None:
     """One training process started by torchrun: join the process group, train, leave."""
     job = json.loads(Path(job_path).read_text())
-    cfg = TrainConfig(**job["train"])
+    model_cfg, cfg = ModelConfig(**job.pop("model_cfg")), TrainConfig(**job.pop("cfg"))
     dist.init_process_group("nccl" if pick_device(cfg.device).type == "cuda" else "gloo")
     try:
-        state = train(
-            ModelConfig(**job["model"]), cfg, token_files=job["token_files"], checkpoint_dir=job["checkpoint_dir"],
-            tensorboard_dir=job["tensorboard_dir"],
-        )  # fmt: skip
+        state = train(model_cfg, cfg, **job)
         if dist.get_rank() == 0:
             Path(history_path).write_text(json.dumps(asdict(state)))
     finally:

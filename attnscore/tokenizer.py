@@ -19,8 +19,6 @@ GPT2_BPE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/
 
 def download_gpt2_bpe(out_dir) -> None:
     """Fetch GPT-2's BPE files into out_dir, each checked against its published sha256."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     for name, expected in GPT2_BPE.items():
         url = GPT2_BPE_URL.format(name=name)
         try:
@@ -32,7 +30,7 @@ def download_gpt2_bpe(out_dir) -> None:
         digest = hashlib.sha256(blob).hexdigest()
         if digest != expected:
             raise DataError(f"{url}: sha256 {digest} does not match {expected}; not using it")
-        with atomic_path(out_dir / name) as target:
+        with atomic_path(Path(out_dir) / name) as target:
             Path(target).write_bytes(blob)
 
 
