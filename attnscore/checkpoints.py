@@ -1,17 +1,14 @@
-"""Training state on disk: which run a checkpoint belongs to, saving and loading it, the lock on
-a checkpoint folder, choosing the file to resume from, and publishing the best epoch's model as
-the model output.
+"""Training state on disk: saving and loading it, the lock on a checkpoint folder, choosing the
+file to resume from, and publishing the best epoch's model as the model output.
 
-Each run (the model, the data and the training settings that change its weights) has its own
-folder, <checkpoint_dir>/<run id>/, so a run of other settings never overwrites it and going back
-to earlier settings finds their run again. It is not a Snakemake output, because Snakemake
-deletes a failed job's outputs: a killed run picks up from there. A run folder holds
-- last.pt: the whole training state: the Trainer's state_dict (model, optimizer, scheduler and
-  grad scaler) as "trainer", the loop's TrainingState (epoch, step within it, running loss, seconds, the
-  per-epoch metrics), the evaluation batch the metrics were measured with, the RNG state of
-  every process;
-- best.pt: the same at the epoch that had the lowest validation loss when it was trained,
-  resumed from when last.pt is unreadable;
+Each run (the model, data and training settings that change its weights) has its own folder,
+<checkpoint_dir>/<run id>/, so other settings never overwrite it and going back to earlier ones
+finds their run again. It is no Snakemake output, because Snakemake deletes a failed job's
+outputs: a killed run picks up from there. A run folder holds
+- last.pt: the Trainer's state_dict as "trainer", the loop's TrainingState, the evaluation batch
+  size the metrics were measured with, the RNG state of every process;
+- best.pt: the same at the epoch of the lowest validation loss so far, resumed from when last.pt
+  is unreadable;
 - epoch<N>.pt: the model alone after epoch N (what evaluation reads), so that a trained run can
   be shortened, evaluated again or published without training;
 - settings.json: the settings behind the run id, for people choosing which runs to delete.
@@ -142,8 +139,8 @@ def load_epoch(folder: Path, epoch: int) -> dict:
 
 def find_resumable(folder: Path, log, settings: dict) -> tuple[dict | None, Path | None]:
     """The state to go on from and its file: last.pt, or best.pt if last.pt is unusable; (None,
-    None) when the run has no usable checkpoint (its settings.json is written then). A new run
-    whose settings differ from another's in code only says which code changed."""
+    None) when the run has none. A new run whose settings differ from another's in code only says
+    which code changed."""
     for path in (folder / "last.pt", folder / "best.pt"):
         if path.exists():
             try:
@@ -184,16 +181,11 @@ def restore(trainer, saved: dict) -> TrainingState:
     return state
 
 
-def best_epoch(history: list[dict]) -> int:
-    """The epoch with the lowest validation loss (the first of equals)."""
-    return min(history, key=lambda row: row["valid_loss"])["epoch"]
-
-
 def export_best(folder, history: list[dict], model_path) -> None:
-    """Publish the best epoch of `history` as model_path, if that epoch's model file is of this
-    run: a copy, not a hard link, so that damage to an output never reaches the checkpoints."""
-    epoch = best_epoch(history)
+    """Publish the model of the epoch of lowest validation loss (the first of equals) as model_path,
+    if its file is of this run: a copy, not a hard link, so that damage to an output never reaches
+    the checkpoints."""
+    epoch = min(history, key=lambda row: row["valid_loss"])["epoch"]
     load_epoch(folder, epoch)
-    source = epoch_path(folder, epoch)
     with atomic_path(model_path) as tmp:
-        shutil.copyfile(source, tmp)
+        shutil.copyfile(epoch_path(folder, epoch), tmp)

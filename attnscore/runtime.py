@@ -161,6 +161,4 @@ def stop_signals():
 
 def stop_agreed(received: list, device) -> bool:
     """Whether to stop now. All processes must stop at the same step: under DDP they agree every step."""
-    if rank_and_world()[1] == 1:
-        return bool(received)
     return all_sum([len(received)], device)[0] > 0

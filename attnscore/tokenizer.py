@@ -68,10 +68,8 @@ def encode(tokenizer, text: str) -> np.ndarray:
 
 
 def tokenize_corpus(text_files: dict, out: dict, kind: str, *, bpe_dir=None, vocab_size=8192, release=None) -> dict:
-    """Tokenize the three split files into out[split] (.npy), out['tokenizer'] and out['meta'].
-
-    release names a WikiText release whose official line counts the files must have.
-    """
+    """Tokenize the three split files into out[split] (.npy), out['tokenizer'] and out['meta'];
+    with `release`, a WikiText release whose official line counts the files must have."""
     texts = {split: read_text(path) for split, path in text_files.items()}  # missing, empty, not UTF-8
     if release:
         for split, path in text_files.items():
