@@ -128,7 +128,6 @@ def load(path, keys=STATE_KEYS, run: str | None = None) -> dict:
 
 
 def load_epoch(folder: Path, epoch: int) -> dict:
-    """The model this run saved after `epoch`."""
     try:
         return load(epoch_path(folder, epoch), MODEL_KEYS, Path(folder).name)
     except UnreadableCheckpoint as err:

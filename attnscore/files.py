@@ -62,7 +62,6 @@ def atomic_path(path):
 
 
 def fsync(path) -> None:
-    """Flush a file's or a folder's (its entries') data to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -88,7 +87,6 @@ def log_to(path):
 
 
 def write_json(obj, path) -> None:
-    """An object as indented JSON, written atomically."""
     with atomic_path(path) as target:
         Path(target).write_text(json.dumps(obj, indent=2) + "\n")
 

@@ -60,7 +60,6 @@ def train_distributed(
 
 
 def worker(job_path, history_path) -> None:
-    """One training process started by torchrun: join the process group, train, leave."""
     job = json.loads(Path(job_path).read_text())
     model_cfg, cfg = ModelConfig(**job.pop("model_cfg")), TrainConfig(**job.pop("cfg"))
     dist.init_process_group("nccl" if pick_device(cfg.device).type == "cuda" else "gloo")

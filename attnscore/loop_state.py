@@ -33,7 +33,6 @@ class TrainingState:
     INTERVAL = ("interval_nll", "interval_count", "interval_grad_norm", "interval_steps", "interval_seconds")
 
     def steps_done(self, steps_per_epoch: int) -> int:
-        """Optimizer steps done in the whole run."""
         return self.epoch * steps_per_epoch + self.step
 
     def close_interval(self, row: dict) -> None:

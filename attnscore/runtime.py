@@ -45,7 +45,6 @@ def all_gather(obj) -> list:
 
 
 def barrier() -> None:
-    """Wait until every process gets here (nothing to wait for in a single process)."""
     if rank_and_world()[1] > 1:
         dist.barrier()
 

@@ -252,7 +252,6 @@ def epoch_metrics(trainer: Trainer, totals: TrainingState, eval_splits: dict) ->
 
 
 def evaluate_splits(trainer: Trainer, eval_splits: dict) -> dict:
-    """Loss and perplexity of the trainer's model on each batchified split."""
     row = {}
     for split, matrix in eval_splits.items():
         nll, n = trainer.evaluate(matrix)

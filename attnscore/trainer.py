@@ -156,7 +156,6 @@ class Trainer:
         return nll.detach(), norm.detach()
 
     def evaluate(self, matrix: torch.Tensor) -> tuple[float, int]:
-        """Summed NLL and token count of the model over a batchified split (evaluation.evaluate)."""
         return evaluate(self.model, matrix, self.cfg.seq_len, self.dtype)
 
     def check_sane(self, what: str, value: float, *, where: str, kept: str | None, bounded=True) -> None:
@@ -166,13 +165,10 @@ class Trainer:
         uniform = math.log(self.model.cfg.vocab_size)
         if math.isfinite(value) and not (bounded and value > uniform + DIVERGED_ABOVE_UNIFORM):
             return
-        problem = (
-            "became NaN/inf"
-            if not math.isfinite(value)
-            else (
-                f"is {value:.4g} nats/token, worse than a uniform guess ({uniform:.2f}) by over {DIVERGED_ABOVE_UNIFORM:g}"
-            )
-        )
+        if math.isfinite(value):
+            problem = f"is {value:.4g} nats/token, worse than a uniform guess ({uniform:.2f}) by over {DIVERGED_ABOVE_UNIFORM:g}"
+        else:
+            problem = "became NaN/inf"
         keeps = f"the last good checkpoint, {kept}, is kept" if kept else "there is no earlier checkpoint of this run"
         precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "fp32")
         advice = "lower train.lr" + (
