@@ -75,7 +75,7 @@ def train(
             write_json(settings, folder / "settings.json")
         board = None
         if main and tensorboard_dir is not None and state.epoch < cfg.epochs:
-            board = steplog.TensorBoard(Path(tensorboard_dir) / run, state.steps_done(steps), log)
+            board = steplog.tensorboard(Path(tensorboard_dir) / run, state.steps_done(steps), log)
 
         def save(path=last):  # by every process together; a checkpoint holds the totals over all of them
             nonlocal kept
@@ -103,7 +103,7 @@ def train(
                     trainer.check_losses(row, at(state), kept)
                     log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
                     if board:
-                        board.epoch(row, state.steps_done(steps))
+                        steplog.add_scalars(board, row, steplog.EPOCH_TAGS, state.steps_done(steps))
                     if cfg.eval_every:
                         curve_point(trainer, state, curve, board, state.steps_done(steps))
                     else:
@@ -218,7 +218,7 @@ def log_row(trainer: Trainer, state: TrainingState, steps_per_epoch: int, board=
     }
     state.close_interval(row)
     if board:
-        board.step(row)
+        steplog.add_scalars(board, row, steplog.STEP_TAGS, row["step"])
 
 
 def curve_windows(valid_tokens, cfg: TrainConfig) -> torch.Tensor:
@@ -236,7 +236,7 @@ def curve_point(trainer: Trainer, state: TrainingState, curve: torch.Tensor, boa
     nll, count = trainer.evaluate(curve)
     point = state.add_curve_point(step, nll / count)
     if board:
-        board.curve(point)
+        steplog.add_scalars(board, point, steplog.CURVE_TAGS, step)
     return time.perf_counter() - started
 
 
