@@ -1,8 +1,6 @@
-"""Corpora: three text files per corpus (train, valid, test), read, checked and fetched.
-
-WikiText-2 is downloaded from its official release and verified, or read from a folder the user
-names; any other corpus is a folder of three UTF-8 files; the offline demo corpus is generated
-from the docstrings of Python's standard library.
+"""Corpora: three text files per corpus (train, valid, test), read, checked and fetched: WikiText-2
+downloaded from its official release and verified, or read from a folder the user names; any
+other corpus a folder of three UTF-8 files; the offline demo corpus made from Python's docstrings.
 """
 
 import ast
@@ -105,12 +103,8 @@ def check_wikitext_split(path, release: str, split: str, data: bytes | None = No
 
 def download_wikitext(release: str, out_dir, sources=None) -> str:
     """Download a WikiText release into out_dir (one file per split); returns the source used.
-
-    Sources are tried in order: the author's mirror (the zip, checksum-verified), then the
-    Hugging Face dataset (parquet; each split verified by its line count and, for valid and
-    test of the tokenized release, by the sha256 of the original files). A download that
-    fails verification is discarded, never used.
-    """
+    Sources are tried in order: the author's mirror (the zip, checksum-verified), then the Hugging
+    Face dataset (parquet); every split is checked (check_wikitext_split) before any is written."""
     spec = WIKITEXT[release]
     sources = sources or [("mirror", WIKITEXT_MIRROR.format(zip=spec["zip"])), ("huggingface", HF_PARQUET)]
     failures = []
@@ -155,12 +149,8 @@ def _from_parquet(spec, url_template) -> dict:
 
 
 def demo_corpus(out_dir, min_chars: int = 200) -> None:
-    """Write an offline English corpus: the docstrings of Python's standard library modules.
-
-    Docstrings of at least min_chars characters from the top-level modules, in file order;
-    every tenth goes to valid, the one after it to test, the rest to train. It needs no
-    network and is the same for a given Python version.
-    """
+    """Write an offline English corpus: the docstrings of at least min_chars characters of Python's
+    top-level standard library modules, in file order. The same for a given Python version."""
     docs = []
     for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
         try:

@@ -33,13 +33,10 @@ class DiskFull(Explained, OSError):
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed.
-
-    The data and the rename are flushed to disk (fsync), so after a crash `path` holds either the
-    old or the new file, never a torn one. The temporary file is created with the umask's mode,
-    like any new file, and the rename keeps it. Temporary files of earlier writes of `path` that
-    were killed midway are removed first (each file has one writer: one job, or the process
-    holding its checkpoint folder's lock).
-    """
+    The data and the rename are flushed to disk (fsync), so after a crash `path` holds the old or
+    the new file, never a torn one. The temporary file has the umask's mode, like any new file.
+    Temporary files of earlier writes of `path` that were killed midway are removed first (each
+    file has one writer: one job, or the process holding its checkpoint folder's lock)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 2 * TMP_TOKEN_BYTES}.tmp"):

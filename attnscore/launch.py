@@ -35,12 +35,9 @@ def torchrun_command(processes: int, job, history) -> list[str]:
 def train_distributed(
     model_cfg: ModelConfig, cfg: TrainConfig, *, token_files: dict, checkpoint_dir, tensorboard_dir=None
 ) -> TrainingState:
-    """train() in cfg.processes processes under torchrun (the same arguments, but log: each
-    process logs to its own output); returns process 0's TrainingState.
-
-    Signals to this process are passed on to torchrun, which passes them to the workers: they
-    checkpoint and stop together.
-    """
+    """train() in cfg.processes processes under torchrun (the same arguments, but log: each process
+    logs to its own output); returns process 0's TrainingState. Signals to this process are passed
+    on to torchrun, which passes them to the workers: they checkpoint and stop together."""
     with tempfile.TemporaryDirectory() as tmp:
         job, history = Path(tmp) / "job.json", Path(tmp) / "history.json"
         write_job(

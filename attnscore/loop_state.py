@@ -8,11 +8,8 @@ from attnscore.runtime import all_sum
 
 @dataclass
 class TrainingState:
-    """The loop's position and running sums. A fresh run starts from TrainingState().
-
-    Within a process the running sums are its own; in a checkpoint they are the totals over all
-    processes (totals()), and on resume process 0 takes them back, the others start from zero.
-    """
+    """Within a process the running sums are its own; in a checkpoint they are the totals over all
+    processes (totals()), and on resume process 0 takes them back, the others start from zero."""
 
     epoch: int = 0  # epochs finished
     step: int = 0  # steps finished within the current epoch

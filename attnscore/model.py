@@ -1,10 +1,8 @@
-"""A GPT-2-style decoder-only language model whose attention kind is a config option.
-
-The defaults are the reference experiment's decoder (the course starter): sinusoidal
-positions added to token embeddings scaled by sqrt(d_model), pre-LayerNorm residual blocks,
-a ReLU feed-forward, a final LayerNorm, an untied output layer and Xavier-uniform init.
-GPT-2's own choices (learned positions, GELU, tied embeddings) are options of the same class.
-The loss over the output layer is computed a chunk of rows at a time (LinearCrossEntropy).
+"""A GPT-2-style decoder-only language model whose attention kind is a config option. The defaults
+are the reference experiment's decoder (the course starter): sinusoidal positions added to token
+embeddings scaled by sqrt(d_model), pre-LayerNorm residual blocks, a ReLU feed-forward, a final
+LayerNorm, an untied output layer and Xavier-uniform init. GPT-2's own choices (learned positions,
+GELU, tied embeddings) are options. The loss is computed a chunk of rows at a time (LinearCrossEntropy).
 """
 
 import functools

@@ -96,11 +96,8 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto"):
-    """The autocast dtype for a device and precision setting; None means plain fp32.
-
-    auto: on CUDA bf16 where supported, else fp16 (with a grad scaler); on CPU bf16 where the
-    processor has native bf16 (cpu_has_fast_bf16), else fp32.
-    """
+    """The autocast dtype for a device and precision setting; None means plain fp32. auto: on CUDA
+    bf16 where supported, else fp16 (with a grad scaler); on CPU bf16 if cpu_has_fast_bf16, else fp32."""
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

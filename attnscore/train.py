@@ -1,9 +1,7 @@
 """The training loop: train() steps a Trainer over the batchified train split, logs every
 train.log_every steps, evaluates on valid and test after each epoch (and on the validation
-curve's windows every train.eval_every steps), and checkpoints so that it resumes (after a crash,
-or after a stop signal, on which it saves first).
-
-train() runs in one process, or in each process of a DDP run (attnscore.launch starts those).
+curve's windows every train.eval_every steps), and checkpoints so that it resumes after a crash
+or a stop signal. It runs in one process, or in each process of a DDP run (attnscore.launch).
 """
 
 import math

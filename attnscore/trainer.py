@@ -55,12 +55,9 @@ DIVERGED_ABOVE_UNIFORM = 1.0
 
 
 def lr_factor(step: int, cfg: TrainConfig, total_steps: int) -> float:
-    """The learning rate of optimizer step `step` (0: the run's first) as a fraction of cfg.lr.
-
-    A linear warm-up over cfg.warmup_steps, (step + 1) / warmup_steps, then 1 (constant) or a
-    half cosine from 1 down to cfg.min_lr_ratio at the run's last step, total_steps - 1 (cosine;
-    nanoGPT's and GPT-3's schedule). constant without warm-up is the reference: always 1.
-    """
+    """The learning rate of optimizer step `step` (0: the run's first) as a fraction of cfg.lr: a
+    linear warm-up over cfg.warmup_steps, then 1 (constant; the reference, without warm-up) or a half
+    cosine down to cfg.min_lr_ratio at the run's last step, total_steps - 1 (nanoGPT's, GPT-3's)."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
