@@ -71,9 +71,8 @@ def train(
         state, kept = resume(trainer, folder, eval_splits, log, settings)
         if main and kept is None:
             write_json(settings, folder / "settings.json")
-        board = None
-        if main and tensorboard_dir is not None and state.epoch < cfg.epochs:
-            board = steplog.tensorboard(Path(tensorboard_dir) / run, state.steps_done(steps), log)
+        with_board = main and tensorboard_dir is not None and state.epoch < cfg.epochs
+        board = steplog.tensorboard(Path(tensorboard_dir) / run, state.steps_done(steps), log) if with_board else None
 
         def save(path=last):  # by every process together; a checkpoint holds the totals over all of them
             nonlocal kept
@@ -85,36 +84,30 @@ def train(
             checkpoints.save(trainer, totals, run, path)
             kept = position(last, state) if path == last else kept
 
-        try:
-            with stop_signals() as stop:
-                if cfg.eval_every and not state.curve and state.epoch < cfg.epochs:  # the untrained model
-                    curve_point(trainer, state, curve, board, 0)
-                while state.epoch < cfg.epochs:
-                    if train_epoch(
-                        trainer, state, rows=train_rows, steps=steps, stop=stop, save=save, board=board, curve=curve
-                    ):
-                        signum = stop[0] if stop else "on another process"
-                        raise TrainingInterrupted(
-                            f"stopped by signal {signum}; checkpoint {last} saved, re-run to resume"
-                        )
-                    row = epoch_metrics(trainer, state.totals(trainer.device), eval_splits)
-                    trainer.check_losses(row, at(state), kept)
-                    log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-                    if board:
-                        steplog.add_scalars(board, row, steplog.EPOCH_TAGS, state.steps_done(steps))
-                    if cfg.eval_every:
-                        curve_point(trainer, state, curve, board, state.steps_done(steps))
-                    else:
-                        state.add_curve_point(state.steps_done(steps), row["valid_loss"])
-                    best = min((r["valid_loss"] for r in state.history), default=math.inf)
-                    state.finish_epoch(row)
-                    checkpoints.save_model(trainer.model, run, row["epoch"], folder)
-                    save()
-                    if row["valid_loss"] < best:
-                        save(folder / "best.pt")
-        finally:
-            if board:
-                board.close()
+        with board or nullcontext(), stop_signals() as stop:  # the board closes at the end
+            if cfg.eval_every and not state.curve and state.epoch < cfg.epochs:  # the untrained model
+                curve_point(trainer, state, curve, board, 0)
+            while state.epoch < cfg.epochs:
+                if train_epoch(
+                    trainer, state, rows=train_rows, steps=steps, stop=stop, save=save, board=board, curve=curve
+                ):
+                    signum = stop[0] if stop else "on another process"
+                    raise TrainingInterrupted(f"stopped by signal {signum}; checkpoint {last} saved, re-run to resume")
+                row = epoch_metrics(trainer, state.totals(trainer.device), eval_splits)
+                trainer.check_losses(row, at(state), kept)
+                log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+                if board:
+                    steplog.add_scalars(board, row, steplog.EPOCH_TAGS, state.steps_done(steps))
+                if cfg.eval_every:
+                    curve_point(trainer, state, curve, board, state.steps_done(steps))
+                else:
+                    state.add_curve_point(state.steps_done(steps), row["valid_loss"])
+                best = min((r["valid_loss"] for r in state.history), default=math.inf)
+                state.finish_epoch(row)
+                checkpoints.save_model(trainer.model, run, row["epoch"], folder)
+                save()
+                if row["valid_loss"] < best:
+                    save(folder / "best.pt")
     return state.up_to(cfg.epochs)
 
 
