@@ -1,17 +1,14 @@
-"""Training state on disk: which run a checkpoint belongs to, saving and loading it, the lock on
-a checkpoint folder, choosing the file to resume from, and publishing the best epoch's model as
-the model output.
+"""Training state on disk: saving and loading it, the lock on a checkpoint folder, choosing the
+file to resume from, and publishing the best epoch's model as the model output.
 
-Each run (the model, the data and the training settings that change its weights) has its own
-folder, <checkpoint_dir>/<run id>/, so a run of other settings never overwrites it and going back
-to earlier settings finds their run again. It is not a Snakemake output, because Snakemake
-deletes a failed job's outputs: a killed run picks up from there. A run folder holds
-- last.pt: the whole training state: the Trainer's state_dict (model, optimizer, scheduler and
-  grad scaler) as "trainer", the loop's TrainingState (epoch, step within it, running loss, seconds, the
-  per-epoch metrics), the evaluation batch the metrics were measured with, the RNG state of
-  every process;
-- best.pt: the same at the epoch that had the lowest validation loss when it was trained,
-  resumed from when last.pt is unreadable;
+Each run (the model, data and training settings that change its weights) has its own folder,
+<checkpoint_dir>/<run id>/, so other settings never overwrite it and going back to earlier ones
+finds their run again. It is no Snakemake output, because Snakemake deletes a failed job's
+outputs: a killed run picks up from there. A run folder holds
+- last.pt: the Trainer's state_dict as "trainer", the loop's TrainingState, the evaluation batch
+  size the metrics were measured with, the RNG state of every process;
+- best.pt: the same at the epoch of the lowest validation loss so far, resumed from when last.pt
+  is unreadable;
 - epoch<N>.pt: the model alone after epoch N (what evaluation reads), so that a trained run can
   be shortened, evaluated again or published without training;
 - settings.json: the settings behind the run id, for people choosing which runs to delete.
@@ -27,7 +24,7 @@ from pathlib import Path
 import torch
 
 from attnscore import attention, codeid, identity
-from attnscore.files import Explained, atomic_path, write_json
+from attnscore.files import Explained, atomic_path
 from attnscore.loop_state import STATE_FIELDS, TrainingState
 from attnscore.runtime import all_gather, barrier, rank_and_world
 
@@ -131,7 +128,6 @@ def load(path, keys=STATE_KEYS, run: str | None = None) -> dict:
 
 
 def load_epoch(folder: Path, epoch: int) -> dict:
-    """The model this run saved after `epoch`."""
     try:
         return load(epoch_path(folder, epoch), MODEL_KEYS, Path(folder).name)
     except UnreadableCheckpoint as err:
@@ -142,8 +138,8 @@ def load_epoch(folder: Path, epoch: int) -> dict:
 
 def find_resumable(folder: Path, log, settings: dict) -> tuple[dict | None, Path | None]:
     """The state to go on from and its file: last.pt, or best.pt if last.pt is unusable; (None,
-    None) when the run has no usable checkpoint (its settings.json is written then). A new run
-    whose settings differ from another's in code only says which code changed."""
+    None) when the run has none. A new run whose settings differ from another's in code only says
+    which code changed."""
     for path in (folder / "last.pt", folder / "best.pt"):
         if path.exists():
             try:
@@ -171,36 +167,24 @@ def settings_record(model_cfg, cfg, token_files: dict) -> dict:
     return json.loads(json.dumps({**run_settings(model_cfg, cfg), "token_files": files}, default=str))
 
 
-def write_settings(record: dict, folder: Path) -> None:
-    """settings.json of a run folder (process 0)."""
-    if rank_and_world()[0] == 0:
-        write_json(record, folder / "settings.json")
-
-
 def restore(trainer, saved: dict) -> TrainingState:
-    """Restore the trainer from a saved state; the loop's state to go on from.
-
-    The running sums in a checkpoint are the totals over all processes: process 0 resumes with
-    them, the others from zero, so the next sum over processes is right again.
-    """
+    """Restore the trainer and this process's RNG from a saved state; the loop's state to go on from."""
     rank = rank_and_world()[0]
     trainer.load_state_dict(saved["trainer"])
     torch.set_rng_state(saved["rng_cpu"][rank])
     if trainer.device.type == "cuda" and saved["rng_cuda"]:
         torch.cuda.set_rng_state(saved["rng_cuda"][rank], trainer.device)
-    return TrainingState.from_checkpoint(saved, rank)
-
-
-def best_epoch(history: list[dict]) -> int:
-    """The epoch with the lowest validation loss (the first of equals)."""
-    return min(history, key=lambda row: row["valid_loss"])["epoch"]
+    state = TrainingState(**{name: saved[name] for name in STATE_FIELDS})
+    if rank:  # the saved totals are process 0's to resume with (TrainingState)
+        state.reset(TrainingState.SUMMED)
+    return state
 
 
 def export_best(folder, history: list[dict], model_path) -> None:
-    """Publish the best epoch of `history` as model_path, if that epoch's model file is of this
-    run: a copy, not a hard link, so that damage to an output never reaches the checkpoints."""
-    epoch = best_epoch(history)
+    """Publish the model of the epoch of lowest validation loss (the first of equals) as model_path,
+    if its file is of this run: a copy, not a hard link, so that damage to an output never reaches
+    the checkpoints."""
+    epoch = min(history, key=lambda row: row["valid_loss"])["epoch"]
     load_epoch(folder, epoch)
-    source = epoch_path(folder, epoch)
     with atomic_path(model_path) as tmp:
-        shutil.copyfile(source, tmp)
+        shutil.copyfile(epoch_path(folder, epoch), tmp)

@@ -1,17 +1,13 @@
-"""Corpora: three text files per corpus (train, valid, test), read, checked and fetched.
-
-WikiText-2 is downloaded from its official release and verified, or read from a folder the user
-names; any other corpus is a folder of three UTF-8 files; the offline demo corpus is generated
-from the docstrings of Python's standard library.
+"""Corpora: three text files per corpus (train, valid, test), read, checked and fetched: WikiText-2
+downloaded from its official release and verified, or read from a folder the user names; any
+other corpus a folder of three UTF-8 files; the offline demo corpus made from Python's docstrings.
 """
 
 import ast
 import hashlib
 import inspect
 import io
-import shutil
 import sysconfig
-import tempfile
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -56,9 +52,9 @@ def release_file(release: str, split: str) -> str:
     return Path(WIKITEXT[release]["member"].format(split=split)).name
 
 
-def file_digest(path, algorithm="sha256") -> str:
+def file_digest(path) -> str:
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, algorithm).hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def fetch(url: str, timeout: float = 60.0) -> bytes:
@@ -89,47 +85,41 @@ def read_text(path) -> str:
     return text
 
 
-def check_wikitext_split(path, release: str, split: str) -> None:
-    """A WikiText split must have its official line count (and sha256, where recorded)."""
+def check_wikitext_split(path, release: str, split: str, data: bytes | None = None) -> None:
+    """A WikiText split (the file at `path`, or the downloaded `data`) must have its official line
+    count (and sha256, where recorded)."""
     spec = WIKITEXT[release]
-    expected = spec["lines"][split]
-    with open(path, "rb") as f:
-        found = sum(1 for _ in f)
+    data = Path(path).read_bytes() if data is None else data
+    expected, found = spec["lines"][split], len(io.BytesIO(data).readlines())
     fix = "Delete it to download it again, or point data.dir at the official release"
     if found != expected:
         raise DataError(
             f"{path}: {found} lines, but the {release} {split} split has {expected}; the file is "
             f"truncated, corrupt or a different split. {fix}"
         )
-    if split in spec["sha256"] and file_digest(path) != spec["sha256"][split]:
+    if split in spec["sha256"] and hashlib.sha256(data).hexdigest() != spec["sha256"][split]:
         raise DataError(f"{path}: sha256 differs from the official {release} {split} split. {fix}")
 
 
 def download_wikitext(release: str, out_dir, sources=None) -> str:
     """Download a WikiText release into out_dir (one file per split); returns the source used.
-
-    Sources are tried in order: the author's mirror (the zip, checksum-verified), then the
-    Hugging Face dataset (parquet; each split verified by its line count and, for valid and
-    test of the tokenized release, by the sha256 of the original files). A download that
-    fails verification is discarded, never used.
-    """
-    spec, out_dir = WIKITEXT[release], Path(out_dir)
+    Sources are tried in order: the author's mirror (the zip, checksum-verified), then the Hugging
+    Face dataset (parquet); every split is checked (check_wikitext_split) before any is written."""
+    spec = WIKITEXT[release]
     sources = sources or [("mirror", WIKITEXT_MIRROR.format(zip=spec["zip"])), ("huggingface", HF_PARQUET)]
     failures = []
     for name, url in sources:
         try:
             splits = _from_zip(spec, url) if name == "mirror" else _from_parquet(spec, url)
-            with tempfile.TemporaryDirectory(dir=out_dir.parent if out_dir.parent.exists() else None) as tmp:
-                for split, data in splits.items():
-                    (Path(tmp) / f"{split}.txt").write_bytes(data)
-                    check_wikitext_split(Path(tmp) / f"{split}.txt", release, split)
-                out_dir.mkdir(parents=True, exist_ok=True)
-                for split in SPLITS:
-                    with atomic_path(out_dir / f"{split}.txt") as target:
-                        shutil.copyfile(Path(tmp) / f"{split}.txt", target)
-            return f"{name}: {url}"
+            for split, data in splits.items():
+                check_wikitext_split(f"the downloaded {split} split", release, split, data)
         except Exception as err:  # any failure means: try the next source, report all at the end
             failures.append(f"  {name} ({url}): {err}")
+            continue
+        for split, data in splits.items():
+            with atomic_path(Path(out_dir) / f"{split}.txt") as target:
+                Path(target).write_bytes(data)
+        return f"{name}: {url}"
     raise DataError(
         f"could not download {release} from any source:\n" + "\n".join(failures) + "\nDownload "
         f"{spec['zip']} by hand, unzip it and set data.dir to the folder holding the split files"
@@ -159,12 +149,8 @@ def _from_parquet(spec, url_template) -> dict:
 
 
 def demo_corpus(out_dir, min_chars: int = 200) -> None:
-    """Write an offline English corpus: the docstrings of Python's standard library modules.
-
-    Docstrings of at least min_chars characters from the top-level modules, in file order;
-    every tenth goes to valid, the one after it to test, the rest to train. It needs no
-    network and is the same for a given Python version.
-    """
+    """Write an offline English corpus: the docstrings of at least min_chars characters of Python's
+    top-level standard library modules, in file order. The same for a given Python version."""
     docs = []
     for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
         try:
@@ -176,10 +162,7 @@ def demo_corpus(out_dir, min_chars: int = 200) -> None:
                 doc = ast.get_docstring(node)
                 if doc and len(doc) >= min_chars:
                     docs.append(inspect.cleandoc(doc))
-    splits = {split: [] for split in SPLITS}
-    for i, doc in enumerate(docs):
-        splits["valid" if i % 10 == 0 else "test" if i % 10 == 1 else "train"].append(doc)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    splits = {"train": [doc for i, doc in enumerate(docs) if i % 10 > 1], "valid": docs[::10], "test": docs[1::10]}
     for split, texts in splits.items():
         with atomic_path(Path(out_dir) / f"{split}.txt") as target:
             Path(target).write_text("\n\n".join(texts) + "\n", encoding="utf-8")

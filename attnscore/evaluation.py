@@ -62,11 +62,10 @@ def evaluate_checkpoint(
     count. The keywords are the config's train keys of that name (the evaluation role)."""
     where = pick_device(device)
     model, saved = load_model(model_path, where)
-    model_cfg = model.cfg
-    tokens = batchify(load_tokens(token_file, model_cfg.vocab_size), eval_batch_size)
+    tokens = batchify(load_tokens(token_file, model.cfg.vocab_size), eval_batch_size)
     nll, count = evaluate(model, tokens, seq_len, autocast_dtype(where, precision))
     return {
         "loss": nll / count, "perplexity": perplexity(nll, count), "tokens": count,
-        "attention": model_cfg.attention, "epoch": saved["epoch"], "device": str(where),
+        "attention": model.cfg.attention, "epoch": saved["epoch"], "device": str(where),
         "parameters": model.num_params(),
     }  # fmt: skip

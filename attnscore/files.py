@@ -7,11 +7,12 @@ import json
 import os
 import secrets
 import shutil
-from contextlib import contextmanager
+import sys
+import traceback
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
-# Below this much free space a failed write is taken for a full disk: the C++ writers behind
-# torch.save report it without errno ("basic_ios::clear: iostream error").
+# Below this much free space a failed write is taken for a full disk (atomic_path).
 DISK_FULL_BYTES = 1 << 20
 TMP_TOKEN_BYTES = 4  # a temporary file is .<name>.<8 hex digits>.tmp
 
@@ -32,13 +33,10 @@ class DiskFull(Explained, OSError):
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed.
-
-    The data and the rename are flushed to disk (fsync), so after a crash `path` holds either the
-    old or the new file, never a torn one. The temporary file is created with the umask's mode,
-    like any new file, and the rename keeps it. Temporary files of earlier writes of `path` that
-    were killed midway are removed first (each file has one writer: one job, or the process
-    holding its checkpoint folder's lock).
-    """
+    The data and the rename are flushed to disk (fsync), so after a crash `path` holds the old or
+    the new file, never a torn one. The temporary file has the umask's mode, like any new file.
+    Temporary files of earlier writes of `path` that were killed midway are removed first (each
+    file has one writer: one job, or the process holding its checkpoint folder's lock)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 2 * TMP_TOKEN_BYTES}.tmp"):
@@ -51,7 +49,9 @@ def atomic_path(path):
         os.replace(tmp, path)
         fsync(path.parent)
     except Exception as err:
-        if is_disk_full(err, path.parent):
+        # ENOSPC, or next to no space left: the C++ writers behind torch.save report a full disk without errno.
+        no_space = isinstance(err, OSError) and err.errno == errno.ENOSPC
+        if no_space or shutil.disk_usage(path.parent).free < DISK_FULL_BYTES:
             raise DiskFull(f"{path} was not written: the disk is full; free some space and re-run") from err
         raise
     finally:
@@ -59,7 +59,6 @@ def atomic_path(path):
 
 
 def fsync(path) -> None:
-    """Flush a file's or a folder's (its entries') data to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -67,21 +66,10 @@ def fsync(path) -> None:
         os.close(fd)
 
 
-def is_disk_full(err: Exception, folder) -> bool:
-    """Whether a failed write ran out of space: ENOSPC, or next to no space left on `folder`'s filesystem."""
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        return True
-    return shutil.disk_usage(folder).free < DISK_FULL_BYTES
-
-
 @contextmanager
 def log_to(path):
     """Send stdout and stderr to a log file for the duration: an Explained failure as its message
     (the job then exits with status 1), any other with its traceback."""
-    import sys
-    import traceback
-    from contextlib import redirect_stderr, redirect_stdout
-
     with open(path, "w", buffering=1) as log, redirect_stdout(log), redirect_stderr(log):
         try:
             yield
@@ -96,7 +84,6 @@ def log_to(path):
 
 
 def write_json(obj, path) -> None:
-    """An object as indented JSON, written atomically."""
     with atomic_path(path) as target:
         Path(target).write_text(json.dumps(obj, indent=2) + "\n")
 

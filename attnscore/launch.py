@@ -4,7 +4,6 @@ each of them runs."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,23 +15,14 @@ import torch.distributed as dist
 
 from attnscore.loop_state import TrainingState
 from attnscore.model import ModelConfig
-from attnscore.runtime import pick_device
+from attnscore.runtime import pick_device, signals_to
 from attnscore.train import train
 from attnscore.trainer import TrainConfig
 
 
-def write_job(
-    path, model_cfg: ModelConfig, cfg: TrainConfig, *, token_files: dict, checkpoint_dir, tensorboard_dir=None
-) -> None:
-    """What every worker needs to know, as JSON."""
-    job = {
-        "model": vars(model_cfg),
-        "train": vars(cfg),
-        "token_files": {split: str(file) for split, file in token_files.items()},
-        "checkpoint_dir": str(checkpoint_dir),
-        "tensorboard_dir": None if tensorboard_dir is None else str(tensorboard_dir),
-    }
-    Path(path).write_text(json.dumps(job))
+def write_job(path, model_cfg: ModelConfig, cfg: TrainConfig, **train_args) -> None:
+    """train()'s arguments (token_files, checkpoint_dir, tensorboard_dir) as JSON: what every worker needs."""
+    Path(path).write_text(json.dumps({"model_cfg": vars(model_cfg), "cfg": vars(cfg), **train_args}, default=str))
 
 
 def torchrun_command(processes: int, job, history) -> list[str]:
@@ -45,12 +35,9 @@ def torchrun_command(processes: int, job, history) -> list[str]:
 def train_distributed(
     model_cfg: ModelConfig, cfg: TrainConfig, *, token_files: dict, checkpoint_dir, tensorboard_dir=None
 ) -> TrainingState:
-    """train() in cfg.processes processes under torchrun (the same arguments, but log: each
-    process logs to its own output); returns process 0's TrainingState.
-
-    Signals to this process are passed on to torchrun, which passes them to the workers: they
-    checkpoint and stop together.
-    """
+    """train() in cfg.processes processes under torchrun (the same arguments, but log: each process
+    logs to its own output); returns process 0's TrainingState. Signals to this process are passed
+    on to torchrun, which passes them to the workers: they checkpoint and stop together."""
     with tempfile.TemporaryDirectory() as tmp:
         job, history = Path(tmp) / "job.json", Path(tmp) / "history.json"
         write_job(
@@ -59,13 +46,8 @@ def train_distributed(
         threads = max(1, torch.get_num_threads() // cfg.processes)  # CPU workers share the cores
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         torchrun = subprocess.Popen(torchrun_command(cfg.processes, job, history), env=env)
-        signals = (signal.SIGTERM, signal.SIGINT)
-        forward = {sig: signal.signal(sig, lambda signum, _: torchrun.send_signal(signum)) for sig in signals}
-        try:
+        with signals_to(lambda signum, _: torchrun.send_signal(signum)):
             returncode = torchrun.wait()
-        finally:
-            for sig, handler in forward.items():
-                signal.signal(sig, handler)
         if returncode != 0:
             raise RuntimeError(
                 f"torchrun with {cfg.processes} processes exited with {returncode}; see the log above. "
@@ -75,15 +57,11 @@ def train_distributed(
 
 
 def worker(job_path, history_path) -> None:
-    """One training process started by torchrun: join the process group, train, leave."""
     job = json.loads(Path(job_path).read_text())
-    cfg = TrainConfig(**job["train"])
+    model_cfg, cfg = ModelConfig(**job.pop("model_cfg")), TrainConfig(**job.pop("cfg"))
     dist.init_process_group("nccl" if pick_device(cfg.device).type == "cuda" else "gloo")
     try:
-        state = train(
-            ModelConfig(**job["model"]), cfg, token_files=job["token_files"], checkpoint_dir=job["checkpoint_dir"],
-            tensorboard_dir=job["tensorboard_dir"],
-        )  # fmt: skip
+        state = train(model_cfg, cfg, **job)
         if dist.get_rank() == 0:
             Path(history_path).write_text(json.dumps(asdict(state)))
     finally:

@@ -8,11 +8,8 @@ from attnscore.runtime import all_sum
 
 @dataclass
 class TrainingState:
-    """The loop's position and running sums. A fresh run starts from TrainingState().
-
-    Within a process the running sums are its own; in a checkpoint they are the totals over all
-    processes (totals()), and on resume process 0 takes them back, the others start from zero.
-    """
+    """Within a process the running sums are its own; in a checkpoint they are the totals over all
+    processes (totals()), and on resume process 0 takes them back, the others start from zero."""
 
     epoch: int = 0  # epochs finished
     step: int = 0  # steps finished within the current epoch
@@ -33,13 +30,12 @@ class TrainingState:
     INTERVAL = ("interval_nll", "interval_count", "interval_grad_norm", "interval_steps", "interval_seconds")
 
     def steps_done(self, steps_per_epoch: int) -> int:
-        """Optimizer steps done in the whole run."""
         return self.epoch * steps_per_epoch + self.step
 
     def close_interval(self, row: dict) -> None:
         """The interval is logged: keep its row and start the next one from zero."""
         self.steps = [*self.steps, row]
-        self._reset(self.INTERVAL)
+        self.reset(self.INTERVAL)
 
     def add_curve_point(self, step: int, valid_loss: float) -> dict:
         """Keep a point of the validation curve, at `step` optimizer steps into the run."""
@@ -51,14 +47,14 @@ class TrainingState:
         """The epoch is done: keep its metrics row and start the next epoch's sums from zero."""
         self.history = [*self.history, row]
         self.epoch = row["epoch"]
-        self._reset(("step", "nll_sum", "count", "epoch_seconds", *self.INTERVAL))
+        self.reset(("step", "nll_sum", "count", "epoch_seconds", *self.INTERVAL))
 
     def up_to(self, epochs: int) -> "TrainingState":
         """A copy holding the metrics, per-step rows and curve of the first `epochs` epochs only."""
         steps, curve = ([row for row in rows if row["epoch"] <= epochs] for rows in (self.steps, self.curve))
         return replace(self, history=self.history[:epochs], steps=steps, curve=curve)
 
-    def _reset(self, names) -> None:
+    def reset(self, names) -> None:
         for name in names:
             setattr(self, name, type(getattr(self, name))())
 
@@ -68,13 +64,6 @@ class TrainingState:
         return replace(
             self, **{name: type(getattr(self, name))(value) for name, value in zip(self.SUMMED, summed, strict=True)}
         )
-
-    @classmethod
-    def from_checkpoint(cls, saved: dict, rank: int = 0) -> "TrainingState":
-        state = cls(**{name: saved[name] for name in STATE_FIELDS})
-        if rank:  # the others' share of the totals is process 0's to resume with
-            state = replace(state, **{name: type(getattr(state, name))() for name in cls.SUMMED})
-        return state
 
 
 STATE_FIELDS = tuple(f.name for f in fields(TrainingState))

@@ -1,10 +1,8 @@
-"""A GPT-2-style decoder-only language model whose attention kind is a config option.
-
-The defaults are the reference experiment's decoder (the course starter): sinusoidal
-positions added to token embeddings scaled by sqrt(d_model), pre-LayerNorm residual blocks,
-a ReLU feed-forward, a final LayerNorm, an untied output layer and Xavier-uniform init.
-GPT-2's own choices (learned positions, GELU, tied embeddings) are options of the same class.
-The loss over the output layer is computed a chunk of rows at a time (LinearCrossEntropy).
+"""A GPT-2-style decoder-only language model whose attention kind is a config option. The defaults
+are the reference experiment's decoder (the course starter): sinusoidal positions added to token
+embeddings scaled by sqrt(d_model), pre-LayerNorm residual blocks, a ReLU feed-forward, a final
+LayerNorm, an untied output layer and Xavier-uniform init. GPT-2's own choices (learned positions,
+GELU, tied embeddings) are options. The loss is computed a chunk of rows at a time (LinearCrossEntropy).
 """
 
 import functools
@@ -95,19 +93,15 @@ PAD_OUTPUTS_TO = 64
 
 class LinearCrossEntropy(torch.autograd.Function):
     """Summed cross-entropy of the logits x @ weight.T + bias (in float32 at least) against
-    targets, computed chunk_rows rows at a time.
+    targets, chunk_rows rows at a time.
 
-    The logits are a step's largest tensor (8 x 512 x 50,257 in float32: 823 MB at the
-    reference shape), and the plain loss adds passes over them (the log-softmax's backward, the
-    NLL's zero-filled gradient). Here only one chunk's logits exist at a time, and when
+    The logits are a step's largest tensor; here only one chunk's exist at a time, and when
     gradients are wanted the forward computes them at once (softmax minus one-hot: the
-    log-softmax's own output, exponentiated in place), so backward only scales them by the
-    incoming gradient. The matrix products are the plain ones, run under the caller's autocast.
-
-    The output layer's rows are padded to a multiple of 64 (zero weights, and a bias of -inf, so
-    the padding's probability and gradients are exactly 0): MKL runs the forward product faster
-    with a row width of 50,304 than of 50,257 (benchmarks/README.md; nanoGPT pads its vocabulary
-    for the same reason on GPUs).
+    log-softmax's own output, exponentiated in place), so backward only scales them. The matrix
+    products are the plain ones, under the caller's autocast. The output rows are padded to a
+    multiple of PAD_OUTPUTS_TO (zero weights, bias -inf: the padding's probability and gradients
+    are exactly 0), a width the matrix product runs faster at (benchmarks/README.md; nanoGPT pads
+    its vocabulary for the same reason).
     """
 
     @staticmethod
@@ -145,9 +139,8 @@ class LinearCrossEntropy(torch.autograd.Function):
 
 
 def linear_cross_entropy(x, linear: nn.Linear, targets, chunk_rows: int = 1024):
-    """F.cross_entropy(linear(x).float(), targets, reduction="sum") for x (rows, features),
-    by LinearCrossEntropy: a chunk of rows at a time, gradients only where autograd wants them.
-    chunk_rows trades the chunk's memory against per-chunk overhead (benchmarks/README.md)."""
+    """F.cross_entropy(linear(x).float(), targets, reduction="sum") for x (rows, features) by
+    LinearCrossEntropy; chunk_rows trades memory against per-chunk overhead (benchmarks/README.md)."""
     with_grads = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in linear.parameters()))
     return LinearCrossEntropy.apply(x, linear.weight, linear.bias, targets, chunk_rows, with_grads)
 
@@ -192,14 +185,10 @@ class DecoderLM(nn.Module):
 
 
 def training_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
-    """Model FLOPs of one training token, forward and backward (PaLM, appendix B; nanoGPT).
-
-    6 N for the N weights of the matrix multiplies (attention in/out projections, feed-forward,
-    output layer; embeddings, norms and biases excluded), plus, per layer and each of the T
-    positions attended to (the masked causal half counted too, as is customary), 3 x (the
-    kind's score for each head, attention.register's score_flops, + 2 d for the weighted sum):
-    backward twice forward, as for the matrix multiplies. For dot, whose score is 2 head_dim,
-    that is 12 L d T; a score with more arithmetic per pair (a distance) costs more.
+    """Model FLOPs of one training token, forward and backward (PaLM, appendix B; nanoGPT): 6 N for
+    the N weights of the matrix multiplies (not embeddings, norms, biases), plus per layer and each
+    of the T positions attended to (the masked half too, as is customary) 3 x (each head's score,
+    attention.register's score_flops, + 2 d for the weighted sum). For dot that is 12 L d T.
     """
     d, heads = cfg.d_model, cfg.n_heads
     matmul_weights = cfg.n_layers * (4 * d * d + 2 * d * cfg.d_ff) + d * cfg.vocab_size

@@ -5,6 +5,7 @@ and peak FLOPs."""
 import functools
 import os
 import platform
+import re
 import signal
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -44,7 +45,6 @@ def all_gather(obj) -> list:
 
 
 def barrier() -> None:
-    """Wait until every process gets here (nothing to wait for in a single process)."""
     if rank_and_world()[1] > 1:
         dist.barrier()
 
@@ -81,25 +81,23 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 @functools.cache
-def cpu_has_fast_bf16() -> bool:
-    """Whether the CPU multiplies bf16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo.
-
-    There bf16 autocast trains faster than fp32 (benchmarks/README.md);
-    elsewhere bf16 is emulated and slower, so fp32 stays.
-    """
+def cpu_info() -> str:
+    """The text of /proc/cpuinfo; empty where there is none (not Linux)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return ""
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether the CPU multiplies bf16 natively (AVX512-BF16 or AMX): there bf16 autocast trains
+    faster than fp32 (benchmarks/README.md); elsewhere bf16 is emulated and slower, so fp32 stays."""
+    return "avx512_bf16" in cpu_info() or "amx_bf16" in cpu_info()
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto"):
-    """The autocast dtype for a device and precision setting; None means plain fp32.
-
-    auto: on CUDA bf16 where supported, else fp16 (with a grad scaler); on CPU bf16 where the
-    processor has native bf16 (cpu_has_fast_bf16), else fp32.
-    """
+    """The autocast dtype for a device and precision setting; None means plain fp32. auto: on CUDA
+    bf16 where supported, else fp16 (with a grad scaler); on CPU bf16 if cpu_has_fast_bf16, else fp32."""
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -123,12 +121,8 @@ def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU's model and the threads torch uses."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = platform.processor() or "CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:  # not Linux
-        pass
+    names = re.findall(r"^model name[^:]*:(.*)$", cpu_info(), re.MULTILINE)
+    model = names[0].strip() if names else platform.processor() or "CPU"
     return f"{model} ({torch.get_num_threads()} threads)"
 
 
@@ -142,21 +136,25 @@ def peak_flops(name: str, dtype, override_tflops=None) -> float | None:
 
 
 @contextmanager
-def stop_signals():
-    """While training, SIGTERM and SIGINT are recorded in the yielded list instead of killing the
-    process, so the loop saves a checkpoint before it stops."""
-    received = []
-    signals = (signal.SIGTERM, signal.SIGINT)
-    handlers = {sig: signal.signal(sig, lambda signum, _: received.append(signum)) for sig in signals}
+def signals_to(handler):
+    """While in the block, SIGTERM and SIGINT call handler(signum, frame) instead of stopping the process."""
+    handlers = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield received
+        yield
     finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def stop_signals():
+    """While training, SIGTERM and SIGINT are recorded in the yielded list, so the loop saves a
+    checkpoint before it stops."""
+    received = []
+    with signals_to(lambda signum, _: received.append(signum)):
+        yield received
 
 
 def stop_agreed(received: list, device) -> bool:
     """Whether to stop now. All processes must stop at the same step: under DDP they agree every step."""
-    if rank_and_world()[1] == 1:
-        return bool(received)
     return all_sum([len(received)], device)[0] > 0

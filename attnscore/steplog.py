@@ -1,15 +1,8 @@
-"""Watching a run learn: its per-step log as TensorBoard event files, written while it trains.
-
-train() measures every train.log_every steps (and at each epoch's end) the mean training loss
-over those steps, the learning rate, the gradient norm before clipping and tokens/s, and keeps
-the rows in its TrainingState, so that they are checkpointed with the weights: a resumed run
-goes on with the rows of the checkpoint it resumed from, and steps.csv is published from them
-like metrics.csv. This module writes the same rows, and each epoch's validation and test loss,
-as TensorBoard scalars in one folder per run (train.py: tensorboard_dir/<run id>), so that
-
-    tensorboard --logdir results/<experiment>/tensorboard
-
-shows every run of an experiment side by side as <variant>/seed<k>/<run id>.
+"""Watching a run learn: the per-step log's columns (steps.csv, curve.csv), and its rows, each
+epoch's validation and test loss and the validation curve as TensorBoard event files, one folder
+per run, written while it trains, so that `tensorboard --logdir results/<experiment>/tensorboard`
+shows every run of an experiment side by side as <variant>/seed<k>/<run id>. The rows themselves
+live in the TrainingState, checkpointed with the weights: a resumed run goes on with them.
 """
 
 from pathlib import Path
@@ -24,52 +17,37 @@ STEP_TAGS = {
     "tokens_per_s": "speed/tokens_per_s",
 }
 EPOCH_TAGS = {"valid_loss": "loss/valid", "test_loss": "loss/test"}
-CURVE_TAG = "loss/valid_curve"  # the validation curve's points, with train.eval_every
+CURVE_TAGS = {"valid_loss": "loss/valid_curve"}  # the validation curve's points, with train.eval_every
 # curve.csv's columns: the validation curve (train.py: curve_point), and the model FLOPs trained by then.
 CURVE_COLUMNS = ("step", "epoch", "valid_loss", "flops")
 FLUSH_SECONDS = 10  # how stale a live view can be; saves and epoch ends flush at once
 
 
-class TensorBoard:
-    """The event files of one run. A run resumed after `resumed_step` steps purges the events a
-    killed process logged after its checkpoint (TensorBoard's purge_step: readers drop every
-    event of a later step logged before the restart), so each step shows once; a run starting
+def tensorboard(folder, resumed_step: int, log):
+    """The SummaryWriter of one run's event files. A run resumed after `resumed_step` steps purges
+    the events a killed process logged after its checkpoint (TensorBoard's purge_step: readers drop
+    every event of a later step logged before the restart), so each step shows once; a run starting
     from its first step replaces whatever events its folder held (a run whose checkpoints were
     deleted)."""
+    from torch.utils.tensorboard import SummaryWriter  # imports TensorBoard: only runs that train
 
-    def __init__(self, folder, resumed_step: int, log=print):
-        from torch.utils.tensorboard import SummaryWriter  # imports TensorBoard: only runs that train
+    folder = Path(folder)
+    if resumed_step == 0:
+        for old in sorted(folder.glob("events.out.tfevents.*")):
+            log(f"removing {old}: this run starts from its first step")
+            old.unlink()
+    purge = resumed_step + 1 if resumed_step else None  # the steps up to resumed_step are kept
+    return SummaryWriter(str(folder), purge_step=purge, flush_secs=FLUSH_SECONDS)
 
-        folder = Path(folder)
-        if resumed_step == 0:
-            for old in sorted(folder.glob("events.out.tfevents.*")):
-                log(f"removing {old}: this run starts from its first step")
-                old.unlink()
-        purge = resumed_step + 1 if resumed_step else None  # the steps up to resumed_step are kept
-        self.writer = SummaryWriter(str(folder), purge_step=purge, flush_secs=FLUSH_SECONDS)
 
-    def step(self, row: dict) -> None:
-        for key, tag in STEP_TAGS.items():
-            self.writer.add_scalar(tag, row[key], row["step"])
-
-    def epoch(self, row: dict, step: int) -> None:
-        for key, tag in EPOCH_TAGS.items():
-            self.writer.add_scalar(tag, row[key], step)
-
-    def curve(self, point: dict) -> None:
-        self.writer.add_scalar(CURVE_TAG, point["valid_loss"], point["step"])
-
-    def flush(self) -> None:
-        """Make what was logged so far durable: before a checkpoint records it as logged."""
-        self.writer.flush()
-
-    def close(self) -> None:
-        self.writer.close()
+def add_scalars(board, row: dict, tags: dict, step: int) -> None:
+    """The row's values under their tags (STEP_TAGS, EPOCH_TAGS or CURVE_TAGS), at `step`."""
+    for key, tag in tags.items():
+        board.add_scalar(tag, row[key], step)
 
 
 def steps_table(rows: list[dict], columns=COLUMNS):
-    """The per-step rows as steps.csv's table (its header even without rows); with `columns`,
-    another per-step table's (CURVE_COLUMNS: curve.csv)."""
+    """steps.csv's table (its header even without rows), or with CURVE_COLUMNS curve.csv's."""
     import pandas as pd
 
     return pd.DataFrame(rows, columns=list(columns))

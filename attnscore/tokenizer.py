@@ -19,8 +19,6 @@ GPT2_BPE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/
 
 def download_gpt2_bpe(out_dir) -> None:
     """Fetch GPT-2's BPE files into out_dir, each checked against its published sha256."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     for name, expected in GPT2_BPE.items():
         url = GPT2_BPE_URL.format(name=name)
         try:
@@ -32,7 +30,7 @@ def download_gpt2_bpe(out_dir) -> None:
         digest = hashlib.sha256(blob).hexdigest()
         if digest != expected:
             raise DataError(f"{url}: sha256 {digest} does not match {expected}; not using it")
-        with atomic_path(out_dir / name) as target:
+        with atomic_path(Path(out_dir) / name) as target:
             Path(target).write_bytes(blob)
 
 
@@ -70,10 +68,8 @@ def encode(tokenizer, text: str) -> np.ndarray:
 
 
 def tokenize_corpus(text_files: dict, out: dict, kind: str, *, bpe_dir=None, vocab_size=8192, release=None) -> dict:
-    """Tokenize the three split files into out[split] (.npy), out['tokenizer'] and out['meta'].
-
-    release names a WikiText release whose official line counts the files must have.
-    """
+    """Tokenize the three split files into out[split] (.npy), out['tokenizer'] and out['meta'];
+    with `release`, a WikiText release whose official line counts the files must have."""
     texts = {split: read_text(path) for split, path in text_files.items()}  # missing, empty, not UTF-8
     if release:
         for split, path in text_files.items():

@@ -64,5 +64,4 @@ def num_windows(matrix: torch.Tensor, seq_len: int) -> int:
 
 
 def read_vocab_size(meta_path) -> int:
-    """The vocabulary size tokenize recorded in meta.json."""
     return json.loads(Path(meta_path).read_text())["vocab_size"]

@@ -1,23 +1,22 @@
 """The training loop: train() steps a Trainer over the batchified train split, logs every
 train.log_every steps, evaluates on valid and test after each epoch (and on the validation
-curve's windows every train.eval_every steps), and checkpoints so that it resumes (after a crash,
-or after a stop signal, on which it saves first).
-
-train() runs in one process, or in each process of a DDP run (attnscore.launch starts those).
+curve's windows every train.eval_every steps), and checkpoints so that it resumes after a crash
+or a stop signal. It runs in one process, or in each process of a DDP run (attnscore.launch).
 """
 
 import math
 import sys
 import time
 from contextlib import nullcontext
+from itertools import islice
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from attnscore import checkpoints, divergence, kind_checks, steplog
+from attnscore import checkpoints, kind_checks, steplog
 from attnscore.evaluation import perplexity
-from attnscore.files import Explained
+from attnscore.files import Explained, write_json
 from attnscore.loop_state import TrainingState
 from attnscore.model import ModelConfig
 from attnscore.runtime import rank_and_world, shard_rows, stop_agreed, stop_signals, to_device
@@ -36,15 +35,12 @@ class SettingCannotAct(Explained, ValueError):
 def train(
     model_cfg: ModelConfig, cfg: TrainConfig, *, token_files: dict, checkpoint_dir, tensorboard_dir=None, log=print
 ) -> TrainingState:
-    """Train until cfg.epochs in this run's folder of checkpoint_dir, resuming from its last.pt.
-    A run already trained that far returns its saved state (its history evaluated again if
-    cfg.eval_batch_size changed), cut to cfg.epochs, without training, and writes nothing.
+    """Train until cfg.epochs in this run's folder of checkpoint_dir, resuming from its last.pt; a
+    run already trained that far (its history evaluated again if cfg.eval_batch_size changed) is
+    not trained further and nothing is written. Returns the run's TrainingState cut to cfg.epochs.
 
-    token_files maps train/valid/test to .npy token arrays. Returns the run's TrainingState cut
-    to cfg.epochs: .history holds one metrics row per epoch, .steps the per-step log, .curve the
-    validation curve (curve_windows; each epoch's validation loss when cfg.eval_every is 0). With
-    tensorboard_dir, the per-step log and each epoch's validation and test loss are written as
-    TensorBoard events to tensorboard_dir/<run id> while training (attnscore.steplog).
+    token_files maps train/valid/test to .npy token arrays. With tensorboard_dir, the per-step log
+    and each epoch's validation and test loss go to tensorboard_dir/<run id> as they are measured.
     Under torch.distributed each process trains on its own rows of the batch (DDP averages the
     gradients, so the global batch is cfg.batch_size); process 0 logs and writes checkpoints.
     """
@@ -73,61 +69,45 @@ def train(
         kind_checks.check_in_model(trainer.model, cfg.seq_len, trainer.device, trainer.dtype)
         settings = checkpoints.settings_record(model_cfg, cfg, token_files)
         state, kept = resume(trainer, folder, eval_splits, log, settings)
-        if kept is None:
-            checkpoints.write_settings(settings, folder)
-        board = None
-        if main and tensorboard_dir is not None and state.epoch < cfg.epochs:
-            board = steplog.TensorBoard(Path(tensorboard_dir) / run, state.steps_done(steps), log)
+        if main and kept is None:
+            write_json(settings, folder / "settings.json")
+        with_board = main and tensorboard_dir is not None and state.epoch < cfg.epochs
+        board = steplog.tensorboard(Path(tensorboard_dir) / run, state.steps_done(steps), log) if with_board else None
 
         def save(path=last):  # by every process together; a checkpoint holds the totals over all of them
             nonlocal kept
-            totals, where = state.totals(trainer.device), at(state)  # a diverged state never replaces a good one:
-            divergence.check_sane(
-                "the training loss", totals.nll_sum / max(totals.count, 1), where=where, kept=kept, trainer=trainer
-            )
-            divergence.check_sane(
-                "a model weight",
-                divergence.largest_weight(trainer.model),
-                where=where,
-                kept=kept,
-                trainer=trainer,
-                bounded=False,
-            )
+            totals, where = state.totals(trainer.device), at(state)  # a diverged state never replaces a good one
+            trainer.check_sane("the training loss", totals.nll_sum / max(totals.count, 1), where=where, kept=kept)
+            trainer.check_weights(where, kept)
             if board:  # the events up to this checkpoint are on disk before it says they were logged
                 board.flush()
             checkpoints.save(trainer, totals, run, path)
             kept = position(last, state) if path == last else kept
 
-        try:
-            with stop_signals() as stop:
-                if cfg.eval_every and not state.curve and state.epoch < cfg.epochs:  # the untrained model
-                    curve_point(trainer, state, curve, board, 0)
-                while state.epoch < cfg.epochs:
-                    if train_epoch(
-                        trainer, state, rows=train_rows, steps=steps, stop=stop, save=save, board=board, curve=curve
-                    ):
-                        signum = stop[0] if stop else "on another process"
-                        raise TrainingInterrupted(
-                            f"stopped by signal {signum}; checkpoint {last} saved, re-run to resume"
-                        )
-                    row = epoch_metrics(trainer, state.totals(trainer.device), eval_splits)
-                    divergence.check_losses(row, at(state), kept, trainer)
-                    log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-                    if board:
-                        board.epoch(row, state.steps_done(steps))
-                    if cfg.eval_every:
-                        curve_point(trainer, state, curve, board, state.steps_done(steps))
-                    else:
-                        state.add_curve_point(state.steps_done(steps), row["valid_loss"])
-                    best = min((r["valid_loss"] for r in state.history), default=math.inf)
-                    state.finish_epoch(row)
-                    checkpoints.save_model(trainer.model, run, row["epoch"], folder)
-                    save()
-                    if row["valid_loss"] < best:
-                        save(folder / "best.pt")
-        finally:
-            if board:
-                board.close()
+        with board or nullcontext(), stop_signals() as stop:  # the board closes at the end
+            if cfg.eval_every and not state.curve and state.epoch < cfg.epochs:  # the untrained model
+                curve_point(trainer, state, curve, board, 0)
+            while state.epoch < cfg.epochs:
+                if train_epoch(
+                    trainer, state, rows=train_rows, steps=steps, stop=stop, save=save, board=board, curve=curve
+                ):
+                    signum = stop[0] if stop else "on another process"
+                    raise TrainingInterrupted(f"stopped by signal {signum}; checkpoint {last} saved, re-run to resume")
+                row = epoch_metrics(trainer, state.totals(trainer.device), eval_splits)
+                trainer.check_losses(row, at(state), kept)
+                log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+                if board:
+                    steplog.add_scalars(board, row, steplog.EPOCH_TAGS, state.steps_done(steps))
+                if cfg.eval_every:
+                    curve_point(trainer, state, curve, board, state.steps_done(steps))
+                else:
+                    state.add_curve_point(state.steps_done(steps), row["valid_loss"])
+                best = min((r["valid_loss"] for r in state.history), default=math.inf)
+                state.finish_epoch(row)
+                checkpoints.save_model(trainer.model, run, row["epoch"], folder)
+                save()
+                if row["valid_loss"] < best:
+                    save(folder / "best.pt")
     return state.up_to(cfg.epochs)
 
 
@@ -144,7 +124,9 @@ def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dic
     if saved["eval_batch_size"] != cfg.eval_batch_size:
         was, now = saved["eval_batch_size"], cfg.eval_batch_size
         log(f"train.eval_batch_size changed from {was} to {now}: evaluating each saved epoch again")
-        history = [evaluate_again(trainer, folder, row, eval_splits) for row in history]
+        for row in history:  # each saved epoch's model, measured again
+            trainer.model.load_state_dict(checkpoints.load_epoch(folder, row["epoch"])["model"])
+            row.update(evaluate_splits(trainer, eval_splits))
     state = checkpoints.restore(trainer, saved)
     state.history = history
     if not cfg.eval_every:  # the curve is the epochs' validation loss
@@ -152,18 +134,12 @@ def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dic
         state.curve = [{**point, "valid_loss": loss[point["epoch"]]} for point in state.curve if point["epoch"] in loss]
     kept = position(path, state)
     for row in history:
-        divergence.check_losses(row, f"in saved epoch {row['epoch']}", kept, trainer)
+        trainer.check_losses(row, f"in saved epoch {row['epoch']}", kept)
     if state.epoch >= cfg.epochs:
         log(f"nothing to train: {kept} has reached train.epochs={cfg.epochs}")
     else:
         log(f"resuming from {kept}")
     return state, kept
-
-
-def evaluate_again(trainer: Trainer, folder: Path, row: dict, eval_splits: dict) -> dict:
-    """A metrics row with its valid/test columns measured again on that epoch's saved model."""
-    trainer.model.load_state_dict(checkpoints.load_epoch(folder, row["epoch"])["model"])
-    return {**row, **evaluate_splits(trainer, eval_splits)}
 
 
 def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, stop: list, save, board, curve) -> bool:
@@ -188,11 +164,7 @@ def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, sto
     quiet = rank_and_world()[0] > 0 or not sys.stderr.isatty()
     bar = tqdm(total=steps, initial=state.step, desc=f"epoch {state.epoch + 1}", disable=quiet)
     stopping = False
-    for step, (x, y) in enumerate(windows(rows, cfg.seq_len)):
-        if step < state.step:  # resumed mid-epoch: these windows are done
-            continue
-        if step >= steps:
-            break
+    for step, (x, y) in islice(enumerate(windows(rows, cfg.seq_len)), state.step, steps):  # resumed: from state.step
         nll, norm = trainer.step(to_device(x, trainer.device), to_device(y, trainer.device))
         sums += torch.stack([nll.double(), nll.double(), norm.double()])
         state.count += y.numel()
@@ -223,14 +195,12 @@ def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, sto
 
 
 def log_row(trainer: Trainer, state: TrainingState, steps_per_epoch: int, board=None) -> None:
-    """One row of the per-step log, by every process together: the interval's mean training loss
-    (over all processes, dropout on), the learning rate after its last step (Trainer.lr), its
-    steps' mean gradient norm before clipping, and tokens/s (over all processes, by the wall
-    clock). Kept in state; process 0 also writes it to TensorBoard."""
+    """One row of the per-step log (steplog.COLUMNS), by every process together: the interval's mean
+    training loss and tokens/s over all processes, the learning rate after its last step, its steps'
+    mean gradient norm before clipping. Kept in state; process 0 also writes it to TensorBoard."""
     totals = state.totals(trainer.device)
-    done = state.steps_done(steps_per_epoch)
     row = {
-        "step": done,
+        "step": state.steps_done(steps_per_epoch),
         "epoch": state.epoch + 1,
         "train_loss": totals.interval_nll / totals.interval_count,
         "lr": trainer.lr,
@@ -239,7 +209,7 @@ def log_row(trainer: Trainer, state: TrainingState, steps_per_epoch: int, board=
     }
     state.close_interval(row)
     if board:
-        board.step(row)
+        steplog.add_scalars(board, row, steplog.STEP_TAGS, row["step"])
 
 
 def curve_windows(valid_tokens, cfg: TrainConfig) -> torch.Tensor:
@@ -257,25 +227,22 @@ def curve_point(trainer: Trainer, state: TrainingState, curve: torch.Tensor, boa
     nll, count = trainer.evaluate(curve)
     point = state.add_curve_point(step, nll / count)
     if board:
-        board.curve(point)
+        steplog.add_scalars(board, point, steplog.CURVE_TAGS, step)
     return time.perf_counter() - started
 
 
 def epoch_metrics(trainer: Trainer, totals: TrainingState, eval_splits: dict) -> dict:
     """One metrics row: the epoch's train loss (`totals`: over all processes, dropout on), valid and
-    test loss and perplexity, the learning rate after the epoch's last step (Trainer.lr), training
-    tokens/s and the run's elapsed seconds."""
-    nll_sum, count = totals.nll_sum, totals.count
+    test loss and perplexity, the learning rate after the epoch's last step, training tokens/s and
+    the run's elapsed seconds."""
+    nll_sum, count, seconds = totals.nll_sum, totals.count, totals.epoch_seconds
     row = {"epoch": totals.epoch + 1, "train_loss": nll_sum / count, "train_ppl": perplexity(nll_sum, count)}
-    row.update(evaluate_splits(trainer, eval_splits))
-    seconds = totals.epoch_seconds
     elapsed = (totals.history[-1]["elapsed_s"] if totals.history else 0.0) + seconds
-    row.update(lr=trainer.lr, tokens_per_s=count / seconds, elapsed_s=elapsed)
-    return row
+    row |= evaluate_splits(trainer, eval_splits)
+    return row | {"lr": trainer.lr, "tokens_per_s": count / seconds, "elapsed_s": elapsed}
 
 
 def evaluate_splits(trainer: Trainer, eval_splits: dict) -> dict:
-    """Loss and perplexity of the trainer's model on each batchified split."""
     row = {}
     for split, matrix in eval_splits.items():
         nll, n = trainer.evaluate(matrix)

@@ -1,5 +1,7 @@
 """The Trainer: a model, its optimizer, learning-rate schedule and mixed-precision settings, one
-object to step, to save (state_dict) and to load (load_state_dict), as PyTorch's own are."""
+object to step, to save (state_dict) and to load (load_state_dict), as PyTorch's own are; and its
+divergence check: a NaN or inf loss or weight, or a loss worse than guessing uniformly over the
+vocabulary, stops the run before a checkpoint of it is saved, saying what to change."""
 
 import math
 from dataclasses import dataclass
@@ -8,6 +10,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from attnscore.evaluation import evaluate
+from attnscore.files import Explained
 from attnscore.model import DecoderLM, ModelConfig
 from attnscore.runtime import autocast, autocast_dtype, pick_device, rank_and_world
 
@@ -42,13 +45,19 @@ class TrainConfig:
     seed: int
 
 
-def lr_factor(step: int, cfg: TrainConfig, total_steps: int) -> float:
-    """The learning rate of optimizer step `step` (0: the run's first) as a fraction of cfg.lr.
+class TrainingDiverged(Explained, RuntimeError):
+    """A NaN or inf loss or weight, or a loss worse than a uniform guess; the last good checkpoint is kept."""
 
-    A linear warm-up over cfg.warmup_steps, (step + 1) / warmup_steps, then 1 (constant) or a
-    half cosine from 1 down to cfg.min_lr_ratio at the run's last step, total_steps - 1 (cosine;
-    nanoGPT's and GPT-3's schedule). constant without warm-up is the reference: always 1.
-    """
+
+# Nats per token above a uniform guess (log of the vocabulary) that only a diverged run reaches:
+# an untrained model starts well within that of it.
+DIVERGED_ABOVE_UNIFORM = 1.0
+
+
+def lr_factor(step: int, cfg: TrainConfig, total_steps: int) -> float:
+    """The learning rate of optimizer step `step` (0: the run's first) as a fraction of cfg.lr: a
+    linear warm-up over cfg.warmup_steps, then 1 (constant; the reference, without warm-up) or a half
+    cosine down to cfg.min_lr_ratio at the run's last step, total_steps - 1 (nanoGPT's, GPT-3's)."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
@@ -88,17 +97,13 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = DecoderLM(model_cfg).to(self.device)
         self.dtype = autocast_dtype(self.device, cfg.precision)
+        params, optimizer = self.model.parameters(), torch.optim.Adam
+        if cfg.optimizer == "adamw":  # each group sets its own weight decay
+            params, optimizer = parameter_groups(self.model, cfg.weight_decay), torch.optim.AdamW
         # Fused: one pass over all parameters per step.
-        if cfg.optimizer == "adamw":
-            self.optimizer = torch.optim.AdamW(
-                parameter_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
-                fused=True,
-            )  # fmt: skip
-        else:
-            self.optimizer = torch.optim.Adam(
-                self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
-                weight_decay=cfg.weight_decay, fused=True,
-            )  # fmt: skip
+        self.optimizer = optimizer(
+            params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay, fused=True
+        )
         # Sets each step's learning rate to cfg.lr x lr_factor (exactly cfg.lr for the reference).
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, cfg, total_steps)
@@ -148,5 +153,34 @@ class Trainer:
         return nll.detach(), norm.detach()
 
     def evaluate(self, matrix: torch.Tensor) -> tuple[float, int]:
-        """Summed NLL and token count of the model over a batchified split (evaluation.evaluate)."""
         return evaluate(self.model, matrix, self.cfg.seq_len, self.dtype)
+
+    def check_sane(self, what: str, value: float, *, where: str, kept: str | None, bounded=True) -> None:
+        """Stop at a NaN or inf value, or (`bounded`: a loss) one worse than a uniform guess over the
+        vocabulary by DIVERGED_ABOVE_UNIFORM nats, saying where it was seen, with which kind, learning
+        rate and precision, which good checkpoint is kept, and what may help."""
+        uniform = math.log(self.model.cfg.vocab_size)
+        if math.isfinite(value) and not (bounded and value > uniform + DIVERGED_ABOVE_UNIFORM):
+            return
+        if math.isfinite(value):
+            problem = f"is {value:.4g} nats/token, worse than a uniform guess ({uniform:.2f}) by over {DIVERGED_ABOVE_UNIFORM:g}"
+        else:
+            problem = "became NaN/inf"
+        keeps = f"the last good checkpoint, {kept}, is kept" if kept else "there is no earlier checkpoint of this run"
+        precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "fp32")
+        advice = "lower train.lr" + (
+            ", or use precision bf16 or fp32 (fp16 overflows first)" if precision == "fp16" else ""
+        )
+        raise TrainingDiverged(
+            f"the run diverged: {what} {problem} {where}; {keeps}. Attention kind {self.model.cfg.attention!r} at "
+            f"train.lr={self.cfg.lr:g}, precision {precision}: {advice}, or check the kind's numerics"
+        )
+
+    def check_losses(self, row: dict, where: str, kept: str | None) -> None:
+        for split, name in (("train", "training"), ("valid", "validation"), ("test", "test")):
+            self.check_sane(f"the {name} loss", row[f"{split}_loss"], where=where, kept=kept)
+
+    def check_weights(self, where: str, kept: str | None) -> None:
+        """The largest absolute weight is finite only if every weight is."""
+        largest = torch.stack([p.detach().abs().max().float() for p in self.model.parameters()]).max().item()
+        self.check_sane("a model weight", largest, where=where, kept=kept, bounded=False)

@@ -18,8 +18,8 @@ import torch
 
 from attnscore import checkpoints, files, train
 from attnscore.checkpoints import UnreadableCheckpoint
-from attnscore.divergence import TrainingDiverged
 from attnscore.evaluation import evaluate_checkpoint, perplexity
+from attnscore.trainer import TrainingDiverged
 from helpers import ROOT, tiny_run, tiny_run_folder, without_timing, write_token_files
 
 EVALUATION = dict(seq_len=16, eval_batch_size=4, device="cpu", precision="fp32")

@@ -29,7 +29,7 @@ def test_a_short_run_logs_every_interval_and_epoch_once(token_files, tmp_path):
 
     scalars = events(board_folder(tmp_path, token_files, log_every=10))
     # the tiny config sets train.eval_every
-    tags = {*steplog.STEP_TAGS.values(), *steplog.EPOCH_TAGS.values(), steplog.CURVE_TAG}
+    tags = {*steplog.STEP_TAGS.values(), *steplog.EPOCH_TAGS.values(), *steplog.CURVE_TAGS.values()}
     assert set(scalars) == tags
     for key, tag in steplog.STEP_TAGS.items():
         assert [step for step, _ in scalars[tag]] == LOGGED, tag
