@@ -82,26 +82,18 @@ def options_problem(name: str, kind: Kind, given: dict) -> str | None:
     return None
 
 
-def registers(call: ast.expr) -> str | None:
-    """The kind a call registers where its name is a literal: ``register("name", ...)`` or
-    ``<module>.register("name", ...)``; None for any other expression."""
-    if not isinstance(call, ast.Call) or _called(call) != "register" or len(call.args) != 1:
-        return None
-    name = call.args[0]
-    return name.value if isinstance(name, ast.Constant) and isinstance(name.value, str) else None
-
-
 def _called(call: ast.Call) -> str | None:
     func = call.func
     return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
 
 
 def _literal_declaration(call: ast.Call) -> tuple[str, Kind] | None:
-    """The kind a register call declares, if its name, options= and parameters='s names are literals."""
+    """The kind a ``register("name", ...)`` or ``<module>.register("name", ...)`` call declares, if
+    its name, options= and parameters='s names are literals."""
     keywords = {keyword.arg: keyword.value for keyword in call.keywords}
-    name, parameters = registers(call), keywords.get("parameters")
-    if name is None or None in keywords:  # register(NAME) or register("name", **settings)
-        return None
+    name, parameters = call.args[0] if len(call.args) == 1 else None, keywords.get("parameters")
+    if not (isinstance(name, ast.Constant) and isinstance(name.value, str)) or None in keywords:
+        return None  # register(NAME) or register("name", **settings)
     try:
         options = ast.literal_eval(keywords["options"]) if "options" in keywords else {}
     except (ValueError, TypeError):  # not a literal (or an unhashable key)
@@ -111,7 +103,7 @@ def _literal_declaration(call: ast.Call) -> tuple[str, Kind] | None:
     keys = parameters.keys if parameters else []
     if not all(isinstance(key, ast.Constant) and isinstance(key.value, str) for key in keys):
         return None
-    return name, Kind(options or {}, tuple(key.value for key in keys))
+    return name.value, Kind(options or {}, tuple(key.value for key in keys))
 
 
 @functools.cache
