@@ -81,13 +81,14 @@ def typed_overrides(overrides: dict) -> dict:
     return {key: typed(value) for key, value in overrides.items() if isinstance(value, (dict, list))}
 
 
-def _strict_validator(schema: dict):
-    """A JSON-schema validator whose "integer" is an int: JSON Schema counts 8.0 as one, but
-    sizes reach range() and torch, which refuse floats."""
-    integers = Draft202012Validator.TYPE_CHECKER.redefine(
+# A JSON-schema validator whose "integer" is an int: JSON Schema counts 8.0 as one, but sizes
+# reach range() and torch, which refuse floats.
+_StrictValidator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
-    )
-    return validators.extend(Draft202012Validator, type_checker=integers)(schema)
+    ),
+)
 
 
 def _describe(error, prefix=()) -> list[str]:
@@ -131,25 +132,23 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def schema_problems(config: dict) -> list[str]:
-    validator = _strict_validator(schema.load())
-    return sorted({line for error in validator.iter_errors(config) for line in _describe(error)})
+def schema_problems(config: dict, spec: dict | None = None, prefix=()) -> list[str]:
+    """The problems of a config by the schema (of a part of one by its `spec`, named below `prefix`)."""
+    errors = _StrictValidator(spec or schema.load()).iter_errors(config)
+    return sorted({line for error in errors for line in _describe(error, prefix)})
 
 
 def check_attention(model: dict, kinds_used: list) -> list[str]:
     """Problems with the kinds a config uses, their options and the plugins providing them."""
     kinds, problems = known_kinds(model["attention_plugins"])
-    known = sorted(kinds)
+    known, options = sorted(kinds), model["attention_options"]
     for key, names in kinds_used:
         unknown = [name for name in names if name not in kinds]
         if unknown:
             problems.append(f"{key}: unknown attention kind(s) {unknown}; known: {known}")
-    options = model["attention_options"]
-    for kind in sorted(set(options) | {name for _, names in kinds_used for name in names}):
-        if kind not in kinds:
-            if kind in options:
-                problems.append(f"model.attention_options.{kind}: no attention kind {kind!r}; known: {known}")
-            continue
+    for kind in sorted(options.keys() - kinds.keys()):
+        problems.append(f"model.attention_options.{kind}: no attention kind {kind!r}; known: {known}")
+    for kind in sorted((options.keys() | {name for _, names in kinds_used for name in names}) & kinds.keys()):
         problem = options_problem(kind, kinds[kind], options.get(kind, {}))
         if problem:
             problems.append(f"model.attention_options.{kind}: {problem}")
@@ -217,7 +216,7 @@ def size_problems(config: dict) -> list[str]:
     """Problems of each size's model (the model section with the size's keys), by the model's
     schema and cross-field rules; and two sizes that are one model (they would train the same runs twice)."""
     root = schema.load()
-    validator = _strict_validator({**root["properties"]["model"], "definitions": root["definitions"]})
+    model_schema = {**root["properties"]["model"], "definitions": root["definitions"]}
     problems, seen = [], {}
     for size, overrides in config.get("sizes", {}).items():
         if not isinstance(size, str):  # YAML reads `1:` as a number, which the name pattern never sees
@@ -231,7 +230,7 @@ def size_problems(config: dict) -> list[str]:
             if key in overrides
         ]
         model = {**config["model"], **overrides}
-        found = sorted({line for error in validator.iter_errors(model) for line in _describe(error, ("sizes", size))})
+        found = schema_problems(model, model_schema, ("sizes", size))
         if found:
             problems += found
             continue
@@ -250,19 +249,11 @@ def _meaning(model: dict) -> dict:
     }
 
 
-def text_option_problems(options: dict) -> list[str]:
+def text_option_problems(value, key="model.attention_options") -> list[str]:
     """Text options that are not plain words: they reach job params, logs and the report."""
-    problems = []
-
-    def walk(value, key):
-        if isinstance(value, dict):
-            for name, item in value.items():
-                walk(item, f"{key}.{name}")
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                walk(item, f"{key}.{i}")
-        elif isinstance(value, str) and not re.fullmatch(r"[A-Za-z0-9_.+-]*", value):
-            problems.append(f"{key}: {value!r}: a text option takes letters, digits and . _ + - only")
-
-    walk(options, "model.attention_options")
-    return problems
+    if isinstance(value, dict | list):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        return [problem for name, item in items for problem in text_option_problems(item, f"{key}.{name}")]
+    if isinstance(value, str) and not re.fullmatch(r"[A-Za-z0-9_.+-]*", value):
+        return [f"{key}: {value!r}: a text option takes letters, digits and . _ + - only"]
+    return []
