@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from attnscore.attention import register
-from attnscore.scores._masks import causal_mask
+from attnscore.scores._masks import causal_bias
 
 
 def distance_flops(head_dim: int, p: float = 2.0) -> float:
@@ -23,7 +23,7 @@ def euclid_naive(q, k, v, causal=True, dropout_p=0.0, *, p=2.0):
     """Negative distance -||q - k||_p / sqrt(d_k) by separate autograd ops."""
     logits = -torch.cdist(q, k, p=p) / math.sqrt(q.shape[-1])
     if causal:
-        logits = logits.masked_fill(causal_mask(q.shape[-2], k.shape[-2], q.device), float("-inf"))
+        logits = logits + causal_bias(q.shape[-2], k.shape[-2], q.device, logits.dtype)
     weights = torch.softmax(logits.float(), dim=-1).to(v.dtype)
     if dropout_p > 0:
         weights = F.dropout(weights, p=dropout_p)
