@@ -74,16 +74,15 @@ def register(
 def _signature_problem(fn: Callable, options: dict, parameters: dict) -> str | None:
     """Where a kind's function disagrees with its declaration (arguments, defaults), or None."""
     takes = list(inspect.signature(fn).parameters.values())[FIXED_ARGUMENTS:]
-    by_name = {p.name: p for p in takes if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    untaken = [key for key in [*options, *parameters] if key not in by_name]
+    defaults = {p.name: p.default for p in takes if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    untaken = [key for key in [*options, *parameters] if key not in defaults]
     if untaken and not any(p.kind is p.VAR_KEYWORD for p in takes):
         return f"its function takes no argument(s) {untaken} for its options and parameters; add them to it"
-    undeclared = [key for key in by_name if key not in options and key not in parameters]
+    undeclared = [key for key in defaults if key not in options and key not in parameters]
     if undeclared:
         return f"its function's argument(s) {undeclared} are not declared; add them to register's options="
     for option, schema in options.items():
-        default = by_name[option].default if option in by_name else NO_DEFAULT  # **options: none of its own
-        declared = schema.get("default", NO_DEFAULT)
+        default, declared = defaults.get(option, NO_DEFAULT), schema.get("default", NO_DEFAULT)  # **options: no default
         if default != declared:
             default, declared = ("none" if value is NO_DEFAULT else repr(value) for value in (default, declared))
             return (
