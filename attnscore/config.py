@@ -235,18 +235,13 @@ def size_problems(config: dict) -> list[str]:
             problems += found
             continue
         problems += model_problems(model, config["train"], size, overrides)
-        same = seen.setdefault(json.dumps(_meaning(model), sort_keys=True), size)
+        built = schema.canonical(model, root["properties"]["model"])  # the model it builds
+        if built["attention_dropout"] is None:  # null is model.dropout
+            built["attention_dropout"] = built["dropout"]
+        same = seen.setdefault(json.dumps(built, sort_keys=True), size)
         if same != size:
             problems.append(f"sizes.{same} and sizes.{size} are the same model; keep one")
     return problems
-
-
-def _meaning(model: dict) -> dict:
-    """A model section as the model it builds (attention_dropout null is model.dropout)."""
-    model = schema.canonical(model, schema.load()["properties"]["model"])
-    return model | {
-        "attention_dropout": model["dropout"] if model["attention_dropout"] is None else model["attention_dropout"]
-    }
 
 
 def text_option_problems(value, key="model.attention_options") -> list[str]:
