@@ -51,23 +51,13 @@ IGNORED = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING}  # comments, blank 
 
 class Source(NamedTuple):
     digest: str
-    imports: list  # (level, module, names) of each import statement
+    # (level, module, names) of each import statement, inside functions too: `import a.b` is
+    # (0, "a.b", ()), `from ..a import b, c as d` is (2, "a", ("b", "c"))
+    imports: list
 
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
-
-
-def _imports(data: bytes) -> list[tuple[int, str, tuple[str, ...]]]:
-    """Every import statement in a file, inside functions too, as (level, module, names): `import
-    a.b` is (0, "a.b", ()), `from ..a import b, c as d` is (2, "a", ("b", "c"))."""
-    found = []
-    for node in ast.walk(ast.parse(data)):
-        if isinstance(node, ast.Import):
-            found += [(0, alias.name, ()) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            found.append((node.level, node.module or "", tuple(alias.name for alias in node.names)))
-    return found
 
 
 def _read(path: Path, data: bytes) -> Source:
@@ -82,9 +72,15 @@ def _read(path: Path, data: bytes) -> Source:
             for token in tokenize.tokenize(io.BytesIO(data).readline)
             if token.type not in IGNORED
         ]
-        imports = _imports(data)
+        nodes = list(ast.walk(ast.parse(data)))
     except (tokenize.TokenError, SyntaxError, ValueError):
         return Source(_digest(data), [])
+    imports = [(0, alias.name, ()) for node in nodes if isinstance(node, ast.Import) for alias in node.names]
+    imports += [
+        (node.level, node.module or "", tuple(alias.name for alias in node.names))
+        for node in nodes
+        if isinstance(node, ast.ImportFrom)
+    ]
     text = "".join(f"{kind}:{len(string)}:{string}" for kind, string in tokens)
     return Source(_digest(text.encode()), imports)
 
