@@ -140,7 +140,6 @@ def attention(q, k, v, kind="dot", *, causal=True, dropout_p=0.0, **options):
     return get(kind)(q, k, v, causal, dropout_p, **options)
 
 
-# Each built-in kind's module registers it, imported by name: no import statement ties this
-# registry (or one kind) to the other kinds' code.
+# The built-in kinds, imported by name (attnscore/scores/__init__.py says why).
 for _module, _ in BUILT_IN:
     importlib.import_module(_module)

@@ -39,8 +39,7 @@ class _RepeatNotingLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
 
 
 def check_unique_keys(paths) -> None:
-    """Fail naming the file, line and key wherever a config file gives a key twice (Snakemake's
-    PyYAML silently keeps the last value)."""
+    """Fail naming the file, line and key wherever a config file gives a key twice."""
     repeated = []
     for path in paths:
         with open(path, encoding="utf-8") as f:

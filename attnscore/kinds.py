@@ -17,8 +17,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 SCORES = Path(__file__).with_name("scores")
-# The built-in kinds' modules, (module name, file): one file per kind in attnscore/scores/ (a
-# file whose name starts with _ holds what several kinds share).
+# The built-in kinds' modules, (module name, file): attnscore/scores/'s files but those named _*.
 BUILT_IN = tuple((f"attnscore.scores.{path.stem}", path) for path in sorted(SCORES.glob("[!_]*.py")))
 # Kinds the benchmark also times beside a kind, where they run: dot_triton is euclid's Triton
 # kernel with the dot-product score, so euclid against it is the score's cost, and dot_triton

@@ -6,8 +6,6 @@ from attnscore.scores._triton import kernel
 
 @register("dot_triton")
 def dot_triton(q, k, v, causal=True, dropout_p=0.0):
-    """Scaled dot product through our Triton kernel, the one euclid runs on CUDA: the benchmark's
-    control for euclid (attnscore.kinds.CONTROLS). CUDA only."""
     triton = kernel() if q.is_cuda else None
     if not (triton and triton.supports(q, k, v)):
         raise Unsupported(

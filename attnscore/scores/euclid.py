@@ -73,7 +73,6 @@ class EuclideanAttention(torch.autograd.Function):
     "euclid", options={"p": {"type": "number", "exclusiveMinimum": 0, "default": 2.0}}, score_flops=naive.distance_flops
 )
 def euclid(q, k, v, causal=True, dropout_p=0.0, *, p=2.0):
-    """Negative Euclidean distance by the fastest exact path available (the module's docstring)."""
     if p != 2:
         return naive.euclid_naive(q, k, v, causal, dropout_p, p=p)
     triton = kernel() if q.is_cuda else None

@@ -65,5 +65,4 @@ class ManhattanAttention(torch.autograd.Function):
 
 @register("manhattan", score_flops=lambda head_dim: 3.0 * head_dim + 1)  # |q - k| summed, then the scale
 def manhattan(q, k, v, causal=True, dropout_p=0.0):
-    """Negative Manhattan distance -||q - k||_1 / sqrt(d_k), memory-bounded (ManhattanAttention)."""
     return ManhattanAttention.apply(q, k, v, causal, dropout_p)
