@@ -25,6 +25,4 @@ def euclid_naive(q, k, v, causal=True, dropout_p=0.0, *, p=2.0):
     if causal:
         logits = logits + causal_bias(q.shape[-2], k.shape[-2], q.device, logits.dtype)
     weights = torch.softmax(logits.float(), dim=-1).to(v.dtype)
-    if dropout_p > 0:
-        weights = F.dropout(weights, p=dropout_p)
-    return weights @ v
+    return (F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights) @ v

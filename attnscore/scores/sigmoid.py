@@ -24,6 +24,4 @@ def sigmoid(q, k, v, causal=True, dropout_p=0.0, *, bias=None):
     if causal:
         logits = logits + causal_bias(q.shape[-2], k.shape[-2], q.device, compute)  # sigmoid(-inf) = 0
     weights = torch.sigmoid(logits).to(v.dtype)
-    if dropout_p > 0:
-        weights = F.dropout(weights, p=dropout_p)
-    return weights @ v
+    return (F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights) @ v
