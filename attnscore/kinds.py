@@ -133,31 +133,27 @@ def declared_in(module: str, path: Path) -> dict[str, Kind]:
 
 
 def module_file(module: str) -> Path:
-    """The source file of an importable module, found without running it."""
+    """The source file of an importable module, found without running it (else ImportError naming the fix)."""
+    reason = "no Python module by that name on the path"
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError) as err:
-        raise ImportError(f"{type(err).__name__}: {err}") from err
+        spec, reason = None, f"{type(err).__name__}: {err}"
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        raise ImportError("no Python module by that name on the path")
+        raise ImportError(
+            f"model.attention_plugins: cannot find {module!r} ({reason}); put the module beside the Snakefile or install it"
+        )
     return Path(spec.origin)
 
 
 def known_kinds(plugins=()) -> tuple[dict[str, Kind], list[str]]:
     """Every kind the package and the plugins declare, and the problems finding them, a kind
     declared twice included (a plugin may not replace a built-in kind, nor another plugin's)."""
-    kinds, problems, declared_by, modules = {}, [], {}, list(BUILT_IN)
-    for module in plugins:
+    kinds, problems, declared_by = {}, [], {}
+    for module, path in [*BUILT_IN, *((module, None) for module in plugins)]:
         try:
-            modules.append((module, module_file(module)))
-        except ImportError as err:
-            problems.append(
-                f"model.attention_plugins: cannot find {module!r} ({err}); put the module beside the Snakefile or install it"
-            )
-    for module, path in modules:
-        try:
-            declared = declared_in(module, path)
-        except ImportError as err:  # attention.PluginError: its message names the module and the fix
+            declared = declared_in(module, path or module_file(module))
+        except ImportError as err:  # module_file's or attention.PluginError: it names the module and the fix
             problems.append(str(err))
             continue
         except (SyntaxError, ValueError) as err:
