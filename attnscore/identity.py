@@ -69,12 +69,7 @@ def run_settings(model: dict, train: dict, code: dict) -> dict:
         del kept["min_lr_ratio"]
     else:
         kept["epochs"] = train["epochs"]
-    sections = schema.load()["properties"]
-    return {
-        "model": schema.canonical(model, sections["model"]),
-        "train": schema.canonical(kept, sections["train"]),
-        "code": code,
-    }
+    return schema.canonical({"model": model, "train": kept}) | {"code": code}
 
 
 def run_id(settings: dict, token_files: dict) -> str:
