@@ -73,8 +73,7 @@ def check_in_model(model: torch.nn.Module, seq_len: int, device: torch.device, d
     try:
         with _forked_rng(device):
             for length in lengths(seq_len):
-                tokens = torch.randint(vocab, (2, length), generator=torch.Generator().manual_seed(length))
-                tokens = tokens.to(device)
+                tokens = torch.randint(vocab, (2, length), generator=torch.Generator().manual_seed(length)).to(device)
                 for mode in ("eval", "train"):
                     model.train(mode == "train")
                     where = f"at length {length} in {mode} mode"
