@@ -16,7 +16,7 @@ import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -171,15 +171,11 @@ def measure_attention(attn: SelfAttention, timing: Timing, seq_len: int, dtype) 
     }
 
 
-def measure_job(job: dict) -> dict:
-    return measure(ModelConfig(**job["model"]), Timing(**job["timing"]), job["seq_len"])
-
-
-def in_fresh_process(job: dict, fn=measure_job) -> dict:
-    """fn(job) in a process of its own: a failure for lack of memory is a status, not a crash."""
+def in_fresh_process(fn, *args) -> dict:
+    """fn(*args) in a process of its own: a failure for lack of memory is a status, not a crash."""
     try:
         with ProcessPoolExecutor(1, mp_context=_FORKSERVER) as pool:
-            return {**pool.submit(fn, job).result(), "status": "ok"}
+            return {**pool.submit(fn, *args).result(), "status": "ok"}
     except BrokenProcessPool:
         return {"status": "killed (likely out of memory)"}
     except Unsupported:
@@ -209,10 +205,12 @@ def run_round(model_cfgs: dict, timing: Timing, round_number: int) -> list[dict]
     rows = []
     for seq_len in timing.seq_lens:
         for position, kind in enumerate(round_order(list(model_cfgs), round_number)):
-            job = {"model": asdict(model_cfgs[kind]), "timing": asdict(timing), "seq_len": seq_len}
-            row = {"round": round_number, "position": position, "kind": kind, "seq_len": seq_len}
-            row.update(batch_size=timing.batch_size, warmup_steps=timing.warmup_steps, timed_steps=timing.steps)
-            row.update(in_fresh_process(job), torch=torch.__version__, triton=TRITON)
+            row = {
+                "round": round_number, "position": position, "kind": kind, "seq_len": seq_len,
+                "batch_size": timing.batch_size, "warmup_steps": timing.warmup_steps, "timed_steps": timing.steps,
+                **in_fresh_process(measure, model_cfgs[kind], timing, seq_len),
+                "torch": torch.__version__, "triton": TRITON,
+            }  # fmt: skip
             print(row, flush=True)
             rows.append(row)
     return rows
