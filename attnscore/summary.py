@@ -37,20 +37,20 @@ def _fmt(value, digits=1) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:,.{digits}f}"
 
 
-def _change(ratio) -> str:
+def _change(ratio, digits=1) -> str:
     """A ratio as a change in percent: 1.041 -> '+4.1%' ('–' when missing)."""
-    return "–" if pd.isna(ratio) else f"{100 * (ratio - 1):+z,.1f}%"
+    return "–" if pd.isna(ratio) else f"{100 * (ratio - 1):+z,.{digits}f}%"
 
 
-def _with_interval(row, digits=1, keys=("mean", "ci_low", "ci_high")) -> str:
+def _with_interval(row, digits=1, keys=("mean", "ci_low", "ci_high"), show=_fmt) -> str:
     """'102.0 [99.1, 104.9]', or '102.0' where the row has no interval (one seed); keys name the
-    row's mean and bounds."""
+    row's mean and bounds, show(value, digits) writes each."""
     if row is None:
         return "–"
     mean, low, high = (row[key] for key in keys)
     if pd.isna(low):
-        return _fmt(mean, digits)
-    return f"{_fmt(mean, digits)} [{_fmt(low, digits)}, {_fmt(high, digits)}]"
+        return show(mean, digits)
+    return f"{show(mean, digits)} [{show(low, digits)}, {show(high, digits)}]"
 
 
 def summary_markdown(
@@ -137,9 +137,8 @@ def _time_change(cost) -> str:
         return "–"
     if cost["verdict"] == "baseline":
         return "baseline"
-    if pd.isna(cost["ratio_low"]):
-        return _change(cost["ratio"])
-    return f"{_change(cost['ratio'])} [{_change(cost['ratio_low'])}, {_change(cost['ratio_high'])}]: {cost['verdict']}"
+    verdict = "" if pd.isna(cost["ratio_low"]) else f": {cost['verdict']}"
+    return _with_interval(cost, keys=("ratio", "ratio_low", "ratio_high"), show=_change) + verdict
 
 
 def costs_markdown(costs: pd.DataFrame) -> str:
