@@ -32,8 +32,8 @@ def save(fig, paths, title: str) -> None:
 
 
 def draw_mean(ax, i: int, variant: str, points: pd.DataFrame, x: str, spread="95% CI", **style) -> None:
-    """The i-th variant's mean over seeds against column x of `points` (columns seeds, mean, ci_low
-    and ci_high), a line in the i-th style, the seeds' spread (ci_low to ci_high) shaded."""
+    """The i-th variant's mean over seeds (`points`: seeds, mean, ci_low, ci_high) against column x, in
+    the i-th style, its spread shaded."""
     seeds = points["seeds"].max()
     label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, {spread})"
     drawn = ax.plot(points[x], points["mean"], LINESTYLES[i % len(LINESTYLES)], label=label, **style)
@@ -48,8 +48,7 @@ def size_rows(table: pd.DataFrame, columns: int, width: float, height: float = 4
 
 
 def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
-    """Train, valid and test perplexity per epoch, one panel each (a row per size): per variant
-    the mean over seeds with its shaded 95% interval (a plain line for one seed); log scale."""
+    """Train, valid and test perplexity per epoch (stats.per_epoch), a panel each, a row per size; log scale."""
     fig, rows = size_rows(epochs, 3, 12, sharey=True)
     for size, axes in rows:
         for ax, split in zip(axes, ("train", "valid", "test"), strict=True):
@@ -67,10 +66,8 @@ def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
 
 
 def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
-    """Against the optimizer step, one panel each (a row per size): the training loss (the mean
-    over each logged interval), the gradient norm before clipping and the learning rate; per
-    variant the mean over seeds with its shaded 95% interval (stats.per_step; a plain line for one
-    seed). Dotted lines mark the epochs' ends."""
+    """Training loss (the mean over each logged interval), gradient norm before clipping and learning
+    rate against the optimizer step (stats.per_step), a panel each, a row per size; dotted: epochs' ends."""
     panels = [
         ("train_loss", "training loss (nats/token, interval mean)", "linear"),
         ("grad_norm", "gradient norm before clipping", "log"),
@@ -93,9 +90,8 @@ def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
 
 
 def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, baseline: str, paths, title: str) -> None:
-    """Per variant (a row per size), each seed's difference from the baseline run of the same
-    seed (dots, labelled by seed) and their mean with its 95% interval (bar), in test loss and
-    test perplexity."""
+    """Per variant (a row per size), each seed's difference from the baseline's run of that seed (dots)
+    and their mean with its 95% interval (bar), in test loss and test perplexity."""
     panels = {"test_loss": "test loss difference (nats/token)", "test_ppl": "test perplexity difference"}
     summary = summary.set_index(["size", "variant", "metric"])
     fig, rows = size_rows(runs, 2, 10)
@@ -124,10 +120,9 @@ def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, baseline: str, paths,
 
 
 def plot_scaling(losses: pd.DataFrame, verdicts: pd.DataFrame, baseline: str, paths, title: str) -> None:
-    """Against the parameter count (log scale), a line per variant through its sizes: the best
-    checkpoints' test loss (stats.per_size) and the paired difference from the baseline's (filled
-    where significant after Holm's adjustment), each mean and 95% interval over seeds. A variant's
-    points move a little sideways, so that intervals at one size do not hide each other."""
+    """Against the parameter count, a line per variant through its sizes: the best checkpoints' test loss
+    (stats.per_size) and the paired difference from the baseline's (filled where significant). A
+    variant's points move a little sideways, so that intervals at one size do not hide each other."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
     differences = verdicts[verdicts["metric"] == "test_loss"].merge(losses[["size", "variant", "parameters"]])
     variants = list(dict.fromkeys(losses["variant"]))
@@ -154,9 +149,8 @@ def plot_scaling(losses: pd.DataFrame, verdicts: pd.DataFrame, baseline: str, pa
 
 
 def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
-    """Per kind and seq_len: training tokens/s and the attention op's time (geometric mean over
-    rounds, 95% interval as error bars, the verdict against the baseline written on each bar),
-    and the step's peak memory; failed shapes marked."""
+    """Per kind and seq_len: training tokens/s and the attention op's time (95% interval, the verdict
+    against the baseline on each bar), and the step's peak memory; failed shapes marked."""
     costs = costs[costs["baseline"] == timings.cost_baseline(costs)]  # control comparisons are in the summary
     kinds, seq_lens = list(dict.fromkeys(costs["kind"])), sorted(set(costs["seq_len"]))
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
@@ -209,10 +203,9 @@ def _bar_label(row) -> str:
 
 
 def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, paths, title: str) -> None:
-    """The validation curve against optimizer steps, estimated training time and model FLOPs (a
-    row per size): per variant the mean over seeds, their range shaded; the target (`targets`,
-    to_target's) dashed. The time is steps x the benchmark's step time (`step_ms`: variant -> ms),
-    drawn where `targets` has the variant's step cost (the benchmark times no size)."""
+    """The validation curve against optimizer steps, estimated training time and model FLOPs, a row per
+    size: per variant the mean over seeds, their range shaded; to_target's target dashed. The time is
+    steps x the step time (`step_ms`: variant -> ms), drawn where `targets` has the step cost."""
     panels = [("step", "optimizer step"), ("seconds", "estimated training time (s)"), ("flops", "model FLOPs")]
     fig, rows = size_rows(curves, 3, 15, layout="constrained", sharey="row")
     for size, axes in rows:
