@@ -199,7 +199,7 @@ def _bar_label(row) -> str:
     if row.verdict == "baseline":
         return "baseline"
     verdict = row.verdict.replace("no measurable difference", "no difference")
-    return f"{100 * (row.ratio - 1):+z.0f}% time\n{verdict if row.rounds >= timings.MIN_ROUNDS else 'too few rounds'}"
+    return f"{timings.percent_change(row.ratio, 0)} time\n{verdict if row.rounds >= timings.MIN_ROUNDS else 'too few rounds'}"
 
 
 def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, paths, title: str) -> None:

@@ -37,11 +37,6 @@ def _fmt(value, digits=1) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:,.{digits}f}"
 
 
-def _change(ratio, digits=1) -> str:
-    """A ratio as a change in percent: 1.041 -> '+4.1%' ('–' when missing)."""
-    return "–" if pd.isna(ratio) else f"{100 * (ratio - 1):+z,.{digits}f}%"
-
-
 def _with_interval(row, digits=1, keys=("mean", "ci_low", "ci_high"), show=_fmt) -> str:
     """'102.0 [99.1, 104.9]', or '102.0' where the row has no interval (one seed); keys name the
     row's mean and bounds, show(value, digits) writes each."""
@@ -97,7 +92,7 @@ def summary_markdown(
             f"| {_with_interval(row._asdict())} | {_with_interval(cost, 0, TOKENS_PER_S)} | {_time_change(cost)} |"
         )
     for variant, ref in COURSE_NUMBERS.items():
-        relative = _change(COURSE_NUMBERS["dot"]["iters_per_s"] / ref["iters_per_s"])
+        relative = timings.percent_change(COURSE_NUMBERS["dot"]["iters_per_s"] / ref["iters_per_s"])
         lines.append(
             f"| reference: {variant} | 1 | {COURSE_EPOCHS} | {ref['train_ppl_1']} | {ref['valid_ppl_1']} "
             f"| {ref['test_ppl_1']} | {_fmt(ref['test_ppl_final'])} | {_fmt(ref['iters_per_s'] * COURSE_BATCH_SIZE * COURSE_SEQ_LEN, 0)} "
@@ -138,7 +133,7 @@ def _time_change(cost) -> str:
     if cost["verdict"] == "baseline":
         return "baseline"
     verdict = "" if pd.isna(cost["ratio_low"]) else f": {cost['verdict']}"
-    return _with_interval(cost, keys=("ratio", "ratio_low", "ratio_high"), show=_change) + verdict
+    return _with_interval(cost, keys=("ratio", "ratio_low", "ratio_high"), show=timings.percent_change) + verdict
 
 
 def costs_markdown(costs: pd.DataFrame) -> str:
@@ -167,7 +162,7 @@ def costs_markdown(costs: pd.DataFrame) -> str:
     ]
     for _, row in costs.iterrows():
         ms = _with_interval(row, 2, ("ms", "ms_low", "ms_high")) if row["rounds"] >= 2 else _fmt(row["ms"], 2)
-        memory = _change(row["memory_ratio"]) if row["measure"] == "step" else "–"
+        memory = timings.percent_change(row["memory_ratio"]) if row["measure"] == "step" else "–"
         lines.append(
             f"| {row['kind']} | {row['baseline']} | {row['seq_len']} | {row['measure']} | {ms} "
             f"| {_fmt(row.get('tokens_per_s'), 0)} | {_time_change(row)} "

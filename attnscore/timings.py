@@ -23,6 +23,11 @@ LABELS = ("batch_size", "warmup_steps", "timed_steps", "device", "dtype", "torch
           "attention_shape", "attention_dropout")  # fmt: skip
 
 
+def percent_change(ratio, digits: int = 1) -> str:
+    """A ratio as a change in percent: 1.041 -> '+4.1%' ('–' when missing)."""
+    return "–" if pd.isna(ratio) else f"{100 * (ratio - 1):+z,.{digits}f}%"
+
+
 def ratio_interval(values) -> dict:
     """Geometric mean of positive values, with the 95% t interval of their mean log (NaN bounds for one value)."""
     logs = pd.Series(values, dtype=float).dropna().map(math.log)
@@ -129,7 +134,7 @@ def cost_sentence(row) -> str:
     left_out = f"; {busy} round{'s' if busy > 1 else ''} left out, the CPU busy with another process" if busy else ""
     if row["rounds"] == 0:
         return f"{head}: not measured ({row['status'] if row['status'] != 'ok' else 'no round left'}{left_out})"
-    change = f"{100 * (row['ratio'] - 1):+z.1f}% time"
+    change = f"{percent_change(row['ratio'])} time"
     rounds, run = int(row["rounds"]), int(row.get("rounds_run", row["rounds"]))
     if rounds < MIN_ROUNDS:
         kept = f"{rounds} round{'s' if rounds > 1 else ''}" + (f" kept of {run}" if run != rounds else "")
@@ -138,8 +143,7 @@ def cost_sentence(row) -> str:
             f"set benchmark.rounds to {run + MIN_ROUNDS - rounds} or more"
         )
     interval = (
-        f"95% CI {100 * (row['ratio_low'] - 1):+z.1f}% to {100 * (row['ratio_high'] - 1):+z.1f}%, {rounds} rounds"
-        f"{left_out}"
+        f"95% CI {percent_change(row['ratio_low'])} to {percent_change(row['ratio_high'])}, {rounds} rounds{left_out}"
     )
     verdict, margin = row["verdict"], row["margin"]
     if verdict == "no measurable difference":

@@ -13,13 +13,14 @@ Welch-Satterthwaite degrees of freedom.
 """
 
 import math
+from functools import partial
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from attnscore.stats import CONFIDENCE
-from attnscore.timings import MIN_ROUNDS, cost_verdict, ratio_interval
+from attnscore.timings import MIN_ROUNDS, cost_verdict, percent_change, ratio_interval
 
 # A compare_timings row's columns -> the keys of its step cost (step_costs).
 STEP_COST = {"ratio": "center", "ratio_low": "low", "ratio_high": "high", "rounds": "n", "ms": "ms"}
@@ -134,13 +135,10 @@ def sentence(row) -> str:
             f"{head} {steps} and {flops}; its step cost is not measured at this shape (not benchmarked there, or "
             "no round kept: see What it costs): not timed"
         )
-    cost = f"{_percent(row['step_cost'])}, {_ci(row, 'step_cost', _percent)}{int(row['cost_rounds'])} rounds"
+    percent = partial(percent_change, digits=0)
+    cost = f"{percent(row['step_cost'])}, {_ci(row, 'step_cost', percent)}{int(row['cost_rounds'])} rounds"
     time = f"{row['time_ratio']:.2f}x {base}'s training time ({_ci(row, 'time').rstrip(', ') or 'no interval'})"
     return f"{head} {steps} and, at its measured step cost ({cost}), in {time} and {flops}: {row['verdict']}"
-
-
-def _percent(ratio: float) -> str:
-    return f"{100 * (ratio - 1):+z.0f}%"
 
 
 def _ci(row, name: str, show=lambda value: f"{value:.2f}") -> str:
