@@ -153,12 +153,13 @@ def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
     against the baseline on each bar), and the step's peak memory; failed shapes marked."""
     costs = costs[costs["baseline"] == timings.cost_baseline(costs)]  # control comparisons are in the summary
     kinds, seq_lens = list(dict.fromkeys(costs["kind"])), sorted(set(costs["seq_len"]))
+    first = costs.iloc[0]
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
     width = 0.8 / len(kinds)
     panels = [
         ("step", "tokens_per_s", "training tokens/s"),
         ("attention", "ms", "attention op, forward + backward (ms)"),
-        ("step", "peak_memory_mib", None),
+        ("step", "peak_memory_mib", f"peak memory of the step, MiB ({first.get('memory_kind', 'process max RSS')})"),
     ]
     for i, kind in enumerate(kinds):
         positions = [j + (i - (len(kinds) - 1) / 2) * width for j in range(len(seq_lens))]
@@ -173,24 +174,16 @@ def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
                 labels = [_bar_label(row) for row in rows.itertuples()]
             bars = ax.bar(positions, values.fillna(0), width, yerr=error, capsize=3, label=kind, color=f"C{i}")
             ax.bar_label(bars, labels=labels, fontsize="x-small", padding=2)
-    first = costs.iloc[0]
     for ax, (*_, ylabel) in zip(axes, panels, strict=True):
-        ylabel = ylabel or f"peak memory of the step, MiB ({first.get('memory_kind', 'process max RSS')})"
         ax.set(xticks=range(len(seq_lens)), xticklabels=[f"seq_len {t}" for t in seq_lens], ylabel=ylabel)
         ax.margins(y=0.35)
     axes[0].legend(loc="upper left", ncol=len(kinds), fontsize="small")
     rounds, busy = int(costs["rounds"].max()), int(first.get("busy_rounds", 0))
-    kept = (
-        f"{rounds} of {rounds + busy} interleaved rounds ({busy} left out: CPU busy)"
-        if busy
-        else f"{rounds} interleaved rounds"
-    )
-    save(
-        fig,
-        paths,
-        f"{title}: {first['device']}, {first['dtype']}, batch {first['batch_size']}; geometric mean of {kept}, "
-        f"95% CI; time vs {first['baseline']}, verdict at a {100 * first['margin']:g}% margin (log scale)",
-    )
+    kept = f"{rounds} of {rounds + busy}" if busy else f"{rounds}"
+    left_out = f" ({busy} left out: CPU busy)" if busy else ""
+    setup = f"{first['device']}, {first['dtype']}, batch {first['batch_size']}"
+    verdict = f"time vs {first['baseline']}, verdict at a {100 * first['margin']:g}% margin (log scale)"
+    save(fig, paths, f"{title}: {setup}; geometric mean of {kept} interleaved rounds{left_out}, 95% CI; {verdict}")
 
 
 def _bar_label(row) -> str:

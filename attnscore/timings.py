@@ -128,7 +128,8 @@ def cost_baseline(costs: pd.DataFrame) -> str:
 
 
 def cost_sentence(row) -> str:
-    """A compare_timings row as 'euclid vs dot, training step at seq_len 64: +4.1% time (95% CI +2.0% to +6.3%, 7 rounds): slower'."""
+    """A compare_timings row as 'euclid vs dot, training step at seq_len 64: +4.1% time (95% CI +2.0% to
+    +6.3%, 7 rounds): slower'."""
     head = f"{row['kind']} vs {row['baseline']}, {MEASURE_NAMES[row['measure']]} at seq_len {row['seq_len']}"
     busy = row.get("busy_rounds", 0)
     left_out = f"; {busy} round{'s' if busy > 1 else ''} left out, the CPU busy with another process" if busy else ""
