@@ -7,7 +7,7 @@ import pandas as pd
 from matplotlib.colors import PowerNorm
 
 from attnscore import stats
-from attnscore.plots import draw_mean, plain_title, save  # and the Agg backend, before any figure
+from attnscore.plots import draw_means, plain_title, save  # and the Agg backend, before any figure
 
 HEAD_STATISTICS = {"entropy": "entropy (nats)", "distance": "distance (tokens back)"}
 
@@ -56,8 +56,7 @@ def plot_layers(heads: pd.DataFrame, seq_len: int, paths) -> None:
     uniform = np.mean(np.log(np.arange(1, seq_len + 1)))
     for ax, size in zip(axes[0], sizes, strict=True):
         of_size = per_layer[per_layer["size"] == size]
-        for i, (variant, lines) in enumerate(of_size.groupby("variant", sort=False)):
-            draw_mean(ax, i, variant, stats.over_seeds(lines, ["layer"], ["entropy"]), "layer", marker="o")
+        draw_means(ax, stats.over_seeds(of_size, ["variant", "layer"], ["entropy"]), "layer", marker="o")
         ax.axhline(uniform, color="grey", linestyle=":", label="uniform over the past")
         ax.set(title=plain_title(size), xlabel="layer", ylabel="entropy (nats, mean over heads)")
         ax.set_xticks(sorted(of_size["layer"].unique()))

@@ -31,13 +31,16 @@ def save(fig, paths, title: str) -> None:
     plt.close(fig)
 
 
-def draw_mean(ax, i: int, variant: str, points: pd.DataFrame, x: str, spread="95% CI", **style) -> None:
-    """The i-th variant's mean over seeds (`points`: seeds, mean, ci_low, ci_high) against column x, in
-    the i-th style, its spread shaded."""
-    seeds = points["seeds"].max()
-    label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, {spread})"
-    drawn = ax.plot(points[x], points["mean"], LINESTYLES[i % len(LINESTYLES)], label=label, **style)
-    ax.fill_between(points[x], points["ci_low"], points["ci_high"], color=drawn[0].get_color(), alpha=0.2)
+def draw_means(ax, points: pd.DataFrame, x: str, spread="95% CI", **style) -> None:
+    """Per variant of `points` (columns variant, seeds, mean, ci_low, ci_high), the i-th in the i-th
+    colour and line style: its mean over seeds against column x, its spread shaded."""
+    for i, (variant, line) in enumerate(points.groupby("variant", sort=False)):
+        if line[x].isna().all():  # nothing to draw (plot_to_target's time where the step is not timed)
+            continue
+        line, seeds = line.sort_values(x), line["seeds"].max()
+        label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, {spread})"
+        ax.plot(line[x], line["mean"], LINESTYLES[i % len(LINESTYLES)], color=f"C{i}", label=label, **style)
+        ax.fill_between(line[x], line["ci_low"], line["ci_high"], color=f"C{i}", alpha=0.2)
 
 
 def size_rows(table: pd.DataFrame, columns: int, width: float, height: float = 4, **options):
@@ -53,8 +56,7 @@ def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
     for size, axes in rows:
         for ax, split in zip(axes, ("train", "valid", "test"), strict=True):
             points = epochs[(epochs["size"] == size) & (epochs["split"] == split)]
-            for i, (variant, line) in enumerate(points.groupby("variant", sort=False)):
-                draw_mean(ax, i, variant, line, "epoch", marker="o", ms=3)
+            draw_means(ax, points, "epoch", marker="o", ms=3)
             ax.set(title=stats.size_label(plain_title(size), split), xlabel="epoch", yscale="log")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.yaxis.set_major_formatter(ScalarFormatter())
@@ -78,8 +80,7 @@ def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
     for size, axes in rows:
         for ax, (measure, ylabel, scale) in zip(axes, panels, strict=True):
             points = steps[(steps["size"] == size) & (steps["measure"] == measure)]
-            for i, (variant, line) in enumerate(points.groupby("variant", sort=False)):
-                draw_mean(ax, i, variant, line.sort_values("step"), "step", lw=1.2)
+            draw_means(ax, points, "step", lw=1.2)
             for end in epoch_ends.iloc[:-1]:
                 ax.axvline(end, color="gray", lw=0.8, ls=":")
             ax.set(title=plain_title(size), xlabel="optimizer step", ylabel=ylabel, yscale=scale)
@@ -202,22 +203,20 @@ def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, p
     panels = [("step", "optimizer step"), ("seconds", "estimated training time (s)"), ("flops", "model FLOPs")]
     fig, rows = size_rows(curves, 3, 15, layout="constrained", sharey="row")
     for size, axes in rows:
-        for i, (variant, runs) in enumerate(curves[curves["size"] == size].groupby("variant", sort=False)):
-            band = runs.groupby("step", as_index=False).agg(
-                seeds=("seed", "nunique"),
-                mean=("valid_loss", "mean"),
-                ci_low=("valid_loss", "min"),  # the seeds' range
-                ci_high=("valid_loss", "max"),
-                flops=("flops", "mean"),
-            )
-            timed = targets[(targets["size"] == size) & (targets["kind"] == variant)]["step_cost"].notna().any()
-            ms = step_ms.get(variant) if timed else None
-            band["seconds"] = band["step"] * (ms or 0) / 1000
-            for ax, (x, _) in zip(axes, panels, strict=True):
-                if x != "seconds" or ms:
-                    draw_mean(ax, i, variant, band, x, "range", color=f"C{i}", lw=1.2)
+        of_size = curves[curves["size"] == size]
+        bands = of_size.groupby(["variant", "step"], sort=False, as_index=False).agg(
+            seeds=("seed", "nunique"),
+            mean=("valid_loss", "mean"),
+            ci_low=("valid_loss", "min"),  # the seeds' range
+            ci_high=("valid_loss", "max"),
+            flops=("flops", "mean"),
+        )
+        timed = targets[(targets["size"] == size) & targets["step_cost"].notna()]["kind"]
+        ms = {kind: step_ms[kind] for kind in timed if kind in step_ms}
+        bands["seconds"] = bands["step"] * bands["variant"].map(ms) / 1000  # NaN: not timed
         target = targets[targets["size"] == size].iloc[0]
         for ax, (x, xlabel) in zip(axes, panels, strict=True):
+            draw_means(ax, bands, x, "range", lw=1.2)
             ax.axhline(target["target"], color="gray", ls="--", lw=1, label=f"{target['baseline']}'s best (target)")
             ax.set(title=plain_title(size), xlabel=xlabel)
             ax.grid(True, alpha=0.3)
