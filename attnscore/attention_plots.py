@@ -13,8 +13,8 @@ HEAD_STATISTICS = {"entropy": "entropy (nats)", "distance": "distance (tokens ba
 
 
 def plot_heads(heads: pd.DataFrame, paths) -> None:
-    """Per (size, kind), layer x head heat maps of entropy and distance, mean over seeds (`heads`:
-    the attention step's tables with size, variant and seed columns); one colour scale a statistic."""
+    """Per (size, kind), layer x head maps of entropy and distance, mean over seeds (`heads`: the
+    attention step's tables with size, variant and seed columns)."""
     kinds = list(dict.fromkeys(zip(heads["size"], heads["variant"], strict=True)))
     means = heads.groupby(["size", "variant", "layer", "head"], sort=False)[list(HEAD_STATISTICS)].mean()
     fig, axes = plt.subplots(len(kinds), 2, figsize=(9, 1.2 + 1.8 * len(kinds)), squeeze=False, layout="constrained")
@@ -32,9 +32,8 @@ def plot_heads(heads: pd.DataFrame, paths) -> None:
 
 
 def plot_maps(maps: dict, paths) -> None:
-    """The weights of one test window (mean over heads) in the first and last layer, a row per
-    (size, kind); `maps` maps (size, kind) to its (2, queries, keys) array. A square-root colour
-    scale shared by all panels, so that small weights show."""
+    """One test window's weights (mean over heads) in the first and last layer, a row per (size, kind)
+    (`maps`: (size, kind) -> (2, queries, keys)); a square-root colour scale, so that small weights show."""
     high = max(float(array.max()) for array in maps.values())
     fig, axes = plt.subplots(len(maps), 2, figsize=(8, 0.6 + 3.6 * len(maps)), squeeze=False, layout="constrained")
     for row, ((size, variant), array) in enumerate(maps.items()):
@@ -48,8 +47,7 @@ def plot_maps(maps: dict, paths) -> None:
 
 
 def plot_layers(heads: pd.DataFrame, seq_len: int, paths) -> None:
-    """Entropy against layer, a panel per size: per kind the mean over heads, then over seeds with
-    its shaded 95% interval; the dotted line is uniform weight over the past."""
+    """Entropy against layer, a panel per size, per kind the mean over heads then seeds; dotted: uniform."""
     sizes = list(dict.fromkeys(heads["size"]))
     fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4), squeeze=False)
     per_layer = heads.groupby(["size", "variant", "seed", "layer"], sort=False)["entropy"].mean().reset_index()

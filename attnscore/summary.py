@@ -59,9 +59,8 @@ def summary_markdown(
     data_name: str,
     train_seq_len: int,
 ) -> str:
-    """summary.md but the attention section: `verdicts` are stats.with_holm's rows (a section per
-    size, headed by its parameter count from `losses`, stats.per_size), `costs` compare_timings'
-    and `targets` to_target's. The benchmark times the model section, not each size."""
+    """summary.md but the attention section: `verdicts` are stats.with_holm's rows, `losses` per_size's
+    (parameter counts), `costs` compare_timings' and `targets` to_target's."""
     baseline = timings.cost_baseline(costs)
     steps = costs[(costs["measure"] == "step") & (costs["baseline"] == baseline)]
     at_train_shape = steps[steps["seq_len"] == train_seq_len].set_index("kind")
@@ -207,9 +206,8 @@ ATTENTION_COMPARED = {
 
 
 def attention_markdown(means: pd.DataFrame, comparisons: pd.DataFrame) -> str:
-    """What each kind attends to: per size, each kind's means over seeds (`means`: one row per
-    size, variant and seed, attention_stats' statistics averaged over layers and heads), then a
-    verdict per kind and compared statistic (`comparisons`: stats.paired_means' rows)."""
+    """What each kind attends to: per size, each kind's means over seeds (`means`: attention_stats'
+    statistics per size, variant and seed), then stats.paired_means' verdicts (`comparisons`)."""
     statistics = [column for column in means.columns if column not in ("size", "variant", "seed")]
     lines = [
         "## What each kind attends to",
