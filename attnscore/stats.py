@@ -144,10 +144,9 @@ def paired_test(differences: pd.Series) -> dict:
 
 
 def paired_summary(differences: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: the mean paired difference in test loss, its interval, the paired t-test's
-    p-value and whether the interval excludes zero (undecided, None, with one seed); and the same
-    in test perplexity, derived from the loss's so that the two never disagree: the difference
-    from the baseline's perplexity exp(L) (L its mean loss) at each bound, exp(L) (exp(d) - 1)."""
+    """Per variant: paired_test of the differences in test loss, significant if its interval excludes 0
+    (None with one seed); and the same in test perplexity, derived from the loss's so that the two never
+    disagree: at each bound d, exp(L) (exp(d) - 1), L the baseline's mean loss."""
     rows = []
     for (variant, baseline), group in differences.groupby(["variant", "baseline"], sort=False):
         loss = {"variant": variant, "baseline": baseline, "metric": "test_loss", **paired_test(group["test_loss"])}
@@ -187,10 +186,9 @@ def holm(p_values) -> pd.Series:
 
 
 def with_holm(paired: pd.DataFrame) -> pd.DataFrame:
-    """paired_summary rows (of every size and kind reported together) with p_holm, the p-value
-    adjusted over the tests of the same metric, and tests, their number: the family is each
-    question asked of the data (every kind against the baseline at every size), asked once in
-    test loss and once in perplexity. Its significant is the adjusted one: p_holm below ALPHA."""
+    """paired_summary rows of every size and kind with p_holm, the p-value adjusted over the `tests`
+    of the same metric (the family: every kind against the baseline at every size, asked once in test
+    loss and once in perplexity), and significant as p_holm below ALPHA."""
     tests = paired.groupby("metric", sort=False)["p_value"]
     adjusted = tests.transform(holm)
     significant = (adjusted < ALPHA).astype(object).where(adjusted.notna(), None)  # after the adjustment

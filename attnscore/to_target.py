@@ -31,8 +31,7 @@ COLUMNS = ["size", "kind", "baseline", "seeds", "reached", "target", "best_loss"
 
 
 def crossing(curve: pd.DataFrame, target: float, at: str = "step") -> float:
-    """Where (in column `at`: step or flops) a validation curve, ordered by step, first reaches
-    `target`: linear between the point before and the first point at or below it; NaN if none is."""
+    """Where (column `at`: step or flops) a curve ordered by step first reaches `target` (see the module), else NaN."""
     losses, where = curve["valid_loss"].to_numpy(float), curve[at].to_numpy(float)
     below = np.flatnonzero(losses <= target)
     if not len(below):
