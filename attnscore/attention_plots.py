@@ -7,14 +7,14 @@ import pandas as pd
 from matplotlib.colors import PowerNorm
 
 from attnscore import stats
-from attnscore.plots import draw_mean, plain_title, save  # and the Agg backend, before any figure
+from attnscore.plots import draw_means, plain_title, save  # and the Agg backend, before any figure
 
 HEAD_STATISTICS = {"entropy": "entropy (nats)", "distance": "distance (tokens back)"}
 
 
 def plot_heads(heads: pd.DataFrame, paths) -> None:
-    """Per (size, kind), layer x head heat maps of entropy and distance, mean over seeds (`heads`:
-    the attention step's tables with size, variant and seed columns); one colour scale a statistic."""
+    """Per (size, kind), layer x head maps of entropy and distance, mean over seeds (`heads`: the
+    attention step's tables with size, variant and seed columns)."""
     kinds = list(dict.fromkeys(zip(heads["size"], heads["variant"], strict=True)))
     means = heads.groupby(["size", "variant", "layer", "head"], sort=False)[list(HEAD_STATISTICS)].mean()
     fig, axes = plt.subplots(len(kinds), 2, figsize=(9, 1.2 + 1.8 * len(kinds)), squeeze=False, layout="constrained")
@@ -32,9 +32,8 @@ def plot_heads(heads: pd.DataFrame, paths) -> None:
 
 
 def plot_maps(maps: dict, paths) -> None:
-    """The weights of one test window (mean over heads) in the first and last layer, a row per
-    (size, kind); `maps` maps (size, kind) to its (2, queries, keys) array. A square-root colour
-    scale shared by all panels, so that small weights show."""
+    """One test window's weights (mean over heads) in the first and last layer, a row per (size, kind)
+    (`maps`: (size, kind) -> (2, queries, keys)); a square-root colour scale, so that small weights show."""
     high = max(float(array.max()) for array in maps.values())
     fig, axes = plt.subplots(len(maps), 2, figsize=(8, 0.6 + 3.6 * len(maps)), squeeze=False, layout="constrained")
     for row, ((size, variant), array) in enumerate(maps.items()):
@@ -48,16 +47,14 @@ def plot_maps(maps: dict, paths) -> None:
 
 
 def plot_layers(heads: pd.DataFrame, seq_len: int, paths) -> None:
-    """Entropy against layer, a panel per size: per kind the mean over heads, then over seeds with
-    its shaded 95% interval; the dotted line is uniform weight over the past."""
+    """Entropy against layer, a panel per size, per kind the mean over heads then seeds; dotted: uniform."""
     sizes = list(dict.fromkeys(heads["size"]))
     fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4), squeeze=False)
     per_layer = heads.groupby(["size", "variant", "seed", "layer"], sort=False)["entropy"].mean().reset_index()
     uniform = np.mean(np.log(np.arange(1, seq_len + 1)))
     for ax, size in zip(axes[0], sizes, strict=True):
         of_size = per_layer[per_layer["size"] == size]
-        for i, (variant, lines) in enumerate(of_size.groupby("variant", sort=False)):
-            draw_mean(ax, i, variant, stats.over_seeds(lines, ["layer"], ["entropy"]), "layer", marker="o")
+        draw_means(ax, stats.over_seeds(of_size, ["variant", "layer"], ["entropy"]), "layer", marker="o")
         ax.axhline(uniform, color="grey", linestyle=":", label="uniform over the past")
         ax.set(title=plain_title(size), xlabel="layer", ylabel="entropy (nats, mean over heads)")
         ax.set_xticks(sorted(of_size["layer"].unique()))

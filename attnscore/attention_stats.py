@@ -22,8 +22,7 @@ WINDOWS_A_BATCH = 8
 
 
 def head_statistics(weights: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per window and head (batch, heads): each statistic's mean over the query positions of
-    weights (batch, heads, queries, keys), computed in float64."""
+    """Each statistic's mean over the queries of weights (batch, heads, queries, keys), in float64."""
     w = weights.double()
     t = w.shape[-1]
     position = torch.arange(t, dtype=w.dtype, device=w.device)
@@ -38,8 +37,7 @@ def head_statistics(weights: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def window_starts(tokens: int, seq_len: int, count: int) -> list[int]:
-    """Where `count` windows of seq_len tokens start, evenly spread over a split of `tokens`
-    (the same windows for every run: the first starts at 0)."""
+    """Where `count` windows of seq_len tokens start, evenly spread over `tokens` from 0 (the same for every run)."""
     if tokens < seq_len:
         raise ValueError(f"the test split has {tokens} tokens, fewer than one window of train.seq_len={seq_len}")
     return sorted({int(start) for start in np.linspace(0, tokens - seq_len, count)})

@@ -16,7 +16,7 @@ import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -52,8 +52,8 @@ class Timing:
 
 
 def step_config(*, seq_len: int, batch_size: int, device: str, precision: str, compile: bool) -> TrainConfig:
-    """The training step a measurement times: the reference recipe's (Adam at a constant learning
-    rate) whatever the run trains with, since a step costs the same at any learning rate."""
+    """The step a measurement times: the reference recipe's (Adam at a constant learning rate) whatever
+    the run trains with, since a step costs the same at any learning rate."""
     return TrainConfig(
         seq_len=seq_len, batch_size=batch_size, eval_batch_size=batch_size, epochs=1, lr=1e-5, betas=(0.9, 0.98),
         eps=1e-9, weight_decay=0.0, grad_clip=0.0, optimizer="adam", schedule="constant", warmup_steps=0,
@@ -151,8 +151,8 @@ def measure(model_cfg: ModelConfig, timing: Timing, seq_len: int) -> dict:
 
 
 def measure_attention(attn: SelfAttention, timing: Timing, seq_len: int, dtype) -> dict:
-    """Time an attention layer's op alone, forward and backward, on q, k, v as the model makes them
-    (permuted views of one projection), with its dropout and dtype."""
+    """Time the op alone, forward and backward, on q, k, v as the model makes them (permuted views of one
+    projection), with its dropout and dtype."""
     b, t, heads = timing.batch_size, seq_len, attn.n_heads
     head_dim = attn.qkv.in_features // heads
     device = attn.qkv.weight.device
@@ -171,15 +171,11 @@ def measure_attention(attn: SelfAttention, timing: Timing, seq_len: int, dtype) 
     }
 
 
-def measure_job(job: dict) -> dict:
-    return measure(ModelConfig(**job["model"]), Timing(**job["timing"]), job["seq_len"])
-
-
-def in_fresh_process(job: dict, fn=measure_job) -> dict:
-    """fn(job) in a process of its own: a failure for lack of memory is a status, not a crash."""
+def in_fresh_process(fn, *args) -> dict:
+    """fn(*args) in a process of its own: a failure for lack of memory is a status, not a crash."""
     try:
         with ProcessPoolExecutor(1, mp_context=_FORKSERVER) as pool:
-            return {**pool.submit(fn, job).result(), "status": "ok"}
+            return {**pool.submit(fn, *args).result(), "status": "ok"}
     except BrokenProcessPool:
         return {"status": "killed (likely out of memory)"}
     except Unsupported:
@@ -203,16 +199,17 @@ def with_controls(model_cfgs: dict, device: str) -> dict:
 
 
 def run_round(model_cfgs: dict, timing: Timing, round_number: int) -> list[dict]:
-    """One round: every kind of `model_cfgs` (kind -> ModelConfig) and its control at every
-    timing.seq_lens, each in a fresh process; a row per (kind, seq_len)."""
+    """A row per kind of `model_cfgs` (kind -> ModelConfig), its control, and timing.seq_lens."""
     model_cfgs = with_controls(model_cfgs, timing.device)
     rows = []
     for seq_len in timing.seq_lens:
         for position, kind in enumerate(round_order(list(model_cfgs), round_number)):
-            job = {"model": asdict(model_cfgs[kind]), "timing": asdict(timing), "seq_len": seq_len}
-            row = {"round": round_number, "position": position, "kind": kind, "seq_len": seq_len}
-            row.update(batch_size=timing.batch_size, warmup_steps=timing.warmup_steps, timed_steps=timing.steps)
-            row.update(in_fresh_process(job), torch=torch.__version__, triton=TRITON)
+            row = {
+                "round": round_number, "position": position, "kind": kind, "seq_len": seq_len,
+                "batch_size": timing.batch_size, "warmup_steps": timing.warmup_steps, "timed_steps": timing.steps,
+                **in_fresh_process(measure, model_cfgs[kind], timing, seq_len),
+                "torch": torch.__version__, "triton": TRITON,
+            }  # fmt: skip
             print(row, flush=True)
             rows.append(row)
     return rows

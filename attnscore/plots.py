@@ -31,13 +31,16 @@ def save(fig, paths, title: str) -> None:
     plt.close(fig)
 
 
-def draw_mean(ax, i: int, variant: str, points: pd.DataFrame, x: str, spread="95% CI", **style) -> None:
-    """The i-th variant's mean over seeds against column x of `points` (columns seeds, mean, ci_low
-    and ci_high), a line in the i-th style, the seeds' spread (ci_low to ci_high) shaded."""
-    seeds = points["seeds"].max()
-    label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, {spread})"
-    drawn = ax.plot(points[x], points["mean"], LINESTYLES[i % len(LINESTYLES)], label=label, **style)
-    ax.fill_between(points[x], points["ci_low"], points["ci_high"], color=drawn[0].get_color(), alpha=0.2)
+def draw_means(ax, points: pd.DataFrame, x: str, spread="95% CI", **style) -> None:
+    """Per variant of `points` (columns variant, seeds, mean, ci_low, ci_high), the i-th in the i-th
+    colour and line style: its mean over seeds against column x, its spread shaded."""
+    for i, (variant, line) in enumerate(points.groupby("variant", sort=False)):
+        if line[x].isna().all():  # nothing to draw (plot_to_target's time where the step is not timed)
+            continue
+        line, seeds = line.sort_values(x), line["seeds"].max()
+        label = variant if seeds == 1 else f"{variant} (mean of {seeds} seeds, {spread})"
+        ax.plot(line[x], line["mean"], LINESTYLES[i % len(LINESTYLES)], color=f"C{i}", label=label, **style)
+        ax.fill_between(line[x], line["ci_low"], line["ci_high"], color=f"C{i}", alpha=0.2)
 
 
 def size_rows(table: pd.DataFrame, columns: int, width: float, height: float = 4, **options):
@@ -48,14 +51,12 @@ def size_rows(table: pd.DataFrame, columns: int, width: float, height: float = 4
 
 
 def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
-    """Train, valid and test perplexity per epoch, one panel each (a row per size): per variant
-    the mean over seeds with its shaded 95% interval (a plain line for one seed); log scale."""
+    """Train, valid and test perplexity per epoch (stats.per_epoch), a panel each, a row per size; log scale."""
     fig, rows = size_rows(epochs, 3, 12, sharey=True)
     for size, axes in rows:
         for ax, split in zip(axes, ("train", "valid", "test"), strict=True):
             points = epochs[(epochs["size"] == size) & (epochs["split"] == split)]
-            for i, (variant, line) in enumerate(points.groupby("variant", sort=False)):
-                draw_mean(ax, i, variant, line, "epoch", marker="o", ms=3)
+            draw_means(ax, points, "epoch", marker="o", ms=3)
             ax.set(title=stats.size_label(plain_title(size), split), xlabel="epoch", yscale="log")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.yaxis.set_major_formatter(ScalarFormatter())
@@ -67,10 +68,8 @@ def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
 
 
 def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
-    """Against the optimizer step, one panel each (a row per size): the training loss (the mean
-    over each logged interval), the gradient norm before clipping and the learning rate; per
-    variant the mean over seeds with its shaded 95% interval (stats.per_step; a plain line for one
-    seed). Dotted lines mark the epochs' ends."""
+    """Training loss (the mean over each logged interval), gradient norm before clipping and learning
+    rate against the optimizer step (stats.per_step), a panel each, a row per size; dotted: epochs' ends."""
     panels = [
         ("train_loss", "training loss (nats/token, interval mean)", "linear"),
         ("grad_norm", "gradient norm before clipping", "log"),
@@ -81,8 +80,7 @@ def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
     for size, axes in rows:
         for ax, (measure, ylabel, scale) in zip(axes, panels, strict=True):
             points = steps[(steps["size"] == size) & (steps["measure"] == measure)]
-            for i, (variant, line) in enumerate(points.groupby("variant", sort=False)):
-                draw_mean(ax, i, variant, line.sort_values("step"), "step", lw=1.2)
+            draw_means(ax, points, "step", lw=1.2)
             for end in epoch_ends.iloc[:-1]:
                 ax.axvline(end, color="gray", lw=0.8, ls=":")
             ax.set(title=plain_title(size), xlabel="optimizer step", ylabel=ylabel, yscale=scale)
@@ -93,9 +91,8 @@ def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
 
 
 def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, baseline: str, paths, title: str) -> None:
-    """Per variant (a row per size), each seed's difference from the baseline run of the same
-    seed (dots, labelled by seed) and their mean with its 95% interval (bar), in test loss and
-    test perplexity."""
+    """Per variant (a row per size), each seed's difference from the baseline's run of that seed (dots)
+    and their mean with its 95% interval (bar), in test loss and test perplexity."""
     panels = {"test_loss": "test loss difference (nats/token)", "test_ppl": "test perplexity difference"}
     summary = summary.set_index(["size", "variant", "metric"])
     fig, rows = size_rows(runs, 2, 10)
@@ -124,10 +121,9 @@ def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, baseline: str, paths,
 
 
 def plot_scaling(losses: pd.DataFrame, verdicts: pd.DataFrame, baseline: str, paths, title: str) -> None:
-    """Against the parameter count (log scale), a line per variant through its sizes: the best
-    checkpoints' test loss (stats.per_size) and the paired difference from the baseline's (filled
-    where significant after Holm's adjustment), each mean and 95% interval over seeds. A variant's
-    points move a little sideways, so that intervals at one size do not hide each other."""
+    """Against the parameter count, a line per variant through its sizes: the best checkpoints' test loss
+    (stats.per_size) and the paired difference from the baseline's (filled where significant). A
+    variant's points move a little sideways, so that intervals at one size do not hide each other."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
     differences = verdicts[verdicts["metric"] == "test_loss"].merge(losses[["size", "variant", "parameters"]])
     variants = list(dict.fromkeys(losses["variant"]))
@@ -154,17 +150,17 @@ def plot_scaling(losses: pd.DataFrame, verdicts: pd.DataFrame, baseline: str, pa
 
 
 def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
-    """Per kind and seq_len: training tokens/s and the attention op's time (geometric mean over
-    rounds, 95% interval as error bars, the verdict against the baseline written on each bar),
-    and the step's peak memory; failed shapes marked."""
+    """Per kind and seq_len: training tokens/s and the attention op's time (95% interval, the verdict
+    against the baseline on each bar), and the step's peak memory; failed shapes marked."""
     costs = costs[costs["baseline"] == timings.cost_baseline(costs)]  # control comparisons are in the summary
     kinds, seq_lens = list(dict.fromkeys(costs["kind"])), sorted(set(costs["seq_len"]))
+    first = costs.iloc[0]
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
     width = 0.8 / len(kinds)
     panels = [
         ("step", "tokens_per_s", "training tokens/s"),
         ("attention", "ms", "attention op, forward + backward (ms)"),
-        ("step", "peak_memory_mib", None),
+        ("step", "peak_memory_mib", f"peak memory of the step, MiB ({first.get('memory_kind', 'process max RSS')})"),
     ]
     for i, kind in enumerate(kinds):
         positions = [j + (i - (len(kinds) - 1) / 2) * width for j in range(len(seq_lens))]
@@ -179,24 +175,16 @@ def plot_costs(costs: pd.DataFrame, paths, title: str) -> None:
                 labels = [_bar_label(row) for row in rows.itertuples()]
             bars = ax.bar(positions, values.fillna(0), width, yerr=error, capsize=3, label=kind, color=f"C{i}")
             ax.bar_label(bars, labels=labels, fontsize="x-small", padding=2)
-    first = costs.iloc[0]
     for ax, (*_, ylabel) in zip(axes, panels, strict=True):
-        ylabel = ylabel or f"peak memory of the step, MiB ({first.get('memory_kind', 'process max RSS')})"
         ax.set(xticks=range(len(seq_lens)), xticklabels=[f"seq_len {t}" for t in seq_lens], ylabel=ylabel)
         ax.margins(y=0.35)
     axes[0].legend(loc="upper left", ncol=len(kinds), fontsize="small")
     rounds, busy = int(costs["rounds"].max()), int(first.get("busy_rounds", 0))
-    kept = (
-        f"{rounds} of {rounds + busy} interleaved rounds ({busy} left out: CPU busy)"
-        if busy
-        else f"{rounds} interleaved rounds"
-    )
-    save(
-        fig,
-        paths,
-        f"{title}: {first['device']}, {first['dtype']}, batch {first['batch_size']}; geometric mean of {kept}, "
-        f"95% CI; time vs {first['baseline']}, verdict at a {100 * first['margin']:g}% margin (log scale)",
-    )
+    kept = f"{rounds} of {rounds + busy}" if busy else f"{rounds}"
+    left_out = f" ({busy} left out: CPU busy)" if busy else ""
+    setup = f"{first['device']}, {first['dtype']}, batch {first['batch_size']}"
+    verdict = f"time vs {first['baseline']}, verdict at a {100 * first['margin']:g}% margin (log scale)"
+    save(fig, paths, f"{title}: {setup}; geometric mean of {kept} interleaved rounds{left_out}, 95% CI; {verdict}")
 
 
 def _bar_label(row) -> str:
@@ -205,33 +193,30 @@ def _bar_label(row) -> str:
     if row.verdict == "baseline":
         return "baseline"
     verdict = row.verdict.replace("no measurable difference", "no difference")
-    return f"{100 * (row.ratio - 1):+z.0f}% time\n{verdict if row.rounds >= timings.MIN_ROUNDS else 'too few rounds'}"
+    return f"{timings.percent_change(row.ratio, 0)} time\n{verdict if row.rounds >= timings.MIN_ROUNDS else 'too few rounds'}"
 
 
 def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, paths, title: str) -> None:
-    """The validation curve against optimizer steps, estimated training time and model FLOPs (a
-    row per size): per variant the mean over seeds, their range shaded; the target (`targets`,
-    to_target's) dashed. The time is steps x the benchmark's step time (`step_ms`: variant -> ms),
-    drawn where `targets` has the variant's step cost (the benchmark times no size)."""
+    """The validation curve against optimizer steps, estimated training time and model FLOPs, a row per
+    size: per variant the mean over seeds, their range shaded; to_target's target dashed. The time is
+    steps x the step time (`step_ms`: variant -> ms), drawn where `targets` has the step cost."""
     panels = [("step", "optimizer step"), ("seconds", "estimated training time (s)"), ("flops", "model FLOPs")]
     fig, rows = size_rows(curves, 3, 15, layout="constrained", sharey="row")
     for size, axes in rows:
-        for i, (variant, runs) in enumerate(curves[curves["size"] == size].groupby("variant", sort=False)):
-            band = runs.groupby("step", as_index=False).agg(
-                seeds=("seed", "nunique"),
-                mean=("valid_loss", "mean"),
-                ci_low=("valid_loss", "min"),  # the seeds' range
-                ci_high=("valid_loss", "max"),
-                flops=("flops", "mean"),
-            )
-            timed = targets[(targets["size"] == size) & (targets["kind"] == variant)]["step_cost"].notna().any()
-            ms = step_ms.get(variant) if timed else None
-            band["seconds"] = band["step"] * (ms or 0) / 1000
-            for ax, (x, _) in zip(axes, panels, strict=True):
-                if x != "seconds" or ms:
-                    draw_mean(ax, i, variant, band, x, "range", color=f"C{i}", lw=1.2)
+        of_size = curves[curves["size"] == size]
+        bands = of_size.groupby(["variant", "step"], sort=False, as_index=False).agg(
+            seeds=("seed", "nunique"),
+            mean=("valid_loss", "mean"),
+            ci_low=("valid_loss", "min"),  # the seeds' range
+            ci_high=("valid_loss", "max"),
+            flops=("flops", "mean"),
+        )
+        timed = targets[(targets["size"] == size) & targets["step_cost"].notna()]["kind"]
+        ms = {kind: step_ms[kind] for kind in timed if kind in step_ms}
+        bands["seconds"] = bands["step"] * bands["variant"].map(ms) / 1000  # NaN: not timed
         target = targets[targets["size"] == size].iloc[0]
         for ax, (x, xlabel) in zip(axes, panels, strict=True):
+            draw_means(ax, bands, x, "range", lw=1.2)
             ax.axhline(target["target"], color="gray", ls="--", lw=1, label=f"{target['baseline']}'s best (target)")
             ax.set(title=plain_title(size), xlabel=xlabel)
             ax.grid(True, alpha=0.3)

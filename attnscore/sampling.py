@@ -12,8 +12,8 @@ PROMPTS = 3
 
 @torch.no_grad()
 def continue_tokens(model, prompt, new_tokens: int, *, context: int, top_k: int = 0, generator=None) -> list[int]:
-    """`new_tokens` tokens after `prompt` (token ids), each from the logits of the last `context`
-    tokens in eval mode: the likeliest (top_k 0), or drawn from the top_k likeliest by `generator`."""
+    """`new_tokens` token ids after `prompt`, each from the last `context` tokens' logits in eval mode: the
+    likeliest (top_k 0), or drawn from the top_k likeliest by `generator`."""
     device = next(model.parameters()).device
     tokens = torch.as_tensor(np.asarray(prompt, dtype=np.int64), device=device)
     training = model.training
@@ -34,8 +34,7 @@ def continue_tokens(model, prompt, new_tokens: int, *, context: int, top_k: int 
 
 
 def greedy_and_sampled(model, prompts, new_tokens: int, *, context: int, top_k: int, seed: int) -> list[tuple]:
-    """Per prompt, its greedy continuation and one drawn from the top_k likeliest tokens, the
-    draws from one generator seeded with `seed` (token ids)."""
+    """Per prompt, its greedy continuation and a top-k one, drawn by one generator seeded with `seed`."""
     generator = torch.Generator().manual_seed(seed)
     return [
         (
@@ -57,8 +56,7 @@ def one_line(text: str) -> str:
 
 
 def samples_markdown(samples: dict, prompt_texts: list[str], *, new_tokens: int, top_k: int, seed: int) -> str:
-    """samples.md: per prompt, each run's greedy and top-k continuation. `samples` maps a run's
-    label (e.g. 'dot, seed 1234') to its (greedy, top-k) texts per prompt."""
+    """samples.md; `samples` maps a run's label (e.g. 'dot, seed 1234') to its (greedy, top-k) texts per prompt."""
     lines = [
         "# Samples",
         "",

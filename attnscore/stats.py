@@ -59,8 +59,8 @@ def perplexity_interval(losses) -> dict:
 
 
 def over_seeds(table: pd.DataFrame, by: list, columns, name=None, interval=mean_interval) -> pd.DataFrame:
-    """Per group of rows alike in `by` (a run's seeds) and per column of `columns`: that column's
-    interval over the group; `name`, where given, is a column holding columns[column]."""
+    """Per group of rows alike in `by` (a run's seeds) and column of `columns`: its interval over the
+    group; `name`, where given, is a column holding columns[column]."""
     rows = []
     for keys, group in table.groupby(by, sort=False):
         for column in columns:
@@ -76,8 +76,7 @@ def per_epoch(epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_step(steps: pd.DataFrame) -> pd.DataFrame:
-    """Per variant, logged step (and its epoch) and measure (a column of steps.csv): mean and
-    interval over the seeds that logged that step."""
+    """Per variant, logged step (and its epoch) and column of steps.csv: over the seeds that logged it."""
     measures = {measure: measure for measure in ("train_loss", "grad_norm", "lr")}
     return over_seeds(steps, ["variant", "step", "epoch"], measures, "measure")
 
@@ -94,8 +93,7 @@ def size_label(size: str, text: str, joint: str = ": ") -> str:
 
 
 def per_size(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per size and variant (runs of every size, with a size column): the parameter count and the
-    best checkpoints' test loss, mean and interval over seeds."""
+    """Per size and variant: the parameter count and the best checkpoints' test loss over seeds."""
     return over_seeds(runs, ["size", "variant", "parameters"], ["test_loss"])
 
 
@@ -116,16 +114,15 @@ def _against_baseline(runs: pd.DataFrame, baseline: str, on: list, metrics) -> p
 
 
 def paired_differences(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Per variant other than the baseline and per seed both ran: variant minus baseline, in
-    test loss and test perplexity of the best checkpoints (and the baseline's loss)."""
+    """Per variant but the baseline and seed both ran: variant minus baseline in the best checkpoints'
+    test loss and perplexity (and the baseline's loss)."""
     differences = _against_baseline(runs, baseline, ["seed"], ["test_loss", "test_ppl"])
     return differences.rename(columns={"test_loss_base": "baseline_loss"})[PAIRED_COLUMNS]
 
 
 def paired_between(runs: pd.DataFrame, baseline_runs: pd.DataFrame, name: str, baseline: str) -> pd.DataFrame:
-    """Two experiments' runs (compare/runs.csv) paired by variant and seed, `runs` minus
-    `baseline_runs`, as paired_differences' table (variants named '<name>: <variant>'): two
-    recipes are not kinds of one experiment; their runs share seed and data order."""
+    """Two experiments' runs (compare/runs.csv: two recipes, same seeds and data order) paired by variant
+    and seed, `runs` minus `baseline_runs`, as paired_differences' table (variants '<name>: <variant>')."""
     differences = _paired(runs, baseline_runs, ["variant", "seed"], ["test_loss", "test_ppl"])
     return differences.assign(
         variant=f"{name}: " + differences["variant"],
@@ -147,10 +144,9 @@ def paired_test(differences: pd.Series) -> dict:
 
 
 def paired_summary(differences: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: the mean paired difference in test loss, its interval, the paired t-test's
-    p-value and whether the interval excludes zero (undecided, None, with one seed); and the same
-    in test perplexity, derived from the loss's so that the two never disagree: the difference
-    from the baseline's perplexity exp(L) (L its mean loss) at each bound, exp(L) (exp(d) - 1)."""
+    """Per variant: paired_test of the differences in test loss, significant if its interval excludes 0
+    (None with one seed); and the same in test perplexity, derived from the loss's so that the two never
+    disagree: at each bound d, exp(L) (exp(d) - 1), L the baseline's mean loss."""
     rows = []
     for (variant, baseline), group in differences.groupby(["variant", "baseline"], sort=False):
         loss = {"variant": variant, "baseline": baseline, "metric": "test_loss", **paired_test(group["test_loss"])}
@@ -166,9 +162,8 @@ def paired_summary(differences: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_means(runs: pd.DataFrame, baseline: str, metrics) -> pd.DataFrame:
-    """Per size, variant other than the baseline and metric (a column of `runs`: a row per size,
-    variant and seed): paired_test of its differences from the baseline over the seeds both ran,
-    as with_holm's rows (Holm over the kinds and sizes of each metric)."""
+    """Per size, variant but the baseline and metric (a column of `runs`, a row per size, variant and
+    seed): paired_test of its differences from the baseline, as with_holm's rows."""
     differences = _against_baseline(runs, baseline, ["size", "seed"], metrics)
     rows = [
         {"size": size, "variant": variant, "baseline": baseline, "metric": metric, **paired_test(group[metric])}
@@ -191,10 +186,9 @@ def holm(p_values) -> pd.Series:
 
 
 def with_holm(paired: pd.DataFrame) -> pd.DataFrame:
-    """paired_summary rows (of every size and kind reported together) with p_holm, the p-value
-    adjusted over the tests of the same metric, and tests, their number: the family is each
-    question asked of the data (every kind against the baseline at every size), asked once in
-    test loss and once in perplexity. Its significant is the adjusted one: p_holm below ALPHA."""
+    """paired_summary rows of every size and kind with p_holm, the p-value adjusted over the `tests`
+    of the same metric (the family: every kind against the baseline at every size, asked once in test
+    loss and once in perplexity), and significant as p_holm below ALPHA."""
     tests = paired.groupby("metric", sort=False)["p_value"]
     adjusted = tests.transform(holm)
     significant = (adjusted < ALPHA).astype(object).where(adjusted.notna(), None)  # after the adjustment
@@ -202,10 +196,9 @@ def with_holm(paired: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict(row, *, what: str | None = None, digits: int | None = None) -> str:
-    """One quotable sentence for a with_holm row, e.g. 'euclid - dot, test perplexity: +3.7
-    (95% CI -1.2 to +8.6, 3 paired seeds): no significant difference at this size (p = 0.21,
-    Holm-adjusted over 4 tests: 0.63).' Significant as with_holm decides it. `what` names the
-    metric and `digits` its decimals; by default those of test perplexity or test loss."""
+    """A with_holm row as 'euclid - dot, test perplexity: +3.7 (95% CI -1.2 to +8.6, 3 paired seeds): no
+    significant difference at this size (p = 0.21, Holm-adjusted over 4 tests: 0.63).'; `what` names
+    the metric and `digits` its decimals (by default those of test perplexity or test loss)."""
     what = what or ("test perplexity" if row["metric"] == "test_ppl" else "test loss (nats/token)")
     digits = digits if digits is not None else 2 if row["metric"] == "test_ppl" else 4
     head = f"{row['variant']} - {row['baseline']}, {what}: {row['mean']:+z.{digits}f}"

@@ -37,20 +37,15 @@ def _fmt(value, digits=1) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:,.{digits}f}"
 
 
-def _change(ratio) -> str:
-    """A ratio as a change in percent: 1.041 -> '+4.1%' ('–' when missing)."""
-    return "–" if pd.isna(ratio) else f"{100 * (ratio - 1):+z,.1f}%"
-
-
-def _with_interval(row, digits=1, keys=("mean", "ci_low", "ci_high")) -> str:
+def _with_interval(row, digits=1, keys=("mean", "ci_low", "ci_high"), show=_fmt) -> str:
     """'102.0 [99.1, 104.9]', or '102.0' where the row has no interval (one seed); keys name the
-    row's mean and bounds."""
+    row's mean and bounds, show(value, digits) writes each."""
     if row is None:
         return "–"
     mean, low, high = (row[key] for key in keys)
     if pd.isna(low):
-        return _fmt(mean, digits)
-    return f"{_fmt(mean, digits)} [{_fmt(low, digits)}, {_fmt(high, digits)}]"
+        return show(mean, digits)
+    return f"{show(mean, digits)} [{show(low, digits)}, {show(high, digits)}]"
 
 
 def summary_markdown(
@@ -64,9 +59,8 @@ def summary_markdown(
     data_name: str,
     train_seq_len: int,
 ) -> str:
-    """summary.md but the attention section: `verdicts` are stats.with_holm's rows (a section per
-    size, headed by its parameter count from `losses`, stats.per_size), `costs` compare_timings'
-    and `targets` to_target's. The benchmark times the model section, not each size."""
+    """summary.md but the attention section: `verdicts` are stats.with_holm's rows, `losses` per_size's
+    (parameter counts), `costs` compare_timings' and `targets` to_target's."""
     baseline = timings.cost_baseline(costs)
     steps = costs[(costs["measure"] == "step") & (costs["baseline"] == baseline)]
     at_train_shape = steps[steps["seq_len"] == train_seq_len].set_index("kind")
@@ -97,7 +91,7 @@ def summary_markdown(
             f"| {_with_interval(row._asdict())} | {_with_interval(cost, 0, TOKENS_PER_S)} | {_time_change(cost)} |"
         )
     for variant, ref in COURSE_NUMBERS.items():
-        relative = _change(COURSE_NUMBERS["dot"]["iters_per_s"] / ref["iters_per_s"])
+        relative = timings.percent_change(COURSE_NUMBERS["dot"]["iters_per_s"] / ref["iters_per_s"])
         lines.append(
             f"| reference: {variant} | 1 | {COURSE_EPOCHS} | {ref['train_ppl_1']} | {ref['valid_ppl_1']} "
             f"| {ref['test_ppl_1']} | {_fmt(ref['test_ppl_final'])} | {_fmt(ref['iters_per_s'] * COURSE_BATCH_SIZE * COURSE_SEQ_LEN, 0)} "
@@ -137,9 +131,8 @@ def _time_change(cost) -> str:
         return "–"
     if cost["verdict"] == "baseline":
         return "baseline"
-    if pd.isna(cost["ratio_low"]):
-        return _change(cost["ratio"])
-    return f"{_change(cost['ratio'])} [{_change(cost['ratio_low'])}, {_change(cost['ratio_high'])}]: {cost['verdict']}"
+    verdict = "" if pd.isna(cost["ratio_low"]) else f": {cost['verdict']}"
+    return _with_interval(cost, keys=("ratio", "ratio_low", "ratio_high"), show=timings.percent_change) + verdict
 
 
 def costs_markdown(costs: pd.DataFrame) -> str:
@@ -168,7 +161,7 @@ def costs_markdown(costs: pd.DataFrame) -> str:
     ]
     for _, row in costs.iterrows():
         ms = _with_interval(row, 2, ("ms", "ms_low", "ms_high")) if row["rounds"] >= 2 else _fmt(row["ms"], 2)
-        memory = _change(row["memory_ratio"]) if row["measure"] == "step" else "–"
+        memory = timings.percent_change(row["memory_ratio"]) if row["measure"] == "step" else "–"
         lines.append(
             f"| {row['kind']} | {row['baseline']} | {row['seq_len']} | {row['measure']} | {ms} "
             f"| {_fmt(row.get('tokens_per_s'), 0)} | {_time_change(row)} "
@@ -213,9 +206,8 @@ ATTENTION_COMPARED = {
 
 
 def attention_markdown(means: pd.DataFrame, comparisons: pd.DataFrame) -> str:
-    """What each kind attends to: per size, each kind's means over seeds (`means`: one row per
-    size, variant and seed, attention_stats' statistics averaged over layers and heads), then a
-    verdict per kind and compared statistic (`comparisons`: stats.paired_means' rows)."""
+    """What each kind attends to: per size, each kind's means over seeds (`means`: attention_stats'
+    statistics per size, variant and seed), then stats.paired_means' verdicts (`comparisons`)."""
     statistics = [column for column in means.columns if column not in ("size", "variant", "seed")]
     lines = [
         "## What each kind attends to",

@@ -23,9 +23,13 @@ LABELS = ("batch_size", "warmup_steps", "timed_steps", "device", "dtype", "torch
           "attention_shape", "attention_dropout")  # fmt: skip
 
 
+def percent_change(ratio, digits: int = 1) -> str:
+    """A ratio as a change in percent: 1.041 -> '+4.1%' ('–' when missing)."""
+    return "–" if pd.isna(ratio) else f"{100 * (ratio - 1):+z,.{digits}f}%"
+
+
 def ratio_interval(values) -> dict:
-    """Geometric mean of positive values, with the 95% t interval of their mean log taken back
-    to the ratio scale (NaN bounds for fewer than 2 values)."""
+    """Geometric mean of positive values, with the 95% t interval of their mean log (NaN bounds for one value)."""
     logs = pd.Series(values, dtype=float).dropna().map(math.log)
     n, mean, sd = len(logs), logs.mean(), logs.std()  # NaN where too few
     low = high = math.nan
@@ -36,11 +40,9 @@ def ratio_interval(values) -> dict:
 
 
 def cost_verdict(low: float, high: float, margin: float) -> str:
-    """'no measurable difference' when the whole ratio interval lies within [1/(1 + margin),
-    1 + margin] (a difference smaller than the margin counts as none, so two runs cannot read
-    'faster' and 'slower' for a negligible one; on the log scale, so a slowdown and the speed-up
-    of the same factor are judged alike), else 'slower' or 'faster' when it excludes 1, else
-    'inconclusive'."""
+    """'no measurable difference' when the ratio interval lies within [1/(1 + margin), 1 + margin] (so
+    two runs cannot read 'faster' and 'slower' for a negligible difference; a slowdown and the speed-up
+    of the same factor alike), else 'slower' or 'faster' when it excludes 1, else 'inconclusive'."""
     if math.isnan(low):
         return "inconclusive"
     if 1 / (1 + margin) <= low and high <= 1 + margin:
@@ -53,9 +55,8 @@ def cost_verdict(low: float, high: float, margin: float) -> str:
 
 
 def more_rounds(log_ratios, margin: float) -> int | None:
-    """For an inconclusive comparison: how many more rounds would likely decide it, were the
-    mean and spread of the log ratios so far to hold (None when that cannot be estimated: fewer
-    than MIN_ROUNDS rounds, whose spread says too little, or no spread)."""
+    """How many more rounds would likely decide an inconclusive comparison, were the mean and spread of
+    its log ratios to hold (None with fewer than MIN_ROUNDS rounds, whose spread says too little, or none)."""
     logs = pd.Series(log_ratios, dtype=float).dropna()
     n, mean, sd = len(logs), logs.mean(), logs.std()
     if n < MIN_ROUNDS or not sd > 0:
@@ -71,18 +72,16 @@ def more_rounds(log_ratios, margin: float) -> int | None:
 
 
 def busy_rounds(measurements: pd.DataFrame) -> set:
-    """Rounds in which some measurement's threads waited for a core held by other processes more
-    than BUSY_WAIT of the time: their ratios say more about the other work than about the kinds. A
-    kind that sleeps or waits is not waiting for a core, so its slowness stays its own."""
+    """Rounds in which a measurement's threads waited more than BUSY_WAIT of the time for a core other
+    processes held: their ratios say more about the other work than about the kinds."""
     if "cpu_wait" not in measurements:
         return set()
     return set(measurements.loc[measurements["cpu_wait"].astype(float) > BUSY_WAIT, "round"])
 
 
 def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, controls: dict) -> pd.DataFrame:
-    """Per measure, seq_len and kind: its time (geometric mean over rounds, 95% interval) and its
-    ratio to the baseline's time in the same rounds, with interval and verdict; also to its
-    control (`controls`, kind -> control kind) where both ran. Busy rounds are left out and counted."""
+    """Per measure, seq_len and kind: its time over rounds and its ratio to the baseline's in the same
+    rounds, also to its control (`controls`: kind -> control) where both ran; busy rounds left out, counted."""
     rows = []
     busy = busy_rounds(measurements)
     rounds_run = measurements["round"].nunique()
@@ -129,14 +128,14 @@ def cost_baseline(costs: pd.DataFrame) -> str:
 
 
 def cost_sentence(row) -> str:
-    """One quotable sentence for a compare_timings row, e.g. 'euclid vs dot, training step at
-    seq_len 64: +4.1% time (95% CI +2.0% to +6.3%, 7 rounds): slower'."""
+    """A compare_timings row as 'euclid vs dot, training step at seq_len 64: +4.1% time (95% CI +2.0% to
+    +6.3%, 7 rounds): slower'."""
     head = f"{row['kind']} vs {row['baseline']}, {MEASURE_NAMES[row['measure']]} at seq_len {row['seq_len']}"
     busy = row.get("busy_rounds", 0)
     left_out = f"; {busy} round{'s' if busy > 1 else ''} left out, the CPU busy with another process" if busy else ""
     if row["rounds"] == 0:
         return f"{head}: not measured ({row['status'] if row['status'] != 'ok' else 'no round left'}{left_out})"
-    change = f"{100 * (row['ratio'] - 1):+z.1f}% time"
+    change = f"{percent_change(row['ratio'])} time"
     rounds, run = int(row["rounds"]), int(row.get("rounds_run", row["rounds"]))
     if rounds < MIN_ROUNDS:
         kept = f"{rounds} round{'s' if rounds > 1 else ''}" + (f" kept of {run}" if run != rounds else "")
@@ -145,8 +144,7 @@ def cost_sentence(row) -> str:
             f"set benchmark.rounds to {run + MIN_ROUNDS - rounds} or more"
         )
     interval = (
-        f"95% CI {100 * (row['ratio_low'] - 1):+z.1f}% to {100 * (row['ratio_high'] - 1):+z.1f}%, {rounds} rounds"
-        f"{left_out}"
+        f"95% CI {percent_change(row['ratio_low'])} to {percent_change(row['ratio_high'])}, {rounds} rounds{left_out}"
     )
     verdict, margin = row["verdict"], row["margin"]
     if verdict == "no measurable difference":

@@ -13,13 +13,14 @@ Welch-Satterthwaite degrees of freedom.
 """
 
 import math
+from functools import partial
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from attnscore.stats import CONFIDENCE
-from attnscore.timings import MIN_ROUNDS, cost_verdict, ratio_interval
+from attnscore.timings import MIN_ROUNDS, cost_verdict, percent_change, ratio_interval
 
 # A compare_timings row's columns -> the keys of its step cost (step_costs).
 STEP_COST = {"ratio": "center", "ratio_low": "low", "ratio_high": "high", "rounds": "n", "ms": "ms"}
@@ -30,8 +31,7 @@ COLUMNS = ["size", "kind", "baseline", "seeds", "reached", "target", "best_loss"
 
 
 def crossing(curve: pd.DataFrame, target: float, at: str = "step") -> float:
-    """Where (in column `at`: step or flops) a validation curve, ordered by step, first reaches
-    `target`: linear between the point before and the first point at or below it; NaN if none is."""
+    """Where (column `at`: step or flops) a curve ordered by step first reaches `target` (see the module), else NaN."""
     losses, where = curve["valid_loss"].to_numpy(float), curve[at].to_numpy(float)
     below = np.flatnonzero(losses <= target)
     if not len(below):
@@ -44,9 +44,8 @@ def crossing(curve: pd.DataFrame, target: float, at: str = "step") -> float:
 
 
 def combined_interval(first: dict, second: dict) -> tuple[float, float, float]:
-    """The product of two independent ratios (each a dict of center, low, high, n: a t interval on
-    the log scale over n values), with its 95% interval: (center, low, high), NaN bounds unless
-    both have one."""
+    """The product of two independent ratios (dicts of center, low, high, n: a t interval on the log
+    scale over n values) with its 95% interval (NaN bounds unless both have one)."""
     center = first["center"] * second["center"]
     parts = []
     for ratio in (first, second):
@@ -71,10 +70,8 @@ def step_costs(costs: pd.DataFrame, baseline: str, seq_len: int) -> dict[str, di
 
 
 def to_target(curves: pd.DataFrame, baseline: str, costs: dict[str, dict], margin: float) -> pd.DataFrame:
-    """Per size and kind of `curves` (columns size, variant, seed, step, valid_loss, flops): the
-    steps, time and FLOPs it needs to reach the baseline's best validation loss, relative to the
-    baseline's, with intervals and a verdict (see the module). `costs`: step_costs, for the
-    sizes the benchmark timed (an empty dict: "not timed"); `margin`: the benchmark's."""
+    """Per size and kind of `curves` (columns size, variant, seed, step, valid_loss, flops): COLUMNS (see
+    the module). `costs`: step_costs, empty where the benchmark timed no size; `margin`: the benchmark's."""
     rows = []
     for size, at_size in curves.groupby("size", sort=False):
         runs = {key: run.sort_values("step") for key, run in at_size.groupby(["variant", "seed"], sort=False)}
@@ -104,25 +101,23 @@ def _row(size, kind, baseline, targets, steps, flops, best, cost, margin) -> dic
                    cost_rounds=cost["n"])  # fmt: skip
     if reached < len(steps):
         return row | {"verdict": "not reached"}
-    for name, values in (("steps", steps), ("flops", flops)):
-        ratio = ratio_interval(values)
+    ratios = {"steps": ratio_interval(steps), "flops": ratio_interval(flops)}
+    for name, ratio in ratios.items():
         row.update({f"{name}_ratio": ratio["center"], f"{name}_low": ratio["low"], f"{name}_high": ratio["high"]})
     if kind == baseline:
         return row | {"time_ratio": 1.0, "time_low": 1.0, "time_high": 1.0, "verdict": "baseline"}
     if not cost:
         return row | {"verdict": "not timed"}
-    steps_ratio = {"center": row["steps_ratio"], "low": row["steps_low"], "high": row["steps_high"], "n": len(steps)}
-    center, low, high = combined_interval(steps_ratio, cost)
+    center, low, high = combined_interval({**ratios["steps"], "n": len(steps)}, cost)
     row.update(time_ratio=center, time_low=low, time_high=high)
-    decided = cost["n"] >= MIN_ROUNDS and not math.isnan(low)
-    verdict = cost_verdict(low, high, margin) if decided else "inconclusive"
+    verdict = cost_verdict(low, high, margin) if cost["n"] >= MIN_ROUNDS else "inconclusive"  # NaN: inconclusive
     return row | {"verdict": VERDICTS.get(verdict, verdict)}
 
 
 def sentence(row) -> str:
-    """One quotable sentence for a to_target row, e.g. "euclid reaches dot's best validation loss
-    (5.31 nats) in 1.03x dot's steps (95% CI 0.98 to 1.08, 3 paired seeds) and, at its measured
-    step cost (+9%, 95% CI +2% to +16%), in 1.12x dot's training time (95% CI 1.04 to 1.21): more"."""
+    """A to_target row as "euclid reaches dot's best validation loss (5.31 nats) in 1.03x dot's steps (95%
+    CI 0.98 to 1.08, 3 paired seeds) and, at its measured step cost (+9%, 95% CI +2% to +16%), in 1.12x
+    dot's training time (95% CI 1.04 to 1.21): more"."""
     kind, base, seeds = row["kind"], row["baseline"], int(row["seeds"])
     target = f"{base}'s best validation loss ({row['target']:.3f} nats)"
     head = f"{kind} reaches {target}"
@@ -139,13 +134,10 @@ def sentence(row) -> str:
             f"{head} {steps} and {flops}; its step cost is not measured at this shape (not benchmarked there, or "
             "no round kept: see What it costs): not timed"
         )
-    cost = f"{_percent(row['step_cost'])}, {_ci(row, 'step_cost', _percent)}{int(row['cost_rounds'])} rounds"
+    percent = partial(percent_change, digits=0)
+    cost = f"{percent(row['step_cost'])}, {_ci(row, 'step_cost', percent)}{int(row['cost_rounds'])} rounds"
     time = f"{row['time_ratio']:.2f}x {base}'s training time ({_ci(row, 'time').rstrip(', ') or 'no interval'})"
     return f"{head} {steps} and, at its measured step cost ({cost}), in {time} and {flops}: {row['verdict']}"
-
-
-def _percent(ratio: float) -> str:
-    return f"{100 * (ratio - 1):+z.0f}%"
 
 
 def _ci(row, name: str, show=lambda value: f"{value:.2f}") -> str:

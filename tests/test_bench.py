@@ -85,29 +85,29 @@ def test_a_thread_that_sleeps_is_not_waiting_for_a_core():
     assert bench.cpu_wait_seconds() - before < 0.05  # waking up takes microseconds, however busy the cores
 
 
-def _killed(job):
+def _killed():
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _out_of_memory(job):
+def _out_of_memory():
     raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
 
-def _pid(job):
+def _pid():
     return {"pid": os.getpid()}
 
 
-def _broken(job):
+def _broken():
     raise ValueError("a bug, not a lack of memory")
 
 
 def test_a_measurement_killed_or_out_of_memory_is_a_row_and_other_failures_raise():
-    assert bench.in_fresh_process({}, _killed) == {"status": "killed (likely out of memory)"}
-    assert bench.in_fresh_process({}, _out_of_memory) == {"status": "out of memory"}
-    pids = {bench.in_fresh_process({}, _pid)["pid"] for _ in range(2)}
+    assert bench.in_fresh_process(_killed) == {"status": "killed (likely out of memory)"}
+    assert bench.in_fresh_process(_out_of_memory) == {"status": "out of memory"}
+    pids = {bench.in_fresh_process(_pid)["pid"] for _ in range(2)}
     assert len(pids) == 2 and os.getpid() not in pids
     with pytest.raises(ValueError, match="a bug"):
-        bench.in_fresh_process({}, _broken)
+        bench.in_fresh_process(_broken)
 
 
 def test_mfu_needs_a_known_peak():
