@@ -55,7 +55,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra --durations=15
 
 # Snakemake's Slurm executor plugin, for submitting jobs to a cluster (profiles/slurm).
 install-slurm: install
