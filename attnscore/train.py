@@ -193,7 +193,7 @@ def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, sto
     return stopping
 
 
-def log_row(trainer: Trainer, state: TrainingState, steps_per_epoch: int, board=None) -> None:
+def log_row(trainer: Trainer, state: TrainingState, steps_per_epoch: int, board) -> None:
     """One row of the per-step log (steplog.COLUMNS), by every process together: the interval's mean
     training loss and tokens/s over all processes, the learning rate after its last step, its steps'
     mean gradient norm before clipping. Kept in state; process 0 also writes it to TensorBoard."""
@@ -231,9 +231,8 @@ def curve_point(trainer: Trainer, state: TrainingState, curve: torch.Tensor, boa
 
 
 def epoch_metrics(trainer: Trainer, totals: TrainingState, eval_splits: dict) -> dict:
-    """One metrics row: the epoch's train loss (`totals`: over all processes, dropout on), valid and
-    test loss and perplexity, the learning rate after the epoch's last step, training tokens/s and
-    the run's elapsed seconds."""
+    """One metrics row: the epoch's training loss (dropout on) and speed from `totals` (over all
+    processes), the valid and test loss measured now, the learning rate after the epoch's last step."""
     nll_sum, count, seconds = totals.nll_sum, totals.count, totals.epoch_seconds
     row = {"epoch": totals.epoch + 1, "train_loss": nll_sum / count, "train_ppl": perplexity(nll_sum, count)}
     elapsed = (totals.history[-1]["elapsed_s"] if totals.history else 0.0) + seconds
