@@ -107,33 +107,33 @@ def save_model(model, run: str, epoch: int, folder: Path) -> None:
             torch.save({**run_record(model.cfg, run, epoch), "model": model.state_dict()}, tmp)
 
 
-def load(path, keys=STATE_KEYS, run: str | None = None) -> dict:
+def load(path, keys=STATE_KEYS, run: str | None = None, fix: str = "") -> dict:
     """A checkpoint holding `keys` (and of `run`, if given), loaded without running code from it;
-    otherwise UnreadableCheckpoint, saying why in a few words."""
+    otherwise UnreadableCheckpoint, saying why in a few words, then `fix`."""
     path = Path(path)
+
+    def unreadable(problem: str) -> UnreadableCheckpoint:
+        return UnreadableCheckpoint(f"{path} {problem}{fix}")
+
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise UnreadableCheckpoint(f"{path} is missing") from None
+        raise unreadable("is missing") from None
     except Exception as err:
         empty = path.stat().st_size == 0
         reason = "the file is empty" if empty else f"damaged or not a PyTorch file: {type(err).__name__}"
-        raise UnreadableCheckpoint(f"{path} is unreadable ({reason})") from err
+        raise unreadable(f"is unreadable ({reason})") from err
     missing = [key for key in keys if key not in saved] if isinstance(saved, dict) else keys
     if missing:
-        raise UnreadableCheckpoint(f"{path} is not a checkpoint of this workflow (it lacks {', '.join(missing)})")
+        raise unreadable(f"is not a checkpoint of this workflow (it lacks {', '.join(missing)})")
     if run and saved["run_id"] != run:
-        raise UnreadableCheckpoint(f"{path} belongs to another run ({saved['run_id']}) than its folder's")
+        raise unreadable(f"belongs to another run ({saved['run_id']}) than its folder's")
     return saved
 
 
 def load_epoch(folder: Path, epoch: int) -> dict:
-    try:
-        return load(epoch_path(folder, epoch), MODEL_KEYS, Path(folder).name)
-    except UnreadableCheckpoint as err:
-        raise UnreadableCheckpoint(
-            f"{err}, and epoch {epoch} is needed: put it back or delete {folder} to train again"
-        ) from None
+    fix = f", and epoch {epoch} is needed: put it back or delete {folder} to train again"
+    return load(epoch_path(folder, epoch), MODEL_KEYS, Path(folder).name, fix)
 
 
 def find_resumable(folder: Path, log, settings: dict) -> tuple[dict | None, Path | None]:

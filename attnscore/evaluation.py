@@ -39,10 +39,7 @@ def perplexity(nll_sum: float, count: int) -> float:
 def load_model(model_path, where: torch.device) -> tuple[DecoderLM, dict]:
     """A saved model (a model output of train) on a device (runtime.pick_device), and what its
     file holds besides the weights; refused if this code would not have made its weights."""
-    try:
-        saved = checkpoints.load(model_path, checkpoints.MODEL_KEYS)
-    except checkpoints.UnreadableCheckpoint as err:
-        raise checkpoints.UnreadableCheckpoint(f"{err}; delete it, and the workflow exports it again") from None
+    saved = checkpoints.load(model_path, checkpoints.MODEL_KEYS, fix="; delete it, and the workflow exports it again")
     model_cfg = ModelConfig(**saved["model_config"])
     changed = codeid.changes(saved["code"], checkpoints.run_code(model_cfg))
     if changed:

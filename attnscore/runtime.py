@@ -1,6 +1,5 @@
 """Where and how a job runs: the device, the autocast precision, the processes of a distributed
-run (rank, world, sums, each one's rows, stopping together on a signal), and the device's name
-and peak FLOPs."""
+run (rank, world, sums, each one's rows, stop signals caught), and the device's name and peak FLOPs."""
 
 import functools
 import os
@@ -144,17 +143,3 @@ def signals_to(handler):
     finally:
         for sig, old in handlers.items():
             signal.signal(sig, old)
-
-
-@contextmanager
-def stop_signals():
-    """While training, SIGTERM and SIGINT are recorded in the yielded list, so the loop saves a
-    checkpoint before it stops."""
-    received = []
-    with signals_to(lambda signum, _: received.append(signum)):
-        yield received
-
-
-def stop_agreed(received: list, device) -> bool:
-    """Whether to stop now. All processes must stop at the same step: under DDP they agree every step."""
-    return all_sum([len(received)], device)[0] > 0

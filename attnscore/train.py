@@ -19,7 +19,7 @@ from attnscore.evaluation import perplexity
 from attnscore.files import Explained, write_json
 from attnscore.loop_state import TrainingState
 from attnscore.model import ModelConfig
-from attnscore.runtime import rank_and_world, shard_rows, stop_agreed, stop_signals, to_device
+from attnscore.runtime import all_sum, rank_and_world, shard_rows, signals_to, to_device
 from attnscore.tokens import batchify, load_tokens, num_windows, windows
 from attnscore.trainer import TrainConfig, Trainer
 
@@ -84,7 +84,8 @@ def train(
             checkpoints.save(trainer, totals, run, path)
             kept = position(last, state) if path == last else kept
 
-        with board or nullcontext(), stop_signals() as stop:  # the board closes at the end
+        stop = []  # the signals received: the loop saves a checkpoint, then stops
+        with board or nullcontext(), signals_to(lambda signum, _: stop.append(signum)):  # the board closes at the end
             if cfg.eval_every and not state.curve and state.epoch < cfg.epochs:  # the untrained model
                 curve_point(trainer, state, curve, board, 0)
             while state.epoch < cfg.epochs:
@@ -135,10 +136,8 @@ def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dic
     kept = position(path, state)
     for row in history:
         trainer.check_losses(row, f"in saved epoch {row['epoch']}", kept)
-    if state.epoch >= cfg.epochs:
-        log(f"nothing to train: {kept} has reached train.epochs={cfg.epochs}")
-    else:
-        log(f"resuming from {kept}")
+    done = state.epoch >= cfg.epochs
+    log(f"nothing to train: {kept} has reached train.epochs={cfg.epochs}" if done else f"resuming from {kept}")
     return state, kept
 
 
@@ -183,7 +182,7 @@ def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, sto
         if cfg.eval_every and state.steps_done(steps) % cfg.eval_every == 0 and state.step < steps:
             seconds = curve_point(trainer, state, curve, board, state.steps_done(steps))  # not the epoch's end: its own
             started, interval_started = started + seconds, interval_started + seconds
-        stopping = stop_agreed(stop, trainer.device)
+        stopping = all_sum([len(stop)], trainer.device)[0] > 0  # under DDP all processes stop at the same step
         if stopping or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < steps):
             sync()
             save()
@@ -194,7 +193,7 @@ def train_epoch(trainer: Trainer, state: TrainingState, *, rows, steps: int, sto
     return stopping
 
 
-def log_row(trainer: Trainer, state: TrainingState, steps_per_epoch: int, board=None) -> None:
+def log_row(trainer: Trainer, state: TrainingState, steps_per_epoch: int, board) -> None:
     """One row of the per-step log (steplog.COLUMNS), by every process together: the interval's mean
     training loss and tokens/s over all processes, the learning rate after its last step, its steps'
     mean gradient norm before clipping. Kept in state; process 0 also writes it to TensorBoard."""
@@ -232,9 +231,8 @@ def curve_point(trainer: Trainer, state: TrainingState, curve: torch.Tensor, boa
 
 
 def epoch_metrics(trainer: Trainer, totals: TrainingState, eval_splits: dict) -> dict:
-    """One metrics row: the epoch's train loss (`totals`: over all processes, dropout on), valid and
-    test loss and perplexity, the learning rate after the epoch's last step, training tokens/s and
-    the run's elapsed seconds."""
+    """One metrics row: the epoch's training loss (dropout on) and speed from `totals` (over all
+    processes), the valid and test loss measured now, the learning rate after the epoch's last step."""
     nll_sum, count, seconds = totals.nll_sum, totals.count, totals.epoch_seconds
     row = {"epoch": totals.epoch + 1, "train_loss": nll_sum / count, "train_ppl": perplexity(nll_sum, count)}
     elapsed = (totals.history[-1]["elapsed_s"] if totals.history else 0.0) + seconds

@@ -116,19 +116,14 @@ class Trainer:
             net = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.forward = torch.compile(net) if cfg.compile else net
 
+    PARTS = ("model", "optimizer", "scheduler", "scaler")  # state_dict holds each one's under its name
+
     def state_dict(self) -> dict:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-        }
+        return {name: getattr(self, name).state_dict() for name in self.PARTS}
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        for name in self.PARTS:
+            getattr(self, name).load_state_dict(state[name])
 
     @property
     def lr(self) -> float:
