@@ -112,7 +112,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         nll = 0.0
         grad_x = torch.empty_like(x) if with_grads else None
         grad_weight = torch.zeros_like(weight) if with_grads else None
-        grad_bias = torch.zeros_like(padded_bias) if with_grads else None  # returned only for a bias
+        grad_bias = torch.zeros_like(padded_bias) if with_grads and bias is not None else None
         for start in range(0, x.shape[0], chunk_rows):
             rows = slice(start, start + chunk_rows)
             logits = F.linear(x[rows], weight, padded_bias)
@@ -124,10 +124,12 @@ class LinearCrossEntropy(torch.autograd.Function):
                 grad_logits = grad_logits.to(logits.dtype)
                 grad_x[rows] = grad_logits @ weight
                 grad_weight += grad_logits.t() @ x[rows]
-                grad_bias += grad_logits.sum(0)
+                if grad_bias is not None:
+                    grad_bias += grad_logits.sum(0)
         if with_grads:
-            grad_weight, grad_bias = grad_weight[:vocab], grad_bias[:vocab]
-        ctx.save_for_backward(grad_x, grad_weight, grad_bias if bias is not None else None)
+            grad_weight = grad_weight[:vocab]
+            grad_bias = None if grad_bias is None else grad_bias[:vocab]
+        ctx.save_for_backward(grad_x, grad_weight, grad_bias)
         return nll
 
     @staticmethod
