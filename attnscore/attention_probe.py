@@ -67,10 +67,10 @@ def _recording(attend, recorded: list, q, k, v, causal, dropout_p):
 def layer_weights(model, idx: torch.Tensor, kind: str) -> tuple[list[torch.Tensor], bool]:
     """Every layer's checked attention weights for windows idx in eval mode, in float32; and
     whether the kind normalised every row."""
-    recorded, training = [], model.training  # each layer's q, k, v, in the order the layers run
+    recorded, training = [[] for _ in model.blocks], model.training  # each layer's q, k, v per call
     model.eval()
-    for block in model.blocks:
-        block.attn.attend = functools.partial(_recording, block.attn.attend, recorded)
+    for block, calls in zip(model.blocks, recorded, strict=True):
+        block.attn.attend = functools.partial(_recording, block.attn.attend, calls)
     try:
         model(idx)
     finally:
@@ -78,7 +78,7 @@ def layer_weights(model, idx: torch.Tensor, kind: str) -> tuple[list[torch.Tenso
         for block in model.blocks:
             del block.attn.attend  # the class's method again
     weights, normalised = [], True
-    for layer, (block, (q, k, v)) in enumerate(zip(model.blocks, recorded, strict=True)):
+    for layer, (block, ((q, k, v),)) in enumerate(zip(model.blocks, recorded, strict=True)):  # one call a layer
         w = read_weights(block.attn.attend, q, k, v)
         normalised &= check(block.attn.attend, q, k, v, w, kind=kind, layer=layer)
         weights.append(w)
