@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -14,20 +13,25 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import copy_workflow, events, executed_rules, snakemake, tiny_config, write_config
+from helpers import SNAKEMAKE, copy_workflow, events, executed_rules, snakemake, tiny_config, write_config
 
 # Long enough to be killed mid-training: full epochs of the demo corpus, checkpoints every 50 steps.
 RESUMABLE = dict(variants=["dot"], train={"epochs": 2, "max_steps_per_epoch": 0, "checkpoint_every": 50})
 TIMING = ["tokens_per_s", "elapsed_s"]
 
 
+def trained(experiment) -> list[str]:
+    """The target of a training run of `experiment`'s dot, seed 1234: its tokenize and train jobs,
+    all these tests look at, without the evaluation, benchmark and figures after them."""
+    return ["--", f"results/{experiment}/train/dot/seed1234/metrics.csv"]
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """A workflow copy with one uninterrupted run ('reference') already done."""
+    """A workflow copy with one uninterrupted run ('reference') already trained."""
     work = copy_workflow(tmp_path_factory.mktemp("faults"))
-    snakemake(
-        work, "--configfile", write_config(work, "reference.yaml", tiny_config(experiment="reference", **RESUMABLE))
-    )
+    config = write_config(work, "reference.yaml", tiny_config(experiment="reference", **RESUMABLE))
+    snakemake(work, "--configfile", config, *trained("reference"))
     return work
 
 
@@ -39,9 +43,12 @@ def snapshot(folder):
 def test_sigkilled_run_resumes_to_identical_metrics(finished):
     config = write_config(finished, "killed.yaml", tiny_config(experiment="killed", **RESUMABLE))
     checkpoints = finished / "results" / "killed" / "checkpoints" / "dot" / "seed1234"  # a folder per run inside
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1", "--configfile", config]
     run = subprocess.Popen(
-        cmd, cwd=finished, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*SNAKEMAKE, "--configfile", config, *trained("killed")],
+        cwd=finished,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 300
     while not list(checkpoints.glob("*/last.pt")) and run.poll() is None and time.monotonic() < deadline:
@@ -52,7 +59,7 @@ def test_sigkilled_run_resumes_to_identical_metrics(finished):
     assert not (finished / "results" / "killed" / "train" / "dot" / "seed1234" / "metrics.csv").exists()
 
     snakemake(finished, "--unlock", "--configfile", config)  # Snakemake's own lock outlives a SIGKILL
-    snakemake(finished, "--configfile", config)
+    snakemake(finished, "--configfile", config, *trained("killed"))
     assert "resuming from" in (finished / "results" / "killed" / "logs" / "train_dot_seed1234.log").read_text()
     resumed, reference = (
         pd.read_csv(finished / "results" / e / "train" / "dot" / "seed1234" / "metrics.csv")
@@ -74,9 +81,8 @@ def test_sigkilled_run_resumes_to_identical_metrics(finished):
 
 
 def test_same_seed_gives_byte_identical_metrics_columns(finished):
-    snakemake(
-        finished, "--configfile", write_config(finished, "again.yaml", tiny_config(experiment="again", **RESUMABLE))
-    )
+    config = write_config(finished, "again.yaml", tiny_config(experiment="again", **RESUMABLE))
+    snakemake(finished, "--configfile", config, *trained("again"))
     again, reference = (
         pd.read_csv(finished / "results" / e / "train" / "dot" / "seed1234" / "metrics.csv")
         for e in ("again", "reference")
@@ -208,7 +214,9 @@ def test_byte_order_marks_are_dropped_and_a_too_big_eval_batch_is_named(finished
         tmp_path / "bom-corpus", {s: "\ufeff".encode() + text.encode() for s in ("train", "valid", "test")}
     )
     config = tiny_config(experiment="bom", data=data, variants=["dot"], train={"eval_batch_size": 100_000})
-    result = snakemake(finished, "--configfile", write_config(finished, "bom.yaml", config), check=False)
+    result = snakemake(
+        finished, "--configfile", write_config(finished, "bom.yaml", config), *trained("bom"), check=False
+    )
     assert result.returncode != 0
     data_dir = finished / "results" / "bom" / "data"
     first_line = text.splitlines(keepends=True)[0]
@@ -225,7 +233,7 @@ def test_train_rule_runs_ddp_under_torchrun(finished):
     config = tiny_config(
         experiment="ddp", variants=["dot"], model={"dropout": 0.0}, train={"processes": 2, "eval_batch_size": 8}
     )
-    snakemake(finished, "--configfile", write_config(finished, "ddp.yaml", config))
+    snakemake(finished, "--configfile", write_config(finished, "ddp.yaml", config), *trained("ddp"))
     metrics = pd.read_csv(finished / "results" / "ddp" / "train" / "dot" / "seed1234" / "metrics.csv")
     assert list(metrics["epoch"]) == [1, 2] and metrics["valid_ppl"].iloc[-1] < metrics["valid_ppl"].iloc[0]
     (last,) = (finished / "results" / "ddp" / "checkpoints" / "dot" / "seed1234").glob("*/last.pt")
