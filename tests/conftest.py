@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from helpers import ROOT, write_token_files
+from helpers import ROOT, SEEDS, copy_workflow, snakemake, tiny_config, write_config, write_token_files
 
 # Without a GPU the Triton kernels run through Triton's interpreter, which must be chosen before
 # anything imports triton. Test modules import it indirectly (torch.utils.flop_counter does), so
@@ -28,3 +28,12 @@ def shared_data():
 def token_files(tmp_path):
     """Token arrays of a small learnable stream (vocabulary 64): 4000 train, 1000 valid, 1000 test."""
     return write_token_files(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_experiment(tmp_path_factory):
+    """The tests' config (.test/config) at two seeds, run once through a copy of the workflow:
+    (its folder, the log of that run). A module works on a copy of it (helpers.copy_finished)."""
+    work = copy_workflow(tmp_path_factory.mktemp("tiny"))
+    config = write_config(work, "tiny.yaml", tiny_config(seeds=SEEDS))
+    return work, snakemake(work, "--configfile", config).log

@@ -11,6 +11,7 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+SEEDS = [1234, 1235]  # the seeds of the tiny experiment that the workflow tests share (conftest.py)
 
 
 def tiny_config(**sections) -> dict:
@@ -29,6 +30,12 @@ def copy_workflow(dest: Path) -> Path:
     for name in ["Snakefile", "workflow", "config", "profiles", "envs", "attnscore"]:
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, dest / name)
     return dest
+
+
+def copy_finished(folder: Path, dest: Path) -> Path:
+    """A copy of a workflow folder and its results, modification times kept, so Snakemake finds
+    the copy as up to date as the original."""
+    return shutil.copytree(folder, dest, symlinks=True, dirs_exist_ok=True)
 
 
 def write_config(workdir: Path, name: str, config: dict) -> str:

@@ -13,9 +13,18 @@ import pytest
 import yaml
 
 from attnscore import schema
-from helpers import ROOT, copy_workflow, events, executed_rules, snakemake, tiny_config, write_config
+from helpers import (
+    ROOT,
+    SEEDS,
+    copy_finished,
+    copy_workflow,
+    events,
+    executed_rules,
+    snakemake,
+    tiny_config,
+    write_config,
+)
 
-SEEDS = [1234, 1235]
 RUNS = [f"{variant}/seed{seed}" for variant in ("dot", "euclid") for seed in SEEDS]
 OUTPUTS = [
     "data/train.npy", "data/tokenizer.json", "data/meta.json",
@@ -34,16 +43,15 @@ OUTPUTS = [
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    work = copy_workflow(tmp_path_factory.mktemp("workflow"))
-    write_config(work, "tiny.yaml", tiny_config(seeds=SEEDS))
-    return work
+def workdir(tiny_experiment, tmp_path_factory):
+    """This module's copy of the finished tiny experiment (config/tiny.yaml, SEEDS), which its tests edit."""
+    return copy_finished(tiny_experiment[0], tmp_path_factory.mktemp("workflow"))
 
 
 @pytest.fixture(scope="module")
-def finished(workdir):
-    """The tiny workflow run once; the log of that run."""
-    return snakemake(workdir, "--configfile", "config/tiny.yaml").log
+def finished(tiny_experiment):
+    """The log of the tiny experiment's run."""
+    return tiny_experiment[1]
 
 
 @pytest.mark.slow
@@ -539,6 +547,13 @@ def test_a_kind_registered_in_a_plugin_module_trains_through_the_workflow(tmp_pa
         and json.loads((results / "attention" / "dot_temperature" / "seed1234.json").read_text())["normalised"]
     )
 
+    # Another plugin, registering another kind, re-runs nothing.
+    (work / "more_kinds.py").write_text(TOY_KIND.replace("dot_temperature", "dot_other"))
+    more = write_config(
+        work, "more.yaml", {**config, "model": {**config["model"], "attention_plugins": ["toy_kinds", "more_kinds"]}}
+    )
+    assert "Nothing to be done" in snakemake(work, "--configfile", more, "--dry-run").log
+
     # Editing the plugin's kind re-runs the jobs of its kind, and only those: a new run, saying
     # why; going back to the old code finds the old run. A comment is no edit.
     original = (work / "toy_kinds.py").read_text()
@@ -551,19 +566,15 @@ def test_a_kind_registered_in_a_plugin_module_trains_through_the_workflow(tmp_pa
         "samples", "to_target", "train",
     ]  # fmt: skip
     assert set(re.findall(r"wildcards: variant=(\w+)", log)) == {"dot_temperature"}  # the benchmark times all kinds
-    snakemake(work, "--configfile", "config/toy.yaml")
+    train_job = ["--", "results/toy/train/dot_temperature/seed1234/metrics.csv"]  # what the logs below come from
+    snakemake(work, "--configfile", "config/toy.yaml", *train_job)
     train_log = (results / "logs" / "train_dot_temperature_seed1234.log").read_text()
     assert re.search(r"the code of kind 'dot_temperature' changed since \S+ was trained; training a new run", train_log)
     (work / "toy_kinds.py").write_text(original)
-    snakemake(work, "--configfile", "config/toy.yaml")
+    snakemake(work, "--configfile", "config/toy.yaml", *train_job)
     assert "nothing to train: " in (results / "logs" / "train_dot_temperature_seed1234.log").read_text()
 
-    # Another plugin, registering another kind, re-runs nothing; one that fails to import stops
-    # the run before any job, naming it.
-    (work / "more_kinds.py").write_text(TOY_KIND.replace("dot_temperature", "dot_other"))
-    config["model"]["attention_plugins"] = ["toy_kinds", "more_kinds"]
-    more = write_config(work, "more.yaml", config)
-    assert "Nothing to be done" in snakemake(work, "--configfile", more, "--dry-run").log
+    # A plugin that fails to import stops the run before any job, naming it.
     (work / "broken_kinds.py").write_text("raise ZeroDivisionError('a bug at import')\n")
     config["model"]["attention_plugins"] = ["toy_kinds", "broken_kinds"]
     config["train"] = {**config["train"], "lr": 7e-4}  # something to run

@@ -3,27 +3,30 @@ trains nothing, and the report, opened in headless Chromium (Debian's `chromium`
 script errors, decodes every figure and leads with the summary's verdict sentences."""
 
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from browser import CHROMIUM, Page
 
-from helpers import copy_workflow, executed_rules, snakemake, tiny_config, write_config
+from helpers import SEEDS, copy_finished, executed_rules, snakemake
 
-SEEDS = [1234, 1235]
-RESULTS = "results/attn"
+RESULTS = "results/tiny"
+# What the step adds (attention, compare_attention, samples) and what plot, which reads it, writes.
+ADDED = ["attention", "samples.md", "figures", "summary.md", "verdicts.csv", "config.json", "code.json"]
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    """A tiny experiment finished as it was before this step (every old output but plot's), then
-    the whole workflow: (folder, log of the second run, modification times of the first's files)."""
-    work = copy_workflow(tmp_path_factory.mktemp("attention"))
-    config = write_config(work, "attn.yaml", tiny_config(experiment="attn", seeds=SEEDS))
-    snakemake(work, "--configfile", config, "--omit-from", "plot", "attention", "samples")
+def work(tiny_experiment, tmp_path_factory):
+    """The tiny experiment as it was before this step (its outputs and plot's removed), then the
+    whole workflow: (folder, log of that run, modification times of the files kept)."""
+    work = copy_finished(tiny_experiment[0], tmp_path_factory.mktemp("attention"))
+    for name in ADDED:
+        path = work / RESULTS / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     finished = {path: path.stat().st_mtime_ns for path in (work / RESULTS).rglob("*") if path.is_file()}
-    return work, snakemake(work, "--configfile", config).log, finished
+    return work, snakemake(work, "--configfile", "config/tiny.yaml").log, finished
 
 
 @pytest.mark.slow
@@ -46,14 +49,14 @@ def test_adding_the_step_to_a_finished_experiment_trains_nothing(work):
     )
     samples = (results / "samples.md").read_text()
     assert samples.count("**dot, seed 1234**") == 3 and samples.count("- top-10: ") == 6
-    assert "Nothing to be done" in snakemake(folder, "--configfile", "config/attn.yaml", "--dry-run").log
+    assert "Nothing to be done" in snakemake(folder, "--configfile", "config/tiny.yaml", "--dry-run").log
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: install Debian's chromium (.ci/run does)")
 def test_the_report_opens_in_a_browser_with_its_figures_and_verdicts(work):
     folder, _, _ = work
-    snakemake(folder, "--configfile", "config/attn.yaml", "--report", "report.html")
+    snakemake(folder, "--configfile", "config/tiny.yaml", "--report", "report.html")
     summary = (folder / RESULTS / "summary.md").read_text()
     verdicts = [line[2:] for line in summary.splitlines() if line.startswith("- euclid - dot")]
     assert len(verdicts) == 2 + 3  # test loss and perplexity; entropy, distance and first-token share
