@@ -1,7 +1,7 @@
 """The demo workflow through Snakemake's Slurm executor on a real single-node Slurm cluster.
 
 Needs root and Debian's Slurm and MUNGE (`make slurm-deps`); run with `make test-slurm`. The
-fixture starts munged, slurmctld and slurmd (configless, with one fake GPU so `gpu=1` tags
+fixture starts munged, slurmctld and slurmd (configless, with two fake GPUs so `gpu=1` tags
 become real `--gpus=1` requests) and stops them afterwards, leaving nothing running.
 """
 
@@ -49,7 +49,7 @@ MpiDefault=none
 ReturnToService=2
 MinJobAge=3600
 GresTypes=gpu
-NodeName={host} CPUs={os.cpu_count()} RealMemory={memory_mb} Gres=gpu:1 State=UNKNOWN
+NodeName={host} CPUs={os.cpu_count()} RealMemory={memory_mb} Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -71,7 +71,8 @@ def cluster(tmp_path_factory):
     (folder / "munge" / "munge.key").chmod(0o600)
     conf = folder / "slurm.conf"
     conf.write_text(slurm_conf(folder, host))
-    (folder / "gres.conf").write_text(f"NodeName={host} Name=gpu File=/dev/null\n")
+    # Two fake GPUs (any device file will do: nothing opens it), so two one-thread jobs run at once.
+    (folder / "gres.conf").write_text("".join(f"NodeName={host} Name=gpu File=/dev/{f}\n" for f in ("null", "zero")))
     os.makedirs("/run/munge", mode=0o755, exist_ok=True)
     munge = folder / "munge"
     subprocess.run(["munged", "--force", f"--key-file={munge}/munge.key", f"--pid-file={munge}/munged.pid",
@@ -125,7 +126,7 @@ def test_demo_workflow_runs_through_slurm_and_matches_a_local_run(cluster, tiny_
     assert len(submitted) == 15 and "16 of 16 steps (100%) done" in log, log[-3000:]
     train_jobs = re.findall(r"rule train:.*?jobid: (\d+)", log, flags=re.S)
     assert train_jobs
-    for job in train_jobs:  # gpu=1 became a real GPU request, granted from the node's fake GPU
+    for job in train_jobs:  # gpu=1 became a real GPU request, granted from the node's fake GPUs
         shown = subprocess.run(
             ["scontrol", "show", "job", submitted[job]], capture_output=True, text=True, env=cluster
         ).stdout
