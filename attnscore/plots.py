@@ -1,6 +1,8 @@
 """The figures, one function each, from the compare step's tables and the benchmark's
 comparisons (summary.py writes the text beside them). The tables carry a size column
-(stats.size_label); figures of runs draw one row of panels per size."""
+(stats.size_label); figures of runs draw one row of panels per size. The attention figures draw
+a row of panels per (size, kind), one colour scale per statistic across them all, so kinds
+compare by colour."""
 
 from pathlib import Path
 
@@ -8,13 +10,16 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import PowerNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
 from attnscore import stats, timings  # noqa: E402
 from attnscore.files import atomic_path  # noqa: E402
 
 LINESTYLES = ["-", "--", ":", "-."]
+HEAD_STATISTICS = {"entropy": "entropy (nats)", "distance": "distance (tokens back)"}
 
 
 def plain_title(text: str) -> str:
@@ -225,3 +230,52 @@ def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, p
         axes[0].set_ylabel("validation loss (nats/token)")
     rows[0][1][0].legend(fontsize="small")
     save(fig, paths, title)
+
+
+def plot_heads(heads: pd.DataFrame, paths) -> None:
+    """Per (size, kind), layer x head maps of entropy and distance, mean over seeds (`heads`: the
+    attention step's tables with size, variant and seed columns)."""
+    kinds = list(dict.fromkeys(zip(heads["size"], heads["variant"], strict=True)))
+    means = heads.groupby(["size", "variant", "layer", "head"], sort=False)[list(HEAD_STATISTICS)].mean()
+    fig, axes = plt.subplots(len(kinds), 2, figsize=(9, 1.2 + 1.8 * len(kinds)), squeeze=False, layout="constrained")
+    for column, (name, label) in enumerate(HEAD_STATISTICS.items()):
+        low, high = means[name].min(), means[name].max()
+        for ax, (size, variant) in zip(axes[:, column], kinds, strict=True):
+            grid = means.loc[(size, variant), name].unstack("head")
+            image = ax.imshow(grid.to_numpy(), vmin=low, vmax=high, cmap="viridis", aspect="auto")
+            ax.set(title=f"{plain_title(stats.size_label(size, variant, '/'))}: {label}", xlabel="head", ylabel="layer")
+            ax.set(xticks=range(grid.shape[1]), yticks=range(grid.shape[0]))
+        fig.colorbar(image, ax=axes[:, column], label=label)
+    seeds = heads.groupby(["size", "variant"])["seed"].nunique().max()
+    save(fig, paths, f"Attention per layer and head (mean over {seeds} seed(s))")
+
+
+def plot_maps(maps: dict, paths) -> None:
+    """One test window's weights (mean over heads) in the first and last layer, a row per (size, kind)
+    (`maps`: (size, kind) -> (2, queries, keys)); a square-root colour scale, so that small weights show."""
+    high = max(float(array.max()) for array in maps.values())
+    fig, axes = plt.subplots(len(maps), 2, figsize=(8, 0.6 + 3.6 * len(maps)), squeeze=False, layout="constrained")
+    for row, ((size, variant), array) in zip(axes, maps.items(), strict=True):
+        kind = plain_title(stats.size_label(size, variant, "/"))
+        for ax, layer, title in zip(row, array, ("first layer", "last layer"), strict=True):
+            image = ax.imshow(layer, norm=PowerNorm(0.5, vmin=0, vmax=high), cmap="magma")
+            ax.set(title=f"{kind}: {title}", xlabel="key position j", ylabel="query position i")
+    fig.colorbar(image, ax=axes, label="weight w_ij (mean over heads)", shrink=0.6)
+    save(fig, paths, "Attention on the first test window (first seed)")
+
+
+def plot_layers(heads: pd.DataFrame, seq_len: int, paths) -> None:
+    """Entropy against layer, a panel per size, per kind the mean over heads then seeds; dotted: uniform."""
+    sizes = list(dict.fromkeys(heads["size"]))
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4), squeeze=False)
+    per_layer = heads.groupby(["size", "variant", "seed", "layer"], sort=False)["entropy"].mean().reset_index()
+    uniform = np.mean(np.log(np.arange(1, seq_len + 1)))
+    for ax, size in zip(axes[0], sizes, strict=True):
+        of_size = per_layer[per_layer["size"] == size]
+        draw_means(ax, stats.over_seeds(of_size, ["variant", "layer"], ["entropy"]), "layer", marker="o")
+        ax.axhline(uniform, color="grey", linestyle=":", label="uniform over the past")
+        ax.set(title=plain_title(size), xlabel="layer", ylabel="entropy (nats, mean over heads)")
+        ax.set_xticks(sorted(of_size["layer"].unique()))
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    save(fig, paths, "Attention entropy by layer")
