@@ -36,7 +36,7 @@ def ratio_interval(values) -> dict:
     if n >= 2:
         half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n)
         low, high = math.exp(mean - half), math.exp(mean + half)
-    return {"rounds": n, "center": math.exp(mean), "low": low, "high": high, "log_sd": sd}
+    return {"rounds": n, "center": math.exp(mean), "low": low, "high": high}
 
 
 def cost_verdict(low: float, high: float, margin: float) -> str:
