@@ -71,19 +71,12 @@ def more_rounds(log_ratios, margin: float) -> int | None:
     return None
 
 
-def busy_rounds(measurements: pd.DataFrame) -> set:
-    """Rounds in which a measurement's threads waited more than BUSY_WAIT of the time for a core other
-    processes held: their ratios say more about the other work than about the kinds."""
-    if "cpu_wait" not in measurements:
-        return set()
-    return set(measurements.loc[measurements["cpu_wait"].astype(float) > BUSY_WAIT, "round"])
-
-
 def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, controls: dict) -> pd.DataFrame:
     """Per measure, seq_len and kind: its time over rounds and its ratio to the baseline's in the same
     rounds, also to its control (`controls`: kind -> control) where both ran; busy rounds left out, counted."""
-    rows = []
-    busy = busy_rounds(measurements)
+    rows, busy = [], set()  # busy rounds: their ratios say more about the other work than about the kinds
+    if "cpu_wait" in measurements:
+        busy = set(measurements.loc[measurements["cpu_wait"].astype(float) > BUSY_WAIT, "round"])
     rounds_run = measurements["round"].nunique()
     ok = measurements[(measurements["status"] == "ok") & ~measurements["round"].isin(busy)]
     for (seq_len, kind), group in measurements.groupby(["seq_len", "kind"], sort=False):
