@@ -73,8 +73,7 @@ def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
 
 
 def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
-    """Training loss (the mean over each logged interval), gradient norm before clipping and learning
-    rate against the optimizer step (stats.per_step), a panel each, a row per size; dotted: epochs' ends."""
+    """Each logged measure (stats.per_step) against the optimizer step, a panel each; dotted: epochs' ends."""
     panels = [
         ("train_loss", "training loss (nats/token, interval mean)", "linear"),
         ("grad_norm", "gradient norm before clipping", "log"),
@@ -202,9 +201,8 @@ def _bar_label(row) -> str:
 
 
 def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, paths, title: str) -> None:
-    """The validation curve against optimizer steps, estimated training time and model FLOPs, a row per
-    size: per variant the mean over seeds, their range shaded; to_target's target dashed. The time is
-    steps x the step time (`step_ms`: variant -> ms), drawn where `targets` has the step cost."""
+    """The validation curve against each panel's x, per variant the mean over seeds with their range shaded,
+    to_target's target dashed; the time is steps x `step_ms` (variant -> ms), where `targets` has a step cost."""
     panels = [("step", "optimizer step"), ("seconds", "estimated training time (s)"), ("flops", "model FLOPs")]
     fig, rows = size_rows(curves, 3, 15, layout="constrained", sharey="row")
     for size, axes in rows:
