@@ -105,8 +105,7 @@ def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, baseline: str, paths,
         variants = list(dict.fromkeys(differences["variant"]))
         for ax, (metric, ylabel) in zip(axes, panels.items(), strict=True):
             ax.axhline(0, color="gray", lw=1)
-            for x, variant in enumerate(variants):
-                points = differences[differences["variant"] == variant]
+            for x, (variant, points) in enumerate(differences.groupby("variant", sort=False)):
                 ax.scatter([x - 0.15] * len(points), points[metric], s=18, color="C0", zorder=3)
                 for point in points.itertuples():
                     ax.annotate(f"seed {point.seed}", (x - 0.15, getattr(point, metric)), xytext=(-4, 0),
