@@ -48,10 +48,10 @@ def draw_means(ax, points: pd.DataFrame, x: str, spread="95% CI", **style) -> No
         ax.fill_between(line[x], line["ci_low"], line["ci_high"], color=f"C{i}", alpha=0.2)
 
 
-def size_rows(table: pd.DataFrame, columns: int, width: float, height: float = 4, **options):
+def size_rows(table: pd.DataFrame, columns: int, width: float, **options):
     """A figure with a row of `columns` panels per size in `table`: (figure, [(size, panels)])."""
     sizes = list(dict.fromkeys(table["size"]))
-    fig, axes = plt.subplots(len(sizes), columns, figsize=(width, height * len(sizes)), squeeze=False, **options)
+    fig, axes = plt.subplots(len(sizes), columns, figsize=(width, 4 * len(sizes)), squeeze=False, **options)
     return fig, list(zip(sizes, axes, strict=True))
 
 
@@ -263,12 +263,11 @@ def plot_maps(maps: dict, paths) -> None:
 
 def plot_layers(heads: pd.DataFrame, seq_len: int, paths) -> None:
     """Entropy against layer, a panel per size, per kind the mean over heads then seeds; dotted: uniform."""
-    sizes = list(dict.fromkeys(heads["size"]))
-    fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4), squeeze=False)
+    sizes = heads["size"].nunique()
+    fig, axes = plt.subplots(1, sizes, figsize=(5.5 * sizes, 4), squeeze=False)
     per_layer = heads.groupby(["size", "variant", "seed", "layer"], sort=False)["entropy"].mean().reset_index()
     uniform = np.mean(np.log(np.arange(1, seq_len + 1)))
-    for ax, size in zip(axes[0], sizes, strict=True):
-        of_size = per_layer[per_layer["size"] == size]
+    for ax, (size, of_size) in zip(axes[0], per_layer.groupby("size", sort=False), strict=True):
         draw_means(ax, stats.over_seeds(of_size, ["variant", "layer"], ["entropy"]), "layer", marker="o")
         ax.axhline(uniform, color="grey", linestyle=":", label="uniform over the past")
         ax.set(title=plain_title(size), xlabel="layer", ylabel="entropy (nats, mean over heads)")
