@@ -63,8 +63,7 @@ def more_rounds(log_ratios, margin: float) -> int | None:
         return None
     # Decided once the half-width is below |mean| (excludes 1) or below the mean's distance to
     # the nearer edge of the margin, +/- log(1 + margin) (fits inside it).
-    inside = math.log1p(margin) - abs(mean)
-    needed = max(abs(mean), inside)
+    needed = max(abs(mean), math.log1p(margin) - abs(mean))
     for rounds in range(n + 1, n + MAX_MORE_ROUNDS):
         if stats.t.ppf(0.5 + CONFIDENCE / 2, rounds - 1) * sd / math.sqrt(rounds) < needed:
             return rounds - n
