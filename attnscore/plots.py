@@ -1,6 +1,8 @@
 """The figures, one function each, from the compare step's tables and the benchmark's
 comparisons (summary.py writes the text beside them). The tables carry a size column
-(stats.size_label); figures of runs draw one row of panels per size."""
+(stats.size_label); figures of runs draw one row of panels per size. The attention figures draw
+a row of panels per (size, kind), one colour scale per statistic across them all, so kinds
+compare by colour."""
 
 from pathlib import Path
 
@@ -8,13 +10,16 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import PowerNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
 from attnscore import stats, timings  # noqa: E402
 from attnscore.files import atomic_path  # noqa: E402
 
 LINESTYLES = ["-", "--", ":", "-."]
+HEAD_STATISTICS = {"entropy": "entropy (nats)", "distance": "distance (tokens back)"}
 
 
 def plain_title(text: str) -> str:
@@ -43,10 +48,10 @@ def draw_means(ax, points: pd.DataFrame, x: str, spread="95% CI", **style) -> No
         ax.fill_between(line[x], line["ci_low"], line["ci_high"], color=f"C{i}", alpha=0.2)
 
 
-def size_rows(table: pd.DataFrame, columns: int, width: float, height: float = 4, **options):
+def size_rows(table: pd.DataFrame, columns: int, width: float, **options):
     """A figure with a row of `columns` panels per size in `table`: (figure, [(size, panels)])."""
     sizes = list(dict.fromkeys(table["size"]))
-    fig, axes = plt.subplots(len(sizes), columns, figsize=(width, height * len(sizes)), squeeze=False, **options)
+    fig, axes = plt.subplots(len(sizes), columns, figsize=(width, 4 * len(sizes)), squeeze=False, **options)
     return fig, list(zip(sizes, axes, strict=True))
 
 
@@ -68,8 +73,7 @@ def plot_perplexity(epochs: pd.DataFrame, paths, title: str) -> None:
 
 
 def plot_training(steps: pd.DataFrame, paths, title: str) -> None:
-    """Training loss (the mean over each logged interval), gradient norm before clipping and learning
-    rate against the optimizer step (stats.per_step), a panel each, a row per size; dotted: epochs' ends."""
+    """Each logged measure (stats.per_step) against the optimizer step, a panel each; dotted: epochs' ends."""
     panels = [
         ("train_loss", "training loss (nats/token, interval mean)", "linear"),
         ("grad_norm", "gradient norm before clipping", "log"),
@@ -101,8 +105,7 @@ def plot_paired(runs: pd.DataFrame, summary: pd.DataFrame, baseline: str, paths,
         variants = list(dict.fromkeys(differences["variant"]))
         for ax, (metric, ylabel) in zip(axes, panels.items(), strict=True):
             ax.axhline(0, color="gray", lw=1)
-            for x, variant in enumerate(variants):
-                points = differences[differences["variant"] == variant]
+            for x, (variant, points) in enumerate(differences.groupby("variant", sort=False)):
                 ax.scatter([x - 0.15] * len(points), points[metric], s=18, color="C0", zorder=3)
                 for point in points.itertuples():
                     ax.annotate(f"seed {point.seed}", (x - 0.15, getattr(point, metric)), xytext=(-4, 0),
@@ -197,9 +200,8 @@ def _bar_label(row) -> str:
 
 
 def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, paths, title: str) -> None:
-    """The validation curve against optimizer steps, estimated training time and model FLOPs, a row per
-    size: per variant the mean over seeds, their range shaded; to_target's target dashed. The time is
-    steps x the step time (`step_ms`: variant -> ms), drawn where `targets` has the step cost."""
+    """The validation curve against each panel's x, per variant the mean over seeds with their range shaded,
+    to_target's target dashed; the time is steps x `step_ms` (variant -> ms), where `targets` has a step cost."""
     panels = [("step", "optimizer step"), ("seconds", "estimated training time (s)"), ("flops", "model FLOPs")]
     fig, rows = size_rows(curves, 3, 15, layout="constrained", sharey="row")
     for size, axes in rows:
@@ -225,3 +227,51 @@ def plot_to_target(curves: pd.DataFrame, targets: pd.DataFrame, step_ms: dict, p
         axes[0].set_ylabel("validation loss (nats/token)")
     rows[0][1][0].legend(fontsize="small")
     save(fig, paths, title)
+
+
+def plot_heads(heads: pd.DataFrame, paths) -> None:
+    """Per (size, kind), layer x head maps of entropy and distance, mean over seeds (`heads`: the
+    attention step's tables with size, variant and seed columns)."""
+    kinds = list(dict.fromkeys(zip(heads["size"], heads["variant"], strict=True)))
+    means = heads.groupby(["size", "variant", "layer", "head"], sort=False)[list(HEAD_STATISTICS)].mean()
+    fig, axes = plt.subplots(len(kinds), 2, figsize=(9, 1.2 + 1.8 * len(kinds)), squeeze=False, layout="constrained")
+    for column, (name, label) in enumerate(HEAD_STATISTICS.items()):
+        low, high = means[name].min(), means[name].max()
+        for ax, (size, variant) in zip(axes[:, column], kinds, strict=True):
+            grid = means.loc[(size, variant), name].unstack("head")
+            image = ax.imshow(grid.to_numpy(), vmin=low, vmax=high, cmap="viridis", aspect="auto")
+            ax.set(title=f"{plain_title(stats.size_label(size, variant, '/'))}: {label}", xlabel="head", ylabel="layer")
+            ax.set(xticks=range(grid.shape[1]), yticks=range(grid.shape[0]))
+        fig.colorbar(image, ax=axes[:, column], label=label)
+    seeds = heads.groupby(["size", "variant"])["seed"].nunique().max()
+    save(fig, paths, f"Attention per layer and head (mean over {seeds} seed(s))")
+
+
+def plot_maps(maps: dict, paths) -> None:
+    """One test window's weights (mean over heads) in the first and last layer, a row per (size, kind)
+    (`maps`: (size, kind) -> (2, queries, keys)); a square-root colour scale, so that small weights show."""
+    high = max(float(array.max()) for array in maps.values())
+    fig, axes = plt.subplots(len(maps), 2, figsize=(8, 0.6 + 3.6 * len(maps)), squeeze=False, layout="constrained")
+    for row, ((size, variant), array) in zip(axes, maps.items(), strict=True):
+        kind = plain_title(stats.size_label(size, variant, "/"))
+        for ax, layer, title in zip(row, array, ("first layer", "last layer"), strict=True):
+            image = ax.imshow(layer, norm=PowerNorm(0.5, vmin=0, vmax=high), cmap="magma")
+            ax.set(title=f"{kind}: {title}", xlabel="key position j", ylabel="query position i")
+    fig.colorbar(image, ax=axes, label="weight w_ij (mean over heads)", shrink=0.6)
+    save(fig, paths, "Attention on the first test window (first seed)")
+
+
+def plot_layers(heads: pd.DataFrame, seq_len: int, paths) -> None:
+    """Entropy against layer, a panel per size, per kind the mean over heads then seeds; dotted: uniform."""
+    sizes = heads["size"].nunique()
+    fig, axes = plt.subplots(1, sizes, figsize=(5.5 * sizes, 4), squeeze=False)
+    per_layer = heads.groupby(["size", "variant", "seed", "layer"], sort=False)["entropy"].mean().reset_index()
+    uniform = np.mean(np.log(np.arange(1, seq_len + 1)))
+    for ax, (size, of_size) in zip(axes[0], per_layer.groupby("size", sort=False), strict=True):
+        draw_means(ax, stats.over_seeds(of_size, ["variant", "layer"], ["entropy"]), "layer", marker="o")
+        ax.axhline(uniform, color="grey", linestyle=":", label="uniform over the past")
+        ax.set(title=plain_title(size), xlabel="layer", ylabel="entropy (nats, mean over heads)")
+        ax.set_xticks(sorted(of_size["layer"].unique()))
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    save(fig, paths, "Attention entropy by layer")

@@ -181,8 +181,7 @@ def holm(p_values) -> pd.Series:
     below ALPHA, whatever their dependence. NaN (no test: one seed) stays NaN and is not counted."""
     p_values = pd.Series(p_values, dtype=float)
     tested = p_values.dropna().sort_values(kind="stable")
-    factors = range(len(tested), 0, -1)
-    return (tested * list(factors)).cummax().clip(upper=1).reindex(p_values.index)
+    return (tested * list(range(len(tested), 0, -1))).cummax().clip(upper=1).reindex(p_values.index)
 
 
 def with_holm(paired: pd.DataFrame) -> pd.DataFrame:

@@ -40,8 +40,6 @@ def _fmt(value, digits=1) -> str:
 def _with_interval(row, digits=1, keys=("mean", "ci_low", "ci_high"), show=_fmt) -> str:
     """'102.0 [99.1, 104.9]', or '102.0' where the row has no interval (one seed); keys name the
     row's mean and bounds, show(value, digits) writes each."""
-    if row is None:
-        return "–"
     mean, low, high = (row[key] for key in keys)
     if pd.isna(low):
         return show(mean, digits)
@@ -63,10 +61,10 @@ def summary_markdown(
     (parameter counts), `costs` compare_timings' and `targets` to_target's."""
     baseline = timings.cost_baseline(costs)
     steps = costs[(costs["measure"] == "step") & (costs["baseline"] == baseline)]
-    at_train_shape = steps[steps["seq_len"] == train_seq_len].set_index("kind")
+    sized = any(best["size"])  # else the one size is the model section, which the benchmark times
+    at_train_shape = steps[(steps["seq_len"] == train_seq_len) & (not sized)].set_index("kind")
     first_epoch = epochs[epochs["epoch"] == 1].set_index(["size", "variant", "split"])
     seeds = int(best["seeds"].max())
-    sized = any(best["size"])  # else the one size is the model section, which the benchmark times
     lines = [
         f"# Results: {markdown_text(data_name)}",
         "",
@@ -84,7 +82,7 @@ def summary_markdown(
     for row in best.itertuples():
         size, variant = row.size, row.variant
         first = [_with_interval(first_epoch.loc[(size, variant, split)]) for split in ("train", "valid", "test")]
-        cost = at_train_shape.loc[variant] if variant in at_train_shape.index and not sized else None
+        cost = at_train_shape.reindex([variant]).iloc[0]  # NaN where not timed: '–'
         trained = epochs.loc[(epochs["size"] == size) & (epochs["variant"] == variant), "epoch"].max()
         lines.append(
             f"| ours: {stats.size_label(size, variant, '/')} | {row.seeds} | {trained} | {' | '.join(first)} "
@@ -127,7 +125,7 @@ def summary_markdown(
 
 def _time_change(cost) -> str:
     """'+4.1% [+2.0%, +6.3%]: slower' from a compare_timings row."""
-    if cost is None or pd.isna(cost["ratio"]):
+    if pd.isna(cost["ratio"]):
         return "–"
     if cost["verdict"] == "baseline":
         return "baseline"

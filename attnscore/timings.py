@@ -36,7 +36,7 @@ def ratio_interval(values) -> dict:
     if n >= 2:
         half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n)
         low, high = math.exp(mean - half), math.exp(mean + half)
-    return {"rounds": n, "center": math.exp(mean), "low": low, "high": high, "log_sd": sd}
+    return {"rounds": n, "center": math.exp(mean), "low": low, "high": high}
 
 
 def cost_verdict(low: float, high: float, margin: float) -> str:
@@ -63,27 +63,19 @@ def more_rounds(log_ratios, margin: float) -> int | None:
         return None
     # Decided once the half-width is below |mean| (excludes 1) or below the mean's distance to
     # the nearer edge of the margin, +/- log(1 + margin) (fits inside it).
-    inside = math.log1p(margin) - abs(mean)
-    needed = max(abs(mean), inside)
+    needed = max(abs(mean), math.log1p(margin) - abs(mean))
     for rounds in range(n + 1, n + MAX_MORE_ROUNDS):
         if stats.t.ppf(0.5 + CONFIDENCE / 2, rounds - 1) * sd / math.sqrt(rounds) < needed:
             return rounds - n
     return None
 
 
-def busy_rounds(measurements: pd.DataFrame) -> set:
-    """Rounds in which a measurement's threads waited more than BUSY_WAIT of the time for a core other
-    processes held: their ratios say more about the other work than about the kinds."""
-    if "cpu_wait" not in measurements:
-        return set()
-    return set(measurements.loc[measurements["cpu_wait"].astype(float) > BUSY_WAIT, "round"])
-
-
 def compare_timings(measurements: pd.DataFrame, baseline: str, margin: float, controls: dict) -> pd.DataFrame:
     """Per measure, seq_len and kind: its time over rounds and its ratio to the baseline's in the same
     rounds, also to its control (`controls`: kind -> control) where both ran; busy rounds left out, counted."""
-    rows = []
-    busy = busy_rounds(measurements)
+    rows, busy = [], set()  # busy rounds: their ratios say more about the other work than about the kinds
+    if "cpu_wait" in measurements:
+        busy = set(measurements.loc[measurements["cpu_wait"].astype(float) > BUSY_WAIT, "round"])
     rounds_run = measurements["round"].nunique()
     ok = measurements[(measurements["status"] == "ok") & ~measurements["round"].isin(busy)]
     for (seq_len, kind), group in measurements.groupby(["seq_len", "kind"], sort=False):

@@ -76,7 +76,7 @@ def test_a_round_times_each_kind_and_shape_in_a_fresh_process():
 
 
 def test_a_thread_that_sleeps_is_not_waiting_for_a_core():
-    """The busy-round rule's measure (timings.busy_rounds) counts a thread's time runnable without a
+    """The busy-round rule's measure (timings.BUSY_WAIT) counts a thread's time runnable without a
     core, never time it sleeps or blocks: a kind that waits is slow by its own doing."""
     before = bench.cpu_wait_seconds()
     if before is None:

@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from attnscore import attention_plots, stats
+from attnscore import plots, stats
 from attnscore.files import log_to, write_csv
 from attnscore.summary import ATTENTION_COMPARED
 
@@ -22,8 +22,8 @@ with log_to(snakemake.log[0]):
         print(stats.verdict(row, what=ATTENTION_COMPARED[row["metric"]], digits=3))
     write_csv(means, out.runs)
     write_csv(paired, out.paired)
-    attention_plots.plot_heads(heads, [out.heads_png, out.heads_svg])
+    plots.plot_heads(heads, [out.heads_png, out.heads_svg])
     first_seed = {(size, variant): np.load(path) for (size, variant, seed), path in zip(runs, inp.maps, strict=True)
                   if seed == runs[0][2]}  # fmt: skip
-    attention_plots.plot_maps(first_seed, [out.maps_png, out.maps_svg])
-    attention_plots.plot_layers(heads, snakemake.params.seq_len, [out.layers_png, out.layers_svg])
+    plots.plot_maps(first_seed, [out.maps_png, out.maps_svg])
+    plots.plot_layers(heads, snakemake.params.seq_len, [out.layers_png, out.layers_svg])
