@@ -187,7 +187,7 @@ def in_fresh_process(fn, *args) -> dict:
 
 
 def run_round(model_cfgs: dict, timing: Timing, round_number: int) -> list[dict]:
-    """A row per kind of `model_cfgs` (kind -> ModelConfig), on CUDA its control (CONTROLS) too, and timing.seq_lens."""
+    """A row per seq_len and kind of `model_cfgs` (kind -> ModelConfig), on CUDA with each kind's control (CONTROLS)."""
     if timing.device != "cpu" and torch.cuda.device_count() and TRITON is not None:  # NVML: CUDA stays uninitialised
         model_cfgs = model_cfgs | {
             CONTROLS[kind]: replace(model_cfg, attention=CONTROLS[kind], attention_options={})
