@@ -186,21 +186,14 @@ def in_fresh_process(fn, *args) -> dict:
         raise
 
 
-def with_controls(model_cfgs: dict, device: str) -> dict:
-    """The kinds to time: those given, and on CUDA each one's control (CONTROLS) beside it."""
-    if device == "cpu" or not torch.cuda.device_count() or TRITON is None:  # NVML: CUDA stays uninitialised
-        return model_cfgs
-    controls = {
-        CONTROLS[kind]: replace(model_cfg, attention=CONTROLS[kind], attention_options={})
-        for kind, model_cfg in model_cfgs.items()
-        if kind in CONTROLS and CONTROLS[kind] not in model_cfgs
-    }
-    return {**model_cfgs, **controls}
-
-
 def run_round(model_cfgs: dict, timing: Timing, round_number: int) -> list[dict]:
-    """A row per kind of `model_cfgs` (kind -> ModelConfig), its control, and timing.seq_lens."""
-    model_cfgs = with_controls(model_cfgs, timing.device)
+    """A row per seq_len and kind of `model_cfgs` (kind -> ModelConfig), on CUDA with each kind's control (CONTROLS)."""
+    if timing.device != "cpu" and torch.cuda.device_count() and TRITON is not None:  # NVML: CUDA stays uninitialised
+        model_cfgs = model_cfgs | {
+            CONTROLS[kind]: replace(model_cfg, attention=CONTROLS[kind], attention_options={})
+            for kind, model_cfg in model_cfgs.items()
+            if kind in CONTROLS and CONTROLS[kind] not in model_cfgs
+        }
     rows = []
     for seq_len in timing.seq_lens:
         for position, kind in enumerate(round_order(list(model_cfgs), round_number)):

@@ -156,9 +156,7 @@ def _spec(name: str, locations: tuple[str, ...] | None, search_path: tuple[str, 
     which imports nothing for a top-level name and also asks the finders of editable installs."""
     try:
         spec = importlib.machinery.PathFinder.find_spec(name, list(locations or search_path))
-        if spec is None and locations is None:
-            spec = importlib.util.find_spec(name)
-        return spec
+        return spec or (importlib.util.find_spec(name) if locations is None else None)
     except (ImportError, ValueError):
         return None
 

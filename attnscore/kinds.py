@@ -23,7 +23,6 @@ BUILT_IN = tuple((f"attnscore.scores.{path.stem}", path) for path in sorted(SCOR
 # kernel with the dot-product score, so euclid against it is the score's cost, and dot_triton
 # against dot our kernel's gap to PyTorch's fused SDPA.
 CONTROLS = {"euclid": "dot_triton"}
-NUMBER_TYPES = {"number", "integer"}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -37,11 +36,6 @@ class Kind:
     @property
     def required(self) -> tuple[str, ...]:
         return tuple(option for option, schema in self.options.items() if "default" not in schema)
-
-    def numeric(self, option: str) -> bool:
-        """Whether the option takes numbers (finite ones only)."""
-        types = self.options[option].get("type", [])
-        return bool(NUMBER_TYPES & set([types] if isinstance(types, str) else types))
 
 
 def declaration_problem(name: str, options) -> str | None:
@@ -71,10 +65,12 @@ def options_problem(name: str, kind: Kind, given: dict) -> str | None:
         return f"attention kind {name!r} {problem}; its options: {list(kind.options)}"
     for option, value in given.items():
         schema = kind.options[option]
-        if kind.numeric(option) and isinstance(value, float) and not math.isfinite(value):
+        types = schema.get("type", [])
+        numeric = {"number", "integer"} & set([types] if isinstance(types, str) else types)  # finite numbers only
+        if numeric and isinstance(value, float) and not math.isfinite(value):
             return f"attention kind {name!r} takes a finite number for option {option}, not {value!r}"
         errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda error: error.validator != "type")
-        if errors and errors[0].validator == "type" and kind.numeric(option):
+        if errors and errors[0].validator == "type" and numeric:
             return f"attention kind {name!r} takes a number for option {option}, not {value!r}"
         if errors:
             return f"attention kind {name!r}, option {option}: {errors[0].message} (its declaration: {schema})"
