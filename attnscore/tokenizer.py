@@ -1,7 +1,6 @@
 """Tokenizers: GPT-2's byte-level BPE from its published files, or a byte-level BPE trained on the
 train split; tokenizing a corpus into one token array per split."""
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +21,11 @@ def download_gpt2_bpe(out_dir) -> None:
     for name, expected in GPT2_BPE.items():
         url = GPT2_BPE_URL.format(name=name)
         try:
-            blob = fetch(url)
+            blob = fetch(url, ("sha256", expected))
         except OSError as err:
             raise DataError(
                 f"could not download {url}: {err}; or set tokenizer.dir to a folder holding vocab.bpe and encoder.json"
             ) from err
-        digest = hashlib.sha256(blob).hexdigest()
-        if digest != expected:
-            raise DataError(f"{url}: sha256 {digest} does not match {expected}; not using it")
         with atomic_path(Path(out_dir) / name) as target:
             Path(target).write_bytes(blob)
 
