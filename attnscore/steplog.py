@@ -44,10 +44,3 @@ def add_scalars(board, row: dict, tags: dict, step: int) -> None:
     """The row's values under their tags (STEP_TAGS, EPOCH_TAGS or CURVE_TAGS), at `step`."""
     for key, tag in tags.items():
         board.add_scalar(tag, row[key], step)
-
-
-def steps_table(rows: list[dict], columns=COLUMNS):
-    """steps.csv's table (its header even without rows), or with CURVE_COLUMNS curve.csv's."""
-    import pandas as pd
-
-    return pd.DataFrame(rows, columns=list(columns))
