@@ -163,12 +163,10 @@ class Trainer:
             problem = "became NaN/inf"
         keeps = f"the last good checkpoint, {kept}, is kept" if kept else "there is no earlier checkpoint of this run"
         precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "fp32")
-        advice = "lower train.lr" + (
-            ", or use precision bf16 or fp32 (fp16 overflows first)" if precision == "fp16" else ""
-        )
+        fp16 = ", or use precision bf16 or fp32 (fp16 overflows first)" if precision == "fp16" else ""
         raise TrainingDiverged(
             f"the run diverged: {what} {problem} {where}; {keeps}. Attention kind {self.model.cfg.attention!r} at "
-            f"train.lr={self.cfg.lr:g}, precision {precision}: {advice}, or check the kind's numerics"
+            f"train.lr={self.cfg.lr:g}, precision {precision}: lower train.lr{fp16}, or check the kind's numerics"
         )
 
     def check_losses(self, row: dict, where: str, kept: str | None) -> None:
