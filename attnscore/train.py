@@ -120,21 +120,19 @@ def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dic
     if saved is None:
         return TrainingState(), None
     cfg = trainer.cfg
-    # A run trained beyond cfg.epochs is cut here; it is neither trained nor saved further.
-    history = saved["history"][: cfg.epochs]
     if saved["eval_batch_size"] != cfg.eval_batch_size:
         was, now = saved["eval_batch_size"], cfg.eval_batch_size
         log(f"train.eval_batch_size changed from {was} to {now}: evaluating each saved epoch again")
-        for row in history:  # each saved epoch's model, measured again
+        for row in saved["history"][: cfg.epochs]:  # each saved epoch's model, measured again
             trainer.model.load_state_dict(checkpoints.load_epoch(folder, row["epoch"])["model"])
             row.update(evaluate_splits(trainer, eval_splits))
-    state = checkpoints.restore(trainer, saved)
-    state.history = history
+    # A run trained beyond cfg.epochs is cut here; it is neither trained nor saved further.
+    state = checkpoints.restore(trainer, saved).up_to(cfg.epochs)
     if not cfg.eval_every:  # the curve is the epochs' validation loss
-        loss = {row["epoch"]: row["valid_loss"] for row in history}
+        loss = {row["epoch"]: row["valid_loss"] for row in state.history}
         state.curve = [{**point, "valid_loss": loss[point["epoch"]]} for point in state.curve if point["epoch"] in loss]
     kept = position(path, state)
-    for row in history:
+    for row in state.history:
         trainer.check_losses(row, f"in saved epoch {row['epoch']}", kept)
     done = state.epoch >= cfg.epochs
     log(f"nothing to train: {kept} has reached train.epochs={cfg.epochs}" if done else f"resuming from {kept}")
