@@ -41,6 +41,7 @@ def tensorboard(folder, resumed_step: int, log):
 
 
 def add_scalars(board, row: dict, tags: dict, step: int) -> None:
-    """The row's values under their tags (STEP_TAGS, EPOCH_TAGS or CURVE_TAGS), at `step`."""
-    for key, tag in tags.items():
-        board.add_scalar(tag, row[key], step)
+    """The row's values under their tags (STEP_TAGS, EPOCH_TAGS or CURVE_TAGS), at `step`, if there is a board."""
+    if board:  # None: not process 0, or no tensorboard_dir
+        for key, tag in tags.items():
+            board.add_scalar(tag, row[key], step)

@@ -97,8 +97,7 @@ def train(
                 row = epoch_metrics(trainer, state.totals(trainer.device), eval_splits)
                 trainer.check_losses(row, at(state), kept)
                 log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-                if board:
-                    steplog.add_scalars(board, row, steplog.EPOCH_TAGS, state.steps_done(steps))
+                steplog.add_scalars(board, row, steplog.EPOCH_TAGS, state.steps_done(steps))
                 if cfg.eval_every:
                     curve_point(trainer, state, curve, board, state.steps_done(steps))
                 else:
@@ -205,8 +204,7 @@ def log_row(trainer: Trainer, state: TrainingState, steps_per_epoch: int, board)
         "tokens_per_s": totals.interval_count / state.interval_seconds,
     }
     state.close_interval(row)
-    if board:
-        steplog.add_scalars(board, row, steplog.STEP_TAGS, row["step"])
+    steplog.add_scalars(board, row, steplog.STEP_TAGS, row["step"])
 
 
 def curve_windows(valid_tokens, cfg: TrainConfig) -> torch.Tensor:
@@ -223,8 +221,7 @@ def curve_point(trainer: Trainer, state: TrainingState, curve: torch.Tensor, boa
     started = time.perf_counter()
     nll, count = trainer.evaluate(curve)
     point = state.add_curve_point(step, nll / count)
-    if board:
-        steplog.add_scalars(board, point, steplog.CURVE_TAGS, step)
+    steplog.add_scalars(board, point, steplog.CURVE_TAGS, step)
     return time.perf_counter() - started
 
 
