@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from attnscore import checkpoints, kind_checks, steplog
-from attnscore.evaluation import perplexity
+from attnscore.evaluation import evaluate, perplexity
 from attnscore.files import Explained, write_json
 from attnscore.loop_state import TrainingState
 from attnscore.model import ModelConfig
@@ -219,7 +219,7 @@ def curve_point(trainer: Trainer, state: TrainingState, curve: torch.Tensor, boa
     """Evaluate the curve's windows after `step` optimizer steps (by every process together) and
     keep the point in state; returns the seconds that took."""
     started = time.perf_counter()
-    nll, count = trainer.evaluate(curve)
+    nll, count = evaluate(trainer.model, curve, trainer.cfg.seq_len, trainer.dtype)
     point = state.add_curve_point(step, nll / count)
     steplog.add_scalars(board, point, steplog.CURVE_TAGS, step)
     return time.perf_counter() - started
@@ -238,7 +238,7 @@ def epoch_metrics(trainer: Trainer, totals: TrainingState, eval_splits: dict) ->
 def evaluate_splits(trainer: Trainer, eval_splits: dict) -> dict:
     row = {}
     for split, matrix in eval_splits.items():
-        nll, n = trainer.evaluate(matrix)
+        nll, n = evaluate(trainer.model, matrix, trainer.cfg.seq_len, trainer.dtype)
         row[f"{split}_loss"], row[f"{split}_ppl"] = nll / n, perplexity(nll, n)
     return row
 

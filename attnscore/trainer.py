@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from attnscore.evaluation import evaluate
 from attnscore.files import Explained
 from attnscore.model import DecoderLM, ModelConfig
 from attnscore.runtime import autocast, autocast_dtype, pick_device, rank_and_world
@@ -88,8 +87,7 @@ def gradient_norm(parameters) -> torch.Tensor:
 
 
 class Trainer:
-    """A model, its optimizer, learning-rate schedule and grad scaler. `total_steps` (the run's
-    optimizer steps) is where a cosine schedule ends."""
+    """`total_steps` (the run's optimizer steps) is where a cosine schedule ends."""
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, total_steps: int):
         self.cfg = cfg
@@ -146,9 +144,6 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return nll.detach(), norm.detach()
-
-    def evaluate(self, matrix: torch.Tensor) -> tuple[float, int]:
-        return evaluate(self.model, matrix, self.cfg.seq_len, self.dtype)
 
     def check_sane(self, what: str, value: float, *, where: str, kept: str | None, bounded=True) -> None:
         """Stop at a NaN or inf value, or (`bounded`: a loss) one worse than a uniform guess over the
