@@ -69,7 +69,6 @@ def fetch(url: str, checksum: tuple[str, str] | None = None, timeout: float = 60
 
 
 def existing_file(path, fix: str) -> Path:
-    """`path`, where it is a file; else a DataError saying what it is instead, and `fix`."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {'is a directory, not a file' if path.is_dir() else 'file not found'}; {fix}")

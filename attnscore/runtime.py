@@ -103,8 +103,7 @@ def autocast_dtype(device: torch.device, precision: str = "auto"):
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def autocast(device: torch.device, dtype):
-    """Autocast to `dtype` on `device` (autocast_dtype's choice); None: plain fp32."""
+def autocast(device: torch.device, dtype):  # dtype: autocast_dtype's choice
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
