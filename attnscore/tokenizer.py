@@ -30,20 +30,16 @@ def download_gpt2_bpe(out_dir) -> None:
             Path(target).write_bytes(blob)
 
 
-def check_gpt2_bpe(bpe_dir) -> None:
-    for name, expected in GPT2_BPE.items():
-        fix = f"set tokenizer.dir to the folder holding GPT-2's {name}, or null to download it"
-        path = existing_file(Path(bpe_dir) / name, fix)
-        if file_digest(path) != expected:
-            raise DataError(f"{path}: sha256 does not match GPT-2's {name} ({expected}); replace the file")
-
-
 def build_tokenizer(kind: str, train_text: str = "", bpe_dir=None, vocab_size: int = 4096):
     """GPT-2's byte-level BPE from its official files, or a byte-level BPE trained on train_text."""
     from tokenizers import ByteLevelBPETokenizer
 
     if kind == "gpt2":
-        check_gpt2_bpe(bpe_dir)
+        for name, expected in GPT2_BPE.items():
+            fix = f"set tokenizer.dir to the folder holding GPT-2's {name}, or null to download it"
+            path = existing_file(Path(bpe_dir) / name, fix)
+            if file_digest(path) != expected:
+                raise DataError(f"{path}: sha256 does not match GPT-2's {name} ({expected}); replace the file")
         return ByteLevelBPETokenizer(vocab=str(Path(bpe_dir) / "encoder.json"), merges=str(Path(bpe_dir) / "vocab.bpe"))
     tokenizer = ByteLevelBPETokenizer()
     tokenizer.train_from_iterator(train_text.splitlines(keepends=True), vocab_size=vocab_size, show_progress=False)
