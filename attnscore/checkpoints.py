@@ -52,7 +52,6 @@ def run_code(model_cfg) -> dict:
 
 
 def run_folder(checkpoint_dir, model_cfg, cfg, token_files: dict) -> Path:
-    """This run's folder in checkpoint_dir, named by its run id."""
     return Path(checkpoint_dir) / identity.run_id(run_settings(model_cfg, cfg), token_files)
 
 

@@ -57,15 +57,18 @@ def file_digest(path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def fetch(url: str, timeout: float = 60.0) -> bytes:
-    """GET a URL with our own User-Agent (the WikiText mirror refuses Python's default)."""
+def fetch(url: str, checksum: tuple[str, str] | None = None, timeout: float = 60.0) -> bytes:
+    """GET a URL with our own User-Agent (the WikiText mirror refuses Python's default); with a
+    checksum (algorithm, hex digest), a download that does not match is refused."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        return response.read()
+        blob = response.read()
+    if checksum and (digest := hashlib.new(checksum[0], blob).hexdigest()) != checksum[1]:
+        raise DataError(f"{url}: {checksum[0]} {digest} does not match {checksum[1]}; not using it")
+    return blob
 
 
 def existing_file(path, fix: str) -> Path:
-    """`path`, where it is a file; else a DataError saying what it is instead, and `fix`."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {'is a directory, not a file' if path.is_dir() else 'file not found'}; {fix}")
@@ -127,12 +130,7 @@ def download_wikitext(release: str, out_dir, sources=None) -> str:
 
 
 def _from_zip(spec, url) -> dict:
-    blob = fetch(url)
-    algorithm, expected = spec["checksum"]
-    digest = hashlib.new(algorithm, blob).hexdigest()
-    if digest != expected:
-        raise DataError(f"{algorithm} {digest} of the download does not match {expected}")
-    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+    with zipfile.ZipFile(io.BytesIO(fetch(url, spec["checksum"]))) as archive:
         return {split: archive.read(spec["member"].format(split=split)) for split in SPLITS}
 
 

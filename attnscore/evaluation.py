@@ -22,8 +22,7 @@ def evaluate(model: DecoderLM, matrix: torch.Tensor, seq_len: int, dtype) -> tup
     total, count = torch.zeros((), device=device), 0
     for x, y in windows(shard_rows(matrix), seq_len):
         with autocast(device, dtype):
-            nll = model(to_device(x, device), to_device(y, device))
-        total += nll
+            total += model(to_device(x, device), to_device(y, device))
         count += y.numel()
     model.train()
     total, count = all_sum([total.item(), count], device)

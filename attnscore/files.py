@@ -88,9 +88,10 @@ def write_json(obj, path) -> None:
         Path(target).write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def write_csv(rows, path) -> None:
-    """A list of dicts, or a DataFrame (its header kept when it has no rows), as a CSV file, written atomically."""
+def write_csv(rows, path, columns=None) -> None:
+    """A list of dicts, or a DataFrame, as a CSV file, written atomically; `columns` are its header
+    and their order (the header is written even without rows)."""
     import pandas as pd
 
     with atomic_path(path) as target:
-        pd.DataFrame(rows).to_csv(target, index=False)
+        pd.DataFrame(rows, columns=columns).to_csv(target, index=False)

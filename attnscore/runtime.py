@@ -61,9 +61,8 @@ def check_device(name: str, processes: int = 1) -> None:
         return
     count = torch.cuda.device_count()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    has = f"this machine has {count or 'no'} CUDA GPU{'' if count == 1 else 's'}" + (
-        f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
-    )
+    masked = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
+    has = f"this machine has {count or 'no'} CUDA GPU{'' if count == 1 else 's'}{masked}"
     if int(name.partition(":")[2] or 0) >= count:
         raise RuntimeError(f"train.device is {name!r} but {has}; set train.device to 'auto', 'cpu' or a GPU it has")
     if processes > count:
@@ -104,8 +103,7 @@ def autocast_dtype(device: torch.device, precision: str = "auto"):
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def autocast(device: torch.device, dtype):
-    """Autocast to `dtype` on `device` (autocast_dtype's choice); None: plain fp32."""
+def autocast(device: torch.device, dtype):  # dtype: autocast_dtype's choice
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 

@@ -23,7 +23,7 @@ CURVE_COLUMNS = ("step", "epoch", "valid_loss", "flops")
 FLUSH_SECONDS = 10  # how stale a live view can be; saves and epoch ends flush at once
 
 
-def tensorboard(folder, resumed_step: int, log):
+def tensorboard(folder: Path, resumed_step: int, log):
     """The SummaryWriter of one run's event files. A run resumed after `resumed_step` steps purges
     the events a killed process logged after its checkpoint (TensorBoard's purge_step: readers drop
     every event of a later step logged before the restart), so each step shows once; a run starting
@@ -31,7 +31,6 @@ def tensorboard(folder, resumed_step: int, log):
     deleted)."""
     from torch.utils.tensorboard import SummaryWriter  # imports TensorBoard: only runs that train
 
-    folder = Path(folder)
     if resumed_step == 0:
         for old in sorted(folder.glob("events.out.tfevents.*")):
             log(f"removing {old}: this run starts from its first step")
@@ -41,13 +40,7 @@ def tensorboard(folder, resumed_step: int, log):
 
 
 def add_scalars(board, row: dict, tags: dict, step: int) -> None:
-    """The row's values under their tags (STEP_TAGS, EPOCH_TAGS or CURVE_TAGS), at `step`."""
-    for key, tag in tags.items():
-        board.add_scalar(tag, row[key], step)
-
-
-def steps_table(rows: list[dict], columns=COLUMNS):
-    """steps.csv's table (its header even without rows), or with CURVE_COLUMNS curve.csv's."""
-    import pandas as pd
-
-    return pd.DataFrame(rows, columns=list(columns))
+    """The row's values under their tags (STEP_TAGS, EPOCH_TAGS or CURVE_TAGS), at `step`, if there is a board."""
+    if board:  # None: not process 0, or no tensorboard_dir
+        for key, tag in tags.items():
+            board.add_scalar(tag, row[key], step)

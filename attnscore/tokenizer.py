@@ -1,7 +1,6 @@
 """Tokenizers: GPT-2's byte-level BPE from its published files, or a byte-level BPE trained on the
 train split; tokenizing a corpus into one token array per split."""
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -22,24 +21,13 @@ def download_gpt2_bpe(out_dir) -> None:
     for name, expected in GPT2_BPE.items():
         url = GPT2_BPE_URL.format(name=name)
         try:
-            blob = fetch(url)
+            blob = fetch(url, ("sha256", expected))
         except OSError as err:
             raise DataError(
                 f"could not download {url}: {err}; or set tokenizer.dir to a folder holding vocab.bpe and encoder.json"
             ) from err
-        digest = hashlib.sha256(blob).hexdigest()
-        if digest != expected:
-            raise DataError(f"{url}: sha256 {digest} does not match {expected}; not using it")
         with atomic_path(Path(out_dir) / name) as target:
             Path(target).write_bytes(blob)
-
-
-def check_gpt2_bpe(bpe_dir) -> None:
-    for name, expected in GPT2_BPE.items():
-        fix = f"set tokenizer.dir to the folder holding GPT-2's {name}, or null to download it"
-        path = existing_file(Path(bpe_dir) / name, fix)
-        if file_digest(path) != expected:
-            raise DataError(f"{path}: sha256 does not match GPT-2's {name} ({expected}); replace the file")
 
 
 def build_tokenizer(kind: str, train_text: str = "", bpe_dir=None, vocab_size: int = 4096):
@@ -47,7 +35,11 @@ def build_tokenizer(kind: str, train_text: str = "", bpe_dir=None, vocab_size: i
     from tokenizers import ByteLevelBPETokenizer
 
     if kind == "gpt2":
-        check_gpt2_bpe(bpe_dir)
+        for name, expected in GPT2_BPE.items():
+            fix = f"set tokenizer.dir to the folder holding GPT-2's {name}, or null to download it"
+            path = existing_file(Path(bpe_dir) / name, fix)
+            if file_digest(path) != expected:
+                raise DataError(f"{path}: sha256 does not match GPT-2's {name} ({expected}); replace the file")
         return ByteLevelBPETokenizer(vocab=str(Path(bpe_dir) / "encoder.json"), merges=str(Path(bpe_dir) / "vocab.bpe"))
     tokenizer = ByteLevelBPETokenizer()
     tokenizer.train_from_iterator(train_text.splitlines(keepends=True), vocab_size=vocab_size, show_progress=False)

@@ -53,10 +53,8 @@ def batchify(tokens, batch_size: int) -> torch.Tensor:
 
 
 def windows(matrix: torch.Tensor, seq_len: int):
-    """(input, target) pairs of up to seq_len columns, targets shifted one token ahead."""
-    for start in range(0, matrix.shape[1] - 1, seq_len):
-        length = min(seq_len, matrix.shape[1] - 1 - start)
-        yield matrix[:, start : start + length], matrix[:, start + 1 : start + 1 + length]
+    """(input, target) pairs of up to seq_len columns (views), targets shifted one token ahead."""
+    return zip(matrix[:, :-1].split(seq_len, dim=1), matrix[:, 1:].split(seq_len, dim=1), strict=True)
 
 
 def num_windows(matrix: torch.Tensor, seq_len: int) -> int:

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from attnscore import checkpoints, kind_checks, steplog
-from attnscore.evaluation import perplexity
+from attnscore.evaluation import evaluate, perplexity
 from attnscore.files import Explained, write_json
 from attnscore.loop_state import TrainingState
 from attnscore.model import ModelConfig
@@ -97,8 +97,7 @@ def train(
                 row = epoch_metrics(trainer, state.totals(trainer.device), eval_splits)
                 trainer.check_losses(row, at(state), kept)
                 log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-                if board:
-                    steplog.add_scalars(board, row, steplog.EPOCH_TAGS, state.steps_done(steps))
+                steplog.add_scalars(board, row, steplog.EPOCH_TAGS, state.steps_done(steps))
                 if cfg.eval_every:
                     curve_point(trainer, state, curve, board, state.steps_done(steps))
                 else:
@@ -120,21 +119,19 @@ def resume(trainer: Trainer, folder: Path, eval_splits: dict, log, settings: dic
     if saved is None:
         return TrainingState(), None
     cfg = trainer.cfg
-    # A run trained beyond cfg.epochs is cut here; it is neither trained nor saved further.
-    history = saved["history"][: cfg.epochs]
     if saved["eval_batch_size"] != cfg.eval_batch_size:
         was, now = saved["eval_batch_size"], cfg.eval_batch_size
         log(f"train.eval_batch_size changed from {was} to {now}: evaluating each saved epoch again")
-        for row in history:  # each saved epoch's model, measured again
+        for row in saved["history"][: cfg.epochs]:  # each saved epoch's model, measured again
             trainer.model.load_state_dict(checkpoints.load_epoch(folder, row["epoch"])["model"])
             row.update(evaluate_splits(trainer, eval_splits))
-    state = checkpoints.restore(trainer, saved)
-    state.history = history
+    # A run trained beyond cfg.epochs is cut here; it is neither trained nor saved further.
+    state = checkpoints.restore(trainer, saved).up_to(cfg.epochs)
     if not cfg.eval_every:  # the curve is the epochs' validation loss
-        loss = {row["epoch"]: row["valid_loss"] for row in history}
+        loss = {row["epoch"]: row["valid_loss"] for row in state.history}
         state.curve = [{**point, "valid_loss": loss[point["epoch"]]} for point in state.curve if point["epoch"] in loss]
     kept = position(path, state)
-    for row in history:
+    for row in state.history:
         trainer.check_losses(row, f"in saved epoch {row['epoch']}", kept)
     done = state.epoch >= cfg.epochs
     log(f"nothing to train: {kept} has reached train.epochs={cfg.epochs}" if done else f"resuming from {kept}")
@@ -207,8 +204,7 @@ def log_row(trainer: Trainer, state: TrainingState, steps_per_epoch: int, board)
         "tokens_per_s": totals.interval_count / state.interval_seconds,
     }
     state.close_interval(row)
-    if board:
-        steplog.add_scalars(board, row, steplog.STEP_TAGS, row["step"])
+    steplog.add_scalars(board, row, steplog.STEP_TAGS, row["step"])
 
 
 def curve_windows(valid_tokens, cfg: TrainConfig) -> torch.Tensor:
@@ -223,10 +219,9 @@ def curve_point(trainer: Trainer, state: TrainingState, curve: torch.Tensor, boa
     """Evaluate the curve's windows after `step` optimizer steps (by every process together) and
     keep the point in state; returns the seconds that took."""
     started = time.perf_counter()
-    nll, count = trainer.evaluate(curve)
+    nll, count = evaluate(trainer.model, curve, trainer.cfg.seq_len, trainer.dtype)
     point = state.add_curve_point(step, nll / count)
-    if board:
-        steplog.add_scalars(board, point, steplog.CURVE_TAGS, step)
+    steplog.add_scalars(board, point, steplog.CURVE_TAGS, step)
     return time.perf_counter() - started
 
 
@@ -243,7 +238,7 @@ def epoch_metrics(trainer: Trainer, totals: TrainingState, eval_splits: dict) ->
 def evaluate_splits(trainer: Trainer, eval_splits: dict) -> dict:
     row = {}
     for split, matrix in eval_splits.items():
-        nll, n = trainer.evaluate(matrix)
+        nll, n = evaluate(trainer.model, matrix, trainer.cfg.seq_len, trainer.dtype)
         row[f"{split}_loss"], row[f"{split}_ppl"] = nll / n, perplexity(nll, n)
     return row
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from attnscore.evaluation import evaluate
 from attnscore.files import Explained
 from attnscore.model import DecoderLM, ModelConfig
 from attnscore.runtime import autocast, autocast_dtype, pick_device, rank_and_world
@@ -88,8 +87,7 @@ def gradient_norm(parameters) -> torch.Tensor:
 
 
 class Trainer:
-    """A model, its optimizer, learning-rate schedule and grad scaler. `total_steps` (the run's
-    optimizer steps) is where a cosine schedule ends."""
+    """`total_steps` (the run's optimizer steps) is where a cosine schedule ends."""
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, total_steps: int):
         self.cfg = cfg
@@ -147,9 +145,6 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return nll.detach(), norm.detach()
 
-    def evaluate(self, matrix: torch.Tensor) -> tuple[float, int]:
-        return evaluate(self.model, matrix, self.cfg.seq_len, self.dtype)
-
     def check_sane(self, what: str, value: float, *, where: str, kept: str | None, bounded=True) -> None:
         """Stop at a NaN or inf value, or (`bounded`: a loss) one worse than a uniform guess over the
         vocabulary by DIVERGED_ABOVE_UNIFORM nats, saying where it was seen, with which kind, learning
@@ -163,12 +158,10 @@ class Trainer:
             problem = "became NaN/inf"
         keeps = f"the last good checkpoint, {kept}, is kept" if kept else "there is no earlier checkpoint of this run"
         precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "fp32")
-        advice = "lower train.lr" + (
-            ", or use precision bf16 or fp32 (fp16 overflows first)" if precision == "fp16" else ""
-        )
+        fp16 = ", or use precision bf16 or fp32 (fp16 overflows first)" if precision == "fp16" else ""
         raise TrainingDiverged(
             f"the run diverged: {what} {problem} {where}; {keeps}. Attention kind {self.model.cfg.attention!r} at "
-            f"train.lr={self.cfg.lr:g}, precision {precision}: {advice}, or check the kind's numerics"
+            f"train.lr={self.cfg.lr:g}, precision {precision}: lower train.lr{fp16}, or check the kind's numerics"
         )
 
     def check_losses(self, row: dict, where: str, kept: str | None) -> None:

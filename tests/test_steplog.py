@@ -2,9 +2,11 @@
 run, exactly once each after a crash and a resume, nothing new for a run that trains nothing;
 their values are the interval's mean loss, the scheduled learning rate and the unclipped norm."""
 
+import pandas as pd
 import pytest
 
 from attnscore import steplog, train
+from attnscore.files import write_csv
 from attnscore.trainer import lr_factor
 from helpers import events, tiny_run_folder, tiny_training, train_config
 
@@ -21,7 +23,8 @@ def test_a_short_run_logs_every_interval_and_epoch_once(token_files, tmp_path):
     state = tiny_training(token_files, tmp_path / "ckpt", tensorboard_dir=tmp_path / "tb", log_every=10)
     assert [row["step"] for row in state.steps] == LOGGED
     assert [row["epoch"] for row in state.steps] == [1] * 7 + [2] * 7
-    table = steplog.steps_table(state.steps)
+    write_csv(state.steps, tmp_path / "steps.csv", steplog.COLUMNS)
+    table = pd.read_csv(tmp_path / "steps.csv")
     assert list(table.columns) == list(steplog.COLUMNS) and list(table["step"]) == LOGGED
     assert (table["train_loss"] > 0).all() and (table["grad_norm"] > 0).all() and (table["tokens_per_s"] > 0).all()
     assert table["train_loss"].iloc[-1] < table["train_loss"].iloc[0]  # it learns

@@ -5,7 +5,7 @@ from attnscore.launch import train_distributed
 from attnscore.model import ModelConfig, training_flops_per_token
 from attnscore.provenance import collect
 from attnscore.runtime import device_name, pick_device
-from attnscore.steplog import CURVE_COLUMNS, steps_table
+from attnscore.steplog import COLUMNS, CURVE_COLUMNS
 from attnscore.tokens import check_batch_sizes, read_vocab_size
 from attnscore.train import train
 from attnscore.trainer import TrainConfig
@@ -33,9 +33,9 @@ with log_to(snakemake.log[0]):
     )
     export_best(run_folder(checkpoint_dir, model_cfg, cfg, token_files), state.history, snakemake.output.model)
     write_csv(state.history, snakemake.output.metrics)
-    write_csv(steps_table(state.steps), snakemake.output.steps)
+    write_csv(state.steps, snakemake.output.steps, COLUMNS)
     flops_per_step = training_flops_per_token(model_cfg, cfg.seq_len) * cfg.batch_size * cfg.seq_len
     curve = [{**point, "flops": point["step"] * flops_per_step} for point in state.curve]
-    write_csv(steps_table(curve, CURVE_COLUMNS), snakemake.output.curve)
+    write_csv(curve, snakemake.output.curve, CURVE_COLUMNS)
     device = pick_device(cfg.device)
     write_json(collect(snakemake.config, f"{device} ({device_name(device)})", cfg.seed), snakemake.output.provenance)
