@@ -87,7 +87,8 @@ def gradient_norm(parameters) -> torch.Tensor:
 
 
 class Trainer:
-    """`total_steps` (the run's optimizer steps) is where a cosine schedule ends."""
+    """A model, its optimizer, learning-rate schedule and grad scaler. `total_steps` (the run's
+    optimizer steps) is where a cosine schedule ends."""
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, total_steps: int):
         self.cfg = cfg
