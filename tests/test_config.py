@@ -45,6 +45,14 @@ def test_every_model_and_train_setting_has_a_required_config_key():
         TrainConfig(**config["train"], seed=config["seeds"][0])
 
 
+def test_the_model_defaults_are_the_reference_config():
+    """ModelConfig's defaults, the model a package user gets, are config/config.yaml's reference
+    model (but for attention_options: a kind's options default to its register declaration)."""
+    reference = {key: value for key, value in load("config.yaml")["model"].items() if key != "attention_options"}
+    defaults = vars(ModelConfig(vocab_size=1))
+    assert {key: defaults[key] for key in reference} == reference
+
+
 def broken(path, value):
     config = load("config.yaml")
     *parents, key = path
