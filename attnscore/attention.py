@@ -10,6 +10,7 @@ itself when its module is imported, which ``model.attention_plugins`` asks for (
 import importlib
 import inspect
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,7 +63,10 @@ def register(
         problem = _signature_problem(fn, options, parameters)
         if problem:
             raise ValueError(f"attention kind {name!r}: {problem}")
-        fn.declaration = Kind(options, tuple(parameters))
+        # The module calling register (not always fn's own, for register("x")(f) with f imported):
+        # its code identity reaches fn's module through its imports, as the workflow's does.
+        registering = sys._getframe(1).f_globals.get("__file__") or inspect.getsourcefile(fn)
+        fn.declaration = Kind(options, tuple(parameters), Path(registering))
         fn.head_parameters = parameters
         fn.score_flops = score_flops
         KINDS[name] = fn
@@ -109,7 +113,7 @@ def load_plugins(modules) -> None:
 def source_of(kind: str, plugins=()) -> Path:
     """The file of the module that registers a kind."""
     load_plugins(plugins)
-    return Path(inspect.getsourcefile(get(kind)))
+    return get(kind).declaration.source
 
 
 def get(kind: str) -> Callable:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from attnscore import codeid, kinds
+from attnscore import attention, codeid, kinds
 from helpers import ROOT
 
 SCRIPTS = ROOT / "workflow" / "scripts"
@@ -125,6 +125,27 @@ def test_a_plugin_wrapping_a_built_in_kind_changes_with_the_built_in_module(tmp_
     module = ".".join(SOURCES["euclid"].relative_to(codeid.PACKAGE.parent).with_suffix("").parts)
     write(tmp_path / "wrapping.py", f"from {module} import *\n")
     assert SOURCES["euclid"] in codeid.reach([tmp_path / "wrapping.py"])
+
+
+def test_a_kind_registered_by_another_module_than_its_functions_has_the_registering_ones_code(tmp_path, monkeypatch):
+    """register("x", ...)(f) with f imported: the train job's run id covers the registering module,
+    which reaches f's, as the workflow's code version does; an edit of either changes it."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(attention, "KINDS", dict(attention.KINDS))
+    write(tmp_path / "scores_lib.py", "def scaled(q, k, v, causal=True, dropout_p=0.0, **options):\n    return v\n")
+    registers = (
+        'from attnscore.attention import register\nfrom scores_lib import scaled\n\nregister("elsewhere")(scaled)\n'
+    )
+    write(tmp_path / "registers.py", registers)
+    try:
+        source = attention.source_of("elsewhere", ["registers"])
+        assert source == kinds.known_kinds(["registers"])[0]["elsewhere"].source == tmp_path / "registers.py"
+        before = codeid.run_code("elsewhere", source)
+        write(tmp_path / "registers.py", registers + "scaled.__defaults__ = (True, 0.5)\n")
+        assert codeid.run_code("elsewhere", source) != before
+    finally:
+        for module in ("registers", "scores_lib"):
+            sys.modules.pop(module, None)
 
 
 def test_imports_anywhere_in_a_file_count_and_nothing_is_imported(tmp_path, monkeypatch):
