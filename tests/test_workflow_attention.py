@@ -24,7 +24,10 @@ def work(tiny_experiment, tmp_path_factory):
     work = copy_finished(tiny_experiment[0], tmp_path_factory.mktemp("attention"))
     for name in ADDED:
         path = work / RESULTS / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     finished = {path: path.stat().st_mtime_ns for path in (work / RESULTS).rglob("*") if path.is_file()}
     return work, snakemake(work, "--configfile", "config/tiny.yaml").log, finished
 
